@@ -1,0 +1,103 @@
+"""lmprog: program language models with plain Python.
+
+Light names are imported eagerly; heavy ones (the LM client, the optimizers, static analysis,
+evaluation) load on first access so that ``import lmprog`` stays fast and never imports litellm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lmprog.data import Example, load_dataset, split
+from lmprog.errors import (
+    BudgetExceededError,
+    DatasetError,
+    EvaluationError,
+    LmprogError,
+    LMError,
+    MissingDependencyError,
+    OutputParseError,
+    PromptFileError,
+    SignatureError,
+    TransientLMError,
+    UsageError,
+)
+from lmprog.function import LMFunction, lm_function
+from lmprog.settings import configure, context
+from lmprog.trace import trace, traced
+from lmprog.usage import Usage
+
+if TYPE_CHECKING:
+    from lmprog import metrics
+    from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
+    from lmprog.lm import LM, BaseLM, Completion
+    from lmprog.optimize import Budget, OptimizationResult, optimize
+    from lmprog.source import ProgramSource, analyze
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "LM": "lmprog.lm",
+    "BaseLM": "lmprog.lm",
+    "Completion": "lmprog.lm",
+    "evaluate": "lmprog.evaluate",
+    "EvaluationResult": "lmprog.evaluate",
+    "ExampleResult": "lmprog.evaluate",
+    "optimize": "lmprog.optimize",
+    "Budget": "lmprog.optimize",
+    "OptimizationResult": "lmprog.optimize",
+    "analyze": "lmprog.source",
+    "ProgramSource": "lmprog.source",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "metrics":
+        value = importlib.import_module("lmprog.metrics")
+        globals()[name] = value
+        return value
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lmprog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "LM",
+    "BaseLM",
+    "Budget",
+    "BudgetExceededError",
+    "Completion",
+    "DatasetError",
+    "EvaluationError",
+    "EvaluationResult",
+    "Example",
+    "ExampleResult",
+    "LMError",
+    "LMFunction",
+    "LmprogError",
+    "MissingDependencyError",
+    "OptimizationResult",
+    "OutputParseError",
+    "ProgramSource",
+    "PromptFileError",
+    "SignatureError",
+    "TransientLMError",
+    "Usage",
+    "UsageError",
+    "__version__",
+    "analyze",
+    "configure",
+    "context",
+    "evaluate",
+    "lm_function",
+    "load_dataset",
+    "metrics",
+    "optimize",
+    "split",
+    "trace",
+    "traced",
+]

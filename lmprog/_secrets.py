@@ -1,0 +1,35 @@
+"""Keep API keys out of everything lmprog writes (traces, caches, prompt files, reports)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+_SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|AUTH)", re.IGNORECASE)
+_SECRET_PARAM = re.compile(r"(api_?key|secret|password|authorization|headers|^token$|access_token)", re.I)
+REDACTED = "[REDACTED]"
+
+
+def is_secret_param(name: str) -> bool:
+    """A keyword argument that may hold a credential (``api_key``, ``headers``...)."""
+    return bool(_SECRET_PARAM.search(name))
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables that look like credentials (long enough to be real)."""
+    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+
+
+def redact(obj: Any, secrets: list[str] | None = None) -> Any:
+    """A copy of a JSON-like object with secret parameters and known secret values removed."""
+    values = secret_values() if secrets is None else secrets
+    if isinstance(obj, dict):
+        return {k: REDACTED if isinstance(k, str) and is_secret_param(k) else redact(v, values) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact(v, values) for v in obj]
+    if isinstance(obj, str) and values:
+        for v in values:
+            if v in obj:
+                obj = obj.replace(v, REDACTED)
+    return obj

@@ -1,0 +1,1 @@
+"""Implementation of :mod:`lmprog.source` (static analysis with libcst)."""

@@ -1,0 +1,115 @@
+"""Every exception lmprog raises, split by meaning under one root."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class LmprogError(Exception):
+    """Root of all lmprog errors."""
+
+
+class UsageError(LmprogError):
+    """The developer used lmprog wrongly (bad annotation, bad argument, bad configuration).
+
+    When the problem is in a user's function, the message names the function, its file and line.
+    """
+
+    def __init__(
+        self, message: str, *, function: str | None = None, file: str | None = None, line: int | None = None
+    ) -> None:
+        self.function = function
+        self.file = file
+        self.line = line
+        where = ""
+        if function is not None:
+            where = f"{function}"
+            if file is not None:
+                where += f" ({file}:{line})" if line is not None else f" ({file})"
+            where += ": "
+        super().__init__(where + message)
+
+
+class SignatureError(UsageError):
+    """An lm_function's signature cannot be turned into prompt fields (for example an unsupported hint)."""
+
+
+class OutputParseError(LmprogError):
+    """The model's output could not be parsed into the declared return type, after every retry.
+
+    ``raw`` is the last completion, ``errors`` the validation errors of that last attempt and
+    ``attempts`` how many completions were tried.
+    """
+
+    def __init__(self, function: str, raw: str, errors: Sequence[str], attempts: int) -> None:
+        self.function = function
+        self.raw = raw
+        self.errors = list(errors)
+        self.attempts = attempts
+        shown = raw if len(raw) <= 300 else raw[:300] + "..."
+        super().__init__(
+            f"{function}: could not parse the model output after {attempts} attempt(s): "
+            f"{'; '.join(self.errors)}. Last completion: {shown!r}"
+        )
+
+
+class LMError(LmprogError):
+    """The language model provider failed (after retries where the failure was transient)."""
+
+    def __init__(self, message: str, *, model: str | None = None, status_code: int | None = None) -> None:
+        self.model = model
+        self.status_code = status_code
+        super().__init__(f"{model}: {message}" if model else message)
+
+
+class TransientLMError(LMError):
+    """A failure worth retrying: timeout, rate limit (429), server error (5xx), dropped connection,
+    or an empty completion. ``retry_after`` is the provider's hint in seconds, if it gave one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, model=model, status_code=status_code)
+
+
+class MissingDependencyError(UsageError, ImportError):
+    """An optional dependency is not installed; the message names the exact install command."""
+
+
+class BudgetExceededError(LmprogError):
+    """A ``Budget`` cap was reached; ``what`` names the cap (calls, cost, trials)."""
+
+    def __init__(self, what: str, limit: Any, used: Any) -> None:
+        self.what = what
+        self.limit = limit
+        self.used = used
+        super().__init__(f"budget exhausted: {what} limit {limit} reached (used {used})")
+
+
+class DatasetError(LmprogError):
+    """A data set row or file is malformed; the message names the file, the row and the problem."""
+
+
+class PromptFileError(LmprogError):
+    """A prompt file is corrupt or unreadable; the message names the path and the line."""
+
+
+class EvaluationError(LmprogError):
+    """An evaluation stopped early: more examples failed than ``max_errors`` allows.
+
+    ``result`` is the partial ``EvaluationResult`` (the examples finished before the stop).
+    """
+
+    def __init__(self, message: str, result: Any) -> None:
+        self.result = result
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.result))

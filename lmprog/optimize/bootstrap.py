@@ -1,0 +1,214 @@
+"""Few-shot optimizers: labeled demos, bootstrapped demos (DSPy's BootstrapFewShot algorithm) and a
+random search over bootstrapped demo sets.
+
+Bootstrapping runs the program on training examples with tracing on, keeps the runs that pass the
+metric, and turns every lm_function call inside them into a demonstration for that function, so
+intermediate lm_functions that have no labels of their own get demos too.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lmprog import settings
+from lmprog.errors import BudgetExceededError
+from lmprog.function import LMFunction, State
+from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
+from lmprog.optimize.demos import Demo, demos_from_traces, sample_labeled
+
+logger = logging.getLogger("lmprog.optimize")
+
+
+def _passes(score: float | None, threshold: float | None) -> bool:
+    if score is None:
+        return False
+    return score >= threshold if threshold is not None else bool(score)
+
+
+@dataclass
+class Bootstrapped:
+    """Demos per function from passing traces, and which training examples produced them."""
+
+    demos: dict[LMFunction, list[Demo]]
+    used: set[int]
+    runs: int = 0
+    passed: int = 0
+
+
+class LabeledFewShot(Optimizer):
+    """Attach up to ``k`` labeled training examples as demos to every lm_function they fit."""
+
+    name = "labeled"
+
+    def __init__(self, k: int = 4) -> None:
+        self.k = k
+
+    def run(self, task: Task) -> OptimizationResult:
+        rng = random.Random(task.seed)
+        states = {
+            fn: State(demos=tuple(sample_labeled(fn, task.trainset, self.k, rng))) for fn in task.functions
+        }
+        return OptimizationResult(self.name, states, score=None, seed=task.seed)
+
+
+class BootstrapFewShot(Optimizer):
+    """DSPy's BootstrapFewShot: demos from the program's own successful runs.
+
+    The training set is run in chunks (stopping once every lm_function has
+    ``max_bootstrapped_demos``); a run passes when its metric value is truthy, or at least
+    ``metric_threshold`` when one is given. Rounds after the first retry the examples that failed
+    at ``temperature`` with a distinct cache rollout, so new samples are drawn. Each function's
+    demos are its bootstrapped demos, topped up with labeled training examples not used for
+    bootstrapping up to ``max_labeled_demos`` in total.
+    """
+
+    name = "bootstrap"
+
+    def __init__(
+        self,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 4,
+        max_rounds: int = 2,
+        metric_threshold: float | None = None,
+        temperature: float = 0.7,
+    ) -> None:
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.max_rounds = max_rounds
+        self.metric_threshold = metric_threshold
+        self.temperature = temperature
+
+    def bootstrap(self, task: Task, order: list[int], *, max_demos: int | None = None) -> Bootstrapped:
+        """Run training examples (in ``order``) until every function has enough demos."""
+        want = self.max_bootstrapped_demos if max_demos is None else max_demos
+        found = Bootstrapped({fn: [] for fn in task.functions}, set())
+        if want <= 0:
+            return found
+        chunk = max(task.threads, want)
+        for rnd in range(self.max_rounds):
+            pending = [i for i in order if i not in found.used]
+            overrides = {} if rnd == 0 else {"temperature": self.temperature, "rollout": rnd}
+            for start in range(0, len(pending), chunk):
+                if self._enough(found, want):
+                    return found
+                batch = pending[start : start + chunk]
+                with settings.context(**overrides):
+                    result = task.evaluate([task.trainset[i] for i in batch])
+                found.runs += len(batch)
+                for i, res in zip(batch, result.results, strict=True):
+                    if res.error is not None or not _passes(res.score, self.metric_threshold):
+                        continue
+                    found.passed += 1
+                    found.used.add(i)
+                    spans = res.trace.spans if res.trace is not None else []
+                    for fn, demos in demos_from_traces(found.demos, spans).items():
+                        if fn not in found.demos:
+                            found.demos[fn] = []
+                        found.demos[fn].extend(demos)
+            if self._enough(found, want):
+                break
+        return found
+
+    @staticmethod
+    def _enough(found: Bootstrapped, want: int) -> bool:
+        return bool(found.demos) and all(len(d) >= want for d in found.demos.values())
+
+    def states_from(
+        self, task: Task, found: Bootstrapped, rng: random.Random, max_boot: int | None = None
+    ) -> dict[LMFunction, State]:
+        k_boot = self.max_bootstrapped_demos if max_boot is None else max_boot
+        unused = [ex for i, ex in enumerate(task.trainset) if i not in found.used]
+        states = {}
+        for fn in task.functions:
+            boot = found.demos.get(fn, [])[:k_boot]
+            labeled = sample_labeled(fn, unused, self.max_labeled_demos - len(boot), rng)
+            states[fn] = State(demos=tuple(boot + labeled))
+        return states
+
+    def run(self, task: Task) -> OptimizationResult:
+        rng = random.Random(task.seed)
+        order = list(range(len(task.trainset)))
+        rng.shuffle(order)
+        stopped = None
+        try:
+            found = self.bootstrap(task, order)
+        except BudgetExceededError as e:
+            stopped, found = e.what, Bootstrapped({fn: [] for fn in task.functions}, set())
+        states = self.states_from(task, found, rng)
+        logger.info("bootstrap: %d of %d training runs passed", found.passed, found.runs)
+        return OptimizationResult(
+            self.name,
+            states,
+            score=None,
+            seed=task.seed,
+            stopped_by=stopped,
+            details={"runs": found.runs, "passed": found.passed},
+        )
+
+
+class RandomSearch(BootstrapFewShot):
+    """Score several candidate demo sets on the validation set and keep the best.
+
+    Candidates: no demos, labeled demos only, bootstrapped demos in a seeded order, then
+    ``num_candidates`` more bootstrapped sets from shuffled training sets with a random number of
+    demos each. ``Budget.max_trials`` caps how many candidates are scored.
+    """
+
+    name = "random_search"
+
+    def __init__(self, num_candidates: int = 6, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.num_candidates = num_candidates
+
+    def run(self, task: Task) -> OptimizationResult:
+        candidates: list[Candidate] = []
+        stopped = None
+        best: Candidate | None = None
+        try:
+            for label, states in self.candidate_states(task):
+                if task.budget.max_trials is not None and len(candidates) >= task.budget.max_trials:
+                    stopped = "max_trials"
+                    break
+                result = task.evaluate(task.valset, states)
+                cand = Candidate(states, result.score, label, len(task.valset))
+                candidates.append(cand)
+                logger.info("random_search: %s scored %.1f", label, result.score)
+                if best is None or (cand.score or 0) > (best.score or 0):
+                    best = cand
+        except BudgetExceededError as e:
+            stopped = e.what
+        if best is None:
+            best = Candidate({fn: State() for fn in task.functions}, None, "zero-shot")
+        baseline = candidates[0].score if candidates else None
+        return OptimizationResult(
+            self.name,
+            best.states,
+            score=best.score,
+            baseline_score=baseline,
+            candidates=candidates,
+            seed=task.seed,
+            stopped_by=stopped,
+        )
+
+    def candidate_states(self, task: Task) -> Iterator[tuple[str, dict[LMFunction, State]]]:
+        """Candidate states, made lazily (each bootstrap reuses the response cache)."""
+        yield ("zero-shot", {fn: State() for fn in task.functions})
+        rng = random.Random(task.seed)
+        yield (
+            "labeled",
+            {
+                fn: State(demos=tuple(sample_labeled(fn, task.trainset, self.max_labeled_demos, rng)))
+                for fn in task.functions
+            },
+        )
+        for k in range(self.num_candidates):
+            crng = random.Random(task.seed * 1000 + k)
+            order = list(range(len(task.trainset)))
+            if k > 0:
+                crng.shuffle(order)
+            n_boot = self.max_bootstrapped_demos if k == 0 else crng.randint(1, self.max_bootstrapped_demos)
+            found = self.bootstrap(task, order, max_demos=n_boot)
+            yield (f"bootstrap #{k} ({n_boot} demos)", self.states_from(task, found, crng, n_boot))

@@ -1,0 +1,447 @@
+"""MIPRO-style optimization: grounded instruction proposals x bootstrapped demo sets, searched with
+optuna TPE on validation minibatches, with full evaluations of the most promising configurations.
+
+Steps (each persisted in optuna storage as it completes, so a killed run resumes where it stopped
+and, with the response cache, repeats no LM call):
+
+1. demo sets: ``num_demo_sets`` bootstrapped sets per lm_function, plus the empty set;
+2. a data summary (computed statistics + the proposer's description of a sample);
+3. the baseline: the original program, fully evaluated;
+4. rounds of search: each round the proposer writes new instructions per function, seeing the
+   program listing from ``analyze()``, the function, the data summary, demos, a random tip and the
+   scores of earlier rounds' instructions (so later rounds learn from earlier ones); a TPE study
+   searches the round's instruction x demo-set space on minibatches; every ``full_eval_every``
+   trials and at the end of a round the best configuration by mean minibatch score is evaluated on
+   the whole validation set;
+5. the result is the best configuration by full evaluation (the baseline included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lmprog.errors import BudgetExceededError
+from lmprog.function import State
+from lmprog.optimize import register_optimizer
+from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
+from lmprog.optimize.bootstrap import BootstrapFewShot
+from lmprog.optimize.propose import GroundedProposer
+from lmprog.optimize.search import (
+    Space,
+    config_from_attrs,
+    instruction_scores,
+    minibatch_means,
+    open_storage,
+)
+from lmprog.promptfile import function_id
+
+if TYPE_CHECKING:
+    import optuna
+
+logger = logging.getLogger("lmprog.optimize.mipro")
+
+
+class MIPRO(Optimizer):
+    """Source-grounded instruction proposals + Bayesian search over instructions and demos.
+
+    ``num_instructions``: instruction candidates per function over all rounds (the original
+    included); ``num_demo_sets``: bootstrapped demo sets per function (plus the empty set);
+    ``num_trials``: minibatch trials over all rounds; ``rounds``: proposal rounds;
+    ``proposer_lm``: the LM writing proposals (default: the task LM); ``storage``: an optuna
+    storage URL or SQLite path (default ``.lmprog/optuna.db``); ``cost_aware``: also minimize
+    prompt tokens (multi-objective) and report the Pareto front.
+    """
+
+    name = "mipro"
+
+    def __init__(
+        self,
+        num_instructions: int = 5,
+        num_demo_sets: int = 3,
+        max_bootstrapped_demos: int = 3,
+        max_labeled_demos: int = 3,
+        num_trials: int = 16,
+        minibatch_size: int = 16,
+        full_eval_every: int = 4,
+        rounds: int = 2,
+        proposer_lm: Any = None,
+        storage: str | None = None,
+        study_name: str | None = None,
+        cost_aware: bool = False,
+        metric_threshold: float | None = None,
+        listing_tokens: int = 600,
+        tips: bool = True,
+    ) -> None:
+        self.num_instructions = max(1, num_instructions)
+        self.num_demo_sets = max(0, num_demo_sets)
+        self.num_trials = max(1, num_trials)
+        self.minibatch_size = max(1, minibatch_size)
+        self.full_eval_every = max(1, full_eval_every)
+        self.rounds = max(1, rounds)
+        self.proposer_lm = proposer_lm
+        self.storage = storage
+        self.study_name = study_name
+        self.cost_aware = cost_aware
+        self.listing_tokens = listing_tokens
+        self.tips = tips
+        self.bootstrapper = BootstrapFewShot(
+            max_bootstrapped_demos=max_bootstrapped_demos,
+            max_labeled_demos=max_labeled_demos,
+            metric_threshold=metric_threshold,
+        )
+
+    # -- planning --------------------------------------------------------------------------------
+    def estimate_calls(self, task: Task) -> int:
+        """An upper estimate of the LM calls of a fresh run (cache hits make the real count lower)."""
+        per_example = max(1, len(task.functions))
+        val = max(1, len(task.valset))
+        batch = min(self.minibatch_size, val)
+        boot = self.num_demo_sets * min(len(task.trainset), 2 * max(task.threads, 8)) * per_example
+        proposals = 1 + len(task.functions) * (self.num_instructions - 1) * 2
+        trials = self.num_trials * batch * per_example
+        full = (1 + math.ceil(self.num_trials / self.full_eval_every) + self.rounds) * val * per_example
+        return boot + proposals + trials + full
+
+    def _study_key(self, task: Task) -> str:
+        if self.study_name:
+            return self.study_name
+        ident = {
+            "functions": [function_id(f) + ":" + f.signature_hash for f in task.functions],
+            "train": _fingerprint(task.trainset),
+            "val": _fingerprint(task.valset),
+            "seed": task.seed,
+            "config": [
+                self.num_instructions,
+                self.num_demo_sets,
+                self.num_trials,
+                self.minibatch_size,
+                self.full_eval_every,
+                self.rounds,
+                self.cost_aware,
+                self.bootstrapper.max_bootstrapped_demos,
+                self.bootstrapper.max_labeled_demos,
+            ],
+        }
+        return "mipro-" + hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    # -- the run -----------------------------------------------------------------------------------
+    def run(self, task: Task) -> OptimizationResult:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(self.storage)
+        key = self._study_key(task)
+        meta = optuna.create_study(study_name=key, storage=storage, load_if_exists=True)
+        ids = [function_id(fn) for fn in task.functions]
+        estimate = self.estimate_calls(task)
+        logger.info("mipro: study %s; estimated LM calls (upper bound, before cache): %d", key, estimate)
+        run = _Run(self, task, meta, ids, storage)
+        stopped = None
+        try:
+            run.prepare()
+            run.baseline()
+            for r in range(self.rounds):
+                run.search_round(r)
+        except BudgetExceededError as e:
+            stopped = e.what
+            logger.warning("mipro: budget exhausted (%s); returning the best result so far", e.what)
+        return run.result(stopped, estimate, key)
+
+
+class _Run:
+    """The state of one MIPRO run, read from and written to its optuna studies."""
+
+    def __init__(
+        self, opt: MIPRO, task: Task, meta: optuna.Study, ids: list[str], storage: optuna.storages.BaseStorage
+    ) -> None:
+        self.opt = opt
+        self.storage = storage
+        self.task = task
+        self.meta = meta
+        self.ids = ids
+        self.demo_sets: dict[str, list[list[dict[str, Any]]]] = {}
+        self.summary = ""
+        self.spaces: dict[int, Space] = {}
+        self.trials_done = 0
+        self.proposer: GroundedProposer | None = None
+
+    # persisted attributes --------------------------------------------------------------------
+    def _attr(self, name: str) -> Any:
+        return self.meta.user_attrs.get(name)
+
+    def _set(self, name: str, value: Any) -> None:
+        self.meta.set_user_attr(name, value)
+
+    @property
+    def full_evals(self) -> dict[str, dict[str, Any]]:
+        return dict(self._attr("full_evals") or {})
+
+    def _record_full(self, space_round: int, config: Mapping[str, tuple[int, int]], score: float, tokens: float) -> None:
+        space = self.spaces[space_round]
+        evals = self.full_evals
+        evals[space.key(config)] = {
+            "round": space_round,
+            "config": {k: list(v) for k, v in config.items()},
+            "score": score,
+            "prompt_tokens": tokens,
+        }
+        self._set("full_evals", evals)
+
+    # steps -------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        task, opt = self.task, self.opt
+        listing = self._listing()
+        self.proposer = GroundedProposer(listing, lm=opt.proposer_lm, seed=task.seed, use_tips=opt.tips)
+        stored = self._attr("demo_sets")
+        if stored is None:
+            stored = self._bootstrap_demo_sets()
+            self._set("demo_sets", stored)
+        self.demo_sets = stored
+        summary = self._attr("data_summary")
+        if summary is None:
+            summary = self.proposer.summarize(task.trainset)
+            self._set("data_summary", summary)
+        self.summary = summary
+
+    def _listing(self) -> str:
+        try:
+            from lmprog.source import analyze
+
+            return analyze(self.task.program).render(max_tokens=self.opt.listing_tokens)
+        except Exception as e:  # analysis is grounding, not a requirement
+            logger.warning("mipro: program analysis failed (%s); proposing without the listing", e)
+            return "\n\n".join(f"{fn.signature.qualname}: {fn.signature.instruction}" for fn in self.task.functions)
+
+    def _bootstrap_demo_sets(self) -> dict[str, list[list[dict[str, Any]]]]:
+        task, boot = self.task, self.opt.bootstrapper
+        sets: dict[str, list[list[dict[str, Any]]]] = {fid: [[]] for fid in self.ids}
+        for k in range(self.opt.num_demo_sets):
+            rng = random.Random(task.seed * 1009 + k)
+            order = list(range(len(task.trainset)))
+            rng.shuffle(order)
+            found = boot.bootstrap(task, order)
+            states = boot.states_from(task, found, rng)
+            for fn, fid in zip(task.functions, self.ids, strict=True):
+                demos = [dict(d) for d in states[fn].demos]
+                if demos and demos not in sets[fid]:
+                    sets[fid].append(demos)
+        return sets
+
+    def baseline(self) -> None:
+        space = self._space(0)
+        config = {fid: (0, 0) for fid in self.ids}
+        if space.key(config) in self.full_evals:
+            return
+        res = self.task.evaluate(self.task.valset, space.states(config))
+        self._record_full(0, config, res.score, _tokens(res))
+
+    def _space(self, r: int) -> Space:
+        if r in self.spaces:
+            return self.spaces[r]
+        name = f"instructions_r{r}"
+        stored = self._attr(name)
+        if stored is None:
+            stored = self._propose(r)
+            self._set(name, stored)
+        space = Space(
+            tuple(self.task.functions),
+            tuple(self.ids),
+            {fid: list(v) for fid, v in stored.items()},
+            {fid: self.demo_sets[fid] for fid in self.ids},
+        )
+        self.spaces[r] = space
+        return space
+
+    def _propose(self, r: int) -> dict[str, list[str]]:
+        assert self.proposer is not None
+        opt, task = self.opt, self.task
+        per_round = math.ceil((opt.num_instructions - 1) / opt.rounds)
+        out: dict[str, list[str]] = {}
+        history = self._history(r)
+        for fn, fid in zip(task.functions, self.ids, strict=True):
+            earlier = sorted(history.get(fid, {}).items(), key=lambda kv: -kv[1])
+            keep = [text for text, _ in earlier if text != fn.signature.instruction][:2]
+            demos = self.demo_sets[fid][1] if len(self.demo_sets[fid]) > 1 else []
+            new = self.proposer.propose(
+                fn,
+                per_round,
+                data_summary=self.summary,
+                demos=demos,
+                history=[(text, score) for text, score in earlier],
+                round=r,
+                exclude=keep,
+            )
+            out[fid] = [fn.signature.instruction, *keep, *(p.instruction for p in new)]
+        return out
+
+    def _history(self, r: int) -> dict[str, dict[str, float]]:
+        """Scores of the instructions of rounds before ``r``: mean minibatch score per instruction."""
+        scores: dict[str, dict[str, float]] = {fid: {} for fid in self.ids}
+        for prev in range(r):
+            study = self._study(prev)
+            for fid, d in instruction_scores(study, self._space(prev)).items():
+                scores[fid].update(d)
+        if r > 0 and not any(scores.values()):
+            base = self.full_evals
+            for entry in base.values():
+                cfg = config_from_attrs(entry["config"])
+                if all(v == (0, 0) for v in cfg.values()):
+                    for fn, fid in zip(self.task.functions, self.ids, strict=True):
+                        scores[fid][fn.signature.instruction] = entry["score"]
+        return scores
+
+    def _study(self, r: int) -> optuna.Study:
+        import optuna
+
+        trials = self._trials_for(r)
+        sampler = optuna.samplers.TPESampler(
+            seed=self.task.seed + r, multivariate=True, n_startup_trials=max(2, min(5, trials // 2))
+        )
+        kwargs: dict[str, Any] = (
+            {"directions": ["maximize", "minimize"]} if self.opt.cost_aware else {"direction": "maximize"}
+        )
+        return optuna.create_study(
+            study_name=f"{self.meta.study_name}-r{r}",
+            storage=self.storage,
+            sampler=sampler,
+            load_if_exists=True,
+            **kwargs,
+        )
+
+    def _trials_for(self, r: int) -> int:
+        base, extra = divmod(self.opt.num_trials, self.opt.rounds)
+        return base + (1 if r < extra else 0)
+
+    def search_round(self, r: int) -> None:
+        import optuna
+
+        space = self._space(r)
+        study = self._study(r)
+        done = [t for t in study.get_trials(deep=False) if t.state == optuna.trial.TrialState.COMPLETE]
+        budget = self.task.budget
+        for _ in range(self._trials_for(r) - len(done)):
+            if budget.max_trials is not None and self._total_trials() >= budget.max_trials:
+                raise BudgetExceededError("max_trials", budget.max_trials, self._total_trials())
+            trial = study.ask()
+            config = space.suggest(trial)
+            trial.set_user_attr("config", {k: list(v) for k, v in config.items()})
+            trial.set_user_attr("config_key", space.key(config))
+            batch = self._minibatch(r, trial.number)
+            try:
+                res = self.task.evaluate(batch, space.states(config))
+            except BudgetExceededError:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            values: Any = [res.score, _tokens(res)] if self.opt.cost_aware else res.score
+            study.tell(trial, values)
+            n_done = len(study.get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            if n_done % self.opt.full_eval_every == 0:
+                self._full_eval_best(r, study)
+        self._full_eval_best(r, study)
+
+    def _total_trials(self) -> int:
+        import optuna
+
+        total = 0
+        for r in range(self.opt.rounds):
+            if r in self.spaces:
+                total += len(self._study(r).get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        return total
+
+    def _minibatch(self, r: int, number: int) -> list[Any]:
+        val = self.task.valset
+        size = min(self.opt.minibatch_size, len(val))
+        rng = random.Random(f"{self.task.seed}-{r}-{number}")
+        return [val[i] for i in sorted(rng.sample(range(len(val)), size))]
+
+    def _full_eval_best(self, r: int, study: optuna.Study) -> None:
+        space = self.spaces[r]
+        means = minibatch_means(study)
+        evaluated = self.full_evals
+        configs = {
+            t.user_attrs["config_key"]: config_from_attrs(t.user_attrs["config"])
+            for t in study.get_trials(deep=False)
+            if "config_key" in t.user_attrs
+        }
+        ranked = sorted((m for m in means.items() if m[0] not in evaluated), key=lambda kv: -kv[1][0])
+        if not ranked:
+            return
+        key = ranked[0][0]
+        config = configs[key]
+        res = self.task.evaluate(self.task.valset, space.states(config))
+        self._record_full(r, config, res.score, _tokens(res))
+
+    def result(self, stopped: str | None, estimate: int, key: str) -> OptimizationResult:
+        evals = self.full_evals
+        candidates: list[Candidate] = []
+        best: Candidate | None = None
+        baseline = None
+        for entry in evals.values():
+            r = int(entry["round"])
+            space = self.spaces.get(r)
+            if space is None:
+                continue
+            config = config_from_attrs(entry["config"])
+            cand = Candidate(space.states(config), float(entry["score"]), f"round {r}", len(self.task.valset))
+            cand.prompt_tokens = entry.get("prompt_tokens")
+            candidates.append(cand)
+            if all(v == (0, 0) for v in config.values()):
+                baseline = cand.score
+            if best is None or _better(cand, best):
+                best = cand
+        states = best.states if best is not None else {fn: State() for fn in self.task.functions}
+        details: dict[str, Any] = {
+            "study": key,
+            "estimated_calls": estimate,
+            "trials": self._total_trials(),
+            "rejected_proposals": list(self.proposer.rejections) if self.proposer else [],
+            "instructions": {fid: list(s.instructions[fid]) for s in self.spaces.values() for fid in s.ids},
+        }
+        if self.opt.cost_aware:
+            details["pareto"] = self._pareto()
+        return OptimizationResult(
+            "mipro",
+            states,
+            score=best.score if best else None,
+            baseline_score=baseline,
+            candidates=candidates,
+            seed=self.task.seed,
+            stopped_by=stopped,
+            details=details,
+        )
+
+    def _pareto(self) -> list[dict[str, Any]]:
+        front = []
+        for r in self.spaces:
+            for t in self._study(r).best_trials:
+                front.append(
+                    {"round": r, "config_key": t.user_attrs.get("config_key"), "score": t.values[0], "prompt_tokens": t.values[1]}
+                )
+        return sorted(front, key=lambda p: (-p["score"], p["prompt_tokens"]))
+
+
+def _better(a: Candidate, b: Candidate) -> bool:
+    if (a.score or 0) != (b.score or 0):
+        return (a.score or 0) > (b.score or 0)
+    return (a.prompt_tokens or 0) < (b.prompt_tokens or 0)
+
+
+def _tokens(res: Any) -> float:
+    n = max(1, len(res.results))
+    return float(res.usage.prompt_tokens) / n
+
+
+def _fingerprint(rows: Sequence[Mapping[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(dict(r), sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+register_optimizer("mipro", MIPRO)

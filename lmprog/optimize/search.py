@@ -1,0 +1,118 @@
+"""The search over instruction x demo-set combinations: optuna studies, configurations, storage.
+
+A configuration picks, for every lm_function, one instruction candidate and one demo set. Trials
+score configurations on random minibatches of the validation set; the best configurations by mean
+minibatch score get full validation evaluations. Studies live in optuna storage (a SQLite file
+under ``.lmprog/`` by default, or any optuna RDB URL), so an interrupted search resumes where it
+stopped, and several machines can work on one study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmprog.function import LMFunction, State
+
+if TYPE_CHECKING:
+    import optuna
+
+logger = logging.getLogger("lmprog.optimize.search")
+
+DEFAULT_STORAGE_DIR = Path(".lmprog")
+
+
+def storage_url(storage: str | Path | None) -> str:
+    """An optuna storage URL: ``None`` = ``sqlite:///.lmprog/optuna.db``; a path = a SQLite file."""
+    if storage is None:
+        DEFAULT_STORAGE_DIR.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{DEFAULT_STORAGE_DIR / 'optuna.db'}"
+    text = str(storage)
+    if "://" in text:
+        return text
+    Path(text).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{text}"
+
+
+def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
+    """Open (creating) the storage; SQLite gets a generous lock timeout for parallel writers."""
+    import optuna
+
+    url = storage_url(storage)
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+@dataclass(frozen=True)
+class Space:
+    """The candidates of one search round: per function (by id), instructions and demo sets."""
+
+    functions: tuple[LMFunction, ...]
+    ids: tuple[str, ...]
+    instructions: Mapping[str, Sequence[str]]
+    demo_sets: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
+
+    def suggest(self, trial: optuna.trial.Trial) -> dict[str, tuple[int, int]]:
+        """Draw one configuration: (instruction index, demo-set index) per function id."""
+        config = {}
+        for i, fid in enumerate(self.ids):
+            n_i = len(self.instructions[fid])
+            n_d = len(self.demo_sets[fid])
+            ii = trial.suggest_categorical(f"f{i}_instruction", list(range(n_i))) if n_i > 1 else 0
+            di = trial.suggest_categorical(f"f{i}_demos", list(range(n_d))) if n_d > 1 else 0
+            config[fid] = (int(ii), int(di))
+        return config
+
+    def states(self, config: Mapping[str, tuple[int, int]]) -> dict[LMFunction, State]:
+        out = {}
+        for fn, fid in zip(self.functions, self.ids, strict=True):
+            ii, di = config[fid]
+            text = self.instructions[fid][ii]
+            instruction = None if ii == 0 else text  # index 0 is always the original instruction
+            out[fn] = State(instruction=instruction, demos=tuple(dict(d) for d in self.demo_sets[fid][di]))
+        return out
+
+    def key(self, config: Mapping[str, tuple[int, int]]) -> str:
+        """A stable identity of a configuration across rounds (by instruction text, demo-set index)."""
+        ident = {fid: [self.instructions[fid][ii], di] for fid, (ii, di) in sorted(config.items())}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def minibatch_means(study: optuna.Study, objective: int = 0) -> dict[str, tuple[float, int]]:
+    """Mean minibatch score and trial count per configuration key over the study's finished trials."""
+    import optuna
+
+    sums: dict[str, list[float]] = defaultdict(list)
+    for t in study.get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        key = t.user_attrs.get("config_key")
+        if key is None or t.values is None:
+            continue
+        sums[key].append(float(t.values[objective]))
+    return {k: (sum(v) / len(v), len(v)) for k, v in sums.items()}
+
+
+def instruction_scores(study: optuna.Study, space: Space) -> dict[str, dict[str, float]]:
+    """Per function id, the mean minibatch score of each instruction over the trials that used it."""
+    import optuna
+
+    acc: dict[str, dict[str, list[float]]] = {fid: defaultdict(list) for fid in space.ids}
+    for t in study.get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        config = t.user_attrs.get("config")
+        if not config or t.values is None:
+            continue
+        for fid, (ii, _di) in config.items():
+            if fid in acc and ii < len(space.instructions[fid]):
+                acc[fid][space.instructions[fid][ii]].append(float(t.values[0]))
+    return {fid: {text: sum(v) / len(v) for text, v in d.items()} for fid, d in acc.items()}
+
+
+def config_from_attrs(raw: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]:
+    return {fid: (int(v[0]), int(v[1])) for fid, v in raw.items()}

@@ -1,0 +1,113 @@
+"""ScriptedLM: a deterministic, offline LM for tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from lmprog.errors import UsageError
+from lmprog.lm import BaseLM, Completion, Messages
+from lmprog.usage import Usage
+
+ScriptedResponse: TypeAlias = str | Mapping[str, Any] | BaseException
+"""A raw completion, a dict of output values by field name, or an exception to raise."""
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    """One request ScriptedLM received: the messages and the parameters sent to the provider."""
+
+    messages: Messages
+    params: dict[str, Any]
+
+
+class ScriptedLM(BaseLM):
+    """An LM that answers from a script instead of a model.
+
+    ``responses`` is a list, used in order (one entry per request, retries included; running out
+    raises :class:`~lmprog.errors.UsageError`), or a callable ``messages -> response``. A response
+    is a raw completion string; a dict of output values keyed by output field name, rendered in
+    the exact format lmprog's parser expects; or an exception instance, raised to simulate a
+    provider failure (a ``TransientLMError`` is retried like a real one).
+
+    Every request is recorded in :attr:`calls`. Token usage counts whitespace-separated words of
+    the messages (prompt) and of the completion. The cache is off unless ``cache=True``, and
+    retries do not wait unless ``backoff_base``/``backoff_max`` are given. Other keyword
+    arguments are those of :class:`~lmprog.lm.BaseLM` (``num_retries``, ``sleep``, default
+    request parameters...).
+    """
+
+    def __init__(
+        self,
+        responses: Sequence[ScriptedResponse] | Callable[[Messages], ScriptedResponse],
+        *,
+        model: str = "scripted",
+        cache: bool | None = False,
+        backoff_base: float = 0.0,
+        backoff_max: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, cache=cache, backoff_base=backoff_base, backoff_max=backoff_max, **kwargs)
+        if callable(responses):
+            self._script: list[ScriptedResponse] | None = None
+            self._respond: Callable[[Messages], ScriptedResponse] | None = responses
+        elif isinstance(responses, str | bytes) or not isinstance(responses, Sequence):
+            raise UsageError(
+                f"ScriptedLM needs a list of responses or a callable messages -> response, got {responses!r}"
+            )
+        else:
+            self._script = list(responses)
+            self._respond = None
+        self._calls: list[ScriptedCall] = []
+        self._lock = threading.Lock()
+
+    @property
+    def calls(self) -> list[ScriptedCall]:
+        """The requests received so far, in order (a copy)."""
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def remaining(self) -> int | None:
+        """How many scripted responses are left (``None`` for a callable script)."""
+        with self._lock:
+            return None if self._script is None else len(self._script) - len(self._calls)
+
+    def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
+        with self._lock:
+            index = len(self._calls)
+            self._calls.append(ScriptedCall(messages=[dict(m) for m in messages], params=dict(params)))
+            if self._script is not None:
+                if index >= len(self._script):
+                    raise UsageError(
+                        f"ScriptedLM ran out of responses: {len(self._script)} scripted, "
+                        f"this is request {index + 1}"
+                    )
+                response = self._script[index]
+        if self._respond is not None:
+            response = self._respond(messages)
+        text = _render(response)
+        return Completion(
+            text=text,
+            usage=Usage(
+                prompt_tokens=sum(len(str(m.get("content", "")).split()) for m in messages),
+                completion_tokens=len(text.split()),
+            ),
+            model=self.model,
+        )
+
+
+def _render(response: ScriptedResponse) -> str:
+    if isinstance(response, BaseException):
+        raise response
+    if isinstance(response, str):
+        return response
+    if isinstance(response, Mapping):
+        from lmprog.prompt import format_output
+
+        return format_output(dict(response))
+    raise UsageError(
+        f"a scripted response is a string, a dict of output values or an exception, got {response!r}"
+    )

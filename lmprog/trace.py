@@ -1,0 +1,280 @@
+"""Spans and call trees of a run.
+
+A span is opened for every lm_function call and every ``@traced`` function, but only while a
+collector is active (``with lmprog.trace() as t:``) so that tracing costs next to nothing when no
+one is listening. The current span and the active collectors live in contextvars: asyncio tasks
+inherit them, and the worker threads lmprog starts run in a copy of the caller's context, so
+parent links survive both.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar, overload
+
+from lmprog import settings
+from lmprog._secrets import redact
+from lmprog.usage import Usage
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ids = itertools.count(1)
+_pid = os.getpid()
+
+
+def _new_id() -> str:
+    return f"{_pid:x}-{next(_ids):x}"
+
+
+@dataclass
+class Span:
+    """One call in the tree. ``kind`` is ``"lm"`` for lm_functions and ``"traced"`` otherwise.
+
+    lm spans also carry ``model``, the last rendered ``messages``, the last ``raw`` completion,
+    ``parse_retries`` (completions rejected by the parser), ``calls`` (completions received),
+    ``requests`` (those that reached the provider), ``cache_hits``, token counts, ``cost`` and
+    ``cache_hit`` (every completion of the call came from the cache).
+    """
+
+    id: str
+    parent_id: str | None
+    name: str
+    qualname: str
+    kind: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    output: Any = None
+    error: str | None = None
+    start: float = 0.0
+    end: float | None = None
+    model: str | None = None
+    messages: list[dict[str, str]] | None = None
+    raw: str | None = None
+    parse_retries: int = 0
+    calls: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cache_hit: bool | None = None
+    children: list[Span] = field(default_factory=list, repr=False)
+    #: the live object that ran (the LMFunction of an lm span); not serialized
+    obj: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end is None else self.end - self.start
+
+    @property
+    def usage(self) -> Usage:
+        """The LM usage of this span alone (children not included)."""
+        return Usage(
+            calls=self.calls,
+            requests=self.requests,
+            cache_hits=self.cache_hits,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=self.cost,
+        )
+
+    def walk(self) -> Iterator[Span]:
+        """This span and all its descendants, depth first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def to_dict(self) -> dict[str, Any]:
+        from pydantic_core import to_jsonable_python
+
+        data = {k: v for k, v in self.__dict__.items() if k not in ("children", "obj")}
+        data["inputs"] = to_jsonable_python(self.inputs, fallback=repr)
+        data["output"] = to_jsonable_python(self.output, fallback=repr)
+        return redact(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Span:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("children", "obj")}
+        return cls(**known)
+
+
+class Trace:
+    """The spans recorded inside one ``with trace():`` block, in completion order."""
+
+    def __init__(self) -> None:
+        self._spans: list[Span] = []
+        self._lock = threading.Lock()
+
+    def _add(self, span: Span) -> None:
+        with self._lock:
+            self._spans.append(span)
+
+    @property
+    def spans(self) -> list[Span]:
+        """Every finished span, ordered by start time."""
+        with self._lock:
+            return sorted(self._spans, key=lambda s: s.start)
+
+    @property
+    def roots(self) -> list[Span]:
+        """Spans whose parent was not recorded by this trace: the tops of the call trees."""
+        spans = self.spans
+        ids = {s.id for s in spans}
+        return [s for s in spans if s.parent_id not in ids]
+
+    def lm_spans(self) -> list[Span]:
+        return [s for s in self.spans if s.kind == "lm"]
+
+    def to_jsonl(self, path: str | os.PathLike[str]) -> None:
+        """Write one span per line (parents link by ``parent_id``)."""
+        Path(path).write_text(
+            "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in self.spans), encoding="utf-8"
+        )
+
+    @classmethod
+    def from_jsonl(cls, path: str | os.PathLike[str]) -> Trace:
+        """Read spans written by :meth:`to_jsonl` and rebuild their trees."""
+        return cls.from_spans(
+            Span.from_dict(json.loads(line))
+            for line in Path(path).read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        )
+
+    @classmethod
+    def from_spans(cls, spans: Any) -> Trace:
+        t = cls()
+        by_id: dict[str, Span] = {}
+        for s in spans:
+            s.children = []
+            by_id[s.id] = s
+            t._spans.append(s)
+        for s in t._spans:
+            parent = by_id.get(s.parent_id) if s.parent_id else None
+            if parent is not None:
+                parent.children.append(s)
+        return t
+
+
+load_jsonl = Trace.from_jsonl
+
+_current: contextvars.ContextVar[Span | None] = contextvars.ContextVar("lmprog_span", default=None)
+_collectors: contextvars.ContextVar[tuple[Trace, ...]] = contextvars.ContextVar("lmprog_traces", default=())
+
+
+@contextmanager
+def trace() -> Iterator[Trace]:
+    """Collect the call trees of everything run inside the block (threads started by lmprog too)."""
+    t = Trace()
+    token = _collectors.set((*_collectors.get(), t))
+    try:
+        yield t
+    finally:
+        _collectors.reset(token)
+
+
+def current_span() -> Span | None:
+    return _current.get()
+
+
+def tracing_active() -> bool:
+    return bool(_collectors.get()) and settings.current().trace
+
+
+@contextmanager
+def span(
+    name: str, qualname: str, kind: str, inputs: dict[str, Any], obj: Any = None
+) -> Iterator[Span | None]:
+    """Open a span under the current one; yields None (and records nothing) when no one listens."""
+    collectors = _collectors.get()
+    if not collectors or not settings.current().trace:
+        yield None
+        return
+    parent = _current.get()
+    s = Span(
+        id=_new_id(),
+        parent_id=parent.id if parent else None,
+        name=name,
+        qualname=qualname,
+        kind=kind,
+        inputs=inputs,
+        start=time.time(),
+        obj=obj,
+    )
+    token = _current.set(s)
+    try:
+        yield s
+    except BaseException as e:
+        s.error = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        _current.reset(token)
+        s.end = time.time()
+        if parent is not None:
+            with _tree_lock:
+                parent.children.append(s)
+        for c in collectors:
+            c._add(s)
+
+
+_tree_lock = threading.Lock()
+
+
+@overload
+def traced(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def traced(*, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def traced(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Record a plain function (sync or async) as a span in the call tree."""
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(f)
+        label = name or f.__name__
+
+        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError:
+                return {"args": list(args), **kwargs}
+            bound.apply_defaults()
+            return dict(bound.arguments)
+
+        if inspect.iscoroutinefunction(f):
+
+            @functools.wraps(f)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                if not tracing_active():
+                    return await f(*args, **kwargs)
+                with span(label, f.__qualname__, "traced", bind(args, kwargs)) as s:
+                    out = await f(*args, **kwargs)
+                    if s is not None:
+                        s.output = out
+                    return out
+
+            async_wrapper.__lmprog_traced__ = True  # type: ignore[attr-defined]
+            return async_wrapper
+
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not tracing_active():
+                return f(*args, **kwargs)
+            with span(label, f.__qualname__, "traced", bind(args, kwargs)) as s:
+                out = f(*args, **kwargs)
+                if s is not None:
+                    s.output = out
+                return out
+
+        wrapper.__lmprog_traced__ = True  # type: ignore[attr-defined]
+        return wrapper
+
+    return wrap(fn) if fn is not None else wrap
