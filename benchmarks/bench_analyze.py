@@ -66,7 +66,10 @@ def _module(index: int, count: int) -> str:
         "",
     ]
     for h in range(HELPERS_PER_MODULE):
-        callee = f"nxt.helper_{h}(data)" if not last else f"judge_{index}(data, Record{index}(name=data))"
+        judged = last or h % 4 == 0  # every fourth helper also asks the module's lm_function
+        callee = f"nxt.helper_{h}(data)" if not last else "data"
+        if judged:
+            callee = f"judge_{index}({callee}, Record{index}(name=data))"
         lines += textwrap.dedent(
             f'''
             def helper_{h}(text: str) -> str:

@@ -196,7 +196,11 @@ class BaseLM(ABC):
     def _prepare(self, messages: Sequence[Mapping[str, str]], call_params: Mapping[str, Any]) -> _Call:
         msgs = _check_messages(messages)
         current = current_settings()
-        merged: dict[str, Any] = {"temperature": current.temperature, "max_tokens": current.max_tokens}
+        merged: dict[str, Any] = {
+            "temperature": current.temperature,
+            "max_tokens": current.max_tokens,
+            "rollout": current.rollout,
+        }
         for layer in (self.params, self._secret_params, call_params):
             merged.update((k, v) for k, v in layer.items() if v is not None)
         rollout = merged.pop("rollout", None)

@@ -75,7 +75,9 @@ def render(fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = 
     return HEADER + dump_yaml(doc)
 
 
-def write(fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = None, path: Path | None = None) -> Path:
+def write(
+    fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = None, path: Path | None = None
+) -> Path:
     """Write ``fn``'s prompt file atomically; an unchanged state keeps the file's old date."""
     target = path or prompt_path(fn)
     prov = dict(provenance or {})
@@ -83,16 +85,16 @@ def write(fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = N
         try:
             old = read(target)
             old_prov = dict(old.get("provenance") or {})
-            if {k: v for k, v in old_prov.items() if k != "date"} == {k: v for k, v in prov.items() if k != "date"}:
+            if {k: v for k, v in old_prov.items() if k != "date"} == {
+                k: v for k, v in prov.items() if k != "date"
+            }:
                 prov["date"] = old_prov.get("date", prov["date"])
         except PromptFileError:
             pass
     return atomic_write_text(target, render(fn, state, prov))
 
 
-def atomic_write_text(
-    target: Path, text: str, *, replace: Callable[[str, Path], None] = os.replace
-) -> Path:
+def atomic_write_text(target: Path, text: str, *, replace: Callable[[str, Path], None] = os.replace) -> Path:
     """Write ``text`` to ``target`` atomically: a temporary file in the same folder, flushed to
     disk, then renamed over ``target`` by ``replace``. Readers see the old or the new file, never a
     part; after a failure the old file is intact and the temporary file removed. An unchanged
@@ -164,7 +166,9 @@ def load_state(fn: LMFunction, path: Path | None = None) -> State | None:
         return None
     doc = read(target)
     if doc["function"] != function_id(fn):
-        raise PromptFileError(f"{target}:{_line_of(target.read_text(), 'function')}: made for {doc['function']}, not {function_id(fn)}")
+        raise PromptFileError(
+            f"{target}:{_line_of(target.read_text(), 'function')}: made for {doc['function']}, not {function_id(fn)}"
+        )
     if doc["signature_hash"] != fn.signature_hash:
         logger.warning(
             "%s is stale: %s changed since it was optimized (hash %s, now %s); re-run the optimizer "
@@ -209,7 +213,9 @@ def save_result(result: OptimizationResult) -> list[Path]:
     return [write(fn, state, prov_common) for fn, state in result.states.items()]
 
 
-def export_dotprompt(fn: LMFunction, path: str | os.PathLike[str] | None = None, *, model: str | None = None) -> Path:
+def export_dotprompt(
+    fn: LMFunction, path: str | os.PathLike[str] | None = None, *, model: str | None = None
+) -> Path:
     """Write ``fn``'s prompt, with its current instruction and demos, as a Dotprompt ``.prompt`` file.
 
     The YAML front matter holds the model (``model``, else the function's own LM, else the one
@@ -240,7 +246,9 @@ def export_dotprompt(fn: LMFunction, path: str | os.PathLike[str] | None = None,
         front["model"] = chosen
     if fn.temperature is not None:
         front["config"] = {"temperature": fn.temperature}
-    front["input"] = {"schema": _object_schema([(f.name, f.annotation, f.description, f.has_default) for f in sig.inputs])}
+    front["input"] = {
+        "schema": _object_schema([(f.name, f.annotation, f.description, f.has_default) for f in sig.inputs])
+    }
     front["output"] = _output_spec(fn)
     front["metadata"] = {"lmprog": {"function": function_id(fn), "signature_hash": fn.signature_hash}}
     return atomic_write_text(target, f"---\n{dump_yaml(front)}---\n" + "\n".join(body))

@@ -192,7 +192,9 @@ def parse_inputs(pairs: Sequence[str], fn: LMFunction) -> dict[str, Any]:
         if not sep or not key:
             raise CLIError(f"--input {pair!r}: expected NAME=VALUE")
         if key not in fields:
-            raise CLIError(f"--input {key}: {fn.signature.qualname} has no input {key!r} (inputs: {', '.join(fields)})")
+            raise CLIError(
+                f"--input {key}: {fn.signature.qualname} has no input {key!r} (inputs: {', '.join(fields)})"
+            )
         values[key] = raw if fields[key].annotation is str else _json_or_text(raw)
     return values
 

@@ -7,7 +7,7 @@ import inspect
 import typing
 from typing import Any
 
-from lmprog._source.canon import canonical, docstring_of, header_of
+from lmprog._source.canon import canonical_text, docstring_of, header_of
 from lmprog._source.defs import constant_definitions, runtime_type_text, signature_refs, type_definitions
 from lmprog._source.program import Part, ProgramSource
 from lmprog._source.scope import Resolver
@@ -176,7 +176,8 @@ def _program_hash(walker: Walker, entry_key: str, entry_module: str) -> str:
     parts = ["lmprog-program-v1", portable(entry_key)]
     for key in sorted(walker.nodes, key=portable):
         node = walker.nodes[key]
-        text = canonical(node.ctx.node) if node.ctx is not None else described_source(node.obj, node.lm)
+        ctx = node.ctx
+        text = canonical_text(ctx.module.file.code(ctx.node)) if ctx else described_source(node.obj, node.lm)
         extra = decorator_text(node.lm) if node.lm is not None else ""
         parts.append(f"{node.kind} {portable(key)} {extra}\n{text}")
     definitions = {**walker.types, **walker.constants}

@@ -11,7 +11,7 @@ from typing import Any
 
 import libcst as cst
 
-from lmprog._source.canon import canonical
+from lmprog._source.canon import canonical_text
 from lmprog._source.scan import annotation_refs, class_refs, scan_expression
 from lmprog._source.scope import Resolver
 from lmprog._source.targets import Const, FuncCtx, ModuleCtx, Runtime, Static, Target, as_class
@@ -62,7 +62,7 @@ class Definition:
     @property
     def canonical(self) -> str:
         if self._canonical is None:
-            self._canonical = canonical(self.node)
+            self._canonical = canonical_text(self.module.file.code(self.node))
         return self._canonical
 
 

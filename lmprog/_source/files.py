@@ -6,6 +6,7 @@ time, so that only the code the analysis reaches pays for position metadata.
 
 from __future__ import annotations
 
+import ast
 import linecache
 import os
 import site
@@ -22,6 +23,7 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 _CACHE_SIZE = 512
+_CODE_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -58,6 +60,8 @@ class SourceFile:
     bindings: dict[str, Binding] = field(default_factory=dict)
     _top_starts: list[int] | None = None
     _positions: dict[int, Mapping[cst.CSTNode, CodeRange]] = field(default_factory=dict)
+    _code: dict[int, str] = field(default_factory=dict)
+    _nodes: set[int] = field(default_factory=set)  # ids of indexed nodes, safe as cache keys
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
@@ -87,6 +91,7 @@ class SourceFile:
         return positions[start_node].start.line + offset, positions[node].end.line + offset
 
     def start_line(self, node: cst.CSTNode, top: int) -> int:
+        """The first line of ``node`` (its first decorator for a def or class)."""
         stmt = self.module.body[top]
         if node is stmt:  # cheap path: no position metadata needed
             lead = (
@@ -97,22 +102,33 @@ class SourceFile:
             return self._top_start(top) + lead
         return self.range(node, top)[0]
 
+    def find_line(self, text: str, start: int) -> int | None:
+        """The first line at or after ``start`` containing ``text``."""
+        lines = self.lines
+        for number in range(max(start, 1), len(lines) + 1):
+            if text in lines[number - 1]:
+                return number
+        return None
+
     def code(self, node: cst.CSTNode) -> str:
         """The exact text of a statement, with the comments just above it, dedented."""
-        if isinstance(node, cst.BaseStatement):
-            text = self.module.with_changes(body=[node], header=(), footer=()).code
-        else:
-            text = self.module.code_for_node(node)
-        return text.strip("\n") + "\n"
+        key = id(node)
+        text = self._code.get(key)
+        if text is None:
+            if isinstance(node, cst.BaseStatement):
+                text = self.module.with_changes(body=[node], header=(), footer=()).code
+            else:
+                text = self.module.code_for_node(node)
+            text = text.strip("\n") + "\n"
+            if len(self._code) < _CODE_CACHE_SIZE and key in self._nodes:
+                self._code[key] = text
+        return text
 
     def _top_start(self, top: int) -> int:
+        """The first line of top-level statement ``top``, comments above it included."""
         with self._lock:
             if self._top_starts is None:
-                starts, line = [], 1 + len(self.module.header)
-                for stmt in self.module.body:
-                    starts.append(line)
-                    line += self.module.code_for_node(stmt).count("\n")
-                self._top_starts = starts
+                self._top_starts = _top_starts(self.module, self.text)
             return self._top_starts[top]
 
     def _top_positions(self, top: int) -> Mapping[cst.CSTNode, CodeRange]:
@@ -123,6 +139,32 @@ class SourceFile:
                 positions = MetadataWrapper(mini, unsafe_skip_copy=True).resolve(PositionProvider)
                 self._positions[top] = positions
             return positions
+
+
+def _top_starts(module: cst.Module, text: str) -> list[int]:
+    # Python's own parser numbers lines fastest; libcst's statements map onto its body in order
+    # (a line of ``a; b`` is one libcst statement and two ast ones).
+    try:
+        body = ast.parse(text).body
+    except (SyntaxError, ValueError):
+        body = []
+    starts: list[int] = []
+    index = 0
+    for stmt in module.body:
+        if index >= len(body):
+            break
+        found = body[index]
+        decorators = getattr(found, "decorator_list", None)
+        first = decorators[0].lineno if decorators else found.lineno
+        starts.append(first - len(getattr(stmt, "leading_lines", ())))
+        index += len(stmt.body) if isinstance(stmt, cst.SimpleStatementLine) else 1
+    if len(starts) == len(module.body):
+        return starts
+    starts, line = [], 1 + len(module.header)  # slower, exact: count generated lines
+    for stmt in module.body:
+        starts.append(line)
+        line += module.code_for_node(stmt).count("\n")
+    return starts
 
 
 _files: OrderedDict[str, SourceFile] = OrderedDict()
@@ -199,12 +241,14 @@ def _index_block(
             qualname = prefix + stmt.name.value
             info = DefInfo(qualname, stmt, top, parent)
             sf.defs.setdefault(qualname, []).append(info)
+            sf._nodes.add(id(stmt))
             if module_level:
                 sf.bindings[stmt.name.value] = Binding("def", top, stmt, info)
             inner = qualname + (".<locals>." if isinstance(stmt, cst.FunctionDef) else ".")
             _index_block(sf, _suite(stmt.body), top, inner, info, module_level=False)
         elif isinstance(stmt, cst.SimpleStatementLine):
             if module_level:
+                sf._nodes.add(id(stmt))
                 for small in stmt.body:
                     _bind_small(sf, small, stmt, top)
         else:

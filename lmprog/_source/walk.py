@@ -102,6 +102,7 @@ class Walker:
         self.constant_users: dict[str, list[str]] = {}
         self.warnings: list[str] = []
         self._queue: list[Node] = []
+        self._cursors: dict[tuple[str, str], int] = {}
 
     def node_for(self, target: Target | None) -> Node | None:
         """The node for a function target (created on first sight), None for anything else."""
@@ -203,10 +204,22 @@ class Walker:
 
     def _site(self, node: Node, ctx: FuncCtx, callee: Node, occ: Occurrence) -> CallSite:
         file = ctx.module.file
-        first, last = file.range(occ.call or occ.expr, ctx.info.top)
-        low, high = file.range(ctx.node, ctx.info.top)
+        call = occ.call or occ.expr
+        code = file.module.code_for_node(call)
+        head = code.split("\n", 1)[0].strip()
+        # The call's text is in the file as written: find it after the previous identical one
+        # (position metadata would cost several times a parse).
+        cursor = (node.key, head)
+        first = file.find_line(head, self._cursors.get(cursor, node.line or 1))
+        if first is None:
+            first = file.range(call, ctx.info.top)[0]
+        self._cursors[cursor] = first + 1
+        last = first + code.count("\n")
         lines = file.lines
-        start, end = max(low, first - _CONTEXT_LINES), min(high, last + _CONTEXT_LINES, len(lines))
+        start = first - _CONTEXT_LINES if first > (node.line or 1) else first
+        end = min(last + _CONTEXT_LINES, len(lines))
+        while end > last and not lines[end - 1].strip():
+            end -= 1
         width = len(str(end))
         text = "\n".join(
             f"{'>' if first <= n <= last else ' '} {n:>{width}} | {lines[n - 1]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -181,3 +182,15 @@ __all__ = [
     "optimize",
     "register_optimizer",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``lmprog.optimize`` is both this package and the function: importing the package (for
+    ``lmprog.optimize.mipro``...) binds the package as the ``optimize`` attribute of ``lmprog``, so
+    calling the package calls :func:`optimize`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> OptimizationResult:
+        return optimize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lmprog.optimize.mipro")
 
+BASELINE = -1  # the round number under which the original program's full evaluation is stored
+
 
 class MIPRO(Optimizer):
     """Source-grounded instruction proposals + Bayesian search over instructions and demos.
@@ -234,12 +236,19 @@ class _Run:
         return sets
 
     def baseline(self) -> None:
-        space = self._space(0)
+        """Fully evaluate the original program (original instructions, no demos): round -1."""
+        space = Space(
+            tuple(self.task.functions),
+            tuple(self.ids),
+            {fid: [fn.signature.instruction] for fn, fid in zip(self.task.functions, self.ids, strict=True)},
+            {fid: [[]] for fid in self.ids},
+        )
+        self.spaces[BASELINE] = space
         config = {fid: (0, 0) for fid in self.ids}
         if space.key(config) in self.full_evals:
             return
         res = self.task.evaluate(self.task.valset, space.states(config))
-        self._record_full(0, config, res.score, _tokens(res))
+        self._record_full(BASELINE, config, res.score, _tokens(res))
 
     def _space(self, r: int) -> Space:
         if r in self.spaces:
@@ -284,16 +293,13 @@ class _Run:
         """Scores of the instructions of rounds before ``r``: mean minibatch score per instruction."""
         scores: dict[str, dict[str, float]] = {fid: {} for fid in self.ids}
         for prev in range(r):
-            study = self._study(prev)
+            study = self._study(prev)  # instruction scores of earlier rounds, from their trials
             for fid, d in instruction_scores(study, self._space(prev)).items():
                 scores[fid].update(d)
-        if r > 0 and not any(scores.values()):
-            base = self.full_evals
-            for entry in base.values():
-                cfg = config_from_attrs(entry["config"])
-                if all(v == (0, 0) for v in cfg.values()):
-                    for fn, fid in zip(self.task.functions, self.ids, strict=True):
-                        scores[fid][fn.signature.instruction] = entry["score"]
+        for entry in self.full_evals.values():
+            if int(entry["round"]) == BASELINE:
+                for fn, fid in zip(self.task.functions, self.ids, strict=True):
+                    scores[fid].setdefault(fn.signature.instruction, float(entry["score"]))
         return scores
 
     def _study(self, r: int) -> optuna.Study:
@@ -301,7 +307,7 @@ class _Run:
 
         trials = self._trials_for(r)
         sampler = optuna.samplers.TPESampler(
-            seed=self.task.seed + r, multivariate=True, n_startup_trials=max(2, min(5, trials // 2))
+            seed=(self.task.seed + r) % 2**32, multivariate=True, n_startup_trials=max(2, min(5, trials // 2))
         )
         kwargs: dict[str, Any] = (
             {"directions": ["maximize", "minimize"]} if self.opt.cost_aware else {"direction": "maximize"}
@@ -323,7 +329,9 @@ class _Run:
 
         space = self._space(r)
         study = self._study(r)
-        done = [t for t in study.get_trials(deep=False) if t.state == optuna.trial.TrialState.COMPLETE]
+        if not study.get_trials(deepcopy=False):
+            self._enqueue_new_candidates(r, space, study)
+        done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
         budget = self.task.budget
         for _ in range(self._trials_for(r) - len(done)):
             if budget.max_trials is not None and self._total_trials() >= budget.max_trials:
@@ -340,10 +348,28 @@ class _Run:
                 raise
             values: Any = [res.score, _tokens(res)] if self.opt.cost_aware else res.score
             study.tell(trial, values)
-            n_done = len(study.get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
             if n_done % self.opt.full_eval_every == 0:
                 self._full_eval_best(r, study)
         self._full_eval_best(r, study)
+
+    def _enqueue_new_candidates(self, r: int, space: Space, study: optuna.Study) -> None:
+        """Try every new instruction of the round once before TPE takes over, each with a random
+        demo set, so that every proposal gets a score (which the next round's proposer sees)."""
+        rng = random.Random(f"{self.task.seed}-enqueue-{r}")
+        seen = self._history(r)
+        fresh = {
+            fid: [i for i, text in enumerate(space.instructions[fid]) if i > 0 and text not in seen.get(fid, {})]
+            for fid in space.ids
+        }
+        for j in range(max((len(v) for v in fresh.values()), default=0)):
+            params: dict[str, int] = {}
+            for i, fid in enumerate(space.ids):
+                if fresh[fid]:
+                    params[f"f{i}_instruction"] = fresh[fid][j % len(fresh[fid])]
+                if len(space.demo_sets[fid]) > 1:
+                    params[f"f{i}_demos"] = rng.randrange(len(space.demo_sets[fid]))
+            study.enqueue_trial(params, skip_if_exists=True)
 
     def _total_trials(self) -> int:
         import optuna
@@ -351,7 +377,7 @@ class _Run:
         total = 0
         for r in range(self.opt.rounds):
             if r in self.spaces:
-                total += len(self._study(r).get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)))
+                total += len(self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         return total
 
     def _minibatch(self, r: int, number: int) -> list[Any]:
@@ -366,7 +392,7 @@ class _Run:
         evaluated = self.full_evals
         configs = {
             t.user_attrs["config_key"]: config_from_attrs(t.user_attrs["config"])
-            for t in study.get_trials(deep=False)
+            for t in study.get_trials(deepcopy=False)
             if "config_key" in t.user_attrs
         }
         ranked = sorted((m for m in means.items() if m[0] not in evaluated), key=lambda kv: -kv[1][0])
@@ -388,10 +414,11 @@ class _Run:
             if space is None:
                 continue
             config = config_from_attrs(entry["config"])
-            cand = Candidate(space.states(config), float(entry["score"]), f"round {r}", len(self.task.valset))
+            label = "baseline" if r == BASELINE else f"round {r}"
+            cand = Candidate(space.states(config), float(entry["score"]), label, len(self.task.valset))
             cand.prompt_tokens = entry.get("prompt_tokens")
             candidates.append(cand)
-            if all(v == (0, 0) for v in config.values()):
+            if r == BASELINE:
                 baseline = cand.score
             if best is None or _better(cand, best):
                 best = cand
@@ -401,7 +428,7 @@ class _Run:
             "estimated_calls": estimate,
             "trials": self._total_trials(),
             "rejected_proposals": list(self.proposer.rejections) if self.proposer else [],
-            "instructions": {fid: list(s.instructions[fid]) for s in self.spaces.values() for fid in s.ids},
+            "instructions": self._all_instructions(),
         }
         if self.opt.cost_aware:
             details["pareto"] = self._pareto()
@@ -416,9 +443,19 @@ class _Run:
             details=details,
         )
 
+    def _all_instructions(self) -> dict[str, list[str]]:
+        """Every instruction candidate per function over all rounds, in order of appearance."""
+        out: dict[str, list[str]] = {fid: [] for fid in self.ids}
+        for r in sorted(self.spaces):
+            for fid in self.ids:
+                out[fid].extend(t for t in self.spaces[r].instructions[fid] if t not in out[fid])
+        return out
+
     def _pareto(self) -> list[dict[str, Any]]:
         front = []
-        for r in self.spaces:
+        for r in sorted(self.spaces):
+            if r == BASELINE:
+                continue
             for t in self._study(r).best_trials:
                 front.append(
                     {"round": r, "config_key": t.user_attrs.get("config_key"), "score": t.values[0], "prompt_tokens": t.values[1]}

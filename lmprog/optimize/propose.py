@@ -77,7 +77,8 @@ def data_statistics(rows: Sequence[Mapping[str, Any]]) -> str:
         values = [r.get(k) for r in rows]
         texts = [str(v) for v in values if v is not None]
         distinct = Counter(texts)
-        if texts and len(distinct) <= 12 and all(len(t) <= 40 for t in distinct):
+        categorical = len(distinct) <= 12 and len(distinct) < len(texts) and all(len(t) <= 40 for t in distinct)
+        if texts and categorical:
             common = ", ".join(f"{v} ({n})" for v, n in distinct.most_common())
             parts.append(f"{k}: {common}")
         elif texts:

@@ -91,7 +91,7 @@ def minibatch_means(study: optuna.Study, objective: int = 0) -> dict[str, tuple[
     import optuna
 
     sums: dict[str, list[float]] = defaultdict(list)
-    for t in study.get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         key = t.user_attrs.get("config_key")
         if key is None or t.values is None:
             continue
@@ -104,7 +104,7 @@ def instruction_scores(study: optuna.Study, space: Space) -> dict[str, dict[str,
     import optuna
 
     acc: dict[str, dict[str, list[float]]] = {fid: defaultdict(list) for fid in space.ids}
-    for t in study.get_trials(deep=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         config = t.user_attrs.get("config")
         if not config or t.values is None:
             continue

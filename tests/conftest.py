@@ -1,0 +1,34 @@
+"""Shared test setup: every test starts from default settings with a private cache directory,
+and unit tests cannot reach the network (loopback stays open for local servers)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from lmprog import settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    settings.reset()
+    settings.configure(cache_dir=tmp_path_factory.mktemp("cache"))
+    yield
+    settings.reset()
+
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")) or self.family == socket.AF_UNIX:
+        return _real_connect(self, address)  # type: ignore[arg-type]
+    raise OSError(f"network access blocked in tests: {address!r}")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)

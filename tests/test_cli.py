@@ -1,0 +1,329 @@
+"""The lmprog command line, through typer's CliRunner and as a real subprocess.
+
+The user's program is a file written to tmp_path that configures a ScriptedLM at import time: the
+scripted model answers "bug" to everything without demos and reads keywords once it has demos, so
+optimization has something to improve and no test touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lmprog import settings
+from lmprog.cli import app
+
+PROGRAM = '''
+from typing import Literal
+
+import lmprog
+from lmprog import lm_function, traced
+from lmprog.testing import ScriptedLM
+
+KEYWORDS = {"charged": "billing", "refund": "billing", "invoice": "billing",
+            "crash": "bug", "error": "bug", "broken": "bug"}
+
+
+def respond(messages):
+    if len(messages) <= 2:  # zero-shot: the scripted model always says "bug"
+        return "bug"
+    ticket = messages[-1]["content"].lower()
+    return next((label for word, label in KEYWORDS.items() if word in ticket), "feature")
+
+
+lmprog.configure(lm=ScriptedLM(respond), cache=False)
+
+
+@lm_function
+def classify(ticket: str) -> Literal["billing", "bug", "feature"]:
+    """Classify a support ticket by its topic.
+
+    Args:
+        ticket: the customer's message, verbatim.
+    """
+
+
+@traced
+def pipeline(ticket: str) -> str:
+    return classify(ticket)
+
+
+if __name__ == "__main__":
+    raise SystemExit("the __main__ block must not run")
+'''
+
+METRIC = """
+def label_match(example, prediction, trace=None):
+    return example["label"] == prediction
+"""
+
+ROWS = [
+    ("I was charged twice", "billing"),
+    ("Please refund my order", "billing"),
+    ("The invoice is wrong", "billing"),
+    ("The app crashes on login", "bug"),
+    ("Error 500 on save", "bug"),
+    ("Search is broken", "bug"),
+    ("Add a dark mode", "feature"),
+    ("Export to PDF would be nice", "feature"),
+]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A user project in tmp_path (the working directory); undoes the imports and settings after."""
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "metric.py").write_text(METRIC)
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps({"ticket": t, "label": y}) + "\n" for t, y in ROWS)
+    )
+    monkeypatch.chdir(tmp_path)
+    modules, path = set(sys.modules), list(sys.path)
+    logger = logging.getLogger("lmprog")
+    level, handlers = logger.level, list(logger.handlers)
+    yield tmp_path
+    for name in set(sys.modules) - modules:
+        if str(tmp_path) in str(getattr(sys.modules[name], "__file__", "") or ""):
+            del sys.modules[name]
+    sys.path[:] = path
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    settings.reset()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_optimize_prints_estimate_results_files_and_writes_report(project: Path) -> None:
+    code, out = invoke(
+        "optimize",
+        "prog.py:pipeline",
+        "--train",
+        "train.jsonl",
+        "--metric",
+        "metric.py:label_match",
+        "--optimizer",
+        "random_search",
+        "--threads",
+        "2",
+        "--report",
+        "report.html",
+    )
+    assert code == 0, out
+    assert "estimated LM calls: about" in out
+    assert "1 lm_function(s): classify" in out
+    assert "baseline score" in out and "optimized score" in out
+    baseline = float(out.split("baseline score")[1].split()[0])
+    optimized = float(out.split("optimized score")[1].split()[0])
+    assert optimized > baseline
+    assert "prompts/prog.classify.yaml" in out
+    doc = yaml.safe_load((project / "prompts" / "prog.classify.yaml").read_text())
+    assert doc["function"] == "prog:classify" and doc["demos"]
+    assert doc["provenance"]["optimizer"] == "random_search"
+    assert "<svg" in (project / "report.html").read_text()
+
+
+def test_optimize_mipro_shows_its_estimate_and_respects_the_call_cap(project: Path) -> None:
+    code, out = invoke(
+        "optimize",
+        "prog.py:pipeline",
+        "--train",
+        "train.jsonl",
+        "--metric",
+        "exact_match",
+        "--max-calls",
+        "0",
+        "--no-save",
+    )
+    assert code == 0, out
+    assert "with mipro" in out and "estimated LM calls: about 0" in out
+    assert "stopped by budget" in out and "max_calls" in out
+    assert not (project / "prompts").exists()
+
+
+def test_eval_prints_the_score_table_and_saves_a_trace(project: Path) -> None:
+    code, out = invoke(
+        "eval", "prog.py:pipeline", "--data", "train.jsonl", "-m", "exact_match", "--trace", "t.jsonl"
+    )
+    assert code == 0, out
+    assert "pipeline / exact_match: 37.5 on 8 example(s)" in out  # zero-shot: only the 3 bugs are right
+    code, out = invoke("trace", "show", "t.jsonl")
+    assert code == 0, out
+    assert "16 spans, 8 lm call(s)" in out
+    assert out.count("pipeline") >= 8 and "classify" in out and " ms" in out and "tokens" in out
+
+
+def test_show_prints_the_exact_messages_with_demos(project: Path) -> None:
+    code, out = invoke("show", "prog.py:classify", "--input", "ticket=My card was charged", "--json")
+    assert code == 0, out
+    messages = json.loads(out)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[-1]["content"] == "ticket: My card was charged"
+    assert (
+        invoke(
+            "optimize",
+            "prog.py:pipeline",
+            "--train",
+            "train.jsonl",
+            "-m",
+            "exact_match",
+            "--optimizer",
+            "labeled",
+        )[0]
+        == 0
+    )
+    code, out = invoke("show", "prog.py:classify", "-i", "ticket=Refund me")
+    assert code == 0, out
+    assert "prompts/prog.classify.yaml (ok)" in out
+    assert "demos: 4" in out and out.count("assistant") == 4
+    assert "ticket: Refund me" in out
+
+
+def test_check_passes_then_fails_on_stale_and_corrupt_files(project: Path) -> None:
+    code, out = invoke("check", ".")
+    assert code == 0, out
+    assert "missing" in out and "prog:classify" in out
+    assert invoke("check", ".", "--require-all")[0] == 1
+    assert (
+        invoke(
+            "optimize",
+            "prog.py:pipeline",
+            "--train",
+            "train.jsonl",
+            "-m",
+            "exact_match",
+            "--optimizer",
+            "labeled",
+        )[0]
+        == 0
+    )
+    code, out = invoke("check")
+    assert code == 0 and "1 ok" in out, out
+
+    # The docstring changes: the committed file no longer matches the function.
+    (project / "prog.py").write_text(PROGRAM.replace("by its topic", "by its main topic"))
+    for name in [n for n in sys.modules if n == "prog"]:
+        del sys.modules[name]
+    code, out = invoke("check", ".")
+    assert code == 1, out
+    assert "stale" in out and "prompts/prog.classify.yaml" in out and "lmprog check failed" in out
+
+    (project / "prompts" / "prog.classify.yaml").write_text("schema: 1\nfunction: [oops\n")
+    del sys.modules["prog"]
+    code, out = invoke("check", "prog.py")
+    assert code == 1, out
+    assert "corrupt" in out and "prog.classify.yaml:3: invalid YAML" in out
+
+
+def test_check_skips_tests_and_virtualenvs_and_reports_import_errors(project: Path) -> None:
+    (project / "tests").mkdir()
+    (project / "tests" / "test_prog.py").write_text(
+        "from lmprog import lm_function\nraise RuntimeError('no')\n"
+    )
+    (project / "venv").mkdir()
+    (project / "venv" / "pyvenv.cfg").write_text("")
+    (project / "venv" / "lib.py").write_text("from lmprog import lm_function\nraise RuntimeError('no')\n")
+    code, out = invoke("check")
+    assert code == 0, out
+    (project / "broken.py").write_text("from lmprog import lm_function\nundefined_name\n")
+    code, out = invoke("check")
+    assert code == 1, out
+    assert "error" in out and "NameError" in out and "broken.py" in out
+
+
+def test_export_writes_a_dotprompt_file(project: Path) -> None:
+    code, out = invoke("export", "prog.py:classify", "-o", "classify.prompt")
+    assert code == 0, out
+    text = (project / "classify.prompt").read_text()
+    assert text.startswith("---\n") and '{{role "system"}}' in text and "{{ticket}}" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "missing.py:pipeline", "--data", "train.jsonl", "-m", "f1"], "missing.py: no such file"),
+        (["eval", "prog.py:nothing", "--data", "train.jsonl", "-m", "f1"], "has no function 'nothing'"),
+        (["eval", "prog.py:pipeline", "--data", "nope.jsonl", "-m", "f1"], "--data nope.jsonl: no such file"),
+        (
+            ["eval", "prog.py:pipeline", "--data", "bad.jsonl", "-m", "f1"],
+            "bad.jsonl, line 2: missing input(s) 'ticket'",
+        ),
+        (["eval", "prog.py:pipeline", "--data", "train.jsonl", "-m", "nope"], "unknown metric 'nope'"),
+        (
+            ["optimize", "prog.py:pipeline", "--train", "train.jsonl", "-m", "f1", "--optimizer", "x"],
+            "--optimizer x: unknown",
+        ),
+        (["show", "prog.py:pipeline"], "pipeline is not an lm_function; lm_functions here: classify"),
+        (["trace", "show", "train.jsonl"], "train.jsonl: not a trace written by lmprog"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(project: Path, args: list[str], message: str) -> None:
+    (project / "bad.jsonl").write_text('{"ticket": "ok", "label": "bug"}\n{"text": "no ticket"}\n')
+    code, out = invoke(*args)
+    assert code == 2, out
+    assert "error:" in out and message in " ".join(out.split())
+    assert "Traceback" not in out
+
+
+def _lmprog_command() -> list[str]:
+    script = Path(sys.executable).with_name("lmprog")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from lmprog.cli import main; main()"]
+
+
+def test_real_subprocess_optimize_and_usage_error(project: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200", "LMPROG_CACHE_DIR": str(project / "cache")}
+    done = subprocess.run(
+        [
+            *_lmprog_command(),
+            "optimize",
+            "prog.py:pipeline",
+            "--train",
+            "train.jsonl",
+            "-m",
+            "exact_match",
+            "--optimizer",
+            "labeled",
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "optimization result" in done.stdout and "prompts/prog.classify.yaml" in done.stdout
+    assert "estimated LM calls: about 0" in done.stderr
+    assert (project / "prompts" / "prog.classify.yaml").exists()
+
+    bad = subprocess.run(
+        [*_lmprog_command(), "optimize", "nowhere.py:main", "--train", "train.jsonl", "-m", "f1"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert "error: nowhere.py: no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    code, out = invoke("--help")
+    assert code == 0
+    for command in ("optimize", "eval", "show", "check", "export", "trace"):
+        assert command in out
