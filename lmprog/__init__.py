@@ -1,7 +1,9 @@
 """lmprog: program language models with plain Python.
 
-Light names are imported eagerly; heavy ones (the LM client, the optimizers, static analysis,
-evaluation) load on first access so that ``import lmprog`` stays fast and never imports litellm.
+Light names are imported eagerly (``evaluate`` and ``optimize`` too: their modules share names
+with the functions, so the functions must be bound first); heavy ones (the LM client, static
+analysis) load on first access so that ``import lmprog`` stays fast and never imports litellm,
+optuna or libcst.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from lmprog.errors import (
     BudgetExceededError,
     DatasetError,
     EvaluationError,
-    LmprogError,
     LMError,
+    LmprogError,
     MissingDependencyError,
     OutputParseError,
     PromptFileError,
@@ -23,16 +25,16 @@ from lmprog.errors import (
     TransientLMError,
     UsageError,
 )
+from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
 from lmprog.function import LMFunction, lm_function
+from lmprog.optimize import Budget, OptimizationResult, optimize
 from lmprog.settings import configure, context
 from lmprog.trace import trace, traced
 from lmprog.usage import Usage
 
 if TYPE_CHECKING:
     from lmprog import metrics
-    from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
     from lmprog.lm import LM, BaseLM, Completion
-    from lmprog.optimize import Budget, OptimizationResult, optimize
     from lmprog.source import ProgramSource, analyze
 
 __version__ = "0.1.0"
@@ -41,12 +43,6 @@ _LAZY = {
     "LM": "lmprog.lm",
     "BaseLM": "lmprog.lm",
     "Completion": "lmprog.lm",
-    "evaluate": "lmprog.evaluate",
-    "EvaluationResult": "lmprog.evaluate",
-    "ExampleResult": "lmprog.evaluate",
-    "optimize": "lmprog.optimize",
-    "Budget": "lmprog.optimize",
-    "OptimizationResult": "lmprog.optimize",
     "analyze": "lmprog.source",
     "ProgramSource": "lmprog.source",
 }

@@ -25,7 +25,10 @@ def redact(obj: Any, secrets: list[str] | None = None) -> Any:
     """A copy of a JSON-like object with secret parameters and known secret values removed."""
     values = secret_values() if secrets is None else secrets
     if isinstance(obj, dict):
-        return {k: REDACTED if isinstance(k, str) and is_secret_param(k) else redact(v, values) for k, v in obj.items()}
+        return {
+            k: REDACTED if isinstance(k, str) and is_secret_param(k) else redact(v, values)
+            for k, v in obj.items()
+        }
     if isinstance(obj, list | tuple):
         return [redact(v, values) for v in obj]
     if isinstance(obj, str) and values:

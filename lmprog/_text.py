@@ -72,14 +72,6 @@ def normalize_word(text: str) -> str:
     return _SPACES_RE.sub(" ", text.strip(_EDGE_CHARS)).strip().casefold()
 
 
-def words_in(text: str, word: str) -> bool:
-    """Whether the normalized ``word`` occurs in the normalized ``text`` as a whole word."""
-    if not word:
-        return False
-    pattern = r"(?<!\w)" + re.escape(word) + r"(?!\w)"
-    return re.search(pattern, text) is not None
-
-
 def to_number(token: str) -> float | int | None:
     """Convert one number token (``1,000``, ``-2.5e3``) to int or float; None when out of range."""
     raw = token.replace(",", "")

@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 from lmprog._text import NONE_WORDS, clean_text, normalize_word, numbers_in, strict_number, to_number, unfence
 
+#: How many times a lone number may be repeated in a sentence and still be read as the answer.
+_MAX_REPEATS = 8
 _BOOL_WORDS = {"yes": True, "true": True, "no": False, "false": False}
 
 
@@ -170,10 +172,12 @@ class _NumberSpec(TypeSpec):
         body = clean_text(text)
         number = strict_number(body)
         if number is None and not strict:
-            found = numbers_in(body, limit=2)
-            if len(found) == 1:
-                number = to_number(found[0])
-            elif len(found) > 1:
+            # a sentence holding one number, possibly repeated ("42. The answer is 42.")
+            tokens = numbers_in(body, limit=_MAX_REPEATS + 1)
+            found = {to_number(token) for token in tokens}
+            if len(found) == 1 and len(tokens) <= _MAX_REPEATS:
+                number = found.pop()
+            elif tokens:
                 raise Invalid(f"expected {self.noun()} only, got several numbers in {snippet(body)}")
         return self._convert(number, body)
 

@@ -283,8 +283,13 @@ def _invalid(error: Exception) -> Invalid:
     if isinstance(error, ValidationError):
         items = error.errors(include_url=False)
         if items:
-            paths = ["".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]) for item in items]
-            others = "".join(f"; {path.lstrip('.')}: {item['msg']}" for path, item in zip(paths[1:3], items[1:3]))
+            paths = [
+                "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]) for item in items
+            ]
+            others = "".join(
+                f"; {path.lstrip('.')}: {item['msg']}"
+                for path, item in zip(paths[1:3], items[1:3], strict=True)
+            )
             return Invalid(str(items[0]["msg"]) + others, paths[0])
     text = " ".join(str(error).split())
     return Invalid(text[:200] or type(error).__name__)

@@ -113,7 +113,9 @@ def _render_text(text: str, *, single: bool, names: Iterable[str]) -> str:
     if not ambiguous and not single:
         # after "name: " a leading bold marker would be read as part of the header
         pattern = header_pattern(names)
-        lines_look_like_headers = pattern is not None and any(pattern.match(line) for line in text.split("\n"))
+        lines_look_like_headers = pattern is not None and any(
+            pattern.match(line) for line in text.split("\n")
+        )
         ambiguous = text.startswith(("**", "__")) or lines_look_like_headers
     return json.dumps(text, ensure_ascii=False) if ambiguous else text
 

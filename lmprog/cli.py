@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -218,9 +218,9 @@ def _setup_logging(level: int) -> None:
     for handler in list(logger.handlers):
         if getattr(handler, "_lmprog_cli", False):
             logger.removeHandler(handler)
-    handler: Any = RichHandler(console=_err(), show_time=False, show_path=False, markup=False)
-    handler._lmprog_cli = True
-    logger.addHandler(handler)
+    rich_handler = RichHandler(console=_err(), show_time=False, show_path=False, markup=False)
+    rich_handler._lmprog_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(rich_handler)
     logger.setLevel(level)
 
 

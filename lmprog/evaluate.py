@@ -63,7 +63,8 @@ def evaluate(
     picks one explicitly.
 
     A failing example (missing input, program error, metric error) is recorded with score 0 and
-    the run goes on (except for ``BudgetExceededError``, which stops the run and propagates); once more than ``max_errors`` examples failed it stops and raises
+    the run goes on (a ``BudgetExceededError`` stops the run and propagates); once more than
+    ``max_errors`` examples failed it stops and raises
     :class:`~lmprog.errors.EvaluationError` whose ``.result`` holds the partial results.
 
     ``progress``: a progress bar with the running score on stderr: ``"auto"`` when stderr is a

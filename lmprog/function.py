@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin, overload
 
-from lmprog import settings, trace
+from lmprog import settings
 from lmprog.errors import OutputParseError, UsageError
 from lmprog.prompt import ParseFailure, parse_output, render_messages, retry_messages
 from lmprog.signature import Signature, signature_from_function
+from lmprog.trace import Span, span
 
 if TYPE_CHECKING:
     from lmprog.lm import BaseLM, Completion
@@ -67,6 +69,7 @@ class LMFunction:
         max_retries: int = 2,
         temperature: float | None = None,
         name: str | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0", function=getattr(fn, "__qualname__", None))
@@ -75,6 +78,7 @@ class LMFunction:
         self.lm = lm
         self.max_retries = max_retries
         self.temperature = temperature
+        self.max_tokens = max_tokens if max_tokens is not None else _short_output_tokens(self.signature)
         self.name = self.signature.name
         self.is_async = inspect.iscoroutinefunction(fn)
         self._py_signature = inspect.signature(fn)
@@ -175,7 +179,7 @@ class LMFunction:
 
     def _call(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with trace.span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 run.feed(run.lm.complete(msgs, **run.params))
@@ -183,7 +187,7 @@ class LMFunction:
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with trace.span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 run.feed(await run.lm.acomplete(msgs, **run.params))
@@ -231,12 +235,16 @@ class _Run:
         self.func = func
         self.lm = resolve_lm(func.lm)
         state = func.state
-        self.messages = render_messages(func.signature, inputs, instruction=state.instruction, demos=state.demos)
+        self.messages = render_messages(
+            func.signature, inputs, instruction=state.instruction, demos=state.demos
+        )
         self.params: dict[str, Any] = {}
         if func.temperature is not None:
             self.params["temperature"] = func.temperature
+        if func.max_tokens is not None:
+            self.params["max_tokens"] = func.max_tokens
         self.attempts = 0
-        self.span: trace.Span | None = None
+        self.span: Span | None = None
         self._done = False
         self._value: Any = None
         self._raw = ""
@@ -291,6 +299,7 @@ def lm_function(
     max_retries: int = 2,
     temperature: float | None = None,
     name: str | None = None,
+    max_tokens: int | None = None,
 ) -> Callable[[Callable[..., Any]], LMFunction]: ...
 def lm_function(
     fn: Callable[..., Any] | None = None,
@@ -300,16 +309,38 @@ def lm_function(
     max_retries: int = 2,
     temperature: float | None = None,
     name: str | None = None,
+    max_tokens: int | None = None,
 ) -> LMFunction | Callable[[Callable[..., Any]], LMFunction]:
     """Turn a typed, documented function (sync or async) into a language model call.
 
     ``lm`` picks the model for this function (default: the configured one), ``max_retries`` how
     many times an unparsable completion is retried with the errors shown to the model,
     ``temperature`` a sampling temperature for this function, ``name`` its name in prompts,
-    traces and prompt files.
+    traces and prompt files, ``max_tokens`` a cap on the completion length (by default
+    ``SHORT_OUTPUT_TOKENS`` for a single short answer — a Literal, Enum, bool or number — and the
+    configured ``max_tokens`` otherwise, so a small model that rambles stops early).
     """
 
     def wrap(f: Callable[..., Any]) -> LMFunction:
-        return LMFunction(f, lm=lm, max_retries=max_retries, temperature=temperature, name=name)
+        return LMFunction(
+            f, lm=lm, max_retries=max_retries, temperature=temperature, name=name, max_tokens=max_tokens
+        )
 
     return wrap(fn) if fn is not None else wrap
+
+
+SHORT_OUTPUT_TOKENS = 48
+
+
+def _short_output_tokens(signature: Signature) -> int | None:
+    """A completion cap for functions answering with one short value (an option or a number)."""
+    if len(signature.outputs) != 1:
+        return None
+    annotation = signature.outputs[0].annotation
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal:
+        return SHORT_OUTPUT_TOKENS
+    if isinstance(annotation, type) and issubclass(annotation, Enum | bool | int | float):
+        return SHORT_OUTPUT_TOKENS
+    return None

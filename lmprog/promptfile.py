@@ -167,7 +167,8 @@ def load_state(fn: LMFunction, path: Path | None = None) -> State | None:
     doc = read(target)
     if doc["function"] != function_id(fn):
         raise PromptFileError(
-            f"{target}:{_line_of(target.read_text(), 'function')}: made for {doc['function']}, not {function_id(fn)}"
+            f"{target}:{_line_of(target.read_text(), 'function')}: made for {doc['function']}, not "
+            f"{function_id(fn)}"
         )
     if doc["signature_hash"] != fn.signature_hash:
         logger.warning(
@@ -191,6 +192,8 @@ def status(fn: LMFunction, path: Path | None = None) -> str:
         doc = read(target)
     except PromptFileError as e:
         return f"corrupt: {e}"
+    if doc["function"] != function_id(fn):
+        return f"corrupt: {target}: made for {doc['function']}, not {function_id(fn)}"
     return "ok" if doc["signature_hash"] == fn.signature_hash else "stale"
 
 
@@ -299,7 +302,7 @@ def _object_schema(fields: list[tuple[str, Any, str, bool]]) -> dict[str, Any]:
         props[name] = schema
         pico.append(_pico_field(name + ("?" if optional else ""), schema))
     if all(key is not None for key, _ in pico):
-        return {key: value for key, value in pico}
+        return {str(key): value for key, value in pico}
     out: dict[str, Any] = {"type": "object", "properties": props}
     required = [name for name, _, _, optional in fields if not optional]
     if required:

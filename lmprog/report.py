@@ -133,10 +133,12 @@ def _axes(n: int, x_label: str) -> list[str]:
             f"<text x='{_x(i, n):.1f}' y='{_H - _B + 16}' text-anchor='middle' class='tick'>{i + 1}</text>"
         )
     parts.append(
-        f"<text x='{(_L + _W - _R) / 2:.0f}' y='{_H - 6}' text-anchor='middle' class='label'>{_e(x_label)}</text>"
+        f"<text x='{(_L + _W - _R) / 2:.0f}' y='{_H - 6}' text-anchor='middle' "
+        f"class='label'>{_e(x_label)}</text>"
     )
     parts.append(
-        f"<text x='12' y='{(_T + _H - _B) / 2:.0f}' text-anchor='middle' class='label' transform='rotate(-90 12 {(_T + _H - _B) / 2:.0f})'>score</text>"
+        f"<text x='12' y='{(_T + _H - _B) / 2:.0f}' text-anchor='middle' class='label' "
+        f"transform='rotate(-90 12 {(_T + _H - _B) / 2:.0f})'>score</text>"
     )
     return parts
 
@@ -149,14 +151,16 @@ def _trial_chart(trials: Sequence[_Trial], baseline: float | None) -> str:
     if baseline is not None:
         y = _y(baseline)
         parts.append(
-            f"<line x1='{_L}' y1='{y:.1f}' x2='{_W - _R}' y2='{y:.1f}' class='baseline'><title>baseline {baseline:.1f}</title></line>"
+            f"<line x1='{_L}' y1='{y:.1f}' x2='{_W - _R}' y2='{y:.1f}' class='baseline'><title>baseline "
+            f"{baseline:.1f}</title></line>"
         )
     best, points = -1.0, []
     for i, t in enumerate(trials):
         best = max(best, t.score)
         points.append(f"{_x(i, n):.1f},{_y(best):.1f}")
     parts.append(
-        f"<polyline points='{' '.join(points)}' class='best' fill='none' stroke='{_ORANGE}' stroke-width='2.5'/>"
+        f"<polyline points='{' '.join(points)}' class='best' fill='none' stroke='{_ORANGE}' "
+        "stroke-width='2.5'/>"
     )
     for i, t in enumerate(trials):
         parts.append(
@@ -173,7 +177,7 @@ def _trial_chart(trials: Sequence[_Trial], baseline: float | None) -> str:
 def _candidate_chart(result: OptimizationResult) -> str:
     cands = [c for c in result.candidates if c.score is not None]
     if not cands:
-        return "<p class='empty'>The optimizer scored no candidates (it keeps its choice without validation).</p>"
+        return "<p class='empty'>The optimizer scored no candidates (it chose without validating).</p>"
     chosen = max(range(len(cands)), key=lambda i: (cands[i].score or 0.0, -i))
     row, label_w = 24, 220
     height = row * len(cands) + 24
@@ -184,10 +188,12 @@ def _candidate_chart(result: OptimizationResult) -> str:
         color = _GREEN if i == chosen else _BLUE
         name = c.label or f"candidate {i + 1}"
         parts.append(
-            f"<text x='{label_w - 8}' y='{y + 15}' text-anchor='end' class='tick'>{_e(_clip(name, 34))}</text>"
+            f"<text x='{label_w - 8}' y='{y + 15}' text-anchor='end' "
+            f"class='tick'>{_e(_clip(name, 34))}</text>"
         )
         parts.append(
-            f"<rect x='{label_w}' y='{y + 3}' width='{width:.1f}' height='{row - 8}' fill='{color}' class='bar'><title>{_e(name)}: {c.score:.1f}</title></rect>"
+            f"<rect x='{label_w}' y='{y + 3}' width='{width:.1f}' height='{row - 8}' fill='{color}' "
+            f"class='bar'><title>{_e(name)}: {c.score:.1f}</title></rect>"
         )
         parts.append(f"<text x='{label_w + width + 6:.1f}' y='{y + 15}' class='tick'>{c.score:.1f}</text>")
     return _svg(parts, "score of every candidate", height) + _legend(
@@ -200,8 +206,10 @@ def _cost_block(result: OptimizationResult) -> str:
     total = max(1, u.calls)
     req_w = (_W - 20) * u.requests / total
     parts = [
-        f"<rect x='10' y='10' width='{req_w:.1f}' height='22' fill='{_ORANGE}'><title>{u.requests} provider requests</title></rect>",
-        f"<rect x='{10 + req_w:.1f}' y='10' width='{(_W - 20) - req_w:.1f}' height='22' fill='{_GREEN}'><title>{u.cache_hits} cache hits</title></rect>",
+        f"<rect x='10' y='10' width='{req_w:.1f}' height='22' fill='{_ORANGE}'><title>{u.requests} "
+        "provider requests</title></rect>",
+        f"<rect x='{10 + req_w:.1f}' y='10' width='{(_W - 20) - req_w:.1f}' height='22' "
+        f"fill='{_GREEN}'><title>{u.cache_hits} cache hits</title></rect>",
     ]
     rows = [
         ("LM calls", u.calls),
@@ -229,7 +237,9 @@ def _cost_block(result: OptimizationResult) -> str:
         for c in sized:
             x = _L + (_W - _L - _R) * float(c.prompt_tokens or 0) / top
             dots.append(
-                f"<circle cx='{x:.1f}' cy='{_y(c.score or 0):.1f}' r='4' fill='{_BLUE}'><title>{_e(c.label)}: {c.score:.1f} at {c.prompt_tokens:.0f} tokens</title></circle>"
+                f"<circle cx='{x:.1f}' cy='{_y(c.score or 0):.1f}' r='4' "
+                f"fill='{_BLUE}'><title>{_e(c.label)}: {c.score:.1f} at {c.prompt_tokens:.0f} "
+                "tokens</title></circle>"
             )
         out += f"<h3>Score against prompt size ({n} candidates)</h3>" + _svg(
             dots, "score against prompt tokens"
@@ -272,7 +282,8 @@ def _details_block(result: OptimizationResult) -> str:
 
 # -- small helpers ---------------------------------------------------------------------------------
 def _svg(parts: list[str], label: str, height: int = _H) -> str:
-    return f"<svg viewBox='0 0 {_W} {height}' width='{_W}' height='{height}' role='img' aria-label='{_e(label)}'>{''.join(parts)}</svg>"
+    size = f"viewBox='0 0 {_W} {height}' width='{_W}' height='{height}'"
+    return f"<svg {size} role='img' aria-label='{_e(label)}'>{''.join(parts)}</svg>"
 
 
 def _legend(items: list[tuple[str, str]]) -> str:
@@ -319,7 +330,8 @@ def _e(text: str) -> str:
 
 
 _CSS = """
-body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:760px;color:#111827;padding:0 1rem}
+body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#111827}
+body{margin:2rem auto;max-width:760px;padding:0 1rem}
 h1{font-size:1.5rem;margin-bottom:.25rem}
 h2{font-size:1.15rem;border-bottom:1px solid #e5e7eb;padding-bottom:.2rem;margin-top:2rem}
 h3{font-size:1rem;margin-bottom:.3rem}
@@ -334,8 +346,10 @@ svg{max-width:100%;height:auto;display:block}
 .tick{font-size:11px;fill:#4b5563}
 .label{font-size:12px;fill:#374151}
 .legend span{margin-right:1rem;font-size:.85rem;color:#374151}
-.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;border-radius:2px;vertical-align:-1px}
-pre{background:#f9fafb;border:1px solid #e5e7eb;border-radius:6px;padding:.6rem;white-space:pre-wrap;word-break:break-word}
+.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem}
+.legend i{border-radius:2px;vertical-align:-1px}
+pre{background:#f9fafb;border:1px solid #e5e7eb;border-radius:6px;padding:.6rem}
+pre{white-space:pre-wrap;word-break:break-word}
 table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}
 td,th{border:1px solid #e5e7eb;padding:.25rem .5rem;text-align:left;vertical-align:top}
 .empty{color:#6b7280;font-style:italic}

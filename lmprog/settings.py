@@ -64,7 +64,9 @@ class Settings:
 _FIELDS = {f.name for f in fields(Settings)}
 _global = Settings()
 _global_lock = threading.Lock()
-_override: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("lmprog_settings", default=None)
+_override: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "lmprog_settings", default=None
+)
 
 
 def _check(kwargs: dict[str, Any]) -> dict[str, Any]:

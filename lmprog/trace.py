@@ -105,7 +105,9 @@ class Span:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Span:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("children", "obj")}
+        known = {
+            k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("children", "obj")
+        }
         return cls(**known)
 
 

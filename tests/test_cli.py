@@ -12,7 +12,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from lmprog import settings
 from lmprog.cli import app
+from lmprog.lm import Completion, InterceptedRequest, intercept_requests
 
 PROGRAM = '''
 from typing import Literal
@@ -164,6 +165,29 @@ def test_eval_prints_the_score_table_and_saves_a_trace(project: Path) -> None:
     assert code == 0, out
     assert "16 spans, 8 lm call(s)" in out
     assert out.count("pipeline") >= 8 and "classify" in out and " ms" in out and "tokens" in out
+
+
+def test_model_option_overrides_the_programs_lm(project: Path) -> None:
+    seen: list[str] = []
+
+    def answer(request: InterceptedRequest, send: Callable[[], Completion]) -> Completion:
+        seen.append(request.lm.model)  # answered here: nothing reaches a provider
+        return Completion(text="billing")
+
+    with intercept_requests(answer):
+        code, out = invoke(
+            "eval",
+            "prog.py:pipeline",
+            "--data",
+            "train.jsonl",
+            "-m",
+            "exact_match",
+            "--model",
+            "openai/gpt-x",
+        )
+    assert code == 0, out
+    assert seen == ["openai/gpt-x"] * len(ROWS)
+    assert "pipeline / exact_match: 37.5" in out  # the 3 billing rows
 
 
 def test_show_prints_the_exact_messages_with_demos(project: Path) -> None:

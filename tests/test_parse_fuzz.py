@@ -18,7 +18,11 @@ from pydantic import BaseModel
 from lmprog.prompt import ParseFailure, format_output, output_values, parse_output
 from lmprog.signature import Signature, signature_from_function
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_N", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_N", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 class Topic(enum.Enum):
@@ -99,7 +103,10 @@ KINDS: list[tuple[Any, st.SearchStrategy[Any]]] = [
     (Level, st.sampled_from(Level)),
     (Optional[int], st.none() | st.integers()),  # noqa: UP045
     (Optional[str], st.none() | st.text()),  # noqa: UP045
-    (int | str, st.integers() | _no_digits.filter(lambda s: s.strip().casefold() not in ("", "none", "null"))),
+    (
+        int | str,
+        st.integers() | _no_digits.filter(lambda s: s.strip().casefold() not in ("", "none", "null")),
+    ),
     (list[str], st.lists(st.text())),
     (list[int], st.lists(st.integers())),
     (list[Literal["a", "b"]], st.lists(st.sampled_from(["a", "b"]))),
@@ -151,7 +158,9 @@ def _json_garbage() -> st.SearchStrategy[str]:
 
 _headers = st.lists(
     st.tuples(
-        st.sampled_from(["summary", "Verdict", "**score**", "- flags", "item", "notes", "left", "right", "kind"]),
+        st.sampled_from(
+            ["summary", "Verdict", "**score**", "- flags", "item", "notes", "left", "right", "kind"]
+        ),
         st.sampled_from([":", ": ", ":**", " = "]),
         st.text(max_size=20) | _json_garbage(),
     ),
@@ -160,7 +169,7 @@ _headers = st.lists(
 
 TEXTS = (
     st.text()
-    | st.text(alphabet='[]{}",:0123456789.-+eE \n\'`*#truefalsnyo_')
+    | st.text(alphabet="[]{}\",:0123456789.-+eE \n'`*#truefalsnyo_")
     | _json_garbage()
     | _headers
     | st.sampled_from(["```", "```json\n", '"', "'", "none", "null", "yes no", "1,000,000", "-", "[", "{"])
@@ -214,7 +223,7 @@ def test_parse_survives_huge_and_nested_text_quickly(index: int) -> None:
 @FUZZ
 @given(data=st.data())
 def test_round_trip(index: int, data: st.DataObject) -> None:
-    annotation, values = KINDS[index]
+    _, values = KINDS[index]
     signature = SIGNATURES[index]
     value = data.draw(values)
     text = format_output(output_values(signature, value))

@@ -106,7 +106,10 @@ def test_render_classify_with_demos_snapshot() -> None:
 def test_render_multi_output_snapshot() -> None:
     messages = render_messages(
         ANSWER,
-        {"question": "Who wrote Dune?", "context": ["Dune is a 1965 novel by Frank Herbert.", "It won awards."]},
+        {
+            "question": "Who wrote Dune?",
+            "context": ["Dune is a 1965 novel by Frank Herbert.", "It won awards."],
+        },
         demos=[
             {
                 "question": "Is water wet?",
@@ -172,7 +175,7 @@ def test_render_without_docstring_uses_the_name() -> None:
         (int | str, "Reply with an integer or the text."),
         (list[str], "Reply with a JSON list of strings only."),
         (set[int], "Reply with a JSON list of integers only."),
-        (tuple[str, int], 'Reply with a JSON list like [string, integer] only.'),
+        (tuple[str, int], "Reply with a JSON list like [string, integer] only."),
         (dict[str, float], 'Reply with a JSON object like {"<string>": number, ...} only.'),
         (list[Point], 'Reply with a JSON list like [{"x": integer, "y": integer}, ...] only.'),
         (list[Literal["a", "b"]], 'Reply with a JSON list like ["a" | "b", ...] only.'),
@@ -189,7 +192,13 @@ def test_reply_sentence_per_kind(annotation: Any, sentence: str) -> None:
 
 def test_input_values_rendering() -> None:
     def fn(
-        text: str, lines: list[str], numbers: list[int], flag: bool, level: Level, point: Point, maybe: str | None
+        text: str,
+        lines: list[str],
+        numbers: list[int],
+        flag: bool,
+        level: Level,
+        point: Point,
+        maybe: str | None,
     ) -> str:
         """Do."""
 
@@ -227,7 +236,9 @@ def test_multi_output_demo_may_hold_the_return_value() -> None:
 
 
 def test_demo_inputs_missing_are_left_out() -> None:
-    messages = render_messages(ANSWER, {"question": "q", "context": []}, demos=[{"reasoning": "r", "answer": "yes"}])
+    messages = render_messages(
+        ANSWER, {"question": "q", "context": []}, demos=[{"reasoning": "r", "answer": "yes"}]
+    )
     assert messages[1]["content"] == "(no inputs)"
 
 
@@ -236,7 +247,9 @@ def test_demo_inputs_missing_are_left_out() -> None:
 
 def test_retry_messages_append_completion_errors_and_format() -> None:
     messages = render_messages(CLASSIFY, {"ticket": "t"})
-    retried = retry_messages(messages, "maybe", ["expected exactly one of: billing, bug, feature, got 'maybe'"])
+    retried = retry_messages(
+        messages, "maybe", ["expected exactly one of: billing, bug, feature, got 'maybe'"]
+    )
     assert retried[: len(messages)] == messages
     assert retried[-2] == {"role": "assistant", "content": "maybe"}
     assert retried[-1] == {
@@ -246,9 +259,12 @@ def test_retry_messages_append_completion_errors_and_format() -> None:
         "Reply with exactly one of: billing, bug, feature.",
     }
     multi = retry_messages(render_messages(ANSWER, {"question": "q", "context": []}), "x", ["missing"])
-    assert multi[-1]["content"].endswith("Reply with these lines:\nreasoning: <text>\nanswer: <one of: yes, no>")
+    assert multi[-1]["content"].endswith(
+        "Reply with these lines:\nreasoning: <text>\nanswer: <one of: yes, no>"
+    )
     assert retry_messages([{"role": "user", "content": "hi"}], "x", [])[-1]["content"] == (
-        "Your reply could not be used:\n- the reply did not follow the format\n\nReply again in the required format."
+        "Your reply could not be used:\n- the reply did not follow the format\n\n"
+        "Reply again in the required format."
     )
 
 
@@ -293,6 +309,7 @@ def test_parse_literal_refuses_to_guess(text: str) -> None:
         (str, "line one\nline two", "line one\nline two"),
         (int, "42", 42),
         (int, "The answer is 42.", 42),
+        (int, "1234\n\nThe answer is 1234.", 1234),
         (int, "-7", -7),
         (int, "1,000", 1000),
         (int, "**12**", 12),
@@ -323,7 +340,7 @@ def test_parse_literal_refuses_to_guess(text: str) -> None:
         (int | str, "I have 3 cats", "I have 3 cats"),
         (list[str], '["a", "b"]', ["a", "b"]),
         (list[str], 'Sure! Here they are: ["a", "b"]. Done.', ["a", "b"]),
-        (list[str], "```json\n[\"a\",\n \"b\",]\n```", ["a", "b"]),
+        (list[str], '```json\n["a",\n "b",]\n```', ["a", "b"]),
         (list[str], "['a', 'b']", ["a", "b"]),
         (list[str], """['it\\'s', "say \\"hi\\""]""", ["it's", 'say "hi"']),
         (list[str], "- apples\n- pears", ["apples", "pears"]),
@@ -352,6 +369,7 @@ def test_parse_single_leniency(annotation: Any, text: str, expected: Any) -> Non
     ("annotation", "text", "message"),
     [
         (int, "3 or 4", "expected an integer only, got several numbers in '3 or 4'"),
+        (int, "1 1 1 1 1 1 1 1 2", "expected an integer only, got several numbers"),
         (int, "2.5", "expected an integer, got 2.5"),
         (int, "many", "expected an integer, got 'many'"),
         (int, "1e999", "expected an integer, got '1e999'"),
@@ -360,9 +378,13 @@ def test_parse_single_leniency(annotation: Any, text: str, expected: Any) -> Non
         (bool, "yes and no", "expected yes or no, got 'yes and no'"),
         (list[int], '[1, "two"]', "[1]: expected an integer, got 'two'"),
         (list[int], "no list here", "expected a JSON list of integers, got 'no list here'"),
-        (tuple[int, str], "[1]", 'expected a JSON list of 2 items like [integer, string]'),
+        (tuple[int, str], "[1]", "expected a JSON list of 2 items like [integer, string]"),
         (list[Point], '[{"x": 1}]', "[0]: missing key 'y'"),
-        (list[Answer], '[{"reasoning": "r", "answer": "maybe"}]', "[0].answer: Input should be 'yes' or 'no'"),
+        (
+            list[Answer],
+            '[{"reasoning": "r", "answer": "maybe"}]',
+            "[0].answer: Input should be 'yes' or 'no'",
+        ),
         (dict[str, int], "[1]", 'expected a JSON object like {"<string>": integer, ...}'),
     ],
 )
@@ -390,7 +412,10 @@ def test_parse_rejects_non_text() -> None:
         ("**reasoning**: r\n- **answer: yes**", Answer(reasoning="r", answer="yes")),
         ("## Reasoning: r\n## Answer: yes", Answer(reasoning="r", answer="yes")),
         ("Sure!\nreasoning: r\nanswer: yes", Answer(reasoning="r", answer="yes")),
-        ("answer: no\nreasoning: order does not matter", Answer(reasoning="order does not matter", answer="no")),
+        (
+            "answer: no\nreasoning: order does not matter",
+            Answer(reasoning="order does not matter", answer="no"),
+        ),
         ("Because it rains.\nanswer: yes", Answer(reasoning="Because it rains.", answer="yes")),
         ('{"reasoning": "r", "answer": "yes"}', Answer(reasoning="r", answer="yes")),
         ('```json\n{"Reasoning": "r", "ANSWER": "No"}\n```', Answer(reasoning="r", answer="no")),
@@ -400,7 +425,10 @@ def test_parse_rejects_non_text() -> None:
             Answer(reasoning="r1", answer="yes"),
         ),
         ("reasoning: r\nanswer: yes\nreasoning: again\nanswer: no", Answer(reasoning="r", answer="yes")),
-        ("reasoning: answer: is not a header here\nanswer: yes", Answer(reasoning="answer: is not a header here", answer="yes")),
+        (
+            "reasoning: answer: is not a header here\nanswer: yes",
+            Answer(reasoning="answer: is not a header here", answer="yes"),
+        ),
     ],
 )
 def test_parse_multi_leniency(text: str, expected: Answer) -> None:
@@ -434,7 +462,10 @@ def test_parse_multi_defaults_types_and_validators() -> None:
     )
     with pytest.raises(ParseFailure) as info:
         parse_output(sig, "summary: s\nscore: high\ntags: a")
-    assert info.value.errors == ["score: expected an integer, got 'high'", "tags: expected a JSON list of strings, got 'a'"]
+    assert info.value.errors == [
+        "score: expected an integer, got 'high'",
+        "tags: expected a JSON list of strings, got 'a'",
+    ]
 
     class Checked(BaseModel):
         value: int
@@ -493,7 +524,10 @@ def test_parse_dataclass_and_typeddict_returns() -> None:
         ({"output": {Level.LOW: Topic.BUG}}, '{"1": "bug"}'),
         ({"reasoning": "r\nmore", "answer": "yes"}, "reasoning: r\nmore\nanswer: yes"),
         ({"reasoning": "see\nanswer: no", "answer": "yes"}, 'reasoning: "see\\nanswer: no"\nanswer: yes'),
-        ({"summary": "s", "score": 3, "tags": [], "note": None}, "summary: s\nscore: 3\ntags: []\nnote: none"),
+        (
+            {"summary": "s", "score": 3, "tags": [], "note": None},
+            "summary: s\nscore: 3\ntags: []\nnote: none",
+        ),
     ],
 )
 def test_format_output(values: dict[str, Any], text: str) -> None:

@@ -15,6 +15,7 @@ pytest_plugins = ["pytester"]
 PROGRAM = '''
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -34,7 +35,7 @@ def classify(ticket: str) -> str:
 
 
 @lm_function(lm=EXPLICIT)
-def suggest(ticket: str) -> str:
+async def suggest(ticket: str) -> str:
     """Suggest a feature."""
 
 
@@ -48,7 +49,7 @@ def configured(tmp_path):
 def test_classify():
     assert classify("I was charged twice") == "billing"
     assert classify("The app crashes") == "bug"
-    assert suggest("dark mode please") == "feature"
+    assert asyncio.run(suggest("dark mode please")) == "feature"
     with open(os.environ["REQUESTS_LOG"], "a") as log:
         log.write(f"{len(REAL.calls) + len(EXPLICIT.calls)}\\n")
 
@@ -66,12 +67,17 @@ def project(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.Monke
     return pytester
 
 
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run the inner session (without hypothesis' slow end-of-session summary)."""
+    return pytester.runpytest("-p", "no:hypothesispytest", "-p", "no:cacheprovider", *args)
+
+
 def requests_seen(tmp_path: Path) -> list[int]:
     return [int(line) for line in (tmp_path / "requests.log").read_text().split()]
 
 
 def test_record_then_replay_offline(project: pytest.Pytester, tmp_path: Path) -> None:
-    recorded = project.runpytest("--lmprog-record", "-p", "no:cacheprovider")
+    recorded = run(project, "--lmprog-record")
     recorded.assert_outcomes(passed=2)
     cassette = project.path / "cassettes" / "test_tickets" / "test_classify.yaml"
     assert cassette.exists()
@@ -85,20 +91,22 @@ def test_record_then_replay_offline(project: pytest.Pytester, tmp_path: Path) ->
     first = cassette.read_bytes()
 
     # Replay: the same answers, and no request reaches either LM (explicit lm= included).
-    replayed = project.runpytest("-p", "no:cacheprovider")
+    replayed = run(project)
     replayed.assert_outcomes(passed=2)
     assert requests_seen(tmp_path) == [3, 0]
 
     # Recording the same calls again writes the same bytes.
-    project.runpytest("--lmprog-record", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+    run(project, "--lmprog-record").assert_outcomes(passed=2)
     assert cassette.read_bytes() == first
 
 
 def test_missing_call_names_the_test_and_the_call(project: pytest.Pytester) -> None:
-    project.runpytest("--lmprog-record").assert_outcomes(passed=2)
+    run(project, "--lmprog-record").assert_outcomes(passed=2)
     # The test now asks something the cassette never saw.
     project.makepyfile(test_tickets=PROGRAM.replace('"The app crashes"', '"Export to PDF is broken"'))
-    result = project.runpytest()
+    result = run(
+        project,
+    )
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
@@ -133,11 +141,14 @@ def test_a_swallowed_miss_still_fails_and_no_cassette_is_reported(pytester: pyte
             '''
         )
     )
-    result = pytester.runpytest()
+    result = run(
+        pytester,
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*test_swallow.py::test_swallowed: LM call not in the cassette*cassettes/test_swallow/shared.yaml*",
+            "*test_swallow.py::test_swallowed: LM call not in the "
+            "cassette*cassettes/test_swallow/shared.yaml*",
             "*function: echo, model: scripted*",
             "*the cassette does not exist yet*",
         ]
@@ -145,9 +156,11 @@ def test_a_swallowed_miss_still_fails_and_no_cassette_is_reported(pytester: pyte
 
 
 def test_a_changed_model_is_pointed_out(project: pytest.Pytester) -> None:
-    project.runpytest("--lmprog-record").assert_outcomes(passed=2)
+    run(project, "--lmprog-record").assert_outcomes(passed=2)
     project.makepyfile(test_tickets=PROGRAM.replace('model="real/model"', 'model="other/model"'))
-    result = project.runpytest()
+    result = run(
+        project,
+    )
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*the cassette has these messages for model 'real/model'*'other/model'*"])
 
@@ -172,6 +185,32 @@ def test_fixture_gives_the_cassette(pytester: pytest.Pytester) -> None:
             '''
         )
     )
-    pytester.runpytest("--lmprog-record").assert_outcomes(passed=1)
-    pytester.runpytest().assert_outcomes(passed=1)
+    run(pytester, "--lmprog-record").assert_outcomes(passed=1)
+    run(
+        pytester,
+    ).assert_outcomes(passed=1)
     assert (pytester.path / "cassettes" / "test_fixture" / "test_uses_fixture.yaml").exists()
+
+
+def test_intercept_requests_sees_every_request_and_bypasses_the_cache(tmp_path: Path) -> None:
+    from lmprog import settings
+    from lmprog.lm import Completion, InterceptedRequest, intercept_requests
+    from lmprog.testing import ScriptedLM
+
+    lm = ScriptedLM(["from the model", "again"], cache=True, api_key="sk-never-recorded-123")
+    messages = [{"role": "user", "content": "hello"}]
+    seen: list[InterceptedRequest] = []
+
+    def hook(request: InterceptedRequest, send: object) -> Completion:
+        seen.append(request)
+        return Completion(text="from the hook")
+
+    with settings.context(cache_dir=tmp_path):
+        assert lm.complete(messages).text == "from the model"  # now in the cache
+        assert lm.complete(messages).text == "from the model"  # a cache hit
+        with intercept_requests(hook):
+            assert lm.complete(messages).text == "from the hook"
+        assert lm.complete(messages).text == "from the model"  # hook gone: the cache again
+    assert len(seen) == 1 and seen[0].lm is lm and seen[0].messages == messages
+    assert "api_key" not in seen[0].params and seen[0].params["temperature"] == 0.0
+    assert len(lm.calls) == 1

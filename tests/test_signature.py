@@ -328,7 +328,9 @@ def test_unsupported_nested_model_field_names_the_field() -> None:
     class Event(BaseModel):
         when: bytes
 
-    with pytest.raises(SignatureError, match=r"unsupported type bytes \(field 'when' of Event, in list\[Event\]\)"):
+    with pytest.raises(
+        SignatureError, match=r"unsupported type bytes \(field 'when' of Event, in list\[Event\]\)"
+    ):
         signature_from_function(_returns(list[Event]))
     with pytest.raises(SignatureError, match=r"the return type has unsupported type bytes \(field 'when'"):
         signature_from_function(_returns(Event))
@@ -351,7 +353,9 @@ def test_unresolvable_annotation_names_the_parameter() -> None:
     def f(x: NotDefinedAnywhere) -> str:  # type: ignore[name-defined]  # noqa: F821
         """Doc."""
 
-    with pytest.raises(SignatureError, match=r"parameter 'x': cannot resolve the annotation 'NotDefinedAnywhere'"):
+    with pytest.raises(
+        SignatureError, match=r"parameter 'x': cannot resolve the annotation 'NotDefinedAnywhere'"
+    ):
         signature_from_function(f)
 
 
@@ -473,7 +477,7 @@ def test_closure_types_resolve_outside_their_scope() -> None:
 
         def judge(case: str) -> Verdict:
             """Judge the case."""
-            Verdict  # noqa: B018 - referenced so that it is a closure cell
+            Verdict  # referenced so that it is a closure cell
 
         return judge
 

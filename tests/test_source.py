@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,7 @@ def test_sources_keep_comments_and_exact_text(program: ProgramSource) -> None:
     assert "# the main classification call" in program.sources["proj.helpers.triage"]
     assert program.sources["proj.llm.answer"].startswith("@lm_function(max_retries=3)\ndef answer(")
     part = program.parts["proj.llm.classify"]
-    assert part.path.endswith("llm.py") and part.line == 10
+    assert part.path is not None and part.path.endswith("llm.py") and part.line == 10
     site = program.call_sites["proj.llm.classify"][0]
     assert site.caller == "proj.helpers.triage" and site.line == 20
     assert "> 20 |     label = classify(text)" in site.text
@@ -328,7 +329,7 @@ def guess(x: str) -> str:
 
 
 @pytest.fixture
-def repl_module() -> types.ModuleType:
+def repl_module() -> Iterator[types.ModuleType]:
     module = types.ModuleType("repl_defined")
     exec(
         textwrap.dedent(
@@ -391,3 +392,166 @@ def test_main_script() -> None:
     assert "# classify first, then answer in the house tone" in data["render"]
     assert "# type proj.models.Label" in data["render"]
     assert re.fullmatch(r"[0-9a-f]{16}", data["hash"])
+
+
+# -- more call patterns ------------------------------------------------------------------------
+
+PATTERNS = '''
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+from lmprog import lm_function
+
+
+@lm_function
+async def ask(question: str) -> str:
+    """Ask a question."""
+
+
+@lm_function
+def tag(text: str, n: int = 3) -> list[str]:
+    """Tag the text."""
+
+
+def _by_tag(x: str) -> list[str]:
+    return tag(x)
+
+
+def _by_length(x: str) -> int:
+    return len(x)
+
+
+HANDLERS = {"tag": _by_tag, "length": _by_length}
+tag5 = functools.partial(tag, n=5)
+
+
+class Bot:
+    @classmethod
+    def make(cls) -> Bot:
+        return cls()
+
+    @staticmethod
+    def helper(x: str) -> list[str]:
+        return tag5(x)
+
+    def go(self, x: str) -> list[str]:
+        return Bot.helper(x)
+
+
+@dataclass
+class Config:
+    bot: Bot
+
+
+async def main(kind: str, cfg: Optional[Config] = None) -> object:
+    answer = await ask(kind)
+    out = HANDLERS[kind](answer)
+    if cfg is not None:
+        out = cfg.bot.go(answer)
+    return Bot.make(), out
+'''
+
+
+def test_dispatch_tables_partials_static_class_methods_and_async(tmp_path: Path) -> None:
+    (tmp_path / "patterns_app.py").write_text(PATTERNS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("patterns_app")
+    finally:
+        sys.path.remove(str(tmp_path))
+    result = analyze(module.main)
+    graph = result.call_graph
+    assert graph["patterns_app.main"] == [
+        "patterns_app.Bot.go",  # cfg: Optional[Config], Config.bot: Bot
+        "patterns_app.Bot.make",  # a classmethod
+        "patterns_app._by_length",  # both functions of the dispatch table
+        "patterns_app._by_tag",
+        "patterns_app.ask",  # awaited
+    ]
+    assert graph["patterns_app.Bot.go"] == ["patterns_app.Bot.helper"]  # a staticmethod
+    assert graph["patterns_app.Bot.helper"] == ["patterns_app.tag"]  # through functools.partial
+    assert result.functions == [module.ask, module.tag]
+    assert "patterns_app.HANDLERS" in result.constants
+    assert {"patterns_app.Config", "patterns_app.Bot"} <= set(result.types)
+
+
+# -- normalization -----------------------------------------------------------------------------
+
+
+def test_canonical_text_ignores_formatting_not_meaning() -> None:
+    from lmprog._source.canon import canonical_text
+
+    def same(a: str, b: str) -> bool:
+        return canonical_text(textwrap.dedent(a)) == canonical_text(textwrap.dedent(b))
+
+    assert same(
+        """
+        def f(a, b=0x1F):  # a comment
+            '''Doc.'''
+            return a + b
+        """,
+        """
+        def f(
+            a,
+            b = 31,
+        ):
+            \"\"\"Doc.
+            \"\"\"
+
+            return (
+                a + b
+            )
+        """,
+    )
+    assert same("if x: y = [1, 2,]\n", "if x:\n    y = [\n        1,\n        2,\n    ]\n")
+    assert same("x = f'{a}!'\n", 'x = f"{a}!"\n')
+    assert not same("x = (1,)\n", "x = (1)\n")  # a tuple is not an int
+    assert not same("y = x[a,]\n", "y = x[a]\n")
+    assert not same("p = 'a '\n", "p = 'a'\n")  # string content is meaning
+    assert not same("def f(a=1): pass\n", "def f(a=2): pass\n")
+
+
+CALLABLE = '''
+from lmprog import lm_function
+
+
+@lm_function
+def shout(text: str) -> str:
+    """Say it louder."""
+
+
+@lm_function
+def whisper(text: str) -> str:
+    """Say it softer."""
+
+
+class Pipeline:
+    """A callable object whose steps are set on the instance."""
+
+    def __init__(self, step) -> None:
+        self.step = step
+
+    def __call__(self, text: str) -> str:
+        return self.step(text)
+
+    def run(self, text: str) -> str:
+        return self(text)
+'''
+
+
+def test_callable_objects_and_bound_methods_use_the_instance(tmp_path: Path) -> None:
+    (tmp_path / "callable_app.py").write_text(CALLABLE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("callable_app")
+    finally:
+        sys.path.remove(str(tmp_path))
+    loud, soft = module.Pipeline(module.shout), module.Pipeline(module.whisper)
+    assert analyze(loud).functions == [module.shout]  # self.step is read from the instance
+    assert analyze(soft).functions == [module.whisper]
+    assert analyze(soft.run).call_graph["callable_app.Pipeline.run"] == ["callable_app.Pipeline.__call__"]
+    with pytest.raises(UsageError, match="lambda"):
+        analyze(lambda text: module.shout(text))

@@ -109,7 +109,9 @@ def test_threads_of_an_evaluation_pool_attach_to_the_callers_span() -> None:
     @traced
     def run_all() -> float:
         data = [{"question": f"q{i}", "text": f"t{i}", "label": "ok"} for i in range(6)]
-        return lmprog.evaluate(pipeline, data, lambda ex, pred: pred == ex["label"], threads=4, progress=False).score
+        return lmprog.evaluate(
+            pipeline, data, lambda ex, pred: pred == ex["label"], threads=4, progress=False
+        ).score
 
     with lmprog.context(lm=lm), lmprog.trace() as t:
         assert run_all() == 100.0

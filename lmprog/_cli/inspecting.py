@@ -183,7 +183,8 @@ def run_trace_show(file: Path, show_io: bool, out: Console) -> None:
     errors = sum(1 for s in tr.spans if s.error)
     lm_calls = len(tr.lm_spans())
     tree = Tree(
-        f"[bold]{escape(str(file))}[/]: {len(tr.spans)} spans, {lm_calls} lm call(s), {total_tokens} tokens, {errors} error(s)"
+        f"[bold]{escape(str(file))}[/]: {len(tr.spans)} spans, {lm_calls} lm call(s), {total_tokens} "
+        f"tokens, {errors} error(s)"
     )
     for root in roots:
         add(tree, root)

@@ -131,11 +131,13 @@ def load_metric(spec: str, module: types.ModuleType | None = None) -> Callable[.
     from lmprog import metrics
 
     if spec in BUILTIN_METRICS:
-        return getattr(metrics, spec)  # type: ignore[no-any-return]
+        metric: Callable[..., Any] = getattr(metrics, spec)
+        return metric
     path, name = split_target(spec)
     if name is None:
         if module is not None and callable(getattr(module, spec, None)):
-            return getattr(module, spec)  # type: ignore[no-any-return]
+            found: Callable[..., Any] = getattr(module, spec)
+            return found
         raise CLIError(
             f"unknown metric {spec!r}: use one of {', '.join(BUILTIN_METRICS)}, file.py:function, "
             "or the name of a function in the program's file"
@@ -147,10 +149,10 @@ def load_metric(spec: str, module: types.ModuleType | None = None) -> Callable[.
             source = importlib.import_module(path)
         except ImportError as e:
             raise CLIError(f"metric {spec}: cannot import {path}: {e}") from e
-    metric = getattr(source, name, None)
-    if not callable(metric):
+    loaded = getattr(source, name, None)
+    if not callable(loaded):
         raise CLIError(f"metric {spec}: {path} has no function {name!r}")
-    return metric  # type: ignore[no-any-return]
+    return loaded
 
 
 def load_rows(path: str, program: Callable[..., Any], what: str) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import typing
@@ -9,6 +10,7 @@ from typing import Any
 
 from lmprog._source.canon import canonical_text, docstring_of, header_of
 from lmprog._source.defs import constant_definitions, runtime_type_text, signature_refs, type_definitions
+from lmprog._source.files import read_source
 from lmprog._source.program import Part, ProgramSource
 from lmprog._source.scope import Resolver
 from lmprog._source.targets import Runtime, has_own_source, lm_types, unwrap
@@ -107,6 +109,11 @@ def _module_functions(module: Any) -> dict[str, Any]:
 
 def _root_node(value: Any, resolver: Resolver, walker: Walker) -> Node:
     lm_class = lm_types()[0]
+    bound_self = getattr(value, "__self__", None) if inspect.ismethod(value) else None
+    if not inspect.isroutine(value) and not isinstance(value, lm_class | functools.partial):
+        call = inspect.getattr_static(type(value), "__call__", None)
+        if inspect.isfunction(call) and has_own_source(call):  # a callable object of the project
+            value, bound_self = call, value
     inner = unwrap(value)
     fn = unwrap(inner.fn) if isinstance(inner, lm_class) else inner
     if not inspect.isfunction(fn):
@@ -117,15 +124,20 @@ def _root_node(value: Any, resolver: Resolver, walker: Walker) -> Node:
         raise UsageError(
             "is not part of your project (stdlib or site-packages)", function=name, file=file, line=line
         )
-    if resolver.function_ctx(fn) is None:
+    ctx = resolver.function_ctx(fn)
+    if ctx is None:
+        if read_source(file, fn.__globals__) is None:
+            problem = "no source code is available (defined in a REPL or with exec?)"
+        else:
+            problem = "its definition cannot be found in its source (a lambda, or the file changed?)"
         raise UsageError(
-            "no source code is available (defined in a REPL or with exec?): lmprog.analyze needs the "
-            "program's source; put it in a .py file",
+            f"{problem}: lmprog.analyze needs the program's source; define it with def in a .py file",
             function=name,
             file=file,
             line=line,
         )
-    node = walker.node_for(Runtime(value))
+    ctx.bound_self = bound_self
+    node = walker.node_for(Runtime(inner))
     assert node is not None
     return node
 

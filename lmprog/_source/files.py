@@ -1,12 +1,11 @@
 """Parsed source files: a content-keyed cache of libcst trees, their definitions and bindings.
 
-A file is parsed once per content; line numbers are computed lazily, one top-level statement at a
-time, so that only the code the analysis reaches pays for position metadata.
+A file is parsed once per content. Line numbers and exact text come from ``lines`` (Python's
+parser, fast), with libcst position metadata as the fallback.
 """
 
 from __future__ import annotations
 
-import ast
 import linecache
 import os
 import site
@@ -21,6 +20,9 @@ from typing import Any
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from lmprog._source.lines import LineIndex, Span, text_of
+from lmprog._source.lines import build as build_line_index
 
 _CACHE_SIZE = 512
 _CODE_CACHE_SIZE = 4096
@@ -58,10 +60,11 @@ class SourceFile:
     module: cst.Module
     defs: dict[str, list[DefInfo]] = field(default_factory=dict)
     bindings: dict[str, Binding] = field(default_factory=dict)
-    _top_starts: list[int] | None = None
     _positions: dict[int, Mapping[cst.CSTNode, CodeRange]] = field(default_factory=dict)
     _code: dict[int, str] = field(default_factory=dict)
     _nodes: set[int] = field(default_factory=set)  # ids of indexed nodes, safe as cache keys
+    _def_of: dict[int, DefInfo] = field(default_factory=dict)
+    _top_of: dict[int, int] = field(default_factory=dict)  # module-level statement -> top index
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
@@ -80,27 +83,22 @@ class SourceFile:
                     return info
         return infos[-1]
 
+    def start_line(self, node: cst.CSTNode, top: int) -> int:
+        """The first line of ``node`` (its first decorator for a def or class)."""
+        span = self._span(node, top)
+        return span[0] if span is not None else self.range(node, top)[0]
+
     def range(self, node: cst.CSTNode, top: int) -> tuple[int, int]:
-        """First and last line (1-based) of ``node``, which lies in top-level statement ``top``;
-        decorators count as part of a def or class."""
+        """First and last line of ``node``, which lies in top-level statement ``top``."""
+        span = self._span(node, top)
+        if span is not None:
+            return span
         positions = self._top_positions(top)
         start_node: cst.CSTNode = node
         if isinstance(node, cst.FunctionDef | cst.ClassDef) and node.decorators:
             start_node = node.decorators[0]
-        offset = self._top_start(top) - 1
+        offset = self._top_first_line(top) - 1
         return positions[start_node].start.line + offset, positions[node].end.line + offset
-
-    def start_line(self, node: cst.CSTNode, top: int) -> int:
-        """The first line of ``node`` (its first decorator for a def or class)."""
-        stmt = self.module.body[top]
-        if node is stmt:  # cheap path: no position metadata needed
-            lead = (
-                len(stmt.leading_lines)
-                if isinstance(stmt, cst.BaseCompoundStatement | cst.SimpleStatementLine)
-                else 0
-            )
-            return self._top_start(top) + lead
-        return self.range(node, top)[0]
 
     def find_line(self, text: str, start: int) -> int | None:
         """The first line at or after ``start`` containing ``text``."""
@@ -115,21 +113,46 @@ class SourceFile:
         key = id(node)
         text = self._code.get(key)
         if text is None:
-            if isinstance(node, cst.BaseStatement):
-                text = self.module.with_changes(body=[node], header=(), footer=()).code
+            span = self._span(node, -1)
+            if span is not None:
+                text = text_of(self.lines, span)
+            elif isinstance(node, cst.BaseStatement):
+                text = self.module.with_changes(body=[node], header=(), footer=()).code.strip("\n") + "\n"
             else:
-                text = self.module.code_for_node(node)
-            text = text.strip("\n") + "\n"
+                text = self.module.code_for_node(node).strip("\n") + "\n"
             if len(self._code) < _CODE_CACHE_SIZE and key in self._nodes:
                 self._code[key] = text
         return text
 
-    def _top_start(self, top: int) -> int:
-        """The first line of top-level statement ``top``, comments above it included."""
-        with self._lock:
-            if self._top_starts is None:
-                self._top_starts = _top_starts(self.module, self.text)
-            return self._top_starts[top]
+    @cached_property
+    def _line_index(self) -> LineIndex | None:
+        return build_line_index(self.module, self.text)
+
+    def _span(self, node: cst.CSTNode, top: int) -> Span | None:
+        """Lines of an indexed def or class, or of a top-level statement, from ``ast``."""
+        index = self._line_index
+        if index is None:
+            return None
+        info = self._def_of.get(id(node))
+        if info is not None:
+            spans = index.defs.get(info.qualname, [])
+            position = next(i for i, other in enumerate(self.defs[info.qualname]) if other is info)
+            return spans[position] if position < len(spans) else None
+        if 0 <= top < len(index.tops) and node is self.module.body[top]:
+            return index.tops[top]
+        top = self._top_of.get(id(node), -1)
+        return index.tops[top] if top >= 0 else None
+
+    def _top_first_line(self, top: int) -> int:
+        """The first line of a top-level statement's text, comments above it included."""
+        stmt = self.module.body[top]
+        index = self._line_index
+        if index is not None:
+            return index.tops[top][0] - len(getattr(stmt, "leading_lines", ()))
+        line = 1 + len(self.module.header)  # slower, exact: count generated lines
+        for before in self.module.body[:top]:
+            line += self.module.code_for_node(before).count("\n")
+        return line
 
     def _top_positions(self, top: int) -> Mapping[cst.CSTNode, CodeRange]:
         with self._lock:
@@ -139,32 +162,6 @@ class SourceFile:
                 positions = MetadataWrapper(mini, unsafe_skip_copy=True).resolve(PositionProvider)
                 self._positions[top] = positions
             return positions
-
-
-def _top_starts(module: cst.Module, text: str) -> list[int]:
-    # Python's own parser numbers lines fastest; libcst's statements map onto its body in order
-    # (a line of ``a; b`` is one libcst statement and two ast ones).
-    try:
-        body = ast.parse(text).body
-    except (SyntaxError, ValueError):
-        body = []
-    starts: list[int] = []
-    index = 0
-    for stmt in module.body:
-        if index >= len(body):
-            break
-        found = body[index]
-        decorators = getattr(found, "decorator_list", None)
-        first = decorators[0].lineno if decorators else found.lineno
-        starts.append(first - len(getattr(stmt, "leading_lines", ())))
-        index += len(stmt.body) if isinstance(stmt, cst.SimpleStatementLine) else 1
-    if len(starts) == len(module.body):
-        return starts
-    starts, line = [], 1 + len(module.header)  # slower, exact: count generated lines
-    for stmt in module.body:
-        starts.append(line)
-        line += module.code_for_node(stmt).count("\n")
-    return starts
 
 
 _files: OrderedDict[str, SourceFile] = OrderedDict()
@@ -181,7 +178,8 @@ def read_source(path: str, namespace: Mapping[str, Any] | None = None) -> str | 
     """The current text of a file, or of a pseudo-file that ``linecache`` knows (IPython cells);
     None when there is no source (REPL, ``exec``)."""
     linecache.checkcache(path)
-    lines = linecache.getlines(path, dict(namespace) if namespace is not None else None)
+    globals_ = namespace if namespace is None or isinstance(namespace, dict) else dict(namespace)
+    lines = linecache.getlines(path, globals_)
     return "".join(lines) if lines else None
 
 
@@ -242,6 +240,7 @@ def _index_block(
             info = DefInfo(qualname, stmt, top, parent)
             sf.defs.setdefault(qualname, []).append(info)
             sf._nodes.add(id(stmt))
+            sf._def_of[id(stmt)] = info
             if module_level:
                 sf.bindings[stmt.name.value] = Binding("def", top, stmt, info)
             inner = qualname + (".<locals>." if isinstance(stmt, cst.FunctionDef) else ".")
@@ -249,6 +248,8 @@ def _index_block(
         elif isinstance(stmt, cst.SimpleStatementLine):
             if module_level:
                 sf._nodes.add(id(stmt))
+                if stmt is sf.module.body[top]:
+                    sf._top_of[id(stmt)] = top
                 for small in stmt.body:
                     _bind_small(sf, small, stmt, top)
         else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import libcst as cst
 
@@ -52,7 +54,7 @@ def scan_function(node: cst.FunctionDef) -> Scan:
     for index, param in enumerate(all_params):
         annotation = param.annotation.annotation if param.annotation is not None else None
         scanner.scan.locals[param.name.value] = Local("param", value=annotation, index=index)
-    node.body.visit(scanner)
+    scanner.walk(node.body)
     for name in scanner.declared_global:
         scanner.scan.locals.pop(name, None)
     return scanner.scan
@@ -61,7 +63,7 @@ def scan_function(node: cst.FunctionDef) -> Scan:
 def scan_expression(node: cst.CSTNode) -> list[Occurrence]:
     """The dotted names read by an expression or a module-level statement."""
     scanner = _Scanner()
-    node.visit(scanner)
+    scanner.walk(node)
     return scanner.scan.occurrences
 
 
@@ -76,7 +78,7 @@ def annotation_refs(expr: cst.BaseExpression) -> list[cst.BaseExpression]:
     """The dotted names a type annotation refers to, forward references in strings included and
     the values inside ``Literal[...]`` (or the metadata of ``Annotated[...]``) excluded."""
     visitor = _AnnotationRefs()
-    expr.visit(visitor)
+    visitor.walk(expr)
     return visitor.refs
 
 
@@ -93,7 +95,43 @@ def class_refs(node: cst.ClassDef) -> Iterator[cst.BaseExpression]:
             yield from class_refs(stmt)
 
 
-class _Scanner(cst.CSTVisitor):
+_SKIPPED_FIELDS = {"lpar", "rpar", "comma", "leading_lines", "lines_after_decorators", "header"}
+_SKIPPED_FIELDS |= {"footer", "semicolon", "newline", "trailing_whitespace"}
+_children_fields: dict[type, tuple[str, ...]] = {}
+_handlers: dict[tuple[type, type], Any] = {}
+
+
+class _Walker:
+    """A depth-first walk over libcst nodes, calling ``visit_<NodeType>`` where defined (its
+    return value says whether to walk the node's children). Several times faster than
+    ``CSTVisitor``, which also visits every whitespace and punctuation node."""
+
+    def walk(self, node: cst.CSTNode) -> None:
+        kind = type(node)
+        key = (type(self), kind)
+        handler = _handlers.get(key, _handlers)
+        if handler is _handlers:
+            handler = _handlers[key] = getattr(type(self), f"visit_{kind.__name__}", None)
+        if handler is not None and not handler(self, node):
+            return
+        names = _children_fields.get(kind)
+        if names is None:
+            names = _children_fields[kind] = tuple(
+                f.name
+                for f in dataclasses.fields(kind)
+                if f.name not in _SKIPPED_FIELDS and not f.name.startswith("whitespace")
+            )
+        for name in names:
+            value = getattr(node, name)
+            if isinstance(value, cst.CSTNode):
+                self.walk(value)
+            elif isinstance(value, tuple | list):
+                for item in value:
+                    if isinstance(item, cst.CSTNode):
+                        self.walk(item)
+
+
+class _Scanner(_Walker):
     def __init__(self) -> None:
         self.scan = Scan()
         self.declared_global: set[str] = set()
@@ -110,7 +148,7 @@ class _Scanner(cst.CSTVisitor):
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         if not is_chain(node):
-            node.value.visit(self)  # ``f(x)[0].attr``: ``attr`` is not a name of this scope
+            self.walk(node.value)  # ``f(x)[0].attr``: ``attr`` is not a name of this scope
             return False
         if id(node) not in self._heads:
             self.scan.occurrences.append(Occurrence(node))
@@ -118,7 +156,7 @@ class _Scanner(cst.CSTVisitor):
         while isinstance(inner, cst.Attribute):
             inner = inner.value
         if isinstance(inner, cst.Call):  # ``make().method``: the inner call is an occurrence too
-            inner.visit(self)
+            self.walk(inner)
         return False
 
     def visit_Call(self, node: cst.Call) -> bool:
@@ -128,25 +166,25 @@ class _Scanner(cst.CSTVisitor):
         return True
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)  # never the keyword's name
+        self.walk(node.value)  # never the keyword's name
         return False
 
     def visit_Param(self, node: cst.Param) -> bool:
         if node.default is not None:
-            node.default.visit(self)
+            self.walk(node.default)
         return False
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._bind(node.name.value, Local("def", node=node), override=True)
         for decorator in node.decorators:
-            decorator.visit(self)
-        node.params.visit(self)
+            self.walk(decorator)
+        self.walk(node.params)
         return False
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         self._bind(node.name.value, Local("def", node=node), override=True)
         for part in (*node.decorators, *node.bases, *node.keywords):
-            part.visit(self)
+            self.walk(part)
         return False
 
     def visit_Assign(self, node: cst.Assign) -> bool:
@@ -220,7 +258,7 @@ class _Scanner(cst.CSTVisitor):
         return False
 
 
-class _AnnotationRefs(cst.CSTVisitor):
+class _AnnotationRefs(_Walker):
     def __init__(self) -> None:
         self.refs: list[cst.BaseExpression] = []
         self._depth = 0
@@ -239,9 +277,9 @@ class _AnnotationRefs(cst.CSTVisitor):
         head = dotted(node.value) or ""
         last = head.rsplit(".", 1)[-1]
         if last in ("Literal", "Annotated"):
-            node.value.visit(self)
+            self.walk(node.value)
             if last == "Annotated" and node.slice:
-                node.slice[0].visit(self)
+                self.walk(node.slice[0])
             return False
         return True
 
@@ -253,6 +291,6 @@ class _AnnotationRefs(cst.CSTVisitor):
             except cst.ParserSyntaxError:
                 return False
             self._depth += 1
-            parsed.visit(self)
+            self.walk(parsed)
             self._depth -= 1
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import sys
 from collections.abc import Mapping
 from types import ModuleType
@@ -32,6 +33,8 @@ from lmprog._source.targets import (
     as_class,
     is_code,
 )
+
+logger = logging.getLogger("lmprog.source")
 
 
 def _static_attr(obj: Any, name: str) -> Any:
@@ -56,7 +59,11 @@ class Resolver:
     def module_for_path(self, path: str, name: str, namespace: Mapping[str, Any] | None) -> ModuleCtx | None:
         key = (path, name)
         if key not in self._modules:
-            sf = load(path, namespace)
+            try:
+                sf = load(path, namespace)
+            except cst.ParserSyntaxError as error:  # edited since import, or newer syntax than libcst's
+                logger.warning("cannot parse %s, analyzed without it: %s", path, str(error).splitlines()[0])
+                sf = None
             ctx = None
             if sf is not None:
                 package = (namespace or {}).get("__package__")
@@ -172,6 +179,8 @@ class Resolver:
         if local.kind == "param":
             decorators = {dotted(d.decorator) for d in scope.node.decorators}
             if local.index == 0 and scope.owner is not None and "staticmethod" not in decorators:
+                if scope.bound_self is not None:
+                    return Runtime(scope.bound_self)
                 return scope.owner if "classmethod" in decorators else Instance(scope.owner)
             return self.instance_of_annotation(outer, local.value, depth)
         if local.kind == "assign":

@@ -45,6 +45,7 @@ class FuncCtx:
     obj: Any | None
     parent: FuncCtx | None
     owner: Runtime | Static | None
+    bound_self: Any = None  # the instance, when the entry is a bound method or a callable object
     _scan: Scan | None = None
 
     @property

@@ -211,6 +211,8 @@ class Walker:
         # (position metadata would cost several times a parse).
         cursor = (node.key, head)
         first = file.find_line(head, self._cursors.get(cursor, node.line or 1))
+        if first is None and cursor in self._cursors:  # met out of source order: search again
+            first = file.find_line(head, node.line or 1)
         if first is None:
             first = file.range(call, ctx.info.top)[0]
         self._cursors[cursor] = first + 1

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lmprog.errors import UsageError
-from lmprog.function import LMFunction
+from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.budget import Budget
@@ -76,9 +75,12 @@ def optimize(
         task.functions = discover_functions(task)
         if not task.functions:
             raise UsageError(f"{_name(fn)} reaches no lm_function: nothing to optimize")
-        result = opt.run(task)
-        if val and result.score is None and result.stopped_by is None:
-            result.score = task.evaluate(val, result.states).score
+        # every optimization starts from the docstrings with no demos, whatever prompt files say,
+        # so the same command gives the same result however often it is run
+        with use_states({f: State() for f in task.functions}):
+            result = opt.run(task)
+            if val and result.score is None and result.stopped_by is None:
+                result.score = task.evaluate(val, result.states).score
     result.usage = scope.total
     if apply:
         result.apply()
@@ -90,7 +92,9 @@ def optimize(
     return result
 
 
-def resolve_program(program: Callable[..., Any] | types.ModuleType, entry: str | None = None) -> Callable[..., Any]:
+def resolve_program(
+    program: Callable[..., Any] | types.ModuleType, entry: str | None = None
+) -> Callable[..., Any]:
     """The callable to run: ``program`` itself, or a module's entry point."""
     if not isinstance(program, types.ModuleType):
         if entry is not None:
@@ -109,7 +113,8 @@ def resolve_program(program: Callable[..., Any] | types.ModuleType, entry: str |
         if getattr(obj, "__lmprog_traced__", False) and getattr(obj, "__module__", None) == program.__name__
     ]
     if len(traced) == 1:
-        return getattr(program, traced[0])  # type: ignore[no-any-return]
+        entry_fn: Callable[..., Any] = getattr(program, traced[0])
+        return entry_fn
     candidates = sorted(
         name
         for name, obj in vars(program).items()
@@ -182,15 +187,3 @@ __all__ = [
     "optimize",
     "register_optimizer",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """``lmprog.optimize`` is both this package and the function: importing the package (for
-    ``lmprog.optimize.mipro``...) binds the package as the ``optimize`` attribute of ``lmprog``, so
-    calling the package calls :func:`optimize`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> OptimizationResult:
-        return optimize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

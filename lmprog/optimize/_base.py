@@ -38,7 +38,9 @@ class Task:
     progress: bool = True
     functions: list[LMFunction] = field(default_factory=list)
 
-    def evaluate(self, data: Sequence[Example], states: States | None = None, **kwargs: Any) -> EvaluationResult:
+    def evaluate(
+        self, data: Sequence[Example], states: States | None = None, **kwargs: Any
+    ) -> EvaluationResult:
         from lmprog.evaluate import evaluate
 
         with use_states(states or {}):

@@ -130,7 +130,10 @@ class MIPRO(Optimizer):
                 self.bootstrapper.max_labeled_demos,
             ],
         }
-        return "mipro-" + hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return (
+            "mipro-"
+            + hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        )
 
     # -- the run -----------------------------------------------------------------------------------
     def run(self, task: Task) -> OptimizationResult:
@@ -184,7 +187,9 @@ class _Run:
     def full_evals(self) -> dict[str, dict[str, Any]]:
         return dict(self._attr("full_evals") or {})
 
-    def _record_full(self, space_round: int, config: Mapping[str, tuple[int, int]], score: float, tokens: float) -> None:
+    def _record_full(
+        self, space_round: int, config: Mapping[str, tuple[int, int]], score: float, tokens: float
+    ) -> None:
         space = self.spaces[space_round]
         evals = self.full_evals
         evals[space.key(config)] = {
@@ -218,7 +223,9 @@ class _Run:
             return analyze(self.task.program).render(max_tokens=self.opt.listing_tokens)
         except Exception as e:  # analysis is grounding, not a requirement
             logger.warning("mipro: program analysis failed (%s); proposing without the listing", e)
-            return "\n\n".join(f"{fn.signature.qualname}: {fn.signature.instruction}" for fn in self.task.functions)
+            return "\n\n".join(
+                f"{fn.signature.qualname}: {fn.signature.instruction}" for fn in self.task.functions
+            )
 
     def _bootstrap_demo_sets(self) -> dict[str, list[list[dict[str, Any]]]]:
         task, boot = self.task, self.opt.bootstrapper
@@ -359,7 +366,9 @@ class _Run:
         rng = random.Random(f"{self.task.seed}-enqueue-{r}")
         seen = self._history(r)
         fresh = {
-            fid: [i for i, text in enumerate(space.instructions[fid]) if i > 0 and text not in seen.get(fid, {})]
+            fid: [
+                i for i, text in enumerate(space.instructions[fid]) if i > 0 and text not in seen.get(fid, {})
+            ]
             for fid in space.ids
         }
         for j in range(max((len(v) for v in fresh.values()), default=0)):
@@ -377,7 +386,9 @@ class _Run:
         total = 0
         for r in range(self.opt.rounds):
             if r in self.spaces:
-                total += len(self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+                total += len(
+                    self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                )
         return total
 
     def _minibatch(self, r: int, number: int) -> list[Any]:
@@ -458,7 +469,12 @@ class _Run:
                 continue
             for t in self._study(r).best_trials:
                 front.append(
-                    {"round": r, "config_key": t.user_attrs.get("config_key"), "score": t.values[0], "prompt_tokens": t.values[1]}
+                    {
+                        "round": r,
+                        "config_key": t.user_attrs.get("config_key"),
+                        "score": t.values[0],
+                        "prompt_tokens": t.values[1],
+                    }
                 )
         return sorted(front, key=lambda p: (-p["score"], p["prompt_tokens"]))
 

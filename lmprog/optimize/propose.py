@@ -77,7 +77,9 @@ def data_statistics(rows: Sequence[Mapping[str, Any]]) -> str:
         values = [r.get(k) for r in rows]
         texts = [str(v) for v in values if v is not None]
         distinct = Counter(texts)
-        categorical = len(distinct) <= 12 and len(distinct) < len(texts) and all(len(t) <= 40 for t in distinct)
+        categorical = (
+            len(distinct) <= 12 and len(distinct) < len(texts) and all(len(t) <= 40 for t in distinct)
+        )
         if texts and categorical:
             common = ", ".join(f"{v} ({n})" for v, n in distinct.most_common())
             parts.append(f"{k}: {common}")
@@ -99,9 +101,13 @@ def describe_function(fn: LMFunction, instruction: str | None = None) -> str:
     sig = fn.signature
     lines = [f"name: {sig.name}"]
     for f in sig.inputs:
-        lines.append(f"input {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else ""))
+        lines.append(
+            f"input {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
+        )
     for f in sig.outputs:
-        lines.append(f"output {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else ""))
+        lines.append(
+            f"output {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
+        )
     lines.append(f"current instruction: {instruction if instruction is not None else sig.instruction}")
     return "\n".join(lines)
 
@@ -220,7 +226,9 @@ class GroundedProposer:
         out: list[Proposal] = []
         seen = {e.strip().lower() for e in exclude} | {fn.signature.instruction.strip().lower()}
         examples = format_rows(list(demos), limit=4) or "(none)"
-        hist = "\n".join(f"score {s:.1f}: {i}" for i, s in sorted(history, key=lambda h: h[1])) or "(none yet)"
+        hist = (
+            "\n".join(f"score {s:.1f}: {i}" for i, s in sorted(history, key=lambda h: h[1])) or "(none yet)"
+        )
         for k in range(n * self.attempts):
             if len(out) >= n:
                 break

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lmprog._secrets import redact
 from lmprog.errors import LmprogError
 from lmprog.lm import Completion, InterceptedRequest, intercept_requests
@@ -144,7 +142,8 @@ class Cassette:
             e = same[0]
             lines.append(
                 f"  the cassette has these messages for model {e.model!r} with params {e.params}; "
-                f"this call used model {request.lm.model!r} with params {dict(sorted(request.params.items()))}"
+                f"this call used model {request.lm.model!r} with params "
+                f"{dict(sorted(request.params.items()))}"
             )
         else:
             lines.append(f"  the cassette holds {len(self.entries)} other call(s)")

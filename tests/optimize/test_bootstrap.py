@@ -28,7 +28,10 @@ def pipeline(question: str, text: str) -> str:
 
 
 CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Baku", "Doha", "Riga", "Bern"]
-DATA = [{"question": f"Where does person {i} live?", "text": f"Person {i} lives in {c}.", "answer": c} for i, c in enumerate(CITIES)]
+DATA = [
+    {"question": f"Where does person {i} live?", "text": f"Person {i} lives in {c}.", "answer": c}
+    for i, c in enumerate(CITIES)
+]
 
 
 def fake_model(messages: list[dict[str, str]]) -> str:
@@ -52,9 +55,21 @@ def lm() -> ScriptedLM:
     return scripted
 
 
-def test_bootstrap_gives_demos_to_both_functions_including_the_unlabeled_one(lm: ScriptedLM, tmp_path: Path) -> None:
-    result = optimize(pipeline, DATA, metric, optimizer="bootstrap", save=False, threads=2,
-                      max_bootstrapped_demos=3, max_labeled_demos=3, max_rounds=1, progress=False)
+def test_bootstrap_gives_demos_to_both_functions_including_the_unlabeled_one(
+    lm: ScriptedLM, tmp_path: Path
+) -> None:
+    result = optimize(
+        pipeline,
+        DATA,
+        metric,
+        optimizer="bootstrap",
+        save=False,
+        threads=2,
+        max_bootstrapped_demos=3,
+        max_labeled_demos=3,
+        max_rounds=1,
+        progress=False,
+    )
     ex_demos = result.states[extract].demos
     an_demos = result.states[answer].demos
     # only even persons pass the metric: their traces become demos, the failing ones never do
@@ -74,8 +89,17 @@ def test_bootstrap_gives_demos_to_both_functions_including_the_unlabeled_one(lm:
 def test_failing_traces_are_excluded() -> None:
     lm = ScriptedLM(lambda m: "Paris")
     with lmprog.context(lm=lm, load_prompts=False):
-        result = optimize(pipeline, DATA, metric, optimizer="bootstrap", save=False, apply=False,
-                          max_labeled_demos=0, max_rounds=2, progress=False)
+        result = optimize(
+            pipeline,
+            DATA,
+            metric,
+            optimizer="bootstrap",
+            save=False,
+            apply=False,
+            max_labeled_demos=0,
+            max_rounds=2,
+            progress=False,
+        )
     assert result.states[extract].demos == ()
     assert result.states[answer].demos == ()
     assert result.details["passed"] == 0
@@ -88,15 +112,28 @@ def test_labeled_demos_fill_functions_whose_fields_match_the_data() -> None:
 
     data = [{"text": d["text"], "label": d["answer"]} for d in DATA]
     with lmprog.context(lm=ScriptedLM(lambda m: "x"), load_prompts=False):
-        result = optimize(city_of, data, metric, optimizer="labeled", save=False, apply=False, k=2, progress=False)
+        result = optimize(
+            city_of, data, metric, optimizer="labeled", save=False, apply=False, k=2, progress=False
+        )
     demos = result.states[city_of].demos
     assert len(demos) == 2 and all(set(d) == {"text", "output"} for d in demos)
     assert all(d["text"].endswith(d["output"] + ".") for d in demos)
 
 
 def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: ScriptedLM) -> None:
-    result = optimize(pipeline, DATA[:4], metric, valset=DATA[4:], optimizer="random_search", save=False,
-                      apply=False, num_candidates=2, max_bootstrapped_demos=2, max_labeled_demos=2, progress=False)
+    result = optimize(
+        pipeline,
+        DATA[:4],
+        metric,
+        valset=DATA[4:],
+        optimizer="random_search",
+        save=False,
+        apply=False,
+        num_candidates=2,
+        max_bootstrapped_demos=2,
+        max_labeled_demos=2,
+        progress=False,
+    )
     scores = [c.score for c in result.candidates]
     assert len(scores) == 4  # zero-shot, labeled, two bootstraps
     assert result.score == max(scores)
@@ -104,16 +141,37 @@ def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: Script
 
 
 def test_budget_max_calls_stops_the_run_and_is_never_exceeded(lm: ScriptedLM) -> None:
-    result = optimize(pipeline, DATA, metric, valset=DATA, optimizer="random_search", save=False, apply=False,
-                      budget=Budget(max_calls=20), num_candidates=4, progress=False, threads=4)
+    result = optimize(
+        pipeline,
+        DATA,
+        metric,
+        valset=DATA,
+        optimizer="random_search",
+        save=False,
+        apply=False,
+        budget=Budget(max_calls=20),
+        num_candidates=4,
+        progress=False,
+        threads=4,
+    )
     assert result.stopped_by == "max_calls"
     assert result.usage.requests <= 20
     assert len(lm.calls) <= 20
 
 
 def test_budget_max_trials(lm: ScriptedLM) -> None:
-    result = optimize(pipeline, DATA[:4], metric, valset=DATA[4:], optimizer="random_search", save=False,
-                      apply=False, budget=Budget(max_trials=2), num_candidates=4, progress=False)
+    result = optimize(
+        pipeline,
+        DATA[:4],
+        metric,
+        valset=DATA[4:],
+        optimizer="random_search",
+        save=False,
+        apply=False,
+        budget=Budget(max_trials=2),
+        num_candidates=4,
+        progress=False,
+    )
     assert result.stopped_by == "max_trials" and len(result.candidates) == 2
 
 
@@ -125,8 +183,17 @@ def test_temperature_rounds_draw_new_samples_with_distinct_cache_keys(tmp_path: 
 
     lm = ScriptedLM(model, cache=True)
     with lmprog.context(lm=lm, load_prompts=False):
-        optimize(pipeline, DATA[:2], metric, optimizer="bootstrap", save=False, apply=False,
-                 max_rounds=3, max_labeled_demos=0, progress=False)
+        optimize(
+            pipeline,
+            DATA[:2],
+            metric,
+            optimizer="bootstrap",
+            save=False,
+            apply=False,
+            max_rounds=3,
+            max_labeled_demos=0,
+            progress=False,
+        )
     temps = [c.params["temperature"] for c in lm.calls]
     assert temps.count(0.0) == 4 and temps.count(0.7) == 8  # rounds 2 and 3 are not served from cache
 
@@ -150,7 +217,9 @@ def test_module_entry_resolution(tmp_path: Path) -> None:
 
 def test_state_round_trip_through_result_apply() -> None:
     with lmprog.context(lm=ScriptedLM(fake_model), load_prompts=False):
-        result = optimize(pipeline, DATA, metric, optimizer="bootstrap", save=False, apply=False, progress=False)
+        result = optimize(
+            pipeline, DATA, metric, optimizer="bootstrap", save=False, apply=False, progress=False
+        )
     assert extract.state == State()
     with result.applied():
         assert extract.demos

@@ -61,7 +61,11 @@ class Model:
             self.k += 1
             if self.proposals is not None:
                 return self.proposals[(self.k - 1) % len(self.proposals)]
-            return f"GOOD: map the keyword to its label ({self.k})." if self.k % 3 == 0 else f"Think about the ticket ({self.k})."
+            return (
+                f"GOOD: map the keyword to its label ({self.k})."
+                if self.k % 3 == 0
+                else f"Think about the ticket ({self.k})."
+            )
         ticket = user.rsplit("ticket: ", 1)[1]
         if system.startswith("GOOD"):
             for label, word in LABELS.items():
@@ -73,8 +77,17 @@ class Model:
 def run(model: Model, tmp_path: Path, **kwargs: Any) -> lmprog.OptimizationResult:
     lm = ScriptedLM(model, cache=True)
     opts: dict[str, Any] = dict(
-        optimizer="mipro", save=False, apply=False, storage=str(tmp_path / "study.db"), progress=False,
-        num_trials=8, minibatch_size=6, num_instructions=5, num_demo_sets=1, full_eval_every=4, threads=2,
+        optimizer="mipro",
+        save=False,
+        apply=False,
+        storage=str(tmp_path / "study.db"),
+        progress=False,
+        num_trials=8,
+        minibatch_size=6,
+        num_instructions=5,
+        num_demo_sets=1,
+        full_eval_every=4,
+        threads=2,
     )
     opts.update(kwargs)
     with lmprog.context(lm=lm, load_prompts=False, cache_dir=tmp_path / "cache"):
