@@ -14,6 +14,7 @@ tickets written for this example) is in examples/data/tickets.jsonl.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -73,11 +74,12 @@ def main() -> None:
     print(f"zero-shot test accuracy: {before.score:5.1f}")
     print(f"optimized test accuracy: {after.score:5.1f}")
     print(f"demos: {len(classify.demos)}   instruction: {classify.instruction!r}")
-    u = result.usage
-    print(f"optimizer LM calls: {u.calls} ({u.requests} requests, {u.cache_hits} cache hits)")
+    print(f"optimizer LM calls: {result.usage.calls}")
     for path in result.files:
         print(f"prompt file: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
-    print(f"wall time: {time.perf_counter() - started:.0f}s")
+    u = result.usage  # requests vs cache hits differ between a first and a repeated run: stderr
+    log = f"{u.requests} provider requests, {u.cache_hits} cache hits, {time.perf_counter() - started:.0f}s"
+    print(log, file=sys.stderr)
 
 
 if __name__ == "__main__":

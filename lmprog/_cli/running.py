@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -48,7 +48,7 @@ class OptimizeArgs:
 
 
 def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> OptimizationResult:
-    from lmprog.optimize import Budget, optimize
+    from lmprog.optimize import Budget, make_task, optimize
 
     module, entry = load_target(args.target)
     use_model(args.model)
@@ -58,8 +58,13 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
     val = load_rows(args.val, program, "val") if args.val else None
     budget = Budget(args.max_calls, args.max_cost, args.max_trials)
     opt = make_optimizer(args.optimizer)
-    task = plan_task(program, train, val, metric, budget, args.seed, args.threads, opt.name)
-    estimate = estimate_calls(opt, task)
+    try:
+        task = make_task(
+            program, train, metric, val, opt, budget=budget, seed=args.seed, threads=args.threads
+        )
+    except UsageError as e:
+        raise CLIError(str(e)) from e
+    estimate = opt.estimate_calls(task)
     if args.max_calls is not None:
         estimate = min(estimate, args.max_calls)
     name = getattr(program, "__qualname__", str(program))
@@ -132,60 +137,12 @@ def run_eval(
 
 
 def make_optimizer(name: str) -> Optimizer:
-    from lmprog.optimize import OPTIMIZERS
+    from lmprog.optimize import make_optimizer as build
 
-    if name == "mipro":
-        from lmprog.optimize import mipro  # noqa: F401  (registers itself)
-    factory = OPTIMIZERS.get(name)
-    if factory is None:
-        raise CLIError(f"--optimizer {name}: unknown; choose one of {', '.join(sorted(OPTIMIZERS))}")
-    return factory()
-
-
-def plan_task(
-    program: Callable[..., Any],
-    train: list[Any],
-    val: list[Any] | None,
-    metric: Callable[..., Any],
-    budget: Any,
-    seed: int,
-    threads: int,
-    optimizer: str,
-) -> Task:
-    """The task ``optimize()`` will build (same split), with its lm_functions, for the estimate."""
-    from lmprog.data import split
-    from lmprog.optimize import Task, discover_functions
-
-    if val is None and optimizer in ("random_search", "mipro") and len(train) >= 4:
-        train, val = split(train, 0.5, 0.5, seed=seed)
-    task = Task(program, train, val or [], metric, budget, seed, threads=threads, progress=False)
     try:
-        task.functions = discover_functions(task)
+        return build(name, {})
     except UsageError as e:
-        raise CLIError(str(e)) from e
-    if not task.functions:
-        raise CLIError(
-            f"{getattr(program, '__qualname__', program)} reaches no lm_function: nothing to optimize"
-        )
-    return task
-
-
-def estimate_calls(opt: Optimizer, task: Task) -> int:
-    """The optimizer's own estimate when it has one, else a simple upper bound from its options."""
-    own = getattr(opt, "estimate_calls", None)
-    if callable(own):
-        return int(own(task))
-    per_run = max(1, len(task.functions))
-    train, val = len(task.trainset), len(task.valset)
-    rounds = int(getattr(opt, "max_rounds", 1))
-    if opt.name == "labeled":
-        return 0
-    if opt.name == "bootstrap":
-        return train * rounds * per_run
-    if opt.name == "random_search":
-        candidates = int(getattr(opt, "num_candidates", 6))
-        return (candidates * train * rounds + (candidates + 2) * val) * per_run
-    return (train + val) * per_run * 3
+        raise CLIError(f"--optimizer {name}: {e}") from e
 
 
 def results_table(result: OptimizationResult, seconds: float) -> Table:

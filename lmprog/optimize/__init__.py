@@ -56,31 +56,22 @@ def optimize(
     trials. The chosen states are applied to the functions (``apply``) and written to their prompt
     files (``save``).
     """
-    from lmprog.data import load_dataset, split
-
-    fn = resolve_program(program, entry)
-    opt = _make_optimizer(optimizer, options)
-    train = load_dataset(trainset)
-    if not train:
-        raise UsageError("optimize() needs a non-empty training set")
-    if valset is not None:
-        val = load_dataset(valset)
-    elif opt.name in ("random_search", "mipro") and len(train) >= 4:
-        train, val = split(train, 0.5, 0.5, seed=seed)
-    else:
-        val = []
+    opt = make_optimizer(optimizer, options)
     budget = budget or Budget()
-    task = Task(fn, train, val, metric, budget, seed, threads=threads, progress=progress)
-    with track(limit=budget.check) as scope:
-        task.functions = discover_functions(task)
-        if not task.functions:
-            raise UsageError(f"{_name(fn)} reaches no lm_function: nothing to optimize")
+    with track(limit=budget.check) as scope:  # discovery runs count against the budget too
+        task = make_task(
+            program, trainset, metric, valset, opt, budget=budget, seed=seed, entry=entry, threads=threads
+        )
+        task.progress = progress
+        logger.info(
+            "%s: estimated LM calls (upper bound, before cache hits): %d", opt.name, opt.estimate_calls(task)
+        )
         # every optimization starts from the docstrings with no demos, whatever prompt files say,
         # so the same command gives the same result however often it is run
         with use_states({f: State() for f in task.functions}):
             result = opt.run(task)
-            if val and result.score is None and result.stopped_by is None:
-                result.score = task.evaluate(val, result.states).score
+            if task.valset and result.score is None and result.stopped_by is None:
+                result.score = task.evaluate(task.valset, result.states).score
     result.usage = scope.total
     if apply:
         result.apply()
@@ -90,6 +81,39 @@ def optimize(
         result.files = promptfile.save_result(result)
     logger.info("%s", result.summary())
     return result
+
+
+def make_task(
+    program: Callable[..., Any] | types.ModuleType,
+    trainset: Iterable[Mapping[str, Any]] | str | Path,
+    metric: Callable[..., Any],
+    valset: Iterable[Mapping[str, Any]] | str | Path | None,
+    optimizer: Optimizer,
+    *,
+    budget: Budget | None = None,
+    seed: int = 0,
+    entry: str | None = None,
+    threads: int = 8,
+) -> Task:
+    """The task ``optimize()`` runs: the program, loaded data (validation split off the training
+    set when the optimizer needs one and none is given) and the lm_functions it reaches."""
+    from lmprog.data import load_dataset, split
+
+    fn = resolve_program(program, entry)
+    train = load_dataset(trainset)
+    if not train:
+        raise UsageError("optimize() needs a non-empty training set")
+    if valset is not None:
+        val = load_dataset(valset)
+    elif optimizer.needs_valset and len(train) >= 4:
+        train, val = split(train, 0.5, 0.5, seed=seed)
+    else:
+        val = []
+    task = Task(fn, train, val, metric, budget or Budget(), seed, threads=threads, progress=False)
+    task.functions = discover_functions(task)
+    if not task.functions:
+        raise UsageError(f"{_name(fn)} reaches no lm_function: nothing to optimize")
+    return task
 
 
 def resolve_program(
@@ -157,7 +181,7 @@ def _probe(task: Task) -> None:
     evaluate(task.program, task.trainset[:1], task.metric, threads=1, progress=False)
 
 
-def _make_optimizer(optimizer: str | Optimizer, options: Mapping[str, Any]) -> Optimizer:
+def make_optimizer(optimizer: str | Optimizer, options: Mapping[str, Any]) -> Optimizer:
     if isinstance(optimizer, Optimizer):
         if options:
             raise UsageError(f"options {sorted(options)} are for named optimizers only")
@@ -184,6 +208,8 @@ __all__ = [
     "OptimizationResult",
     "Optimizer",
     "Task",
+    "make_optimizer",
+    "make_task",
     "optimize",
     "register_optimizer",
 ]

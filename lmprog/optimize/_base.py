@@ -120,7 +120,14 @@ class Optimizer(ABC):
     returns the best found so far instead of failing."""
 
     name: str = ""
+    #: score candidates on a validation set (split off the training set when none is given)
+    needs_valset: bool = False
 
     @abstractmethod
     def run(self, task: Task) -> OptimizationResult:
         """Search for better states of ``task.functions``."""
+
+    def estimate_calls(self, task: Task) -> int:
+        """An upper estimate of the LM calls a fresh run makes (before cache hits); shown before
+        starting. The default assumes one run of the program per training and validation example."""
+        return (len(task.trainset) + len(task.valset)) * max(1, len(task.functions))

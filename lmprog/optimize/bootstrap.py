@@ -46,6 +46,9 @@ class LabeledFewShot(Optimizer):
     def __init__(self, k: int = 4) -> None:
         self.k = k
 
+    def estimate_calls(self, task: Task) -> int:
+        return 0
+
     def run(self, task: Task) -> OptimizationResult:
         rng = random.Random(task.seed)
         states = {
@@ -112,6 +115,9 @@ class BootstrapFewShot(Optimizer):
                 break
         return found
 
+    def estimate_calls(self, task: Task) -> int:
+        return len(task.trainset) * self.max_rounds * max(1, len(task.functions))
+
     @staticmethod
     def _enough(found: Bootstrapped, want: int) -> bool:
         return bool(found.demos) and all(len(d) >= want for d in found.demos.values())
@@ -158,10 +164,16 @@ class RandomSearch(BootstrapFewShot):
     """
 
     name = "random_search"
+    needs_valset = True
 
     def __init__(self, num_candidates: int = 6, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.num_candidates = num_candidates
+
+    def estimate_calls(self, task: Task) -> int:
+        per_run = max(1, len(task.functions))
+        boots = self.num_candidates * len(task.trainset) * self.max_rounds
+        return (boots + (self.num_candidates + 2) * len(task.valset)) * per_run
 
     def run(self, task: Task) -> OptimizationResult:
         candidates: list[Candidate] = []

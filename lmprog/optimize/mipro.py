@@ -61,6 +61,7 @@ class MIPRO(Optimizer):
     """
 
     name = "mipro"
+    needs_valset = True
 
     def __init__(
         self,
@@ -145,7 +146,7 @@ class MIPRO(Optimizer):
         meta = optuna.create_study(study_name=key, storage=storage, load_if_exists=True)
         ids = [function_id(fn) for fn in task.functions]
         estimate = self.estimate_calls(task)
-        logger.info("mipro: study %s; estimated LM calls (upper bound, before cache): %d", key, estimate)
+        logger.info("mipro: study %s", key)
         run = _Run(self, task, meta, ids, storage)
         stopped = None
         try:
