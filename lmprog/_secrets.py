@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -17,8 +18,18 @@ def is_secret_param(name: str) -> bool:
 
 
 def secret_values() -> list[str]:
-    """Values of environment variables that look like credentials (long enough to be real)."""
-    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+    """Values of environment variables that look like credentials (long enough to be real).
+
+    Read afresh on every call (a key set at run time is redacted at once); only the matching of
+    names is memoized, and only matching variables are read (tracers call this once per span).
+    """
+    env = os.environ
+    return [v for k in env if _is_secret_name(k) and len(v := env.get(k, "")) >= 8]
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
 
 
 def redact(obj: Any, secrets: list[str] | None = None) -> Any:

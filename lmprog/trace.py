@@ -1,10 +1,11 @@
 """Spans and call trees of a run.
 
-A span is opened for every lm_function call and every ``@traced`` function, but only while a
-collector is active (``with lmprog.trace() as t:``) so that tracing costs next to nothing when no
-one is listening. The current span and the active collectors live in contextvars: asyncio tasks
-inherit them, and the worker threads lmprog starts run in a copy of the caller's context, so
-parent links survive both.
+A span is opened for every lm_function call and every ``@traced`` function, but only while someone
+listens: a collector (``with lmprog.trace() as t:``) in this context, or a process-wide span sink
+registered with :func:`add_sink` (OpenTelemetry export is one, see ``lmprog.otel``). When no one
+listens no span object is made, so tracing costs next to nothing. The current span and the active
+collectors live in contextvars: asyncio tasks inherit them, and the worker threads lmprog starts
+run in a copy of the caller's context, so parent links survive both.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import functools
 import inspect
 import itertools
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, overload
+from types import TracebackType
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from lmprog import settings
 from lmprog._secrets import redact
@@ -29,6 +32,8 @@ from lmprog.usage import Usage
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger("lmprog.trace")
 
 _ids = itertools.count(1)
 _pid = os.getpid()
@@ -172,6 +177,7 @@ load_jsonl = Trace.from_jsonl
 
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar("lmprog_span", default=None)
 _collectors: contextvars.ContextVar[tuple[Trace, ...]] = contextvars.ContextVar("lmprog_traces", default=())
+_tree_lock = threading.Lock()
 
 
 @contextmanager
@@ -185,51 +191,171 @@ def trace() -> Iterator[Trace]:
         _collectors.reset(token)
 
 
+class SpanSink(Protocol):
+    """Receives every span opened anywhere in the process while registered with :func:`add_sink`,
+    whether or not a ``trace()`` block is active.
+
+    ``on_end(span)`` is called once the span is finished (``end``, ``output`` or ``error`` set), in
+    the context and thread that ran it. A sink may also define ``on_start(span)``, called when the
+    span opens, in the same context, before the function body runs; every span given to
+    ``on_start`` is later given to ``on_end``. Exceptions a sink raises are logged, never
+    propagated to the traced call.
+    """
+
+    def on_end(self, span: Span) -> None: ...
+
+
+_Hook = Callable[[Span], None]
+_sinks: tuple[SpanSink, ...] = ()
+# (on_start or None, on_end) of every sink, rebuilt on registration; span() reads it once.
+_hooks: tuple[tuple[_Hook | None, _Hook], ...] = ()
+_sinks_lock = threading.Lock()
+
+
+def add_sink(sink: SpanSink) -> None:
+    """Send every span opened from now on to ``sink`` (see :class:`SpanSink`); idempotent."""
+    with _sinks_lock:
+        if any(s is sink for s in _sinks):
+            return
+        _set_sinks((*_sinks, sink))
+
+
+def remove_sink(sink: SpanSink) -> None:
+    """Stop sending new spans to ``sink``; spans it saw start still reach its ``on_end``."""
+    with _sinks_lock:
+        _set_sinks(tuple(s for s in _sinks if s is not sink))
+
+
+def _set_sinks(sinks: tuple[SpanSink, ...]) -> None:
+    global _sinks, _hooks
+    _sinks = sinks
+    _hooks = tuple((getattr(s, "on_start", None), s.on_end) for s in sinks)
+
+
 def current_span() -> Span | None:
     return _current.get()
 
 
 def tracing_active() -> bool:
-    return bool(_collectors.get()) and settings.current().trace
+    return bool(_collectors.get() or _hooks) and settings.current().trace
 
 
-@contextmanager
+_IDLE: AbstractContextManager[None] = nullcontext()
+
+
 def span(
     name: str, qualname: str, kind: str, inputs: dict[str, Any], obj: Any = None
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """Open a span under the current one; yields None (and records nothing) when no one listens."""
     collectors = _collectors.get()
-    if not collectors or not settings.current().trace:
-        yield None
-        return
+    hooks = _hooks
+    if not (collectors or hooks) or not settings.current().trace:
+        return _IDLE
     parent = _current.get()
     s = Span(
         id=_new_id(),
-        parent_id=parent.id if parent else None,
+        parent_id=parent.id if parent is not None else None,
         name=name,
         qualname=qualname,
         kind=kind,
         inputs=inputs,
-        start=time.time(),
         obj=obj,
     )
-    token = _current.set(s)
-    try:
-        yield s
-    except BaseException as e:
-        s.error = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        _current.reset(token)
+    return _Open(s, parent, collectors, hooks)
+
+
+class _Open:
+    """The scope of one recorded span: makes it current, times it, hands it to the listeners."""
+
+    __slots__ = ("_collectors", "_hooks", "_parent", "_span", "_token")
+
+    def __init__(
+        self,
+        s: Span,
+        parent: Span | None,
+        collectors: tuple[Trace, ...],
+        hooks: tuple[tuple[_Hook | None, _Hook], ...],
+    ) -> None:
+        self._span = s
+        self._parent = parent
+        self._collectors = collectors
+        self._hooks = hooks
+
+    def __enter__(self) -> Span:
+        s = self._span
+        self._token = _current.set(s)
+        s.start = time.time()
+        for on_start, _ in self._hooks:
+            if on_start is not None:
+                _notify(on_start, s)
+        return s
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        s = self._span
         s.end = time.time()
-        if parent is not None:
+        if exc is not None:
+            s.error = f"{type(exc).__name__}: {exc}"
+        _current.reset(self._token)
+        if self._parent is not None:
             with _tree_lock:
-                parent.children.append(s)
-        for c in collectors:
+                self._parent.children.append(s)
+        for c in self._collectors:
             c._add(s)
+        for _, on_end in self._hooks:
+            _notify(on_end, s)
 
 
-_tree_lock = threading.Lock()
+def _notify(hook: _Hook, s: Span) -> None:
+    try:
+        hook(s)
+    except Exception:
+        logger.exception("span sink %r failed on span %s (%s)", hook, s.id, s.qualname)
+
+
+
+def _binder(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
+    """``(args, kwargs) -> inputs by parameter name, defaults applied`` for ``f``.
+
+    Plain signatures (no ``*args``, ``**kwargs`` or positional-only parameters) take a fast path
+    that skips ``inspect.Signature.bind``; any call it cannot bind falls back to the slow one.
+    """
+    sig = inspect.signature(f)
+    params = list(sig.parameters.values())
+
+    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError:
+            return {"args": list(args), **kwargs}
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if not all(p.kind in plain for p in params):
+        return slow
+    names = tuple(p.name for p in params)
+    known = frozenset(names)
+    positional = tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
+
+    def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if len(args) > len(positional):
+            return slow(args, kwargs)
+        values = dict(zip(positional, args, strict=False))
+        if not kwargs and len(values) == len(names):
+            return values
+        for k in kwargs:
+            if k in values or k not in known:
+                return slow(args, kwargs)
+        values.update(kwargs)
+        try:
+            return {n: values[n] if n in values else defaults[n] for n in names}
+        except KeyError:  # a required parameter is missing
+            return slow(args, kwargs)
+
+    return fast
 
 
 @overload
@@ -240,16 +366,8 @@ def traced(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) 
     """Record a plain function (sync or async) as a span in the call tree."""
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-        sig = inspect.signature(f)
+        bind = _binder(f)
         label = name or f.__name__
-
-        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-            try:
-                bound = sig.bind(*args, **kwargs)
-            except TypeError:
-                return {"args": list(args), **kwargs}
-            bound.apply_defaults()
-            return dict(bound.arguments)
 
         if inspect.iscoroutinefunction(f):
 

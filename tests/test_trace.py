@@ -4,10 +4,12 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 import lmprog
 from lmprog import lm_function, traced
 from lmprog.testing import ScriptedLM
-from lmprog.trace import Trace, current_span
+from lmprog.trace import Span, Trace, add_sink, current_span, remove_sink
 
 
 @lm_function
@@ -150,3 +152,97 @@ def test_spans_never_hold_api_keys(tmp_path: Path, monkeypatch) -> None:  # type
     path = tmp_path / "t.jsonl"
     t.to_jsonl(path)
     assert secret not in path.read_text()
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str | None]] = []
+
+    def on_start(self, span: Span) -> None:
+        assert current_span() is span and span.end is None
+        self.events.append(("start", span.name, span.parent_id))
+
+    def on_end(self, span: Span) -> None:
+        assert span.end is not None
+        self.events.append(("end", span.name, span.error))
+
+
+def test_sinks_see_every_span_without_a_trace_block() -> None:
+    sink = RecordingSink()
+    add_sink(sink)
+    add_sink(sink)  # idempotent
+    try:
+        with lmprog.context(lm=ScriptedLM(["fact", "answer", "fact", "answer"])):
+            pipeline("q", "t")
+            with lmprog.context(trace=False):
+                pipeline("q", "t")
+    finally:
+        remove_sink(sink)
+    assert [(e, n) for e, n, _ in sink.events] == [
+        ("start", "pipeline"),
+        ("start", "helper"),
+        ("start", "extract"),
+        ("end", "extract"),
+        ("end", "helper"),
+        ("start", "answer"),
+        ("end", "answer"),
+        ("end", "pipeline"),
+    ]
+    assert sink.events[0][2] is None and all(p is not None for _, _, p in sink.events[1:3])
+
+
+def test_a_sink_removed_mid_span_still_sees_it_end_and_a_failing_sink_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = RecordingSink()
+
+    class Broken:
+        def on_end(self, span: Span) -> None:
+            raise RuntimeError("sink down")
+
+    broken = Broken()
+
+    @traced
+    def work(x: int) -> int:
+        remove_sink(sink)
+        return x + 1
+
+    add_sink(sink)
+    add_sink(broken)
+    try:
+        assert work(1) == 2
+        assert work(2) == 3
+    finally:
+        remove_sink(broken)
+    assert [(e, n) for e, n, _ in sink.events] == [("start", "work"), ("end", "work")]
+    assert "sink down" in caplog.text
+
+
+def test_traced_inputs_bind_like_the_signature() -> None:
+    @traced
+    def plain(a: int, b: int = 2, *, c: str = "c") -> None: ...
+
+    @traced
+    def varargs(a: int, *rest: int, **extra: int) -> None: ...
+
+    with lmprog.trace() as t:
+        plain(1)
+        plain(1, 3)
+        plain(c="x", a=5)
+        plain(b=4, a=1, c="y")
+        varargs(1, 2, 3, k=4)
+        with pytest.raises(TypeError):
+            plain(1, 2, 3)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            plain(1, d=1)  # type: ignore[call-arg]
+    inputs = [s.inputs for s in t.spans]
+    assert inputs[:5] == [
+        {"a": 1, "b": 2, "c": "c"},
+        {"a": 1, "b": 3, "c": "c"},
+        {"a": 5, "b": 2, "c": "x"},
+        {"a": 1, "b": 4, "c": "y"},
+        {"a": 1, "rest": (2, 3), "extra": {"k": 4}},
+    ]
+    assert [list(i) for i in inputs[2:4]] == [["a", "b", "c"]] * 2
+    assert inputs[5] == {"args": [1, 2, 3]} and inputs[6] == {"args": [1], "d": 1}
+    assert all(s.error and s.error.startswith("TypeError") for s in t.spans[5:])

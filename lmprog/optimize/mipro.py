@@ -441,6 +441,7 @@ class _Run:
             "trials": self._total_trials(),
             "rejected_proposals": list(self.proposer.rejections) if self.proposer else [],
             "instructions": self._all_instructions(),
+            "trial_history": self._trial_history(),
         }
         if self.opt.cost_aware:
             details["pareto"] = self._pareto()
@@ -454,6 +455,24 @@ class _Run:
             stopped_by=stopped,
             details=details,
         )
+
+    def _trial_history(self) -> list[dict[str, Any]]:
+        """Every finished minibatch trial, in order: round, score, configuration key."""
+        import optuna
+
+        history: list[dict[str, Any]] = []
+        for r in sorted(k for k in self.spaces if k != BASELINE):
+            for t in self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+                if t.values:
+                    history.append(
+                        {
+                            "number": len(history),
+                            "round": r,
+                            "score": float(t.values[0]),
+                            "config_key": t.user_attrs.get("config_key"),
+                        }
+                    )
+        return history
 
     def _all_instructions(self) -> dict[str, list[str]]:
         """Every instruction candidate per function over all rounds, in order of appearance."""

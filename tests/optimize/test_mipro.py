@@ -114,6 +114,8 @@ def test_search_finds_the_good_instruction_and_beats_the_baseline(tmp_path: Path
     assert result.states[classify].instruction is not None
     assert result.states[classify].instruction.startswith("GOOD")
     assert result.details["trials"] == 8
+    history = result.details["trial_history"]
+    assert [h["number"] for h in history] == list(range(8)) and {h["round"] for h in history} == {0, 1}
     assert result.usage.requests > 0
 
 
