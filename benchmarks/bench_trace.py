@@ -1,10 +1,11 @@
 """Benchmark the per-span overhead of lmprog tracing.
 
-Run: ``python benchmarks/bench_trace.py [--calls 20000] [--lm-calls 2000] [--repeats 5]``
+Run: ``python benchmarks/bench_trace.py [--calls 5000] [--lm-calls 500] [--repeats 20]``
 
 Two workloads: a ``@traced`` no-op function, and an lm_function answered by ``ScriptedLM`` with
 the cache off (so each call renders, "requests" and parses, but never leaves the process). Each is
-timed in these modes, interleaved over the repeats (best repeat kept, garbage collector on):
+timed in these modes, interleaved over many short repeats (best repeat kept, so that a noisy
+shared machine still gives stable numbers; garbage collector on):
 
 - ``untraced``: the baseline of the same run. For ``@traced`` the undecorated function; for the
   lm_function the call under ``configure(trace=False)``, the closest thing to no tracing code.
@@ -121,9 +122,9 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=20_000, help="calls per repeat, @traced")
-    parser.add_argument("--lm-calls", type=int, default=2_000, help="calls per repeat, lm_function")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=5_000, help="calls per repeat, @traced")
+    parser.add_argument("--lm-calls", type=int, default=500, help="calls per repeat, lm_function")
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
     lmprog.configure(lm=ScriptedLM(lambda messages: "ok"), cache=False, load_prompts=False)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lmprog import local
+from lmprog._secrets import secret_values as env_secret_values
 from lmprog.cache import is_secret_param
 from lmprog.errors import LMError, LmprogError, TransientLMError
 from lmprog.lm import Completion, Messages
@@ -61,7 +62,8 @@ def complete(model: str, messages: Messages, params: Mapping[str, Any]) -> Compl
     try:
         response = litellm.completion(**kwargs)
     except Exception as e:
-        raise translate_error(e, model=model, secrets=_secret_values(params)) from e
+        secrets = _secret_values(params)
+        raise translate_error(e, model=model, secrets=secrets) from _cause(e, secrets)
     return _to_completion(litellm, model, response)
 
 
@@ -72,7 +74,8 @@ async def acomplete(model: str, messages: Messages, params: Mapping[str, Any]) -
     try:
         response = await litellm.acompletion(**kwargs)
     except Exception as e:
-        raise translate_error(e, model=model, secrets=_secret_values(params)) from e
+        secrets = _secret_values(params)
+        raise translate_error(e, model=model, secrets=secrets) from _cause(e, secrets)
     return _to_completion(litellm, model, response)
 
 
@@ -256,10 +259,36 @@ def _provider_error_in(error: BaseException) -> LmprogError | None:
 
 
 def _secret_values(params: Mapping[str, Any]) -> list[str]:
-    return [str(v) for k, v in params.items() if is_secret_param(k) and isinstance(v, str) and len(v) >= 6]
+    """The credentials of a request: secret parameters (nested ones too, e.g. an ``Authorization``
+    header) and credential-like environment variables, which providers read by themselves."""
+    found = [value for name, value in _secret_items(params) if is_secret_param(name)]
+    found += [part for value in found for part in value.split() if len(part) >= 8]  # "Bearer <token>"
+    return [v for v in dict.fromkeys([*found, *env_secret_values()]) if len(v) >= 6]
+
+
+def _secret_items(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    items: list[tuple[str, str]] = []
+    for name, value in params.items():
+        if isinstance(value, Mapping):
+            nested = _secret_items(value)
+            items += [(str(name), v) for _, v in nested] if is_secret_param(str(name)) else nested
+        elif isinstance(value, str):
+            items.append((str(name), value))
+    return items
+
+
+def _cause(error: BaseException, secrets: Iterable[str]) -> BaseException | None:
+    """``error``, to chain to the translated error, unless its message (or that of an error it
+    chains to) holds a secret: then None, so tracebacks and logs never print it."""
+    texts: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(texts) < 20:
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    return None if any(secret in text for secret in secrets for text in texts) else error
 
 
 def _redact(message: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):  # a longer secret may contain a shorter one
         message = message.replace(secret, "***")
     return message

@@ -56,7 +56,8 @@ def cache_key(model: str, messages: Any, params: Mapping[str, Any]) -> str:
     """The sha256 hex digest of the canonical JSON of model, messages and non-secret params."""
     payload = {"model": model, "messages": messages, "params": without_secrets(params)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # "surrogatepass": a lone surrogate (JSON "\\ud800" decodes to one) is text a model can write
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ResponseCache:
@@ -97,6 +98,8 @@ class ResponseCache:
     def set(self, key: str, value: Mapping[str, Any]) -> None:
         """Store ``value`` (a JSON-serializable mapping) under ``key``, replacing any old value."""
         text = json.dumps(dict(value), sort_keys=True, ensure_ascii=False, default=_jsonable)
+        if not _encodable(text):  # a lone surrogate: SQLite stores UTF-8, so escape it as JSON does
+            text = json.dumps(dict(value), sort_keys=True, ensure_ascii=True, default=_jsonable)
         self._run(
             "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
             (key, text, time.time()),
@@ -200,6 +203,16 @@ def get_cache(cache_dir: str | os.PathLike[str]) -> ResponseCache:
 def _is_contention(error: sqlite3.OperationalError) -> bool:
     message = str(error).lower()
     return "locked" in message or "busy" in message
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,6 +16,7 @@ import contextvars
 import dataclasses
 import inspect
 import logging
+import math
 import numbers
 import os
 import pickle
@@ -250,7 +251,10 @@ class _Task:
         else:
             value = self.metric(example, prediction)
         if isinstance(value, bool | numbers.Real):
-            return float(value)
+            score = float(value)
+            if not math.isfinite(score):  # one NaN would make the mean, and every comparison, NaN
+                raise ValueError(f"returned {value!r}; a metric returns a finite number or a bool")
+            return score
         raise TypeError(f"returned {value!r} ({type(value).__name__}); a metric returns a number or a bool")
 
 

@@ -6,10 +6,11 @@ lm_function call and every ``@traced`` call in the process becomes an OpenTeleme
 
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    from lmprog.otel import enable_otel
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    lmprog.otel.enable_otel(provider)
+    enable_otel(provider)
 
 Each lmprog span becomes one OpenTelemetry span with the same name, start and end times. An
 lmprog span opened under another is its child; a top-level one is a child of the OpenTelemetry span
@@ -36,6 +37,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
+from lmprog import __version__
 from lmprog._secrets import redact, secret_values
 from lmprog.errors import MissingDependencyError, UsageError
 from lmprog.function import LMFunction
@@ -72,8 +74,6 @@ def enable_otel(
         raise UsageError(f"max_length must be >= 16, got {max_length}")
     api = _require_otel()
     provider = tracer_provider if tracer_provider is not None else api.get_tracer_provider()
-    from lmprog import __version__
-
     sink = _OtelSink(provider.get_tracer("lmprog", __version__), capture_content, max_length)
     with _lock:
         if _sink is not None:
@@ -102,7 +102,7 @@ def _require_otel() -> Any:
         from opentelemetry import trace
     except ImportError as e:
         raise MissingDependencyError(
-            f"OpenTelemetry export needs opentelemetry-sdk, which is not installed; "
+            "OpenTelemetry export needs opentelemetry-sdk, which is not installed; "
             f"install it with: {INSTALL_COMMAND}"
         ) from e
     return trace

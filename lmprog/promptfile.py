@@ -15,10 +15,12 @@ deterministic: writing the same state twice gives the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,7 +104,7 @@ def atomic_write_text(target: Path, text: str, *, replace: Callable[[str, Path],
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and target.read_text(encoding="utf-8") == text:
         return target
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temp(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
@@ -113,6 +115,27 @@ def atomic_write_text(target: Path, text: str, *, replace: Callable[[str, Path],
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new temporary file next to ``target`` with the permissions ``target`` has, or those of a
+    newly created file (``0o666`` less the umask; ``tempfile.mkstemp`` would make it ``0o600``)."""
+    try:
+        mode: int | None = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        break
+    if mode is not None:
+        with contextlib.suppress(OSError):  # not the file's owner: the new file keeps the default
+            os.chmod(tmp, mode)
+    return fd, tmp
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -149,6 +172,8 @@ def read_yaml(path: Path, what: str = "prompt file") -> dict[str, Any]:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
         raise PromptFileError(f"{path}{line}: invalid YAML in {what}: {problem}") from e
+    except RecursionError as e:  # the YAML parser recurses once per nesting level
+        raise PromptFileError(f"{path}: invalid YAML in {what}: nested too deeply") from e
     if not isinstance(doc, dict):
         raise PromptFileError(f"{path}:1: a {what} is a YAML mapping, got {type(doc).__name__}")
     return doc

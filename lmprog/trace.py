@@ -314,7 +314,6 @@ def _notify(hook: _Hook, s: Span) -> None:
         logger.exception("span sink %r failed on span %s (%s)", hook, s.id, s.qualname)
 
 
-
 def _binder(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
     """``(args, kwargs) -> inputs by parameter name, defaults applied`` for ``f``.
 

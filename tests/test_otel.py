@@ -109,7 +109,7 @@ def test_lm_span_attributes_follow_the_genai_conventions(exporter: InMemorySpanE
     assert ext["gen_ai.request.model"] == "scripted-1" and ext["gen_ai.response.model"] == "scripted-1"
     assert ext["gen_ai.usage.input_tokens"] == lm_span.prompt_tokens > 0
     assert ext["gen_ai.usage.output_tokens"] == lm_span.completion_tokens == 2
-    assert ext["lmprog.kind"] == "lm" and ext["lmprog.qualname"].endswith("extract")
+    assert ext["lmprog.kind"] == "lm" and str(ext["lmprog.qualname"]).endswith("extract")
     assert ext["lmprog.cache_hit"] is False and ext["lmprog.parse_retries"] == 0
     assert ext["lmprog.calls"] == 1 and ext["lmprog.requests"] == 1 and ext["lmprog.cost"] == 0.0
     assert json.loads(str(ext["lmprog.inputs"])) == {"text": "some text"}
@@ -185,7 +185,9 @@ def test_async_tasks_keep_separate_subtrees(exporter: InMemorySpanExporter) -> N
         assert b.attributes is not None
         text = json.loads(str(b.attributes["lmprog.inputs"]))["text"]
         (leaf,) = [s for s in spans if s.name == "echo" and parent_id(s) == span_id(b)]
-        assert leaf.attributes is not None and json.loads(str(leaf.attributes["lmprog.output"])) == text.upper()
+        assert (
+            leaf.attributes is not None and json.loads(str(leaf.attributes["lmprog.output"])) == text.upper()
+        )
 
 
 def test_threads_of_an_evaluation_pool_attach_to_the_callers_span(exporter: InMemorySpanExporter) -> None:

@@ -24,7 +24,7 @@ def isolated_settings(tmp_path: Path) -> Iterator[None]:
 
 
 def test_public_surface() -> None:
-    assert lmprog.testing.__all__ == ["ScriptedLM"]
+    assert lmprog.testing.__all__ == ["FaultEvent", "FaultyLM", "ScriptedLM"]
     assert issubclass(ScriptedLM, BaseLM)
     assert ScriptedLM([]).model == "scripted"
     assert ScriptedLM([], model="fake/gpt").model == "fake/gpt"

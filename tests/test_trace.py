@@ -232,7 +232,7 @@ def test_traced_inputs_bind_like_the_signature() -> None:
         plain(b=4, a=1, c="y")
         varargs(1, 2, 3, k=4)
         with pytest.raises(TypeError):
-            plain(1, 2, 3)  # type: ignore[misc]
+            plain(1, 2, 3)  # type: ignore[call-arg, arg-type]
         with pytest.raises(TypeError):
             plain(1, d=1)  # type: ignore[call-arg]
     inputs = [s.inputs for s in t.spans]

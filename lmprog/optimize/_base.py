@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmprog.errors import LMError, TransientLMError
 from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize.budget import Budget
 from lmprog.usage import Usage
@@ -45,7 +46,41 @@ class Task:
 
         with use_states(states or {}):
             kwargs.setdefault("progress", "auto" if self.progress else False)
-            return evaluate(self.program, data, self.metric, threads=self.threads, **kwargs)
+            result = evaluate(self.program, data, self.metric, threads=self.threads, **kwargs)
+        check_provider(result)
+        return result
+
+
+def provider_failed(error: BaseException | None) -> bool:
+    """Whether an example failed because the provider did, not because of the prompt: a transient
+    failure that outlasted the retries, or a refusal of every request (401, 402, 403, 404).
+
+    Per-request refusals (400: a content filter, a prompt too long) stay the example's error.
+    """
+    if isinstance(error, TransientLMError):
+        return True
+    return isinstance(error, LMError) and error.status_code in _PROVIDER_DOWN
+
+
+_PROVIDER_DOWN = frozenset({401, 402, 403, 404})
+
+
+def check_provider(result: EvaluationResult) -> None:
+    """Raise ``LMError`` when examples failed because the provider did: scored as 0 they would
+    rank prompts by the provider's outages, and be stored as such in resumable studies."""
+    failed = [r for r in result.results if provider_failed(r.exception)]
+    if not failed:
+        return
+    first = failed[0].exception
+    assert isinstance(first, LMError)
+    error = LMError(
+        f"{len(failed)} of {len(result.results)} example(s) failed because the provider did "
+        f"(first: {first}); the optimization stops rather than score prompts by provider failures. "
+        "What was finished is kept (response cache, optimizer storage): run it again to resume.",
+        status_code=first.status_code,
+    )
+    error.model = first.model
+    raise error from first
 
 
 @dataclass

@@ -26,7 +26,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lmprog.errors import BudgetExceededError
+from lmprog.errors import BudgetExceededError, LMError
 from lmprog.function import State
 from lmprog.optimize import register_optimizer
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
@@ -351,7 +351,7 @@ class _Run:
             batch = self._minibatch(r, trial.number)
             try:
                 res = self.task.evaluate(batch, space.states(config))
-            except BudgetExceededError:
+            except (BudgetExceededError, LMError):  # no score: not a finished trial
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             values: Any = [res.score, _tokens(res)] if self.opt.cost_aware else res.score

@@ -19,6 +19,7 @@ from typing import Any
 from lmprog import settings
 from lmprog.errors import BudgetExceededError, LmprogError
 from lmprog.function import LMFunction, lm_function
+from lmprog.optimize._base import provider_failed
 from lmprog.prompt import to_jsonable
 
 logger = logging.getLogger("lmprog.optimize.propose")
@@ -204,6 +205,8 @@ class GroundedProposer:
         except BudgetExceededError:
             raise
         except LmprogError as e:
+            if provider_failed(e):  # not the proposal's fault: stop, rather than store a poorer round
+                raise
             logger.warning("data summary failed (%s); using statistics only", e)
             written = ""
         written = written.strip()
@@ -246,6 +249,8 @@ class GroundedProposer:
             except BudgetExceededError:
                 raise
             except LmprogError as e:
+                if provider_failed(e):
+                    raise
                 self.rejections.append((str(e)[:200], "proposer failed"))
                 logger.info("proposal for %s failed: %s", fn.name, e)
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,12 +44,26 @@ def storage_url(storage: str | Path | None) -> str:
 def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
     """Open (creating) the storage; SQLite gets a generous lock timeout for parallel writers."""
     import optuna
+    import sqlalchemy.exc
 
     url = storage_url(storage)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+            # processes opening a new storage at once race to create its schema: the losers
+            # fail on what the winner created, and find it all in place when they try again
+            if attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            logger.debug("opening %s failed (%s); retrying", url, e)
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+_OPEN_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)

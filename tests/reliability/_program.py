@@ -3,6 +3,7 @@ metric, a deterministic fake model, and recorders for the waits of the retry log
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import defaultdict
 from typing import Any, Literal
@@ -52,12 +53,9 @@ class Model:
     """A deterministic fake whose task accuracy depends on the instruction, so search has signal.
 
     With an instruction starting "GOOD" it maps the keyword to the label; with the docstring it
-    answers "billing" always. The proposer writes numbered instructions, every third one good.
+    answers "billing" always. Proposals are drawn from the proposer's messages alone (two in three
+    are good), so that a resumed process proposes what the interrupted one would have.
     """
-
-    def __init__(self) -> None:
-        self.k = 0
-        self._lock = threading.Lock()
 
     def __call__(self, messages: list[dict[str, str]]) -> Any:
         system = messages[0]["content"]
@@ -70,10 +68,11 @@ class Model:
         if system.startswith("Describe this data set"):
             return "Short support tickets labelled billing, bug or feature."
         if system.startswith("Write a better instruction"):
-            with self._lock:
-                self.k += 1
-                k = self.k
-            return f"GOOD: map the keyword to its label ({k})." if k % 3 == 0 else f"Think hard ({k})."
+            digest = hashlib.sha256(user.encode()).hexdigest()
+            variant = "".join(chr(ord("a") + int(c, 16)) for c in digest[:5])
+            if int(digest[:8], 16) % 3:
+                return f"GOOD: map the keyword to its label, variant {variant}."
+            return f"Think hard about the ticket, variant {variant}."
         if system.startswith("Write a one-line reply"):
             return f"Thanks, we are on it ({len(user.split())} words read)."
         ticket = user.rsplit("ticket: ", 1)[-1].split("\n", 1)[0]

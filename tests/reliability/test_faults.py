@@ -23,7 +23,9 @@ from lmprog.usage import track
 from ._program import DATA, Model, Sleeps, check_backoff, classify, metric, triage
 
 TRANSIENT = dict(timeout=0.075, rate_limit=0.075, server_error=0.075, connection_reset=0.075)
-BAD_OUTPUT = dict(timeout=0.05, rate_limit=0.05, server_error=0.05, connection_reset=0.05, empty=0.05, truncated=0.05)
+BAD_OUTPUT = dict(
+    timeout=0.05, rate_limit=0.05, server_error=0.05, connection_reset=0.05, empty=0.05, truncated=0.05
+)
 
 
 def faulty(inner: ScriptedLM, sleeps: Sleeps, seed: int = 0, **rates: float) -> FaultyLM:
