@@ -7,6 +7,7 @@ Proposals pass through guards (:func:`check_instruction`) before they become can
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -152,12 +153,38 @@ def check_instruction(text: str, fn: LMFunction) -> str | None:
         return f"longer than {MAX_INSTRUCTION_CHARS} characters"
     if m := _META.search(text):
         return f"leaks proposer text ({m.group(0)!r})"
+    if leak := _echoed_prompt_text(text):
+        return f"leaks proposer text ({leak!r})"
     if m := _FORMAT.search(text):
         return f"invents an output format ({m.group(0).strip()!r})"
     if sum(c.isalpha() for c in text) < 0.6 * len(text):
         return "not prose"
     if text.strip().lower() == fn.signature.instruction.strip().lower():
         return "same as the original"
+    return None
+
+
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+_ECHO_N = 6
+
+
+@functools.cache
+def _proposer_ngrams() -> frozenset[tuple[str, ...]]:
+    """Word 6-grams of everything the proposer is shown by lmprog itself (its own instructions
+    and the tips): a proposal repeating one copied the prompt instead of writing an instruction."""
+    texts = [*TIPS.values(), summarize_data.signature.instruction, propose_instruction.signature.instruction]
+    texts += [f.description for fn in (summarize_data, propose_instruction) for f in fn.signature.inputs]
+    return frozenset(g for t in texts for g in _ngrams(t, _ECHO_N))
+
+
+def _echoed_prompt_text(text: str) -> str | None:
+    for gram in _ngrams(text, _ECHO_N):
+        if gram in _proposer_ngrams():
+            return " ".join(gram)
     return None
 
 

@@ -153,6 +153,8 @@ def test_guard_helpers() -> None:
     assert check_instruction("Label the ticket by its main topic.", classify) is None
     assert "format" in (check_instruction("Answer with <label> tags around the topic.", classify) or "")
     assert "same as the original" in (check_instruction("Classify the ticket.", classify) or "")
+    echo = "Classify tickets. Start by giving the model a fitting expert role for this task."
+    assert "leaks proposer text" in (check_instruction(echo, classify) or "")
     stats = data_statistics(DATA)
     assert "18 rows" in stats and "label: billing (6), bug (6), feature (6)" in stats
 
