@@ -20,6 +20,8 @@ def render(results: dict[str, Any]) -> str:
         "passages). LM calls and tokens: requests that reached the model (cache hits excluded),",
         "optimization + test evaluation. Time: wall seconds, optimization + test evaluation.",
         "Errors: test examples with no usable prediction (the model's reply could not be parsed).",
+        "A test evaluation with 0 LM calls was served from the cache: the optimizer found no demo and",
+        "returned the zero-shot program.",
         "",
         "| task | method (budget) | score lmprog | score DSPy | LM calls lmprog | LM calls DSPy "
         "| tokens lmprog | tokens DSPy | time lmprog | time DSPy | errors lmprog | errors DSPy |",

@@ -207,9 +207,24 @@ def _load_llama(path: Path) -> Any:
         return llama_cpp.Llama(
             model_path=str(path),
             n_ctx=N_CTX,
-            n_threads=os.cpu_count() or 1,
+            n_threads=_threads(),
             seed=SEED,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as e:
         raise UsageError(f"cannot load local model file {path}: not a usable GGUF model ({e})") from e
+
+
+def _threads() -> int:
+    """llama.cpp threads: ``$LMPROG_LLAMA_THREADS`` if set (e.g. 1 when several model processes
+    share the machine), else one per core (llama.cpp's own default is half the cores, slower)."""
+    value = os.environ.get("LMPROG_LLAMA_THREADS", "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise UsageError(f"LMPROG_LLAMA_THREADS must be a positive integer, got {value!r}") from None
+        if n < 1:
+            raise UsageError(f"LMPROG_LLAMA_THREADS must be a positive integer, got {value!r}")
+        return n
+    return os.cpu_count() or 1

@@ -160,3 +160,15 @@ def test_a_prompt_over_the_context_window_is_an_lm_error_raised_at_once() -> Non
             lm.complete(too_long)
     assert not isinstance(info.value, TransientLMError)
     assert sleeps == []
+
+
+def test_llama_threads_default_to_the_cores_and_follow_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LMPROG_LLAMA_THREADS", raising=False)
+    assert local._threads() == (os.cpu_count() or 1)
+    monkeypatch.setenv("LMPROG_LLAMA_THREADS", "1")
+    assert local._threads() == 1
+    monkeypatch.setenv("LMPROG_LLAMA_THREADS", "many")
+    with pytest.raises(UsageError, match="LMPROG_LLAMA_THREADS"):
+        local._threads()

@@ -36,6 +36,12 @@ class Bootstrapped:
     used: set[int]
     runs: int = 0
     passed: int = 0
+    #: the budget error that ended bootstrapping early, if one did (the demos found are kept)
+    budget_error: BudgetExceededError | None = None
+
+    @property
+    def stopped_by(self) -> str | None:
+        return None if self.budget_error is None else self.budget_error.what
 
 
 class LabeledFewShot(Optimizer):
@@ -98,8 +104,12 @@ class BootstrapFewShot(Optimizer):
                 if self._enough(found, want):
                     return found
                 batch = pending[start : start + chunk]
-                with settings.context(**overrides):
-                    result = task.evaluate([task.trainset[i] for i in batch])
+                try:
+                    with settings.context(**overrides):
+                        result = task.evaluate([task.trainset[i] for i in batch])
+                except BudgetExceededError as e:
+                    found.budget_error = e  # keep what passed so far: the best found
+                    return found
                 found.runs += len(batch)
                 for i, res in zip(batch, result.results, strict=True):
                     if res.error is not None or not _passes(res.score, self.metric_threshold):
@@ -138,11 +148,8 @@ class BootstrapFewShot(Optimizer):
         rng = random.Random(task.seed)
         order = list(range(len(task.trainset)))
         rng.shuffle(order)
-        stopped = None
-        try:
-            found = self.bootstrap(task, order)
-        except BudgetExceededError as e:
-            stopped, found = e.what, Bootstrapped({fn: [] for fn in task.functions}, set())
+        found = self.bootstrap(task, order)
+        stopped = found.stopped_by
         states = self.states_from(task, found, rng)
         logger.info("bootstrap: %d of %d training runs passed", found.passed, found.runs)
         return OptimizationResult(

@@ -236,6 +236,8 @@ class _Run:
             order = list(range(len(task.trainset)))
             rng.shuffle(order)
             found = boot.bootstrap(task, order)
+            if found.budget_error is not None:  # never persist a truncated demo set as complete
+                raise found.budget_error
             states = boot.states_from(task, found, rng)
             for fn, fid in zip(task.functions, self.ids, strict=True):
                 demos = [dict(d) for d in states[fn].demos]

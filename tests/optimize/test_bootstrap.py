@@ -224,3 +224,24 @@ def test_state_round_trip_through_result_apply() -> None:
     with result.applied():
         assert extract.demos
     assert extract.state == State()
+
+
+def test_budget_ending_bootstrap_keeps_the_demos_found_so_far(lm: ScriptedLM) -> None:
+    result = optimize(
+        pipeline,
+        DATA,
+        metric,
+        optimizer="bootstrap",
+        save=False,
+        apply=False,
+        threads=1,
+        budget=Budget(max_calls=8),
+        max_bootstrapped_demos=4,
+        max_labeled_demos=4,
+        progress=False,
+    )
+    assert result.stopped_by == "max_calls"
+    assert result.details["passed"] >= 1
+    passed_cities = [d["output"] for d in result.states[answer].demos]
+    assert passed_cities and all(c in CITIES for c in passed_cities)
+    assert len(lm.calls) <= 8
