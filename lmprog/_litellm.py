@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lmprog import local
+from lmprog._secrets import is_secret_param
 from lmprog._secrets import secret_values as env_secret_values
-from lmprog.cache import is_secret_param
 from lmprog.errors import LMError, LmprogError, TransientLMError
 from lmprog.lm import Completion, Messages
 from lmprog.usage import Usage

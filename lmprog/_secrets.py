@@ -8,13 +8,30 @@ import re
 from typing import Any
 
 _SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|AUTH)", re.IGNORECASE)
-_SECRET_PARAM = re.compile(r"(api_?key|secret|password|authorization|headers|^token$|access_token)", re.I)
+_SECRET_KEY = re.compile(r"(api_?key|secret|password|authorization|headers|^token$|access_token)", re.I)
 REDACTED = "[REDACTED]"
+
+# A request parameter whose name contains one of these is a credential: sent to the provider,
+# never cached, shown or logged...
+_SECRET_MARKERS = ("key", "token", "secret", "password", "authorization", "headers")
+# ...except these, which are sampling parameters that happen to contain a marker.
+_NOT_SECRET = frozenset({"max_tokens", "max_completion_tokens", "max_new_tokens", "top_k"})
 
 
 def is_secret_param(name: str) -> bool:
-    """A keyword argument that may hold a credential (``api_key``, ``headers``...)."""
-    return bool(_SECRET_PARAM.search(name))
+    """Whether a request parameter name looks like a credential (``api_key``, ``extra_headers``,
+    ``refresh_token``...). Strict: any parameter sent to a provider is checked with it."""
+    lowered = name.lower()
+    if lowered in _NOT_SECRET:
+        return False
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a key of a document lmprog writes (a span, a report, a cassette) names a credential.
+    Narrower than :func:`is_secret_param`, so that keys like ``prompt_tokens`` or ``cache_key``
+    survive."""
+    return bool(_SECRET_KEY.search(name))
 
 
 def secret_values() -> list[str]:
@@ -37,7 +54,7 @@ def redact(obj: Any, secrets: list[str] | None = None) -> Any:
     values = secret_values() if secrets is None else secrets
     if isinstance(obj, dict):
         return {
-            k: REDACTED if isinstance(k, str) and is_secret_param(k) else redact(v, values)
+            k: REDACTED if isinstance(k, str) and is_secret_key(k) else redact(v, values)
             for k, v in obj.items()
         }
     if isinstance(obj, list | tuple):

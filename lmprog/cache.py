@@ -21,25 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lmprog._secrets import is_secret_param
+
 logger = logging.getLogger("lmprog.cache")
 
 CACHE_FILENAME = "responses.sqlite"
 
-# A parameter whose name contains one of these never reaches the cache (nor reprs or logs).
-_SECRET_MARKERS = ("key", "token", "secret", "password", "authorization", "headers")
-# ...except these, which are sampling parameters that happen to contain a marker.
-_NOT_SECRET = frozenset({"max_tokens", "max_completion_tokens", "max_new_tokens", "top_k"})
-
 _BUSY_TIMEOUT_MS = 30_000
 _LOCKED_RETRIES = 8
-
-
-def is_secret_param(name: str) -> bool:
-    """Whether a parameter name looks like a credential (``api_key``, ``extra_headers``...)."""
-    lowered = name.lower()
-    if lowered in _NOT_SECRET:
-        return False
-    return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 def without_secrets(params: Mapping[str, Any]) -> dict[str, Any]:

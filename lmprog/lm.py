@@ -32,7 +32,8 @@ from typing import Any
 
 from lmprog._ratelimit import RateLimiter
 from lmprog._retry import RetryPolicy, acall_with_retries, call_with_retries
-from lmprog.cache import ResponseCache, cache_key, get_cache, is_secret_param, without_secrets
+from lmprog._secrets import is_secret_param
+from lmprog.cache import ResponseCache, cache_key, get_cache, without_secrets
 from lmprog.errors import UsageError
 from lmprog.settings import current as current_settings
 from lmprog.usage import Usage, UsageMeter, acquire_request, release_request
