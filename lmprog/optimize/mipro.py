@@ -176,6 +176,7 @@ class _Run:
         self.spaces: dict[int, Space] = {}
         self.trials_done = 0
         self.proposer: GroundedProposer | None = None
+        self._studies: dict[int, optuna.Study] = {}
 
     # persisted attributes --------------------------------------------------------------------
     def _attr(self, name: str) -> Any:
@@ -313,6 +314,12 @@ class _Run:
         return scores
 
     def _study(self, r: int) -> optuna.Study:
+        """Round ``r``'s study, loaded (or created) once per run: its sampler keeps its state."""
+        if r not in self._studies:
+            self._studies[r] = self._open_study(r)
+        return self._studies[r]
+
+    def _open_study(self, r: int) -> optuna.Study:
         import optuna
 
         trials = self._trials_for(r)
