@@ -129,28 +129,13 @@ def dspy_model_name(model: str) -> str:
 
 
 def set_llama_threads(threads: int | None) -> None:
-    """Run llama.cpp with ``threads`` threads (None: lmprog's default, one per core).
+    """Run the embedded model with ``threads`` llama.cpp threads (None: lmprog's own choice).
 
-    lmprog always uses one thread per core, the right choice on an idle machine; on a shared,
-    oversubscribed one (load above the core count) two spinning threads per model are several
-    times slower than one, so the runner may ask for one. Benchmark-only: it wraps
-    ``llama_cpp.Llama`` in this process, for both frameworks alike.
+    Sets ``LMPROG_LLAMA_THREADS`` in this worker process before the model loads, for both
+    frameworks alike (DSPy reaches the model through lmprog's provider).
     """
-    if not threads:
-        return
-    import llama_cpp
-
-    original = llama_cpp.Llama.__init__
-    if getattr(original, "_bench_threads", None) == threads:
-        return
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["n_threads"] = threads
-        kwargs["n_threads_batch"] = threads
-        original(self, *args, **kwargs)
-
-    init._bench_threads = threads  # type: ignore[attr-defined]
-    llama_cpp.Llama.__init__ = init  # type: ignore[method-assign]
+    if threads:
+        os.environ["LMPROG_LLAMA_THREADS"] = str(threads)
 
 
 def load_average() -> list[float] | None:

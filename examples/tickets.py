@@ -5,6 +5,7 @@ Runs offline on the embedded model (SmolLM2-135M through llama.cpp) with no API 
     python examples/tickets.py                        # bootstrap few-shot, the default
     python examples/tickets.py --optimizer mipro      # instruction proposals + Bayesian search
     python examples/tickets.py --lm openai/gpt-4o-mini
+    python examples/tickets.py --quick                # a shortened run of the same steps (CI)
 
 It measures the zero-shot program on a held-out test split, optimizes on the training split,
 writes the prompt file (examples/prompts/tickets.classify.yaml) and measures again. The data (72
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -50,11 +52,21 @@ def main() -> None:
         "--train", type=int, default=24, help="training examples (the rest is the test split)"
     )
     parser.add_argument("--max-calls", type=int, default=None, help="LM call budget for the optimizer")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a shortened run of the same steps (CI): 8 train and 8 test examples, at most 24 "
+        "optimizer calls, the prompt file written to a temporary directory",
+    )
     args = parser.parse_args()
     lmprog.configure(lm=args.lm)
+    if args.quick:
+        args.train, args.max_calls = 8, args.max_calls or 24
+        lmprog.configure(prompt_dir=tempfile.mkdtemp(prefix="tickets-quick-"))
 
     data = lmprog.load_dataset(DATA)
     train, test = lmprog.split(data, args.train, seed=args.seed)
+    test = test[:8] if args.quick else test
     started = time.perf_counter()
     with use_states({classify: State()}):  # the unoptimized program, whatever the prompt file says
         before = lmprog.evaluate(classify, test, metrics.exact_match, threads=1)

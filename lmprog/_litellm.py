@@ -149,7 +149,7 @@ def _request_kwargs(
     kwargs: dict[str, Any] = {**params, "messages": messages}
     if local.is_local_model(model):
         path = local.resolve_model_path(model)  # UsageError / MissingDependencyError, before litellm
-        local.require_llama_cpp()
+        local.require_runtime()
         _register_local_provider(litellm)
         kwargs["model"] = f"{LOCAL_PROVIDER}/{path}"
     else:
@@ -171,6 +171,7 @@ def _to_completion(litellm: Any, model: str, response: Any) -> Completion:
             cost = float(litellm.completion_cost(completion_response=response) or 0.0)
         except Exception:  # an unknown model has no price: count it as free rather than fail
             logger.debug("%s: no price known; counting cost 0", model)
+    finish_reason = getattr(choices[0], "finish_reason", None)
     return Completion(
         text=text,
         usage=Usage(
@@ -179,14 +180,34 @@ def _to_completion(litellm: Any, model: str, response: Any) -> Completion:
             cost=cost,
         ),
         model=model,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        logprobs=_logprobs_of(choices[0]),
     )
+
+
+def _logprobs_of(choice: Any) -> list[dict[str, Any]] | None:
+    """The per-token logprobs of a choice as plain dicts (None when the response has none)."""
+    raw = getattr(choice, "logprobs", None)
+    content = raw.get("content") if isinstance(raw, Mapping) else getattr(raw, "content", None)
+    if not content:
+        return None
+    return [_plain(token) for token in content]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    return _plain(dump()) if callable(dump) else value
 
 
 _register_lock = threading.Lock()
 
 
 def _register_local_provider(litellm: Any) -> None:
-    """Add the embedded llama.cpp model to ``litellm.custom_provider_map`` (once per process)."""
+    """Add the embedded model (lmprog.local) to ``litellm.custom_provider_map`` (once per process)."""
     with _register_lock:
         if any(item.get("provider") == LOCAL_PROVIDER for item in litellm.custom_provider_map):
             return
@@ -227,6 +248,8 @@ def _local_chat(kwargs: Mapping[str, Any]) -> local.LocalOutput:
 def _fill_response(litellm: Any, response: Any, out: local.LocalOutput) -> Any:
     response.choices[0].message.content = out.text
     response.choices[0].finish_reason = out.finish_reason
+    if out.logprobs is not None:
+        response.choices[0].logprobs = {"content": out.logprobs}
     response.model = "local"
     response.usage = litellm.Usage(
         prompt_tokens=out.prompt_tokens,

@@ -57,7 +57,10 @@ class Completion:
 
     ``usage`` is this call's usage (``calls=1``; ``requests`` 1, or 0 for a cache hit);
     ``latency`` the wall time of the whole call in seconds (retries included); ``attempts`` how
-    many provider requests it took (0 for a cache hit).
+    many provider requests it took (0 for a cache hit). ``finish_reason`` is the provider's
+    (``"stop"``, ``"length"`` when cut at ``max_tokens``; None when unknown); ``logprobs`` the
+    OpenAI-style per-token list (``token``, ``logprob``, ``top_logprobs``) when the request asked
+    for ``logprobs`` and the provider returned them.
     """
 
     text: str
@@ -66,6 +69,8 @@ class Completion:
     model: str = ""
     latency: float = 0.0
     attempts: int = 1
+    finish_reason: str | None = None
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,8 @@ class BaseLM(ABC):
             model=str(entry.get("model") or self.model),
             latency=time.perf_counter() - started,
             attempts=0,
+            finish_reason=entry.get("finish_reason"),
+            logprobs=entry.get("logprobs"),
         )
         self._meter.add(usage)
         record_usage(usage)
@@ -268,6 +275,8 @@ class BaseLM(ABC):
             model=raw.model or self.model,
             latency=time.perf_counter() - started,
             attempts=attempts,
+            finish_reason=raw.finish_reason,
+            logprobs=raw.logprobs,
         )
         if cache is not None and completion.text.strip():
             entry = {
@@ -276,7 +285,10 @@ class BaseLM(ABC):
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "cost": usage.cost,
+                "finish_reason": completion.finish_reason,
             }
+            if completion.logprobs is not None:
+                entry["logprobs"] = completion.logprobs
             cache.set(call.key, entry)
         self._meter.add(usage)
         logger.debug(

@@ -1,4 +1,4 @@
-"""End-to-end tests on the embedded model (SmolLM2-135M through llama.cpp): real completions,
+"""End-to-end tests on the embedded model (SmolLM2-135M run by xllamacpp): real completions,
 real parsing, real optimization. Skipped when the `local` extra is not installed."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lmprog import lm_function, metrics, traced
 pytestmark = [
     pytest.mark.local,
     pytest.mark.skipif(
-        importlib.util.find_spec("llama_cpp") is None, reason="needs pip install 'lmprog[local]'"
+        importlib.util.find_spec("xllamacpp") is None, reason="needs pip install 'lmprog[local]'"
     ),
 ]
 ROOT = Path(__file__).resolve().parents[1]

@@ -302,7 +302,7 @@ def test_importing_lmprog_never_imports_litellm() -> None:
         "import sys, lmprog.lm, lmprog.cache, lmprog.local, lmprog.testing\n"
         "lm = lmprog.lm.LM('openai/gpt-4o-mini'); lmprog.lm.resolve_lm('local')\n"
         "assert 'litellm' not in sys.modules, 'litellm imported'\n"
-        "assert 'llama_cpp' not in sys.modules, 'llama_cpp imported'\n"
+        "assert 'xllamacpp' not in sys.modules, 'xllamacpp imported'\n"
     )
     result = _run_python(code)
     assert result.returncode == 0, result.stderr

