@@ -105,16 +105,16 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def speed(busy_procs: int, tokens: int, repeats: int) -> list[str]:
-    lines = [
-        f"## Generation speed (tokens/s, median of {repeats} requests of {tokens} tokens, 1 slot)",
-        "",
+def speed(busy_procs: int, tokens: int, repeats: int) -> Iterator[str]:
+    yield f"## Generation speed (tokens/s, median of {repeats} requests of {tokens} tokens, 1 slot)"
+    yield ""
+    yield (
         f"Load average before: {load()}; cores: {os.cpu_count()}; competing load: {busy_procs} busy "
-        "Python processes started by this script.",
-        "",
-        "| threads | OMP_WAIT_POLICY | idle tok/s | loaded tok/s | loaded / idle |",
-        "|---|---|---|---|---|",
-    ]
+        "Python processes started by this script."
+    )
+    yield ""
+    yield "| threads | OMP_WAIT_POLICY | idle tok/s | loaded tok/s | loaded / idle |"
+    yield "|---|---|---|---|---|"
     configs = [(t, w) for t in (1, 2) for w in ("PASSIVE", "ACTIVE")]
     idle: dict[tuple[int, str], float] = {}
     for threads, wait in configs:
@@ -125,9 +125,8 @@ def speed(busy_procs: int, tokens: int, repeats: int) -> list[str]:
             env = {"LMPROG_LLAMA_THREADS": str(threads), "OMP_WAIT_POLICY": wait, "LMPROG_LLAMA_SLOTS": "1"}
             rate = statistics.median(_child(_SPEED_CHILD, [SPEED_PROMPT, tokens, repeats], env))
             base = idle[(threads, wait)]
-            lines.append(f"| {threads} | {wait} | {base:.1f} | {rate:.1f} | {rate / base:.2f} |")
-        # the default choice (no LMPROG_LLAMA_THREADS, no OMP_WAIT_POLICY) while loaded
-        env = {"LMPROG_LLAMA_SLOTS": "1"}
+            yield f"| {threads} | {wait} | {base:.1f} | {rate:.1f} | {rate / base:.2f} |"
+        # lmprog's own choice (no LMPROG_LLAMA_THREADS, no OMP_WAIT_POLICY) while loaded
         unset = ("LMPROG_LLAMA_THREADS", "OMP_WAIT_POLICY")
         default_env = {k: v for k, v in os.environ.items() if k not in unset}
         code = "from lmprog import local_runtime; print(local_runtime.llama_threads())"
@@ -138,51 +137,49 @@ def speed(busy_procs: int, tokens: int, repeats: int) -> list[str]:
             check=True,
             env={**default_env, "PYTHONPATH": str(ROOT)},
         ).stdout.strip()
-        rate = statistics.median(
-            _child(_SPEED_CHILD, [SPEED_PROMPT, tokens, repeats], {**env, "OMP_WAIT_POLICY": "PASSIVE"})
-        )
-    lines += ["", f"Default choice under this load: {chosen} thread(s), PASSIVE: {rate:.1f} tok/s.", ""]
-    return lines
+        env = {"LMPROG_LLAMA_SLOTS": "1", "LMPROG_LLAMA_THREADS": chosen, "OMP_WAIT_POLICY": "PASSIVE"}
+        rate = statistics.median(_child(_SPEED_CHILD, [SPEED_PROMPT, tokens, repeats], env))
+    yield ""
+    yield f"lmprog's default choice under this load: {chosen} thread(s), PASSIVE: {rate:.1f} tok/s."
+    yield ""
 
 
 def _rows(n: int) -> list[dict[str, str]]:
     return [json.loads(line) for line in TICKETS.read_text().splitlines()][:n]
 
 
-def evaluation(examples: int) -> list[str]:
+EVAL_CONFIGS = ((1, 1, 0), (1, 4, 0), (4, 4, 0), (4, 1, 0), (1, 1, 1), (4, 4, 1))
+
+
+def evaluation(examples: int, configs: tuple[tuple[int, int, int], ...] = EVAL_CONFIGS) -> Iterator[str]:
     rows = _rows(examples + 3)
-    lines = [
-        f"## Evaluation throughput ({examples} tickets, 3 demos, `lmprog.evaluate`, cache off)",
-        "",
-        f"Load average before: {load()}.",
-        "",
-        "| slots | evaluate threads | prompt cache | seconds | examples/s | score | outputs equal to "
-        "the first row |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    yield f"## Evaluation throughput ({examples} tickets, 3 demos, `lmprog.evaluate`, cache off)"
+    yield ""
+    yield f"Load average before: {load()}."
+    yield ""
+    yield "| slots | evaluate threads | prompt cache | seconds | examples/s | score | same as row 1 |"
+    yield "|---|---|---|---|---|---|---|"
     reference: list[str] | None = None
-    for slots, threads, cache in ((1, 1, 0), (1, 4, 0), (4, 4, 0), (4, 1, 0), (1, 1, 1), (4, 4, 1)):
+    for slots, threads, cache in configs:
         env = {"LMPROG_LLAMA_SLOTS": str(slots), "LMPROG_LLAMA_PROMPT_CACHE": str(cache)}
         out = _child(_EVAL_CHILD, [rows, threads], env)
         reference = reference or out["outputs"]
         same = sum(a == b for a, b in zip(out["outputs"], reference, strict=True))
-        lines.append(
+        yield (
             f"| {slots} | {threads} | {'on' if cache else 'off'} | {out['seconds']:.1f} | "
             f"{examples / out['seconds']:.2f} | {out['score']:.1f} | {same}/{examples} |"
         )
-    return [*lines, ""]
+    yield ""
 
 
-def determinism(examples: int) -> list[str]:
+def determinism(examples: int) -> Iterator[str]:
     rows = _rows(examples + 3)
     runs = [_child(_EVAL_CHILD, [rows, 4], {}) for _ in range(2)]
     same = sum(a == b for a, b in zip(runs[0]["outputs"], runs[1]["outputs"], strict=True))
-    return [
-        "## Reproducibility across processes (default settings, evaluate threads=4)",
-        "",
-        f"Two fresh processes, {examples} tickets: {same}/{examples} identical outputs.",
-        "",
-    ]
+    yield "## Reproducibility across processes (default settings, evaluate threads=4)"
+    yield ""
+    yield f"Two fresh processes, {examples} tickets: {same}/{examples} identical outputs."
+    yield ""
 
 
 def main() -> None:
@@ -193,14 +190,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--examples", type=int, default=40)
     args = parser.parse_args()
-    lines = [f"# Runtime benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", ""]
+    print(f"# Runtime benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n", flush=True)
+    parts = []
     if args.part in ("speed", "all"):
-        lines += speed(args.busy, args.tokens, args.repeats)
+        parts.append(speed(args.busy, args.tokens, args.repeats))
     if args.part in ("eval", "all"):
-        lines += evaluation(args.examples)
+        parts.append(evaluation(args.examples))
     if args.part in ("determinism", "all"):
-        lines += determinism(args.examples)
-    print("\n".join(lines))
+        parts.append(determinism(args.examples))
+    for part in parts:
+        for line in part:
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
