@@ -140,7 +140,7 @@ def speed(busy_procs: int, tokens: int, repeats: int) -> Iterator[str]:
         env = {"LMPROG_LLAMA_SLOTS": "1", "LMPROG_LLAMA_THREADS": chosen, "OMP_WAIT_POLICY": "PASSIVE"}
         rate = statistics.median(_child(_SPEED_CHILD, [SPEED_PROMPT, tokens, repeats], env))
     yield ""
-    yield f"lmprog's default choice under this load: {chosen} thread(s), PASSIVE: {rate:.1f} tok/s."
+    yield f"lmprog default thread choice under this load: {chosen} thread(s), PASSIVE: {rate:.1f} tok/s."
     yield ""
 
 
@@ -153,7 +153,7 @@ EVAL_CONFIGS = ((1, 1, 0), (1, 4, 0), (4, 4, 0), (4, 1, 0), (1, 1, 1), (4, 4, 1)
 
 def evaluation(examples: int, configs: tuple[tuple[int, int, int], ...] = EVAL_CONFIGS) -> Iterator[str]:
     rows = _rows(examples + 3)
-    yield f"## Evaluation throughput ({examples} tickets, 3 demos, `lmprog.evaluate`, cache off)"
+    yield f"## Evaluation throughput ({examples} tickets, 3 demos, `lmprog.evaluate`, response cache off)"
     yield ""
     yield f"Load average before: {load()}."
     yield ""

@@ -5,8 +5,8 @@ it is imported, ``OMP_WAIT_POLICY=PASSIVE`` is set unless the user set it: llama
 threads otherwise spin while waiting, and on a machine whose cores are busy with other work two
 spinning threads generate several times slower than one (see ``benchmarks/results/runtime.md``).
 
-Threads: ``$LMPROG_LLAMA_THREADS`` if set, else :func:`default_threads` (the cores this process
-may run on, minus the ones other processes keep busy, at least one). Slots: ``$LMPROG_LLAMA_SLOTS``
+Threads: ``$LMPROG_LLAMA_THREADS`` if set, else :func:`default_threads` (one per core this
+process may run on). Slots: ``$LMPROG_LLAMA_SLOTS``
 if set, else :data:`DEFAULT_SLOTS`; each slot holds one request and its own :data:`N_CTX`-token
 context, and llama.cpp decodes the requests of all busy slots together (continuous batching).
 Prompt prefix reuse: :func:`prompt_cache`.
@@ -67,7 +67,7 @@ def start_server(path: Path, slots: int) -> Any:
 def llama_threads() -> int:
     """llama.cpp threads: ``$LMPROG_LLAMA_THREADS`` if set, else :func:`default_threads`."""
     value = _positive_env("LMPROG_LLAMA_THREADS")
-    return value if value is not None else default_threads(_usable_cores(), _load_average())
+    return value if value is not None else default_threads(_usable_cores())
 
 
 def slots() -> int:
@@ -93,15 +93,14 @@ def prompt_cache() -> bool:
     raise UsageError(f"LMPROG_LLAMA_PROMPT_CACHE must be 1 or 0, got {value!r}")
 
 
-def default_threads(cores: int, load: float | None) -> int:
-    """One thread per core that other processes leave free (at least one, at most 8).
+def default_threads(cores: int) -> int:
+    """One thread per core this process may use, at most 8 (a 135M model gains nothing past).
 
-    ``load`` is the one-minute load average (None if unknown): a core kept busy by another
-    process gives a llama.cpp thread on it a fraction of its time, and the other threads then
-    wait for that one at every step, so it is better left out.
+    With passive waiting, all cores beat fewer on a loaded machine too: measured on 2 busy
+    cores, 2 threads gave 13.8 tokens/s and 1 thread 8.9 (``benchmarks/results/runtime.md``);
+    spinning threads are what collapsed (2.8 tokens/s), not their number.
     """
-    free = cores if load is None else cores - int(load + 0.5)
-    return max(1, min(free, cores, _MAX_THREADS))
+    return max(1, min(cores, _MAX_THREADS))
 
 
 def _usable_cores() -> int:
@@ -109,13 +108,6 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
 
 
 def _positive_env(name: str) -> int | None:

@@ -201,19 +201,16 @@ def test_a_prompt_over_the_context_window_is_an_lm_error_raised_at_once() -> Non
     assert sleeps == []
 
 
-def test_default_threads_leave_out_the_cores_other_processes_keep_busy() -> None:
-    assert local_runtime.default_threads(2, None) == 2
-    assert local_runtime.default_threads(2, 0.3) == 2
-    assert local_runtime.default_threads(2, 0.6) == 1  # one core busy elsewhere
-    assert local_runtime.default_threads(2, 7.7) == 1  # never fewer than one
-    assert local_runtime.default_threads(16, 2.0) == 8  # a 135M model gains nothing past 8
-    assert local_runtime.default_threads(4, 1.2) == 3
+def test_default_threads_are_one_per_usable_core_up_to_eight() -> None:
+    assert local_runtime.default_threads(1) == 1
+    assert local_runtime.default_threads(2) == 2
+    assert local_runtime.default_threads(16) == 8
 
 
 def test_llama_threads_and_slots_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LMPROG_LLAMA_THREADS", raising=False)
     monkeypatch.delenv("LMPROG_LLAMA_SLOTS", raising=False)
-    assert 1 <= local_runtime.llama_threads() <= min(os.cpu_count() or 1, 8)
+    assert local_runtime.llama_threads() == min(len(os.sched_getaffinity(0)), 8)
     assert local_runtime.slots() == local_runtime.DEFAULT_SLOTS
     monkeypatch.setenv("LMPROG_LLAMA_THREADS", "1")
     assert local_runtime.llama_threads() == 1
