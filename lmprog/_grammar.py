@@ -23,12 +23,12 @@ from lmprog._types_json import DictSpec, ListSpec, RecordSpec, TupleSpec
 
 #: Shared terminal rules, added to a grammar when used.
 BASE_RULES = {
-    "int": '"-"? ("0" | [1-9] [0-9]{0,17})',
-    "number": '"-"? ("0" | [1-9] [0-9]{0,14}) ("." [0-9]{1,12})?',
-    "jstr": '"\\"" jchar* "\\""',
-    "jchar": '[^"\\\\\\x00-\\x1F\\x7F] | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4})',
-    "line": "[^\\n]*",
-    "text": "[^\\x00]*",
+    "int": r'"-"? ("0" | [1-9] [0-9]{0,17})',
+    "number": r'"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,17})? ([eE] [-+]? [0-9]{1,2})?',
+    "jstr": r'"\"" jchar* "\""',
+    "jchar": r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})',
+    "line": r"[^\n]*",
+    "text": r"[^\x00]*",
 }
 
 
