@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional, TypedDict
 
 import jsonschema
 import pytest
+from gbnf_engine import GBNF, TooDeep
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, field_validator
@@ -20,8 +21,6 @@ from lmprog import constrain, lm_function
 from lmprog.errors import OutputParseError
 from lmprog.prompt import ParseFailure, format_output, output_values, parse_output, to_jsonable
 from lmprog.testing import ScriptedLM
-
-from gbnf_engine import GBNF, TooDeep
 
 
 class Color(enum.Enum):
@@ -187,7 +186,9 @@ def test_demos_are_rendered_in_the_form_the_grammar_forces(kind: str, data: st.D
         assume(False)
     assume(all(n == 0 or 1e-90 < abs(n) < 1e15 for n in _numbers(jsonable)))
     # several output fields: the grammar keeps each text value on its line (a documented limit)
-    assume(not fn.signature.multi_output or "\n" not in rendered.replace("\n", "", len(fn.signature.outputs) - 1))
+    assume(
+        not fn.signature.multi_output or "\n" not in rendered.replace("\n", "", len(fn.signature.outputs) - 1)
+    )
     assert GBNF(constrain.grammar(fn.signature) or "").matches(rendered), rendered
     structured = {name: to_jsonable(v) for name, v in output_values(fn.signature, value).items()}
     jsonschema.validate(structured, constrain.json_schema(fn.signature))
