@@ -159,7 +159,9 @@ def _(spec: BoolSpec, g: Grammar) -> str:
 
 @json_rule.register
 def _(spec: ChoiceSpec, g: Grammar) -> str:
-    return "(" + " | ".join(literal(json.dumps(value)) for value in spec.json_values()) + ")"
+    return (
+        "(" + " | ".join(literal(json.dumps(value, ensure_ascii=False)) for value in spec.json_values()) + ")"
+    )
 
 
 @json_rule.register
@@ -192,22 +194,31 @@ def _(spec: TupleSpec, g: Grammar) -> str:
 @json_rule.register
 def _(spec: DictSpec, g: Grammar) -> str:
     def build() -> str:
-        key = (
-            g.base("jstr")
-            if isinstance(spec.key, StrSpec)
-            else f'"\\"" {text_rule(spec.key, g, line=True)} "\\""'
-        )
+        key = _key_rule(spec.key, g)
         pair = f'{key} ": " {json_rule(spec.value, g)}'
         return f'"{{" ({pair} (", " {pair})*)? "}}"'
 
     return g.named(spec, "dict", build)
 
 
+def _key_rule(spec: TypeSpec, g: Grammar) -> str:
+    """A dict key: a JSON string holding the key's text form (keys are str, int or options)."""
+    if isinstance(spec, ChoiceSpec):
+        return (
+            "(" + " | ".join(literal(json.dumps(label, ensure_ascii=False)) for label in spec.labels()) + ")"
+        )
+    if isinstance(spec, IntSpec):
+        return f'"\\"" {g.base("int")} "\\""'
+    return g.base("jstr")
+
+
 @json_rule.register
 def _(spec: RecordSpec, g: Grammar) -> str:
     def build() -> str:
         parts = [
-            literal(json.dumps(field.key or field.name) + ": ") + " " + json_rule(field.spec, g)
+            literal(json.dumps(field.key or field.name, ensure_ascii=False) + ": ")
+            + " "
+            + json_rule(field.spec, g)
             for field in spec.fields.values()
         ]
         return '"{" ' + ' ", " '.join(parts) + ' "}"' if parts else '"{}"'

@@ -101,6 +101,7 @@ KINDS: dict[str, Any] = {
     "tuple_var": tuple[float, ...],
     "dict": dict[str, int],
     "dict_enum_keys": dict[Color, list[bool]],
+    "dict_literal_keys": dict[Literal['say "hi"', "café"], Literal["é", 'a "b"']],
     "optional_int": Optional[int],  # noqa: UP045
     "union": int | list[int],
     "optional_literal": Optional[Literal["x", "y"]],  # noqa: UP045
@@ -159,6 +160,7 @@ SAMPLED = [
     "set_literal",
     "tuple",
     "dict",
+    "dict_literal_keys",
     "optional_int",
     "optional_literal",
     "list_dataclass",
