@@ -106,7 +106,7 @@ def _(spec: TupleSpec, schemas: Schemas) -> dict[str, Any]:
         return {"type": "array", "items": value_schema(spec.item, schemas)}
     n = len(spec.items)
     items = [value_schema(item, schemas) for item in spec.items]
-    return {"type": "array", "prefixItems": items, "items": False, "minItems": n, "maxItems": n}
+    return {"type": "array", "prefixItems": items, "minItems": n, "maxItems": n}
 
 
 @value_schema.register
