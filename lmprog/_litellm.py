@@ -22,7 +22,7 @@ from lmprog import local
 from lmprog._secrets import is_secret_param
 from lmprog._secrets import secret_values as env_secret_values
 from lmprog.errors import LMError, LmprogError, TransientLMError
-from lmprog.lm import Completion, Messages
+from lmprog.lm import Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
 logger = logging.getLogger("lmprog.lm")
@@ -77,6 +77,19 @@ async def acomplete(model: str, messages: Messages, params: Mapping[str, Any]) -
         secrets = _secret_values(params)
         raise translate_error(e, model=model, secrets=secrets) from _cause(e, secrets)
     return _to_completion(litellm, model, response)
+
+
+def constraint_kind(model: str) -> ConstraintKind | None:
+    """``"grammar"`` for the embedded model (llama.cpp grammars), ``"json_schema"`` when
+    ``litellm.supports_response_schema`` says the model takes a JSON schema, else None."""
+    if local.is_local_model(model):
+        return "grammar"
+    try:
+        supported = bool(load_litellm().supports_response_schema(model=model))
+    except Exception:  # an unknown model or provider: no structured outputs
+        logger.debug("%s: litellm cannot tell whether it supports response schemas", model)
+        return None
+    return "json_schema" if supported else None
 
 
 def translate_error(error: BaseException, *, model: str, secrets: Iterable[str] = ()) -> LmprogError:

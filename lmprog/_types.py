@@ -29,16 +29,19 @@ _BOOL_WORDS = {"yes": True, "true": True, "no": False, "false": False}
 
 class Invalid(ValueError):
     """A value does not fit its annotation. ``path`` locates it (``[2].name``); the message is
-    short and addressed to the model."""
+    short and addressed to the model. ``validation``: the value had the right form but a
+    validator refused it (a pydantic validator or field constraint, a constructor's check), as
+    opposed to a reply in the wrong format."""
 
-    def __init__(self, message: str, path: str = "") -> None:
+    def __init__(self, message: str, path: str = "", *, validation: bool = False) -> None:
         self.message = message
         self.path = path
+        self.validation = validation
         super().__init__(f"{path.lstrip('.')}: {message}" if path else message)
 
     def under(self, segment: str) -> Invalid:
         """The same error one level down: ``segment`` is ``[3]`` or ``.name``."""
-        return Invalid(self.message, segment + self.path)
+        return Invalid(self.message, segment + self.path, validation=self.validation)
 
 
 class _Missing(enum.Enum):
@@ -253,6 +256,10 @@ class ChoiceSpec(TypeSpec):
     def labels(self) -> list[str]:
         return [choice_label(option) for option in self.options]
 
+    def json_values(self) -> list[Any]:
+        """The options as JSON values (an enum by its value)."""
+        return [_plain(option) for option in self.options]
+
     def noun(self) -> str:
         return "exactly one of: " + ", ".join(self.labels())
 
@@ -263,7 +270,7 @@ class ChoiceSpec(TypeSpec):
         return f"Reply with {self.noun()}."
 
     def shape(self, depth: int = 0) -> str:
-        return " | ".join(json.dumps(_plain(option), ensure_ascii=False) for option in self.options)
+        return " | ".join(json.dumps(value, ensure_ascii=False) for value in self.json_values())
 
     def validate(self, value: Any) -> Any:
         for option in self.options:

@@ -279,7 +279,8 @@ class TypedDictSpec(RecordSpec):
 
 
 def _invalid(error: Exception) -> Invalid:
-    """A short :class:`Invalid` from a validation error (pydantic's: located, at most three)."""
+    """A short :class:`Invalid` from a validation error (pydantic's: located, at most three),
+    marked as a validator's refusal rather than a format error."""
     if isinstance(error, ValidationError):
         items = error.errors(include_url=False)
         if items:
@@ -290,9 +291,18 @@ def _invalid(error: Exception) -> Invalid:
                 f"; {path.lstrip('.')}: {item['msg']}"
                 for path, item in zip(paths[1:3], items[1:3], strict=True)
             )
-            return Invalid(str(items[0]["msg"]) + others, paths[0])
+            refused = not all(_is_shape_error(str(item["type"])) for item in items)
+            return Invalid(str(items[0]["msg"]) + others, paths[0], validation=refused)
     text = " ".join(str(error).split())
-    return Invalid(text[:200] or type(error).__name__)
+    return Invalid(text[:200] or type(error).__name__, validation=True)
+
+
+def _is_shape_error(kind: str) -> bool:
+    """A pydantic error type that means the JSON had the wrong shape (a key missing or extra, a
+    wrong type), not that a validator refused a value."""
+    return kind in {"missing", "extra_forbidden", "model_type", "dataclass_type"} or kind.endswith(
+        ("_type", "_parsing")
+    )
 
 
 __all__ = [

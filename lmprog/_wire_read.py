@@ -12,10 +12,12 @@ from lmprog.signature import Signature, field_spec
 
 
 class ReadErrors(Exception):
-    """Several problems with one completion (``prompt.parse_output`` turns it into ParseFailure)."""
+    """Several problems with one completion (``prompt.parse_output`` turns it into ParseFailure).
+    ``validation``: every problem is a validator's refusal of a well-formed value."""
 
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: list[str], *, validation: bool = False) -> None:
         self.errors = errors
+        self.validation = validation
         super().__init__("; ".join(errors))
 
 
@@ -24,6 +26,7 @@ class _Reading:
     values: dict[str, Any]
     errors: list[str]
     found: int
+    validation: bool = False  # every error is a validator's refusal (none is a format error)
 
 
 def parse_single(signature: Signature, text: str) -> Any:
@@ -53,6 +56,26 @@ def parse_single(signature: Signature, text: str) -> Any:
     raise first
 
 
+def parse_structured(signature: Signature, text: str) -> Any:
+    """A reply constrained by :func:`lmprog.constrain.json_schema`: one JSON object with a key per
+    output field (``{"output": ...}`` for a single output). A reply that is no such object is
+    read in the text format instead (a provider may ignore the schema)."""
+    body = unfence(text)
+    if body.startswith("{"):
+        if signature.multi_output:
+            reading = _read_json(signature, body)
+            if reading is not None and reading.found:
+                if reading.errors:
+                    raise ReadErrors(reading.errors, validation=reading.validation)
+                return signature.build_return(reading.values)
+        else:
+            for candidate in iter_json(body, "{"):
+                if isinstance(candidate, dict) and "output" in candidate:
+                    return field_spec(signature.outputs[0]).validate(candidate["output"])
+                break
+    return parse_multi(signature, text) if signature.multi_output else parse_single(signature, text)
+
+
 def parse_multi(signature: Signature, text: str) -> Any:
     """Several outputs: ``name: value`` lines, or one JSON object with the field names."""
     body = unfence(text)
@@ -69,7 +92,9 @@ def parse_multi(signature: Signature, text: str) -> Any:
             return signature.build_return(reading.values)
         if best is None or reading.found > best.found:
             best = reading
-    raise ReadErrors(best.errors if best else ["the reply did not follow the format"])
+    if best is None:
+        raise ReadErrors(["the reply did not follow the format"])
+    raise ReadErrors(best.errors, validation=best.validation)
 
 
 def _read_headers(signature: Signature, body: str) -> _Reading:
@@ -103,6 +128,7 @@ def _read_headers(signature: Signature, body: str) -> _Reading:
         sections[first.name] = preamble  # a one-field record answered bare
     values: dict[str, Any] = {}
     errors: list[str] = []
+    validation = True
     for field in signature.outputs:
         if field.name not in sections:
             continue
@@ -113,10 +139,11 @@ def _read_headers(signature: Signature, body: str) -> _Reading:
             values[field.name] = field_spec(field).parse_text(raw)
         except Invalid as error:
             errors.append(f"{field.name}: {error}")
+            validation = validation and error.validation
     missing = _missing(signature, values.keys() | sections.keys())
     if missing:
         errors.insert(0, f"missing line(s): {', '.join(f'{name}:' for name in missing)}")
-    return _Reading(values, errors, found=len(sections))
+    return _Reading(values, errors, found=len(sections), validation=validation and not missing)
 
 
 def _read_json(signature: Signature, body: str) -> _Reading | None:
@@ -136,15 +163,17 @@ def _read_json(signature: Signature, body: str) -> _Reading | None:
             continue
         values: dict[str, Any] = {}
         errors: list[str] = []
+        validation = True
         for name, raw in matched.items():
             try:
                 values[name] = field_spec(fields[name]).validate(raw)
             except Invalid as error:
                 errors.append(f"{name}: {error}")
+                validation = validation and error.validation
         missing = _missing(signature, matched.keys())
         if missing:
             errors.insert(0, f"missing key(s): {', '.join(missing)}")
-        return _Reading(values, errors, found=len(matched))
+        return _Reading(values, errors, found=len(matched), validation=validation and not missing)
     return None
 
 

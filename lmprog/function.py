@@ -2,8 +2,14 @@
 
 The decorated function's body never runs: its signature (parameters, type hints, docstring) is the
 spec. Calling an LMFunction binds the arguments, renders messages from the signature, the
-instruction and the demos, asks the LM, and parses and validates the completion, retrying with the
-validation errors shown to the model up to ``max_retries`` times.
+instruction and the demos, asks the LM (with a grammar or JSON schema when the LM takes one and
+``constrain`` is on, see :mod:`lmprog.constrain`), and parses and validates the completion.
+
+Retries happen only where they can help (:class:`_Run`): a reply a validator refused (a pydantic
+validator or field constraint) is retried with the error shown, up to ``max_retries`` times; a
+reply in the wrong format is retried at most once (2 requests per failure), and never when a
+grammar constrained it (the model could only have been cut short by ``max_tokens``). A call makes
+at most ``1 + max_retries`` requests.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin, overload
 
 from lmprog import settings
+from lmprog.constrain import constraint_params
 from lmprog.errors import OutputParseError, UsageError
 from lmprog.prompt import ParseFailure, parse_output, render_messages, retry_messages
 from lmprog.signature import Signature, signature_from_function
@@ -70,7 +77,13 @@ class LMFunction:
         temperature: float | None = None,
         name: str | None = None,
         max_tokens: int | None = None,
+        constrain: bool | None = None,
     ) -> None:
+        if constrain is not None and not isinstance(constrain, bool):
+            raise UsageError(
+                f"constrain must be True, False or None, got {constrain!r}",
+                function=getattr(fn, "__qualname__", None),
+            )
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0", function=getattr(fn, "__qualname__", None))
         self.fn = fn
@@ -79,6 +92,7 @@ class LMFunction:
         self.max_retries = max_retries
         self.temperature = temperature
         self.max_tokens = max_tokens if max_tokens is not None else _short_output_tokens(self.signature)
+        self.constrain = constrain
         self.name = self.signature.name
         self.is_async = inspect.iscoroutinefunction(fn)
         self._py_signature = inspect.signature(fn)
@@ -223,10 +237,15 @@ class _BoundLMFunction:
         return getattr(self.__func__, name)
 
 
+#: Retries of a reply in the wrong format (one retry: at most 2 requests per format failure).
+FORMAT_RETRIES = 1
+
+
 class _Run:
     """One call's attempts: messages out, completions in, until a parse succeeds or retries run out.
 
-    Shared by the sync and async paths so the retry logic lives in one place.
+    Shared by the sync and async paths so the retry logic lives in one place (see the module
+    docs for the policy).
     """
 
     def __init__(self, func: LMFunction, inputs: dict[str, Any]) -> None:
@@ -243,16 +262,23 @@ class _Run:
             self.params["temperature"] = func.temperature
         if func.max_tokens is not None:
             self.params["max_tokens"] = func.max_tokens
+        constrain = func.constrain if func.constrain is not None else settings.current().constrain
+        kind = self.lm.constraint_kind() if constrain else None
+        self.params.update(constraint_params(func.signature, kind))
+        self.structured = "response_format" in self.params
+        # a grammar leaves no other format to write: a format failure is a reply cut short
+        self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
         self.attempts = 0
         self.span: Span | None = None
         self._done = False
         self._value: Any = None
         self._raw = ""
         self._errors: list[str] = []
+        self._format_failures = 0
         self._all_cached = True
 
     def next_messages(self) -> list[dict[str, str]] | None:
-        if self._done or self.attempts > self.func.max_retries:
+        if self._done or self.attempts > self.func.max_retries or self._format_failures > self.format_retries:
             return None
         return self.messages
 
@@ -273,9 +299,10 @@ class _Run:
             sp.cost += completion.usage.cost
             sp.cache_hit = self._all_cached
         try:
-            self._value = parse_output(self.func.signature, completion.text)
+            self._value = parse_output(self.func.signature, completion.text, structured=self.structured)
         except ParseFailure as e:
             self._errors = list(e.errors)
+            self._format_failures += 0 if e.validation else 1
             if sp is not None:
                 sp.parse_retries = self.attempts
             self.messages = retry_messages(self.messages, completion.text, self._errors)
@@ -300,6 +327,7 @@ def lm_function(
     temperature: float | None = None,
     name: str | None = None,
     max_tokens: int | None = None,
+    constrain: bool | None = None,
 ) -> Callable[[Callable[..., Any]], LMFunction]: ...
 def lm_function(
     fn: Callable[..., Any] | None = None,
@@ -310,20 +338,32 @@ def lm_function(
     temperature: float | None = None,
     name: str | None = None,
     max_tokens: int | None = None,
+    constrain: bool | None = None,
 ) -> LMFunction | Callable[[Callable[..., Any]], LMFunction]:
     """Turn a typed, documented function (sync or async) into a language model call.
 
     ``lm`` picks the model for this function (default: the configured one), ``max_retries`` how
-    many times an unparsable completion is retried with the errors shown to the model,
+    many times a completion a validator refused is retried with the errors shown to the model
+    (a completion in the wrong format is retried at most once of those, and not at all under a
+    grammar: see the module docs),
     ``temperature`` a sampling temperature for this function, ``name`` its name in prompts,
     traces and prompt files, ``max_tokens`` a cap on the completion length (by default
     ``SHORT_OUTPUT_TOKENS`` for a single short answer — a Literal, Enum, bool or number — and the
-    configured ``max_tokens`` otherwise, so a small model that rambles stops early).
+    configured ``max_tokens`` otherwise, so a small model that rambles stops early),
+    ``constrain`` whether to constrain decoding to the reply format (a grammar for the embedded
+    model, a JSON schema for providers with structured outputs; ``None`` follows
+    ``lmprog.configure(constrain=...)``, on by default).
     """
 
     def wrap(f: Callable[..., Any]) -> LMFunction:
         return LMFunction(
-            f, lm=lm, max_retries=max_retries, temperature=temperature, name=name, max_tokens=max_tokens
+            f,
+            lm=lm,
+            max_retries=max_retries,
+            temperature=temperature,
+            name=name,
+            max_tokens=max_tokens,
+            constrain=constrain,
         )
 
     return wrap(fn) if fn is not None else wrap

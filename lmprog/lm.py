@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lmprog._ratelimit import RateLimiter
 from lmprog._retry import RetryPolicy, acall_with_retries, call_with_retries
@@ -42,10 +42,15 @@ from lmprog.usage import record as record_usage
 logger = logging.getLogger("lmprog.lm")
 
 Messages = list[dict[str, str]]
+#: What a provider constrains replies with (see :mod:`lmprog.constrain`).
+ConstraintKind = Literal["grammar", "json_schema"]
+CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = ("grammar", "json_schema")
 
 # Parameters that change how a request is sent, not what comes back: never part of the cache key.
 _TRANSPORT_PARAMS = frozenset({"timeout", "request_timeout", "stream_timeout", "max_retries", "num_retries"})
 
+
+_UNKNOWN = object()  # a constraint kind not asked for yet
 
 # What a failed provider request adds to the usage scopes (budgets count retries).
 _FAILED_REQUEST = Usage(requests=1)
@@ -90,6 +95,10 @@ class BaseLM(ABC):
     recorder; in ``acomplete`` a sync callable is called as is, an async one awaited).
     ``**params``: default request parameters (``temperature``, ``max_tokens``, ``api_key``...).
 
+    :meth:`constraint_kind` says whether the provider takes a grammar or a JSON schema
+    (constrained decoding, see :mod:`lmprog.constrain`); the constraint is a request parameter,
+    hence part of the cache key.
+
     A parameter ``rollout`` (int) is never sent: it only makes the cache key distinct, so that
     repeated samples at a temperature above 0 are not all served from the cache. ``rollout``
     ``None`` or ``0`` is the same as no rollout. A parameter passed as ``None`` means "not set".
@@ -120,6 +129,7 @@ class BaseLM(ABC):
         self.params: dict[str, Any] = public
         self._secret_params = secret
         self._meter = UsageMeter()
+        self._constraint: object = _UNKNOWN
 
     def __repr__(self) -> str:
         shown = "".join(f", {name}={value!r}" for name, value in sorted(self.params.items()))
@@ -198,6 +208,12 @@ class BaseLM(ABC):
     async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
         """Async request; by default ``_request`` in a worker thread."""
         return await asyncio.to_thread(self._request, messages, params)
+
+    def constraint_kind(self) -> ConstraintKind | None:
+        """Which constraint the provider honours: ``"grammar"`` (a GBNF string in the request
+        parameter ``grammar``), ``"json_schema"`` (an OpenAI-style ``response_format``) or None
+        (neither: replies are read in the text format). lm_functions ask before each call."""
+        return None
 
     def _prepare(self, messages: Sequence[Mapping[str, str]], call_params: Mapping[str, Any]) -> _Call:
         msgs = _check_messages(messages)
@@ -314,6 +330,15 @@ class LM(BaseLM):
         from lmprog import _litellm
 
         return _litellm.complete(self.model, messages, params)
+
+    def constraint_kind(self) -> ConstraintKind | None:
+        """``"grammar"`` for the embedded model; ``"json_schema"`` where litellm reports that the
+        model supports response schemas; else None. Asked once per LM."""
+        if self._constraint is _UNKNOWN:
+            from lmprog import _litellm
+
+            self._constraint = _litellm.constraint_kind(self.model)
+        return self._constraint  # type: ignore[return-value]
 
     async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
         from lmprog import _litellm

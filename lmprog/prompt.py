@@ -48,7 +48,7 @@ from typing import Any
 
 from lmprog._types import Invalid
 from lmprog._wire import render_output_value, render_plain, to_jsonable
-from lmprog._wire_read import ReadErrors, parse_multi, parse_single
+from lmprog._wire_read import ReadErrors, parse_multi, parse_single, parse_structured
 from lmprog.errors import UsageError
 from lmprog.signature import Field, Signature, field_spec
 
@@ -68,10 +68,13 @@ _REPLY = "Reply with "
 
 class ParseFailure(ValueError):
     """A completion could not be read as the declared output; ``errors`` are short messages
-    addressed to the model (they go into the retry message)."""
+    addressed to the model (they go into the retry message). ``validation``: the reply had the
+    right form but a validator refused a value (pydantic validators, field constraints);
+    otherwise it is a format failure."""
 
-    def __init__(self, errors: Sequence[str]) -> None:
+    def __init__(self, errors: Sequence[str], *, validation: bool = False) -> None:
         self.errors = list(errors) or ["the reply did not follow the format"]
+        self.validation = validation
         super().__init__("; ".join(self.errors))
 
 
@@ -98,18 +101,22 @@ def render_messages(
     return messages
 
 
-def parse_output(signature: Signature, text: str) -> Any:
-    """The return value read from a completion, or :class:`ParseFailure` (never another error)."""
+def parse_output(signature: Signature, text: str, *, structured: bool = False) -> Any:
+    """The return value read from a completion, or :class:`ParseFailure` (never another error).
+    ``structured``: the reply was constrained by a JSON schema (``lmprog.constrain``): read it as
+    one JSON object keyed by output field names first."""
     if not isinstance(text, str):
         raise ParseFailure([f"expected text, got {type(text).__name__}"])
     try:
+        if structured:
+            return parse_structured(signature, text)
         if signature.multi_output:
             return parse_multi(signature, text)
         return parse_single(signature, text)
     except Invalid as error:
-        raise ParseFailure([str(error)]) from None
+        raise ParseFailure([str(error)], validation=error.validation) from None
     except ReadErrors as error:
-        raise ParseFailure(error.errors) from None
+        raise ParseFailure(error.errors, validation=error.validation) from None
     except Exception as error:  # a parser bug must not escape as anything but a parse failure
         _logger.warning("internal error parsing output of %s: %r", signature.qualname, error, exc_info=True)
         raise ParseFailure([f"internal parser error ({type(error).__name__})"]) from error

@@ -48,6 +48,9 @@ class Settings:
       function's ``temperature`` take precedence).
     - ``rollout``: a number that makes cache keys distinct without changing the request, so that
       repeated samples at a temperature above 0 are drawn anew (optimizers set it).
+    - ``constrain``: constrained decoding (see ``lmprog.constrain``): a grammar for the embedded
+      model, a JSON schema for providers with structured outputs. ``False`` sends neither (an
+      lm_function's own ``constrain`` takes precedence).
     """
 
     lm: str | BaseLM | None = None
@@ -59,6 +62,7 @@ class Settings:
     temperature: float = 0.0
     max_tokens: int = 512
     rollout: int | None = None
+    constrain: bool = True
 
 
 _FIELDS = {f.name for f in fields(Settings)}

@@ -85,17 +85,18 @@ def test_invalid_output_is_retried_with_the_validation_error_shown() -> None:
     assert "billing" in retry[-1]["content"]
 
 
-def test_garbage_three_times_raises_output_parse_error_with_the_raw_text() -> None:
+def test_a_format_failure_costs_at_most_two_requests_then_raises_with_the_raw_text() -> None:
+    # max_retries=2, but a reply in the wrong format is retried once only (2 requests per failure)
     garbage = ["%%%", "{not json", "zzz qqq"]
     lm = ScriptedLM(garbage)
     with lmprog.context(lm=lm), pytest.raises(OutputParseError) as info:
         classify("hello")
     err = info.value
-    assert err.raw == "zzz qqq"
-    assert err.attempts == 3
+    assert err.raw == "{not json"
+    assert err.attempts == 2
     assert err.errors and all(isinstance(e, str) for e in err.errors)
     assert "classify" in str(err)
-    assert len(lm.calls) == 3
+    assert len(lm.calls) == 2 and lm.remaining == 1
 
 
 def test_max_retries_zero_fails_on_the_first_bad_output() -> None:
@@ -129,7 +130,7 @@ def test_async_retry_path_matches_sync() -> None:
 
     with pytest.raises(OutputParseError):
         asyncio.run(main())
-    assert len(lm.calls) == 3
+    assert len(lm.calls) == 2  # a format failure is retried once, as in the sync path
 
 
 def test_explicit_lm_beats_the_configured_one() -> None:

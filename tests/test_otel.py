@@ -157,7 +157,7 @@ def test_failures_set_error_status_on_the_span_and_its_parents(exporter: InMemor
         assert s.status.description and "could not parse" in s.status.description
         assert s.attributes is not None and s.attributes["error.type"] == "OutputParseError"
         assert "lmprog.output" not in s.attributes
-    assert spans["num"].attributes is not None and spans["num"].attributes["lmprog.parse_retries"] == 3
+    assert spans["num"].attributes is not None and spans["num"].attributes["lmprog.parse_retries"] == 2
 
 
 def test_async_tasks_keep_separate_subtrees(exporter: InMemorySpanExporter) -> None:

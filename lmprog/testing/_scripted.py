@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from lmprog.errors import UsageError
-from lmprog.lm import BaseLM, Completion, Messages
+from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
 ScriptedResponse: TypeAlias = str | Mapping[str, Any] | BaseException
@@ -21,6 +22,13 @@ class ScriptedCall:
 
     messages: Messages
     params: dict[str, Any]
+
+    @property
+    def constraint(self) -> str | dict[str, Any] | None:
+        """The constraint sent with the request: the GBNF ``grammar`` string, the
+        ``response_format`` dict, or None."""
+        grammar = self.params.get("grammar")
+        return grammar if grammar is not None else self.params.get("response_format")
 
 
 class ScriptedLM(BaseLM):
@@ -37,6 +45,12 @@ class ScriptedLM(BaseLM):
     retries do not wait unless ``backoff_base``/``backoff_max`` are given. Other keyword
     arguments are those of :class:`~lmprog.lm.BaseLM` (``num_retries``, ``sleep``, default
     request parameters...).
+
+    ``constraint`` plays a provider that takes a ``"grammar"`` or a ``"json_schema"``
+    (constrained decoding; the default None takes neither). What it received is in
+    ``calls[i].constraint``; the script is not checked against it, except that a dict response
+    to a request carrying a ``response_format`` is written as the JSON object a provider with
+    structured outputs returns.
     """
 
     def __init__(
@@ -47,9 +61,13 @@ class ScriptedLM(BaseLM):
         cache: bool | None = False,
         backoff_base: float = 0.0,
         backoff_max: float = 0.0,
+        constraint: ConstraintKind | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, cache=cache, backoff_base=backoff_base, backoff_max=backoff_max, **kwargs)
+        if constraint is not None and constraint not in CONSTRAINT_KINDS:
+            raise UsageError(f"constraint must be one of {CONSTRAINT_KINDS} or None, got {constraint!r}")
+        self.constraint = constraint
         if callable(responses):
             self._script: list[ScriptedResponse] | None = None
             self._respond: Callable[[Messages], ScriptedResponse] | None = responses
@@ -68,6 +86,9 @@ class ScriptedLM(BaseLM):
         """The requests received so far, in order (a copy)."""
         with self._lock:
             return list(self._calls)
+
+    def constraint_kind(self) -> ConstraintKind | None:
+        return self.constraint
 
     @property
     def remaining(self) -> int | None:
@@ -88,7 +109,7 @@ class ScriptedLM(BaseLM):
                 response = self._script[index]
         if self._respond is not None:
             response = self._respond(messages)
-        text = _render(response)
+        text = _render(response, structured="response_format" in params)
         return Completion(
             text=text,
             usage=Usage(
@@ -99,14 +120,16 @@ class ScriptedLM(BaseLM):
         )
 
 
-def _render(response: ScriptedResponse) -> str:
+def _render(response: ScriptedResponse, *, structured: bool) -> str:
     if isinstance(response, BaseException):
         raise response
     if isinstance(response, str):
         return response
     if isinstance(response, Mapping):
-        from lmprog.prompt import format_output
+        from lmprog.prompt import format_output, to_jsonable
 
+        if structured:
+            return json.dumps({str(k): to_jsonable(v) for k, v in response.items()}, ensure_ascii=False)
         return format_output(dict(response))
     raise UsageError(
         f"a scripted response is a string, a dict of output values or an exception, got {response!r}"
