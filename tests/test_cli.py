@@ -351,3 +351,15 @@ def test_help_lists_the_commands() -> None:
     assert code == 0
     for command in ("optimize", "eval", "show", "check", "export", "trace"):
         assert command in out
+
+
+def test_optimize_with_another_metric_does_not_reuse_the_stored_study(project: Path) -> None:
+    (project / "zero.py").write_text("def always_zero(example, prediction, trace=None):\n    return 0\n")
+    args = ["optimize", "prog.py:pipeline", "--train", "train.jsonl", "--no-save", "--threads", "2"]
+    code, out = invoke(*args, "--metric", "exact_match")
+    assert code == 0, out
+    assert float(out.split("optimized score")[1].split()[0]) > 0
+    code, out = invoke(*args, "--metric", "zero.py:always_zero")
+    # scored with the new metric, not the stored study of the first: 0 before and after
+    assert float(out.split("baseline score")[1].split()[0]) == 0.0, out
+    assert float(out.split("optimized score")[1].split()[0]) == 0.0, out

@@ -18,12 +18,10 @@ and, with the response cache, repeats no LM call):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import BudgetExceededError, LMError
@@ -31,6 +29,7 @@ from lmprog.function import State
 from lmprog.optimize import register_optimizer
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot
+from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
 from lmprog.optimize.propose import GroundedProposer
 from lmprog.optimize.search import (
     Space,
@@ -114,10 +113,15 @@ class MIPRO(Optimizer):
     def _study_key(self, task: Task) -> str:
         if self.study_name:
             return self.study_name
+        bootstrapper = self.bootstrapper
         ident = {
+            # everything a score or a proposal depends on: a stored study is reused only when all
+            # of it is the same (the metric, the models, the program, the data, the config)
+            "context": score_context(task),
+            "proposer": models_identity([], {"proposer": self.proposer_lm})["proposer"],
             "functions": [function_id(f) + ":" + f.signature_hash for f in task.functions],
-            "train": _fingerprint(task.trainset),
-            "val": _fingerprint(task.valset),
+            "train": data_fingerprint(task.trainset),
+            "val": data_fingerprint(task.valset),
             "seed": task.seed,
             "config": [
                 self.num_instructions,
@@ -127,14 +131,16 @@ class MIPRO(Optimizer):
                 self.full_eval_every,
                 self.rounds,
                 self.cost_aware,
-                self.bootstrapper.max_bootstrapped_demos,
-                self.bootstrapper.max_labeled_demos,
+                self.listing_tokens,
+                self.tips,
+                bootstrapper.max_bootstrapped_demos,
+                bootstrapper.max_labeled_demos,
+                bootstrapper.max_rounds,
+                bootstrapper.metric_threshold,
+                bootstrapper.temperature,
             ],
         }
-        return (
-            "mipro-"
-            + hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        )
+        return "mipro-" + digest(ident)
 
     # -- the run -----------------------------------------------------------------------------------
     def run(self, task: Task) -> OptimizationResult:
@@ -517,13 +523,6 @@ def _better(a: Candidate, b: Candidate) -> bool:
 def _tokens(res: Any) -> float:
     n = max(1, len(res.results))
     return float(res.usage.prompt_tokens) / n
-
-
-def _fingerprint(rows: Sequence[Mapping[str, Any]]) -> str:
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(json.dumps(dict(r), sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 register_optimizer("mipro", MIPRO)
