@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +33,17 @@ from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
 from lmprog.optimize.propose import GroundedProposer
 from lmprog.optimize.search import (
+    OWNER_ATTR,
     Space,
     config_from_attrs,
     instruction_scores,
+    is_orphan,
+    live_count,
     minibatch_means,
+    new_owner,
     open_storage,
+    optuna_state,
+    rank_among_live,
 )
 from lmprog.promptfile import function_id
 
@@ -46,6 +53,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("lmprog.optimize.mipro")
 
 BASELINE = -1  # the round number under which the original program's full evaluation is stored
+_POLL_SECONDS = 0.2  # how often a worker looks whether the others finished the round
 
 
 class MIPRO(Optimizer):
@@ -56,7 +64,10 @@ class MIPRO(Optimizer):
     ``num_trials``: minibatch trials over all rounds; ``rounds``: proposal rounds;
     ``proposer_lm``: the LM writing proposals (default: the task LM); ``storage``: an optuna
     storage URL or SQLite path (default ``.lmprog/optuna.db``); ``cost_aware``: also minimize
-    prompt tokens (multi-objective) and report the Pareto front.
+    prompt tokens (multi-objective) and report the Pareto front. Several workers may run one
+    study (same storage and settings): ``num_trials`` is their total. A trial left RUNNING by a
+    killed run is re-run by the next run (at once when its process is known dead on this host,
+    else after ``stale_after`` seconds).
     """
 
     name = "mipro"
@@ -79,6 +90,7 @@ class MIPRO(Optimizer):
         metric_threshold: float | None = None,
         listing_tokens: int = 600,
         tips: bool = True,
+        stale_after: float = 3600.0,
     ) -> None:
         self.num_instructions = max(1, num_instructions)
         self.num_demo_sets = max(0, num_demo_sets)
@@ -92,6 +104,7 @@ class MIPRO(Optimizer):
         self.cost_aware = cost_aware
         self.listing_tokens = listing_tokens
         self.tips = tips
+        self.stale_after = stale_after
         self.bootstrapper = BootstrapFewShot(
             max_bootstrapped_demos=max_bootstrapped_demos,
             max_labeled_demos=max_labeled_demos,
@@ -183,6 +196,7 @@ class _Run:
         self.trials_done = 0
         self.proposer: GroundedProposer | None = None
         self._studies: dict[int, optuna.Study] = {}
+        self.owner = new_owner()
 
     # persisted attributes --------------------------------------------------------------------
     def _attr(self, name: str) -> Any:
@@ -328,10 +342,7 @@ class _Run:
     def _open_study(self, r: int) -> optuna.Study:
         import optuna
 
-        trials = self._trials_for(r)
-        sampler = optuna.samplers.TPESampler(
-            seed=(self.task.seed + r) % 2**32, multivariate=True, n_startup_trials=max(2, min(5, trials // 2))
-        )
+        sampler = self._sampler(r, 0)
         kwargs: dict[str, Any] = (
             {"directions": ["maximize", "minimize"]} if self.opt.cost_aware else {"direction": "maximize"}
         )
@@ -348,33 +359,85 @@ class _Run:
         return base + (1 if r < extra else 0)
 
     def search_round(self, r: int) -> None:
-        import optuna
-
+        """Run round ``r``'s trials until the round's quota is used, shared by every worker on
+        the study (a worker never starts a trial once the quota is reached); re-run orphaned
+        trials first, so that a resumed run evaluates what the uninterrupted one would have."""
         space = self._space(r)
         study = self._study(r)
-        if not study.get_trials(deepcopy=False):
-            self._enqueue_new_candidates(r, space, study)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+        self._enqueue_new_candidates(r, space, study)  # again on resume: a kill may have cut it short
+        self._adopt_orphans(r, space, study)
+        self._full_evals_due(r, study)
         budget = self.task.budget
-        for _ in range(self._trials_for(r) - len(done)):
+        quota = self._trials_for(r)
+        while live_count(study) < quota:
             if budget.max_trials is not None and self._total_trials() >= budget.max_trials:
                 raise BudgetExceededError("max_trials", budget.max_trials, self._total_trials())
+            # a sampler seeded by the trial's place: the same suggestions after a resume
+            study.sampler = self._sampler(r, len(study.get_trials(deepcopy=False)))
             trial = study.ask()
-            config = space.suggest(trial)
-            trial.set_user_attr("config", {k: list(v) for k, v in config.items()})
-            trial.set_user_attr("config_key", space.key(config))
-            batch = self._minibatch(r, trial.number)
-            try:
-                res = self.task.evaluate(batch, space.states(config))
-            except (BudgetExceededError, LMError):  # no score: not a finished trial
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-            values: Any = [res.score, _tokens(res)] if self.opt.cost_aware else res.score
-            study.tell(trial, values)
-            n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-            if n_done % self.opt.full_eval_every == 0:
-                self._full_eval_best(r, study)
-        self._full_eval_best(r, study)
+            trial.set_user_attr(OWNER_ATTR, self.owner)
+            if rank_among_live(study, trial.number) >= quota:  # another worker took the last one
+                trial.set_user_attr("lmprog_skipped", "the round's trial quota was reached")
+                study.tell(trial, state=optuna_state("FAIL"))
+                break
+            self._run_trial(r, space, study, trial)
+            self._full_evals_due(r, study)
+        self._wait_for_others(r, space, study)
+        self._full_evals_due(r, study, end=True)
+
+    def _run_trial(self, r: int, space: Space, study: optuna.Study, trial: optuna.trial.Trial) -> None:
+        config = space.suggest(trial)
+        trial.set_user_attr("config", {k: list(v) for k, v in config.items()})
+        trial.set_user_attr("config_key", space.key(config))
+        batch = self._minibatch(r, trial.number)
+        try:
+            res = self.task.evaluate(batch, space.states(config))
+        except (BudgetExceededError, LMError) as e:
+            # no score, and not the configuration's fault: left RUNNING, marked interrupted, so the
+            # next run re-runs it under the same number (as the uninterrupted run would have)
+            trial.set_user_attr("lmprog_interrupted", type(e).__name__)
+            raise
+        values: Any = [res.score, _tokens(res)] if self.opt.cost_aware else res.score
+        study.tell(trial, values)
+
+    def _adopt_orphans(self, r: int, space: Space, study: optuna.Study) -> None:
+        """Re-run the RUNNING trials that a killed or interrupted run left, in trial order."""
+        import optuna
+
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for frozen in sorted(running, key=lambda t: t.number):
+            if not (is_orphan(frozen, self.owner, self.opt.stale_after) or self._interrupted(frozen)):
+                continue
+            logger.info("mipro: re-running trial %d of round %d, left unfinished", frozen.number, r)
+            trial = optuna.trial.Trial(study, frozen._trial_id)
+            trial.set_user_attr(OWNER_ATTR, self.owner)
+            study.sampler = self._sampler(r, frozen.number)
+            self._run_trial(r, space, study, trial)
+
+    def _interrupted(self, frozen: optuna.trial.FrozenTrial) -> bool:
+        owner = frozen.user_attrs.get(OWNER_ATTR) or {}
+        return bool(frozen.user_attrs.get("lmprog_interrupted")) and owner.get("run") != self.owner["run"]
+
+    def _wait_for_others(self, r: int, space: Space, study: optuna.Study) -> None:
+        """Wait for other workers' trials of this round, so every worker starts the next round
+        from the same scores (re-running those whose worker died)."""
+        import optuna
+
+        while True:
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if not running:
+                return
+            self._adopt_orphans(r, space, study)
+            time.sleep(_POLL_SECONDS)
+
+    def _sampler(self, r: int, position: int) -> optuna.samplers.BaseSampler:
+        import optuna
+
+        trials = self._trials_for(r)
+        seed = int(digest([self.task.seed, r, position], size=8), 16)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=max(2, min(5, trials // 2))
+        )
 
     def _enqueue_new_candidates(self, r: int, space: Space, study: optuna.Study) -> None:
         """Try every new instruction of the round once before TPE takes over, each with a random
@@ -394,7 +457,7 @@ class _Run:
                     params[f"f{i}_instruction"] = fresh[fid][j % len(fresh[fid])]
                 if len(space.demo_sets[fid]) > 1:
                     params[f"f{i}_demos"] = rng.randrange(len(space.demo_sets[fid]))
-            study.enqueue_trial(params, skip_if_exists=True)
+            study.enqueue_trial(params, skip_if_exists=True)  # idempotent: safe to repeat on resume
 
     def _total_trials(self) -> int:
         import optuna
@@ -413,9 +476,27 @@ class _Run:
         rng = random.Random(f"{self.task.seed}-{r}-{number}")
         return [val[i] for i in sorted(rng.sample(range(len(val)), size))]
 
-    def _full_eval_best(self, r: int, study: optuna.Study) -> None:
+    def _full_evals_due(self, r: int, study: optuna.Study, end: bool = False) -> None:
+        """The full evaluations due after every ``full_eval_every`` finished trials (and at the end
+        of the round), each over the trials finished by then; done once, recorded in storage, so
+        that a resumed run catches up on the ones a kill skipped, in order."""
+        import optuna
+
+        n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        every = self.opt.full_eval_every
+        due: list[tuple[str, int | None]] = [(f"r{r}-{k}", k) for k in range(every, n_done + 1, every)]
+        if end:
+            due.append((f"r{r}-end", None))
+        for name, upto in due:
+            if name in (self._attr("full_evals_done") or []):
+                continue
+            self._full_eval_best(r, study, upto)
+            done = list(self._attr("full_evals_done") or [])
+            self._set("full_evals_done", [*done, name])
+
+    def _full_eval_best(self, r: int, study: optuna.Study, upto: int | None = None) -> None:
         space = self.spaces[r]
-        means = minibatch_means(study)
+        means = minibatch_means(study, upto=upto)
         evaluated = self.full_evals
         configs = {
             t.user_attrs["config_key"]: config_from_attrs(t.user_attrs["config"])
