@@ -149,6 +149,7 @@ def config_from_attrs(raw: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, 
 # search evaluates what the uninterrupted one would have.
 
 OWNER_ATTR = "lmprog_owner"
+_OWNERLESS_GRACE = 60.0  # seconds after which a RUNNING trial that never recorded its owner is orphaned
 
 
 def new_owner() -> dict[str, Any]:
@@ -164,8 +165,10 @@ def is_orphan(trial: optuna.trial.FrozenTrial, me: Mapping[str, Any], stale_afte
     started = trial.datetime_start.timestamp() if trial.datetime_start is not None else time.time()
     if time.time() - started > stale_after:
         return True
-    if owner is None or owner.get("host") != me["host"]:
-        return False  # just asked by another worker, or one on another machine: not stale yet
+    if owner is None:  # a worker records itself right after asking: this one was killed between
+        return time.time() - started > _OWNERLESS_GRACE
+    if owner.get("host") != me["host"]:
+        return False  # a worker on another machine: not stale yet
     pid = int(owner.get("pid", -1))
     return pid == me["pid"] or not _alive(pid)  # an earlier run of this process, or a dead process
 

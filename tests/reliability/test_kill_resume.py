@@ -136,6 +136,22 @@ def test_optimize_killed_mid_search_resumes_without_losing_or_redoing_work(tmp_p
     assert kills == 1
 
 
+def test_killed_runs_resume_to_the_prompt_file_of_the_uninterrupted_run(tmp_path: Path) -> None:
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    killed.mkdir()
+    clean.mkdir()
+    # killed in the middle of the bootstrap or the proposals, then in the middle of a trial
+    assert kill_and_resume(killed, [("calls", 20), ("trials", 5)]) == 2
+    assert kill_and_resume(clean, []) == 0
+
+    def without_provenance(folder: Path) -> dict[str, object]:
+        doc = promptfile.read(folder / "prompts" / "app.classify.yaml")
+        doc.pop("provenance")
+        return doc
+
+    assert without_provenance(killed) == without_provenance(clean)
+
+
 def kill_and_resume(tmp_path: Path, kill_points: list[tuple[str, int]]) -> int:
     """Run ``lmprog optimize`` on the slow program, SIGKILL it at each point (``("trials", n)``:
     once n trials are complete; ``("calls", n)``: once n LM calls returned), resume it each time,
