@@ -81,18 +81,20 @@ def save_verdict(task: Task, result: OptimizationResult) -> str | None:
             "not measured (no validation set), and committed prompt files exist; pass a validation "
             "set to compare with them, or delete them to start over"
         )
+    from lmprog import promptfile
+
+    states = {fn: State() for fn in task.functions}
+    for fn in docs:
+        loaded = promptfile.load_state(fn)
+        if loaded is not None:
+            states[fn] = loaded
+    if all(result.states.get(fn, State()) == states[fn] for fn in task.functions):
+        return None  # the committed prompts are the result: rewriting them loses nothing
     key = validation_key(task)
     baseline = recorded_score(docs, task.functions, key)
     how = "recorded"
     if baseline is None:
         how = "re-measured"
-        from lmprog import promptfile
-
-        states = {fn: State() for fn in task.functions}
-        for fn in docs:
-            loaded = promptfile.load_state(fn)
-            if loaded is not None:
-                states[fn] = loaded
         known = [c.score for c in result.candidates if c.score is not None and c.states == states]
         if known:
             baseline = known[0]
