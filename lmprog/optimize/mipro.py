@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import BudgetExceededError, LMError
-from lmprog.function import State
 from lmprog.optimize import register_optimizer
-from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
+from lmprog.optimize._base import OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
+from lmprog.optimize.mipro_result import BASELINE, build_result
 from lmprog.optimize.propose import GroundedProposer
 from lmprog.optimize.search import (
     OWNER_ATTR,
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lmprog.optimize.mipro")
 
-BASELINE = -1  # the round number under which the original program's full evaluation is stored
 _POLL_SECONDS = 0.2  # how often a worker looks whether the others finished the round
 
 
@@ -324,7 +323,7 @@ class _Run:
         """Scores of the instructions of rounds before ``r``: mean minibatch score per instruction."""
         scores: dict[str, dict[str, float]] = {fid: {} for fid in self.ids}
         for prev in range(r):
-            study = self._study(prev)  # instruction scores of earlier rounds, from their trials
+            study = self.study_of(prev)  # instruction scores of earlier rounds, from their trials
             for fid, d in instruction_scores(study, self._space(prev)).items():
                 scores[fid].update(d)
         for entry in self.full_evals.values():
@@ -333,7 +332,7 @@ class _Run:
                     scores[fid].setdefault(fn.signature.instruction, float(entry["score"]))
         return scores
 
-    def _study(self, r: int) -> optuna.Study:
+    def study_of(self, r: int) -> optuna.Study:
         """Round ``r``'s study, loaded (or created) once per run: its sampler keeps its state."""
         if r not in self._studies:
             self._studies[r] = self._open_study(r)
@@ -363,15 +362,15 @@ class _Run:
         the study (a worker never starts a trial once the quota is reached); re-run orphaned
         trials first, so that a resumed run evaluates what the uninterrupted one would have."""
         space = self._space(r)
-        study = self._study(r)
+        study = self.study_of(r)
         self._enqueue_new_candidates(r, space, study)  # again on resume: a kill may have cut it short
         self._adopt_orphans(r, space, study)
         self._full_evals_due(r, study)
         budget = self.task.budget
         quota = self._trials_for(r)
         while live_count(study) < quota:
-            if budget.max_trials is not None and self._total_trials() >= budget.max_trials:
-                raise BudgetExceededError("max_trials", budget.max_trials, self._total_trials())
+            if budget.max_trials is not None and self.total_trials() >= budget.max_trials:
+                raise BudgetExceededError("max_trials", budget.max_trials, self.total_trials())
             # a sampler seeded by the trial's place: the same suggestions after a resume
             study.sampler = self._sampler(r, len(study.get_trials(deepcopy=False)))
             trial = study.ask()
@@ -459,14 +458,14 @@ class _Run:
                     params[f"f{i}_demos"] = rng.randrange(len(space.demo_sets[fid]))
             study.enqueue_trial(params, skip_if_exists=True)  # idempotent: safe to repeat on resume
 
-    def _total_trials(self) -> int:
+    def total_trials(self) -> int:
         import optuna
 
         total = 0
         for r in range(self.opt.rounds):
             if r in self.spaces:
                 total += len(
-                    self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                    self.study_of(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                 )
         return total
 
@@ -512,93 +511,7 @@ class _Run:
         self._record_full(r, config, res.score, _tokens(res))
 
     def result(self, stopped: str | None, estimate: int, key: str) -> OptimizationResult:
-        evals = self.full_evals
-        candidates: list[Candidate] = []
-        best: Candidate | None = None
-        baseline = None
-        for entry in evals.values():
-            r = int(entry["round"])
-            space = self.spaces.get(r)
-            if space is None:
-                continue
-            config = config_from_attrs(entry["config"])
-            label = "baseline" if r == BASELINE else f"round {r}"
-            cand = Candidate(space.states(config), float(entry["score"]), label, len(self.task.valset))
-            cand.prompt_tokens = entry.get("prompt_tokens")
-            candidates.append(cand)
-            if r == BASELINE:
-                baseline = cand.score
-            if best is None or _better(cand, best):
-                best = cand
-        states = best.states if best is not None else {fn: State() for fn in self.task.functions}
-        details: dict[str, Any] = {
-            "study": key,
-            "estimated_calls": estimate,
-            "trials": self._total_trials(),
-            "rejected_proposals": list(self.proposer.rejections) if self.proposer else [],
-            "instructions": self._all_instructions(),
-            "trial_history": self._trial_history(),
-        }
-        if self.opt.cost_aware:
-            details["pareto"] = self._pareto()
-        return OptimizationResult(
-            "mipro",
-            states,
-            score=best.score if best else None,
-            baseline_score=baseline,
-            candidates=candidates,
-            seed=self.task.seed,
-            stopped_by=stopped,
-            details=details,
-        )
-
-    def _trial_history(self) -> list[dict[str, Any]]:
-        """Every finished minibatch trial, in order: round, score, configuration key."""
-        import optuna
-
-        history: list[dict[str, Any]] = []
-        for r in sorted(k for k in self.spaces if k != BASELINE):
-            for t in self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-                if t.values:
-                    history.append(
-                        {
-                            "number": len(history),
-                            "round": r,
-                            "score": float(t.values[0]),
-                            "config_key": t.user_attrs.get("config_key"),
-                        }
-                    )
-        return history
-
-    def _all_instructions(self) -> dict[str, list[str]]:
-        """Every instruction candidate per function over all rounds, in order of appearance."""
-        out: dict[str, list[str]] = {fid: [] for fid in self.ids}
-        for r in sorted(self.spaces):
-            for fid in self.ids:
-                out[fid].extend(t for t in self.spaces[r].instructions[fid] if t not in out[fid])
-        return out
-
-    def _pareto(self) -> list[dict[str, Any]]:
-        front = []
-        for r in sorted(self.spaces):
-            if r == BASELINE:
-                continue
-            for t in self._study(r).best_trials:
-                front.append(
-                    {
-                        "round": r,
-                        "config_key": t.user_attrs.get("config_key"),
-                        "score": t.values[0],
-                        "prompt_tokens": t.values[1],
-                    }
-                )
-        return sorted(front, key=lambda p: (-p["score"], p["prompt_tokens"]))
-
-
-def _better(a: Candidate, b: Candidate) -> bool:
-    if (a.score or 0) != (b.score or 0):
-        return (a.score or 0) > (b.score or 0)
-    return (a.prompt_tokens or 0) < (b.prompt_tokens or 0)
+        return build_result(self, stopped, estimate, key)
 
 
 def _tokens(res: Any) -> float:
