@@ -4,8 +4,10 @@ Commands: ``optimize`` and ``eval`` run a program on data; ``show`` prints the e
 lm_function sends; ``check`` fails CI when a committed prompt file is stale or corrupt;
 ``export`` writes a Dotprompt file; ``trace show`` draws a saved trace. Programs are named as
 ``path/to/file.py:function``; the file is imported as a module (its ``__main__`` block does not
-run). Exit status: 0 success, 1 ``check`` found problems, 2 a usage error (bad path, missing
-entry, malformed data...), printed without a traceback.
+run). Exit status: 0 success; 1 ``check`` found problems, or ``optimize``
+optimized nothing (the result was not measured, or did not beat the committed prompt files, which
+are kept); 2 a usage error (bad path, missing entry, malformed data...), printed without a
+traceback.
 """
 
 from __future__ import annotations
@@ -103,8 +105,14 @@ def optimize(
         report,
         save,
     )
+    from lmprog._cli.running import optimize_exit_code
+
     with _errors():
-        run_optimize(args, _out(), _err())
+        result = run_optimize(args, _out(), _err())
+    code = optimize_exit_code(result, save)
+    if code:
+        _err().print("[bold red]nothing optimized[/] (see above); exit status 1", soft_wrap=True)
+    raise typer.Exit(code)
 
 
 @app.command("eval")

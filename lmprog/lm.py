@@ -135,6 +135,19 @@ class BaseLM(ABC):
         shown = "".join(f", {name}={value!r}" for name, value in sorted(self.params.items()))
         return f"{type(self).__name__}({self.model!r}{shown})"
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this LM's answers: its class, model and default request parameters
+        (never secrets). Stored results (a study, a recorded score) are reused only under the same
+        fingerprint; subclasses whose answers depend on more add it."""
+        from lmprog.prompt import to_jsonable
+
+        cls = type(self)
+        return {
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "model": self.model,
+            "params": {k: to_jsonable(v) for k, v in sorted(self.params.items())},
+        }
+
     @property
     def usage(self) -> Usage:
         """Total usage of every completion this LM returned since creation or ``reset_usage()``."""

@@ -238,6 +238,8 @@ def save_result(result: OptimizationResult) -> list[Path]:
         "lmprog_version": __version__,
         "date": _dt.date.today().isoformat(),
     }
+    if result.details.get("validation"):  # what makes the recorded score comparable (saving.py)
+        prov_common["validation"] = dict(result.details["validation"])
     return [write(fn, state, prov_common) for fn, state in result.states.items()]
 
 

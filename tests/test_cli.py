@@ -149,9 +149,10 @@ def test_optimize_mipro_shows_its_estimate_and_respects_the_call_cap(project: Pa
         "0",
         "--no-save",
     )
-    assert code == 0, out
+    assert code == 1, out  # nothing was measured: nothing optimized
     assert "with mipro" in out and "estimated LM calls: about 0" in out
     assert "stopped by budget" in out and "max_calls" in out
+    assert "nothing optimized" in out
     assert not (project / "prompts").exists()
 
 
@@ -351,3 +352,28 @@ def test_help_lists_the_commands() -> None:
     assert code == 0
     for command in ("optimize", "eval", "show", "check", "export", "trace"):
         assert command in out
+
+
+def test_optimize_with_another_metric_does_not_reuse_the_stored_study(project: Path) -> None:
+    (project / "zero.py").write_text("def always_zero(example, prediction, trace=None):\n    return 0\n")
+    args = ["optimize", "prog.py:pipeline", "--train", "train.jsonl", "--no-save", "--threads", "2"]
+    code, out = invoke(*args, "--metric", "exact_match")
+    assert code == 0, out
+    assert float(out.split("optimized score")[1].split()[0]) > 0
+    code, out = invoke(*args, "--metric", "zero.py:always_zero")
+    # scored with the new metric, not the stored study of the first: 0 before and after
+    assert float(out.split("baseline score")[1].split()[0]) == 0.0, out
+    assert float(out.split("optimized score")[1].split()[0]) == 0.0, out
+
+
+def test_optimize_that_does_not_beat_the_committed_file_keeps_it_and_exits_1(project: Path) -> None:
+    (project / "zero.py").write_text("def always_zero(example, prediction, trace=None):\n    return 0\n")
+    args = ["optimize", "prog.py:pipeline", "--train", "train.jsonl", "--optimizer", "random_search"]
+    code, out = invoke(*args, "--metric", "exact_match")
+    assert code == 0, out
+    committed = project / "prompts" / "prog.classify.yaml"
+    before = committed.read_bytes()
+    code, out = invoke(*args, "--metric", "zero.py:always_zero")
+    assert code == 1, out
+    assert "no prompt file written" in out and "does not beat" in out and "nothing optimized" in out
+    assert committed.read_bytes() == before

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lmprog._cli.loading import (
@@ -97,13 +98,21 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
         for file in result.files:
             out.print(f"  {_relative(file)}", soft_wrap=True)
     elif args.save:
-        out.print("no prompt file written")
+        out.print(f"no prompt file written: {escape(result.kept or 'no lm_function state was chosen')}")
     if args.report is not None:
         from lmprog.report import write_report
 
         path = write_report(result, args.report, program=name, model=model_label(), estimated_calls=estimate)
         out.print(f"report: {_relative(path)}", soft_wrap=True)
     return result
+
+
+def optimize_exit_code(result: OptimizationResult, save: bool) -> int:
+    """1 when nothing was optimized: saving was asked for and no prompt file was written, or the
+    budget ran out before the result could be measured; else 0."""
+    if save and not result.files:
+        return 1
+    return 1 if result.score is None and result.stopped_by is not None else 0
 
 
 def run_eval(

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lmprog.errors import UsageError
+from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.budget import Budget
+from lmprog.optimize.saving import save_verdict, validation_provenance
 from lmprog.usage import track
 
 logger = logging.getLogger("lmprog.optimize")
@@ -71,13 +72,22 @@ def optimize(
         with use_states({f: State() for f in task.functions}):
             result = opt.run(task)
             if task.valset and result.score is None and result.stopped_by is None:
-                result.score = task.evaluate(task.valset, result.states).score
+                try:
+                    result.score = task.evaluate(task.valset, result.states).score
+                except BudgetExceededError as e:
+                    result.stopped_by = e.what
+            # a result is written only over committed prompt files it beats (see saving.py)
+            verdict = save_verdict(task, result) if save else None
     result.usage = scope.total
     if apply:
         result.apply()
-    if save:
+    if save and verdict is not None:
+        result.kept = verdict
+        logger.warning("%s: no prompt file written: %s", opt.name, verdict)
+    elif save:
         from lmprog import promptfile
 
+        result.details.setdefault("validation", validation_provenance(task))
         result.files = promptfile.save_result(result)
     logger.info("%s", result.summary())
     return result

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmprog.errors import LMError, TransientLMError
+from lmprog.errors import EvaluationError, LMError, OutputParseError, TransientLMError
 from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize.budget import Budget
 from lmprog.usage import Usage
@@ -48,6 +48,7 @@ class Task:
             kwargs.setdefault("progress", "auto" if self.progress else False)
             result = evaluate(self.program, data, self.metric, threads=self.threads, **kwargs)
         check_provider(result)
+        check_errors(result, self.program)
         return result
 
 
@@ -63,6 +64,52 @@ def provider_failed(error: BaseException | None) -> bool:
 
 
 _PROVIDER_DOWN = frozenset({401, 402, 403, 404})
+
+
+def check_errors(result: EvaluationResult, program: Any = None) -> None:
+    """Raise ``EvaluationError`` when most examples failed because the program or the metric raised
+    (not because the model's reply could not be parsed, which prompts can fix): their zero scores
+    say nothing about the prompts, and optimizing against them would pick at random and overwrite
+    good prompt files. The message shows the first errors: where each was raised, the example and
+    the exception."""
+    failed = [r for r in result.results if r.exception is not None and not _prompt_fixable(r.exception)]
+    if not failed or 2 * len(failed) <= len(result.results):
+        return
+    name = getattr(program, "__qualname__", None) or getattr(program, "__name__", "the program")
+    lines = [
+        f"{len(failed)} of {len(result.results)} example(s) failed in {name}: the program or the "
+        "metric raised, so the scores would be zeros that say nothing about the prompts; the "
+        "optimization stops and writes no prompt file. Fix the error and run it again. First errors:"
+    ]
+    for r in failed[:3]:
+        lines.append(f"  {r.describe_error()} [raised in {raised_in(r.exception)}]")
+    if len(failed) > 3:
+        lines.append(f"  ... and {len(failed) - 3} more")
+    raise EvaluationError("\n".join(lines), result)
+
+
+def _prompt_fixable(error: BaseException) -> bool:
+    """A failure better prompts can fix: the model's reply did not parse (after its retries)."""
+    return isinstance(error, OutputParseError)
+
+
+def raised_in(error: BaseException | None) -> str:
+    """``function (file:line)`` of the innermost frame of ``error`` outside lmprog itself."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__) if error is not None else []
+    own = [f for f in frames if not _is_lmprog_file(f.filename)]
+    if not own:
+        return "lmprog"
+    frame = own[-1]
+    return f"{frame.name} ({Path(frame.filename).name}:{frame.lineno})"
+
+
+def _is_lmprog_file(filename: str) -> bool:
+    return Path(filename).resolve().is_relative_to(_LMPROG_DIR)
+
+
+_LMPROG_DIR = Path(__file__).resolve().parent.parent
 
 
 def check_provider(result: EvaluationResult) -> None:
@@ -102,7 +149,9 @@ class OptimizationResult:
     functions unless ``apply=False``), ``score`` the chosen configuration's validation score
     (0-100), ``baseline_score`` the unoptimized program's score on the same data when it was
     measured, ``candidates`` every configuration scored, ``usage`` the LM usage of the whole run,
-    ``files`` the prompt files written, ``stopped_by`` the budget cap that ended the run, if any.
+    ``files`` the prompt files written, ``stopped_by`` the budget cap that ended the run, if any,
+    ``kept`` why no prompt file was written when saving was asked for (the result was not measured,
+    or did not beat the committed prompt files on the same validation data), else None.
     """
 
     optimizer: str
@@ -115,6 +164,12 @@ class OptimizationResult:
     stopped_by: str | None = None
     seed: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    kept: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Whether the chosen configuration was scored on validation data."""
+        return self.score is not None
 
     def apply(self) -> None:
         """Set the chosen states on the lm_functions (process-wide)."""
@@ -145,6 +200,10 @@ class OptimizationResult:
         )
         if self.stopped_by:
             lines.append(f"stopped by budget: {self.stopped_by}")
+        if self.score is None:
+            lines.append("not measured: no validation score")
+        if self.kept:
+            lines.append(f"no prompt file written: {self.kept}")
         return "\n".join(lines)
 
 

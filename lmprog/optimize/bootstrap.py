@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from lmprog import settings
 from lmprog.errors import BudgetExceededError
@@ -186,12 +187,16 @@ class RandomSearch(BootstrapFewShot):
         candidates: list[Candidate] = []
         stopped = None
         best: Candidate | None = None
+        details: dict[str, Any] = {}
+        pending: tuple[str, dict[LMFunction, State]] | None = None
         try:
             for label, states in self.candidate_states(task):
                 if task.budget.max_trials is not None and len(candidates) >= task.budget.max_trials:
                     stopped = "max_trials"
                     break
+                pending = (label, states)
                 result = task.evaluate(task.valset, states)
+                pending = None
                 cand = Candidate(states, result.score, label, len(task.valset))
                 candidates.append(cand)
                 logger.info("random_search: %s scored %.1f", label, result.score)
@@ -199,6 +204,12 @@ class RandomSearch(BootstrapFewShot):
                     best = cand
         except BudgetExceededError as e:
             stopped = e.what
+            logger.warning("random_search: budget exhausted (%s); keeping the best scored candidate", e.what)
+            if pending is not None:  # made, not scored: reported, never chosen unmeasured
+                details["unscored"] = {
+                    "label": pending[0],
+                    "demos": {fn.signature.qualname: len(st.demos) for fn, st in pending[1].items()},
+                }
         if best is None:
             best = Candidate({fn: State() for fn in task.functions}, None, "zero-shot")
         baseline = candidates[0].score if candidates else None
@@ -210,6 +221,7 @@ class RandomSearch(BootstrapFewShot):
             candidates=candidates,
             seed=task.seed,
             stopped_by=stopped,
+            details=details,
         )
 
     def candidate_states(self, task: Task) -> Iterator[tuple[str, dict[LMFunction, State]]]:
@@ -230,4 +242,17 @@ class RandomSearch(BootstrapFewShot):
                 crng.shuffle(order)
             n_boot = self.max_bootstrapped_demos if k == 0 else crng.randint(1, self.max_bootstrapped_demos)
             found = self.bootstrap(task, order, max_demos=n_boot)
-            yield (f"bootstrap #{k} ({n_boot} demos)", self.states_from(task, found, crng, n_boot))
+            states = self.states_from(task, found, crng, n_boot)
+            label = f"bootstrap #{k} ({n_boot} demos)"
+            if found.budget_error is not None:
+                # the cap ended this bootstrap: offer what it found (scored if the cache allows),
+                # then end the search with the cap's error instead of bootstrapping on without it
+                logger.warning(
+                    "random_search: budget exhausted (%s) while bootstrapping %s; %d demo(s) found so far",
+                    found.budget_error.what,
+                    label,
+                    sum(len(d) for d in found.demos.values()),
+                )
+                yield (f"{label}, cut short by {found.budget_error.what}", states)
+                raise found.budget_error
+            yield (label, states)

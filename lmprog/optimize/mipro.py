@@ -18,26 +18,32 @@ and, with the response cache, repeats no LM call):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import BudgetExceededError, LMError
-from lmprog.function import State
 from lmprog.optimize import register_optimizer
-from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
+from lmprog.optimize._base import OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot
+from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
+from lmprog.optimize.mipro_result import BASELINE, build_result
 from lmprog.optimize.propose import GroundedProposer
 from lmprog.optimize.search import (
+    OWNER_ATTR,
     Space,
     config_from_attrs,
     instruction_scores,
+    is_orphan,
+    live_count,
     minibatch_means,
+    new_owner,
     open_storage,
+    optuna_state,
+    rank_among_live,
 )
 from lmprog.promptfile import function_id
 
@@ -46,7 +52,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lmprog.optimize.mipro")
 
-BASELINE = -1  # the round number under which the original program's full evaluation is stored
+_POLL_SECONDS = 0.2  # how often a worker looks whether the others finished the round
 
 
 class MIPRO(Optimizer):
@@ -57,7 +63,10 @@ class MIPRO(Optimizer):
     ``num_trials``: minibatch trials over all rounds; ``rounds``: proposal rounds;
     ``proposer_lm``: the LM writing proposals (default: the task LM); ``storage``: an optuna
     storage URL or SQLite path (default ``.lmprog/optuna.db``); ``cost_aware``: also minimize
-    prompt tokens (multi-objective) and report the Pareto front.
+    prompt tokens (multi-objective) and report the Pareto front. Several workers may run one
+    study (same storage and settings): ``num_trials`` is their total. A trial left RUNNING by a
+    killed run is re-run by the next run (at once when its process is known dead on this host,
+    else after ``stale_after`` seconds).
     """
 
     name = "mipro"
@@ -80,6 +89,7 @@ class MIPRO(Optimizer):
         metric_threshold: float | None = None,
         listing_tokens: int = 600,
         tips: bool = True,
+        stale_after: float = 3600.0,
     ) -> None:
         self.num_instructions = max(1, num_instructions)
         self.num_demo_sets = max(0, num_demo_sets)
@@ -93,6 +103,7 @@ class MIPRO(Optimizer):
         self.cost_aware = cost_aware
         self.listing_tokens = listing_tokens
         self.tips = tips
+        self.stale_after = stale_after
         self.bootstrapper = BootstrapFewShot(
             max_bootstrapped_demos=max_bootstrapped_demos,
             max_labeled_demos=max_labeled_demos,
@@ -114,10 +125,15 @@ class MIPRO(Optimizer):
     def _study_key(self, task: Task) -> str:
         if self.study_name:
             return self.study_name
+        bootstrapper = self.bootstrapper
         ident = {
+            # everything a score or a proposal depends on: a stored study is reused only when all
+            # of it is the same (the metric, the models, the program, the data, the config)
+            "context": score_context(task),
+            "proposer": models_identity([], {"proposer": self.proposer_lm})["proposer"],
             "functions": [function_id(f) + ":" + f.signature_hash for f in task.functions],
-            "train": _fingerprint(task.trainset),
-            "val": _fingerprint(task.valset),
+            "train": data_fingerprint(task.trainset),
+            "val": data_fingerprint(task.valset),
             "seed": task.seed,
             "config": [
                 self.num_instructions,
@@ -127,14 +143,16 @@ class MIPRO(Optimizer):
                 self.full_eval_every,
                 self.rounds,
                 self.cost_aware,
-                self.bootstrapper.max_bootstrapped_demos,
-                self.bootstrapper.max_labeled_demos,
+                self.listing_tokens,
+                self.tips,
+                bootstrapper.max_bootstrapped_demos,
+                bootstrapper.max_labeled_demos,
+                bootstrapper.max_rounds,
+                bootstrapper.metric_threshold,
+                bootstrapper.temperature,
             ],
         }
-        return (
-            "mipro-"
-            + hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        )
+        return "mipro-" + digest(ident)
 
     # -- the run -----------------------------------------------------------------------------------
     def run(self, task: Task) -> OptimizationResult:
@@ -177,6 +195,7 @@ class _Run:
         self.trials_done = 0
         self.proposer: GroundedProposer | None = None
         self._studies: dict[int, optuna.Study] = {}
+        self.owner = new_owner()
 
     # persisted attributes --------------------------------------------------------------------
     def _attr(self, name: str) -> Any:
@@ -304,7 +323,7 @@ class _Run:
         """Scores of the instructions of rounds before ``r``: mean minibatch score per instruction."""
         scores: dict[str, dict[str, float]] = {fid: {} for fid in self.ids}
         for prev in range(r):
-            study = self._study(prev)  # instruction scores of earlier rounds, from their trials
+            study = self.study_of(prev)  # instruction scores of earlier rounds, from their trials
             for fid, d in instruction_scores(study, self._space(prev)).items():
                 scores[fid].update(d)
         for entry in self.full_evals.values():
@@ -313,7 +332,7 @@ class _Run:
                     scores[fid].setdefault(fn.signature.instruction, float(entry["score"]))
         return scores
 
-    def _study(self, r: int) -> optuna.Study:
+    def study_of(self, r: int) -> optuna.Study:
         """Round ``r``'s study, loaded (or created) once per run: its sampler keeps its state."""
         if r not in self._studies:
             self._studies[r] = self._open_study(r)
@@ -322,10 +341,7 @@ class _Run:
     def _open_study(self, r: int) -> optuna.Study:
         import optuna
 
-        trials = self._trials_for(r)
-        sampler = optuna.samplers.TPESampler(
-            seed=(self.task.seed + r) % 2**32, multivariate=True, n_startup_trials=max(2, min(5, trials // 2))
-        )
+        sampler = self._sampler(r, 0)
         kwargs: dict[str, Any] = (
             {"directions": ["maximize", "minimize"]} if self.opt.cost_aware else {"direction": "maximize"}
         )
@@ -342,33 +358,85 @@ class _Run:
         return base + (1 if r < extra else 0)
 
     def search_round(self, r: int) -> None:
+        """Run round ``r``'s trials until the round's quota is used, shared by every worker on
+        the study (a worker never starts a trial once the quota is reached); re-run orphaned
+        trials first, so that a resumed run evaluates what the uninterrupted one would have."""
+        space = self._space(r)
+        study = self.study_of(r)
+        self._enqueue_new_candidates(r, space, study)  # again on resume: a kill may have cut it short
+        self._adopt_orphans(r, space, study)
+        self._full_evals_due(r, study)
+        budget = self.task.budget
+        quota = self._trials_for(r)
+        while live_count(study) < quota:
+            if budget.max_trials is not None and self.total_trials() >= budget.max_trials:
+                raise BudgetExceededError("max_trials", budget.max_trials, self.total_trials())
+            # a sampler seeded by the trial's place: the same suggestions after a resume
+            study.sampler = self._sampler(r, len(study.get_trials(deepcopy=False)))
+            trial = study.ask()
+            trial.set_user_attr(OWNER_ATTR, self.owner)
+            if rank_among_live(study, trial.number) >= quota:  # another worker took the last one
+                trial.set_user_attr("lmprog_skipped", "the round's trial quota was reached")
+                study.tell(trial, state=optuna_state("FAIL"))
+                break
+            self._run_trial(r, space, study, trial)
+            self._full_evals_due(r, study)
+        self._wait_for_others(r, space, study)
+        self._full_evals_due(r, study, end=True)
+
+    def _run_trial(self, r: int, space: Space, study: optuna.Study, trial: optuna.trial.Trial) -> None:
+        config = space.suggest(trial)
+        trial.set_user_attr("config", {k: list(v) for k, v in config.items()})
+        trial.set_user_attr("config_key", space.key(config))
+        batch = self._minibatch(r, trial.number)
+        try:
+            res = self.task.evaluate(batch, space.states(config))
+        except (BudgetExceededError, LMError) as e:
+            # no score, and not the configuration's fault: left RUNNING, marked interrupted, so the
+            # next run re-runs it under the same number (as the uninterrupted run would have)
+            trial.set_user_attr("lmprog_interrupted", type(e).__name__)
+            raise
+        values: Any = [res.score, _tokens(res)] if self.opt.cost_aware else res.score
+        study.tell(trial, values)
+
+    def _adopt_orphans(self, r: int, space: Space, study: optuna.Study) -> None:
+        """Re-run the RUNNING trials that a killed or interrupted run left, in trial order."""
         import optuna
 
-        space = self._space(r)
-        study = self._study(r)
-        if not study.get_trials(deepcopy=False):
-            self._enqueue_new_candidates(r, space, study)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-        budget = self.task.budget
-        for _ in range(self._trials_for(r) - len(done)):
-            if budget.max_trials is not None and self._total_trials() >= budget.max_trials:
-                raise BudgetExceededError("max_trials", budget.max_trials, self._total_trials())
-            trial = study.ask()
-            config = space.suggest(trial)
-            trial.set_user_attr("config", {k: list(v) for k, v in config.items()})
-            trial.set_user_attr("config_key", space.key(config))
-            batch = self._minibatch(r, trial.number)
-            try:
-                res = self.task.evaluate(batch, space.states(config))
-            except (BudgetExceededError, LMError):  # no score: not a finished trial
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-            values: Any = [res.score, _tokens(res)] if self.opt.cost_aware else res.score
-            study.tell(trial, values)
-            n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-            if n_done % self.opt.full_eval_every == 0:
-                self._full_eval_best(r, study)
-        self._full_eval_best(r, study)
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for frozen in sorted(running, key=lambda t: t.number):
+            if not (is_orphan(frozen, self.owner, self.opt.stale_after) or self._interrupted(frozen)):
+                continue
+            logger.info("mipro: re-running trial %d of round %d, left unfinished", frozen.number, r)
+            trial = optuna.trial.Trial(study, frozen._trial_id)
+            trial.set_user_attr(OWNER_ATTR, self.owner)
+            study.sampler = self._sampler(r, frozen.number)
+            self._run_trial(r, space, study, trial)
+
+    def _interrupted(self, frozen: optuna.trial.FrozenTrial) -> bool:
+        owner = frozen.user_attrs.get(OWNER_ATTR) or {}
+        return bool(frozen.user_attrs.get("lmprog_interrupted")) and owner.get("run") != self.owner["run"]
+
+    def _wait_for_others(self, r: int, space: Space, study: optuna.Study) -> None:
+        """Wait for other workers' trials of this round, so every worker starts the next round
+        from the same scores (re-running those whose worker died)."""
+        import optuna
+
+        while True:
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if not running:
+                return
+            self._adopt_orphans(r, space, study)
+            time.sleep(_POLL_SECONDS)
+
+    def _sampler(self, r: int, position: int) -> optuna.samplers.BaseSampler:
+        import optuna
+
+        trials = self._trials_for(r)
+        seed = int(digest([self.task.seed, r, position], size=8), 16)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=max(2, min(5, trials // 2))
+        )
 
     def _enqueue_new_candidates(self, r: int, space: Space, study: optuna.Study) -> None:
         """Try every new instruction of the round once before TPE takes over, each with a random
@@ -388,16 +456,16 @@ class _Run:
                     params[f"f{i}_instruction"] = fresh[fid][j % len(fresh[fid])]
                 if len(space.demo_sets[fid]) > 1:
                     params[f"f{i}_demos"] = rng.randrange(len(space.demo_sets[fid]))
-            study.enqueue_trial(params, skip_if_exists=True)
+            study.enqueue_trial(params, skip_if_exists=True)  # idempotent: safe to repeat on resume
 
-    def _total_trials(self) -> int:
+    def total_trials(self) -> int:
         import optuna
 
         total = 0
         for r in range(self.opt.rounds):
             if r in self.spaces:
                 total += len(
-                    self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                    self.study_of(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                 )
         return total
 
@@ -407,9 +475,27 @@ class _Run:
         rng = random.Random(f"{self.task.seed}-{r}-{number}")
         return [val[i] for i in sorted(rng.sample(range(len(val)), size))]
 
-    def _full_eval_best(self, r: int, study: optuna.Study) -> None:
+    def _full_evals_due(self, r: int, study: optuna.Study, end: bool = False) -> None:
+        """The full evaluations due after every ``full_eval_every`` finished trials (and at the end
+        of the round), each over the trials finished by then; done once, recorded in storage, so
+        that a resumed run catches up on the ones a kill skipped, in order."""
+        import optuna
+
+        n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        every = self.opt.full_eval_every
+        due: list[tuple[str, int | None]] = [(f"r{r}-{k}", k) for k in range(every, n_done + 1, every)]
+        if end:
+            due.append((f"r{r}-end", None))
+        for name, upto in due:
+            if name in (self._attr("full_evals_done") or []):
+                continue
+            self._full_eval_best(r, study, upto)
+            done = list(self._attr("full_evals_done") or [])
+            self._set("full_evals_done", [*done, name])
+
+    def _full_eval_best(self, r: int, study: optuna.Study, upto: int | None = None) -> None:
         space = self.spaces[r]
-        means = minibatch_means(study)
+        means = minibatch_means(study, upto=upto)
         evaluated = self.full_evals
         configs = {
             t.user_attrs["config_key"]: config_from_attrs(t.user_attrs["config"])
@@ -425,105 +511,12 @@ class _Run:
         self._record_full(r, config, res.score, _tokens(res))
 
     def result(self, stopped: str | None, estimate: int, key: str) -> OptimizationResult:
-        evals = self.full_evals
-        candidates: list[Candidate] = []
-        best: Candidate | None = None
-        baseline = None
-        for entry in evals.values():
-            r = int(entry["round"])
-            space = self.spaces.get(r)
-            if space is None:
-                continue
-            config = config_from_attrs(entry["config"])
-            label = "baseline" if r == BASELINE else f"round {r}"
-            cand = Candidate(space.states(config), float(entry["score"]), label, len(self.task.valset))
-            cand.prompt_tokens = entry.get("prompt_tokens")
-            candidates.append(cand)
-            if r == BASELINE:
-                baseline = cand.score
-            if best is None or _better(cand, best):
-                best = cand
-        states = best.states if best is not None else {fn: State() for fn in self.task.functions}
-        details: dict[str, Any] = {
-            "study": key,
-            "estimated_calls": estimate,
-            "trials": self._total_trials(),
-            "rejected_proposals": list(self.proposer.rejections) if self.proposer else [],
-            "instructions": self._all_instructions(),
-            "trial_history": self._trial_history(),
-        }
-        if self.opt.cost_aware:
-            details["pareto"] = self._pareto()
-        return OptimizationResult(
-            "mipro",
-            states,
-            score=best.score if best else None,
-            baseline_score=baseline,
-            candidates=candidates,
-            seed=self.task.seed,
-            stopped_by=stopped,
-            details=details,
-        )
-
-    def _trial_history(self) -> list[dict[str, Any]]:
-        """Every finished minibatch trial, in order: round, score, configuration key."""
-        import optuna
-
-        history: list[dict[str, Any]] = []
-        for r in sorted(k for k in self.spaces if k != BASELINE):
-            for t in self._study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-                if t.values:
-                    history.append(
-                        {
-                            "number": len(history),
-                            "round": r,
-                            "score": float(t.values[0]),
-                            "config_key": t.user_attrs.get("config_key"),
-                        }
-                    )
-        return history
-
-    def _all_instructions(self) -> dict[str, list[str]]:
-        """Every instruction candidate per function over all rounds, in order of appearance."""
-        out: dict[str, list[str]] = {fid: [] for fid in self.ids}
-        for r in sorted(self.spaces):
-            for fid in self.ids:
-                out[fid].extend(t for t in self.spaces[r].instructions[fid] if t not in out[fid])
-        return out
-
-    def _pareto(self) -> list[dict[str, Any]]:
-        front = []
-        for r in sorted(self.spaces):
-            if r == BASELINE:
-                continue
-            for t in self._study(r).best_trials:
-                front.append(
-                    {
-                        "round": r,
-                        "config_key": t.user_attrs.get("config_key"),
-                        "score": t.values[0],
-                        "prompt_tokens": t.values[1],
-                    }
-                )
-        return sorted(front, key=lambda p: (-p["score"], p["prompt_tokens"]))
-
-
-def _better(a: Candidate, b: Candidate) -> bool:
-    if (a.score or 0) != (b.score or 0):
-        return (a.score or 0) > (b.score or 0)
-    return (a.prompt_tokens or 0) < (b.prompt_tokens or 0)
+        return build_result(self, stopped, estimate, key)
 
 
 def _tokens(res: Any) -> float:
     n = max(1, len(res.results))
     return float(res.usage.prompt_tokens) / n
-
-
-def _fingerprint(rows: Sequence[Mapping[str, Any]]) -> str:
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(json.dumps(dict(r), sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 register_optimizer("mipro", MIPRO)

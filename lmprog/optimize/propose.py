@@ -216,7 +216,7 @@ class GroundedProposer:
     ) -> None:
         self.program_listing = program_listing
         self.lm = lm
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.attempts = attempts
         self.use_tips = use_tips
         self.rejections: list[tuple[str, str]] = []
@@ -225,7 +225,9 @@ class GroundedProposer:
         """Computed statistics plus the proposer's own summary of a sample of rows."""
         stats = data_statistics(rows)
         sample = list(rows)
-        self.rng.shuffle(sample)
+        # each draw has its own generator, seeded by what it is for: what is drawn never depends on
+        # which earlier steps ran in this process and which were loaded from storage (a resume)
+        random.Random(f"{self.seed}-summary").shuffle(sample)
         try:
             with settings.context(**self._lm_override()):
                 written = summarize_data(statistics=stats, rows=format_rows(sample))
@@ -259,10 +261,11 @@ class GroundedProposer:
         hist = (
             "\n".join(f"score {s:.1f}: {i}" for i, s in sorted(history, key=lambda h: h[1])) or "(none yet)"
         )
+        rng = random.Random(f"{self.seed}-{round}-{fn.signature.module}:{fn.signature.qualname}")
         for k in range(n * self.attempts):
             if len(out) >= n:
                 break
-            tip_name = self.rng.choice(sorted(TIPS)) if self.use_tips else ""
+            tip_name = rng.choice(sorted(TIPS)) if self.use_tips else ""
             try:
                 with settings.context(**self._lm_override(), rollout=1 + round * 1000 + k):
                     raw = propose_instruction(

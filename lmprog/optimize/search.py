@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,12 +104,17 @@ class Space:
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def minibatch_means(study: optuna.Study, objective: int = 0) -> dict[str, tuple[float, int]]:
-    """Mean minibatch score and trial count per configuration key over the study's finished trials."""
+def minibatch_means(
+    study: optuna.Study, objective: int = 0, upto: int | None = None
+) -> dict[str, tuple[float, int]]:
+    """Mean minibatch score and trial count per configuration key over the study's finished trials
+    (the first ``upto`` of them by trial number, when given)."""
     import optuna
 
     sums: dict[str, list[float]] = defaultdict(list)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = sorted(done, key=lambda t: t.number)[:upto]
+    for t in done:
         key = t.user_attrs.get("config_key")
         if key is None or t.values is None:
             continue
@@ -131,3 +139,71 @@ def instruction_scores(study: optuna.Study, space: Space) -> dict[str, dict[str,
 
 def config_from_attrs(raw: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]:
     return {fid: (int(v[0]), int(v[1])) for fid, v in raw.items()}
+
+
+# -- workers ---------------------------------------------------------------------------------------
+# Several processes (or machines) may work on one study, and a process may be killed mid-trial. Every
+# trial records its owner (host, process id, run token); a RUNNING trial whose owner is gone (its
+# process died on this host, an earlier run in this process left it, or it has run longer than
+# ``stale_after`` seconds) is an orphan: the next run re-runs it under its own number, so a resumed
+# search evaluates what the uninterrupted one would have.
+
+OWNER_ATTR = "lmprog_owner"
+_OWNERLESS_GRACE = 60.0  # seconds after which a RUNNING trial that never recorded its owner is orphaned
+
+
+def new_owner() -> dict[str, Any]:
+    """The identity of one optimization run in this process."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "run": uuid.uuid4().hex}
+
+
+def is_orphan(trial: optuna.trial.FrozenTrial, me: Mapping[str, Any], stale_after: float) -> bool:
+    """Whether a RUNNING trial was left by a run that will never finish it."""
+    owner = trial.user_attrs.get(OWNER_ATTR)
+    if owner is not None and owner.get("run") == me["run"]:
+        return False
+    started = trial.datetime_start.timestamp() if trial.datetime_start is not None else time.time()
+    if time.time() - started > stale_after:
+        return True
+    if owner is None:  # a worker records itself right after asking: this one was killed between
+        return time.time() - started > _OWNERLESS_GRACE
+    if owner.get("host") != me["host"]:
+        return False  # a worker on another machine: not stale yet
+    pid = int(owner.get("pid", -1))
+    return pid == me["pid"] or not _alive(pid)  # an earlier run of this process, or a dead process
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def rank_among_live(study: optuna.Study, number: int) -> int:
+    """The place of trial ``number`` among the study's started trials (COMPLETE or RUNNING), in the
+    order they started: workers sharing a trial quota keep the first ones and drop the rest."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    live = study.get_trials(deepcopy=False, states=states)
+    order = sorted(live, key=lambda t: (t.datetime_start.timestamp() if t.datetime_start else 0.0, t.number))
+    return [t.number for t in order].index(number)
+
+
+def live_count(study: optuna.Study) -> int:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def optuna_state(name: str) -> optuna.trial.TrialState:
+    import optuna
+
+    return optuna.trial.TrialState[name]

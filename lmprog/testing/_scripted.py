@@ -81,6 +81,18 @@ class ScriptedLM(BaseLM):
         self._calls: list[ScriptedCall] = []
         self._lock = threading.Lock()
 
+    def fingerprint(self) -> dict[str, Any]:
+        """The LM's fingerprint plus its script: a list by its responses, a callable by its code
+        (so a ScriptedLM with other answers is another model to stored results)."""
+        from lmprog._fingerprint import code_identity, digest
+
+        ident = super().fingerprint()
+        if self._script is not None:
+            ident["script"] = digest([repr(r) for r in self._script])
+        elif self._respond is not None:
+            ident["script"] = code_identity(self._respond)
+        return ident
+
     @property
     def calls(self) -> list[ScriptedCall]:
         """The requests received so far, in order (a copy)."""

@@ -245,3 +245,46 @@ def test_budget_ending_bootstrap_keeps_the_demos_found_so_far(lm: ScriptedLM) ->
     passed_cities = [d["output"] for d in result.states[answer].demos]
     assert passed_cities and all(c in CITIES for c in passed_cities)
     assert len(lm.calls) <= 8
+
+
+def test_random_search_reports_a_cap_that_ends_bootstrapping(tmp_path: Path) -> None:
+    # with the response cache on, a candidate cut short by the cap is scored from the cache; the
+    # cap must end the search (and be reported), not be swallowed by the bootstrapping
+    lm = ScriptedLM(fake_model, cache=True)
+    with lmprog.context(lm=lm, load_prompts=False, cache_dir=tmp_path / "cache"):
+        result = optimize(
+            pipeline,
+            DATA,
+            metric,
+            optimizer="random_search",
+            save=False,
+            apply=False,
+            budget=Budget(max_calls=12),
+            progress=False,
+        )
+    assert result.stopped_by == "max_calls"
+    assert len(lm.calls) <= 12
+    labels = [c.label for c in result.candidates]
+    assert "cut short by max_calls" in labels[-1]  # the search ended at the cut bootstrap
+
+
+def test_random_search_reports_the_demos_bootstrapped_before_the_cap(tmp_path: Path) -> None:
+    lm = ScriptedLM(fake_model, cache=True)
+    with lmprog.context(lm=lm, load_prompts=False, cache_dir=tmp_path / "cache"):
+        result = optimize(
+            pipeline,
+            DATA,
+            metric,
+            optimizer="random_search",
+            save=False,
+            apply=False,
+            budget=Budget(max_calls=12),
+            threads=1,
+            max_bootstrapped_demos=2,
+            progress=False,
+        )
+    assert result.stopped_by == "max_calls"
+    assert len(lm.calls) <= 12
+    unscored = result.details["unscored"]  # found before the cap, too late to be scored
+    assert "cut short by max_calls" in unscored["label"]
+    assert sum(unscored["demos"].values()) > 0

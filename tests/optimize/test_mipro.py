@@ -74,7 +74,7 @@ class Model:
         return "billing"
 
 
-def run(model: Model, tmp_path: Path, **kwargs: Any) -> lmprog.OptimizationResult:
+def run(model: Model, tmp_path: Path, metric: Any = metric, **kwargs: Any) -> lmprog.OptimizationResult:
     lm = ScriptedLM(model, cache=True)
     opts: dict[str, Any] = dict(
         optimizer="mipro",
@@ -204,3 +204,42 @@ def test_cost_aware_reports_a_pareto_front(tmp_path: Path) -> None:
     assert front and all({"score", "prompt_tokens"} <= set(p) for p in front)
     scores = [p["score"] for p in front]
     assert scores == sorted(scores, reverse=True)
+
+
+def always_zero(example: Any, prediction: Any, trace: Any = None) -> float:
+    return 0.0
+
+
+class Stubborn(Model):
+    """Another model: it ignores the instruction and always answers "billing"."""
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        answer = super().__call__(messages)
+        return answer if messages[0]["content"].startswith(("Describe", "Write a better")) else "billing"
+
+
+def test_a_changed_metric_or_model_never_reuses_the_stored_study(tmp_path: Path) -> None:
+    first = run(Model(), tmp_path)
+    assert first.score == 100.0
+    zero = run(Model(), tmp_path, metric=always_zero)
+    assert zero.details["study"] != first.details["study"]
+    assert zero.score == 0.0 and zero.baseline_score == 0.0  # measured with the new metric
+    # another model (same name, other answers), without the response cache of the first
+    lm = ScriptedLM(Stubborn(), cache=False)
+    opts: dict[str, Any] = dict(num_trials=8, minibatch_size=6, num_demo_sets=1, threads=2)
+    with lmprog.context(lm=lm, load_prompts=False):
+        other = optimize(
+            triage,
+            DATA[:9],
+            metric,
+            valset=DATA[9:],
+            optimizer="mipro",
+            save=False,
+            apply=False,
+            storage=str(tmp_path / "study.db"),
+            progress=False,
+            **opts,
+        )
+    assert other.details["study"] not in (first.details["study"], zero.details["study"])
+    assert other.usage.requests > 0 and lm.calls
+    assert other.score == pytest.approx(100 / 3, abs=0.1)  # what the stored winner scores on it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -163,3 +164,46 @@ def test_processes_and_threads_hammer_one_cache_and_one_study(tmp_path: Path) ->
     assert sorted(who) == sorted(
         f"{p}-{t}-{i}" for p in processes for t in range(THREADS) for i in range(trials)
     )
+
+
+def test_two_processes_on_one_study_share_its_trial_quota(tmp_path: Path) -> None:
+    # two `lmprog optimize` workers on one study (same storage, same settings): num_trials=16 is
+    # their total, not each one's; both end with the same result
+    program = Path(__file__).parent / "programs" / "slow_app.py"
+    (tmp_path / "app.py").write_text(program.read_text())
+    labels = {"billing": "money", "bug": "broken", "feature": "wish"}
+    rows = [
+        json.dumps({"ticket": f"{word} problem number {i}", "label": label})
+        for i in range(8)
+        for label, word in labels.items()
+    ]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    env = {
+        **os.environ,
+        "SLOW_APP_LOG": str(tmp_path / "requests.log"),
+        "SLOW_APP_DELAY": "0.01",
+        "LMPROG_CACHE_DIR": str(tmp_path / "cache"),
+        "COLUMNS": "200",
+    }
+    command = [sys.executable, "-m", "lmprog.cli", "optimize", "app.py:triage", "--train", "train.jsonl"]
+    command += ["--metric", "metric", "--optimizer", "mipro", "--threads", "2", "--no-save"]
+    workers = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outputs = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=600)
+        outputs.append(out.decode())
+        assert worker.returncode == 0, outputs[-1]
+    with sqlite3.connect(tmp_path / ".lmprog" / "optuna.db") as conn:
+        rows_ = conn.execute(
+            "SELECT s.study_name, t.state, COUNT(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+            "GROUP BY s.study_name, t.state"
+        ).fetchall()
+    complete = {name: n for name, state, n in rows_ if state == "COMPLETE"}
+    assert sum(complete.values()) == 16, rows_  # the quota, shared: not 16 per worker
+    assert sorted(complete.values()) == [8, 8]  # 8 per round
+    assert not [r for r in rows_ if r[1] in ("RUNNING", "WAITING")], rows_
+    scores = [out.split("optimized score")[1].split()[0] for out in outputs]
+    assert scores[0] == scores[1], outputs

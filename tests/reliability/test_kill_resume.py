@@ -14,8 +14,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lmprog import promptfile
+import pytest
+
+import lmprog
+from lmprog import Budget, promptfile
 from lmprog.cache import CACHE_FILENAME, ResponseCache
+from lmprog.optimize import OptimizationResult, optimize
+from lmprog.testing import ScriptedLM
+
+from ._program import DATA, Model, classify, metric, reply, triage
 
 PROGRAM = Path(__file__).parent / "programs" / "slow_app.py"
 LABELS = {"billing": "money", "bug": "broken", "feature": "wish"}
@@ -63,9 +70,86 @@ def log_events(log: Path) -> list[tuple[str, str]]:
     return [tuple(line.split(" ", 1)) for line in lines if line.count(" ") == 1]  # type: ignore[misc]
 
 
+def small_mipro(folder: Path, budget: Budget | None = None) -> OptimizationResult:
+    """A small MIPRO run (85 provider requests when run through) with its study and cache in
+    ``folder``; the model answers from the messages alone, so a resumed run gets the same answers."""
+    with lmprog.context(lm=ScriptedLM(Model(), cache=True), load_prompts=False, cache_dir=folder / "cache"):
+        return optimize(
+            triage,
+            DATA[:8],
+            metric,
+            valset=DATA[8:16],
+            optimizer="mipro",
+            storage=str(folder / "study.db"),
+            budget=budget,
+            save=False,
+            apply=False,
+            progress=False,
+            num_trials=6,
+            minibatch_size=4,
+            num_instructions=3,
+            num_demo_sets=1,
+            full_eval_every=2,
+            threads=2,
+        )
+
+
+def prompt_texts(result: OptimizationResult) -> list[str]:
+    """The prompt files the result would write, without their provenance."""
+    return [promptfile.render(fn, result.states[fn]) for fn in (classify, reply)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> OptimizationResult:
+    result = small_mipro(tmp_path_factory.mktemp("uninterrupted"))
+    assert result.stopped_by is None and result.usage.requests == 85
+    return result
+
+
+# each run of a sequence is cut by a budget of that many new provider requests: in the bootstrap,
+# the data summary, the baseline, the proposals, the trials (an enqueued one included) and the full
+# evaluations; a cut trial is left RUNNING, as a kill would leave it
+@pytest.mark.parametrize(
+    "cuts", [[10], [30], [45], [60], [75], [20, 20, 20], [35, 15, 25], [5, 40, 10, 20]], ids=str
+)
+def test_a_resumed_run_writes_the_prompt_files_of_the_uninterrupted_run(
+    tmp_path: Path, cuts: list[int], uninterrupted: OptimizationResult
+) -> None:
+    for cut in cuts:
+        cut_short = small_mipro(tmp_path, Budget(max_calls=cut))
+        assert cut_short.stopped_by == "max_calls"
+    resumed = small_mipro(tmp_path)
+    assert resumed.stopped_by is None
+    assert prompt_texts(resumed) == prompt_texts(uninterrupted)
+    assert resumed.score == uninterrupted.score
+    assert [(c.label, c.score) for c in resumed.candidates] == [
+        (c.label, c.score) for c in uninterrupted.candidates
+    ]
+    assert resumed.details["trial_history"] == uninterrupted.details["trial_history"]
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        states = dict(conn.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+    assert states == {"COMPLETE": 6}, "a trial was left unfinished, or run twice"
+
+
 def test_optimize_killed_mid_search_resumes_without_losing_or_redoing_work(tmp_path: Path) -> None:
     kills = kill_and_resume(tmp_path, [("trials", 3)])
     assert kills == 1
+
+
+def test_killed_runs_resume_to_the_prompt_file_of_the_uninterrupted_run(tmp_path: Path) -> None:
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    killed.mkdir()
+    clean.mkdir()
+    # killed in the middle of the bootstrap or the proposals, then in the middle of a trial
+    assert kill_and_resume(killed, [("calls", 20), ("trials", 5)]) == 2
+    assert kill_and_resume(clean, []) == 0
+
+    def without_provenance(folder: Path) -> dict[str, object]:
+        doc = promptfile.read(folder / "prompts" / "app.classify.yaml")
+        doc.pop("provenance")
+        return doc
+
+    assert without_provenance(killed) == without_provenance(clean)
 
 
 def kill_and_resume(tmp_path: Path, kill_points: list[tuple[str, int]]) -> int:
