@@ -19,8 +19,10 @@ import contextlib
 import datetime as _dt
 import logging
 import os
+import re
 import secrets
 import stat
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,14 +52,31 @@ def function_id(fn: LMFunction) -> str:
 
 
 def prompt_path(fn: LMFunction, directory: Path | None = None) -> Path:
-    """Where ``fn``'s prompt file lives."""
+    """Where ``fn``'s prompt file lives: always a file directly inside the prompt directory.
+
+    The name comes from the function's module and qualname; any character other than letters,
+    digits (Unicode ones too), ``_``, ``-`` and ``.`` becomes ``_`` and leading dots are dropped, so a hostile
+    ``__qualname__`` or ``__module__`` (``../../etc/x``) cannot name a path outside the folder.
+    """
     module, qualname = function_id(fn).split(":", 1)
-    name = f"{module.rsplit('.', 1)[-1]}.{qualname.replace('.<locals>.', '.')}.yaml"
+    name = safe_file_name(f"{module.rsplit('.', 1)[-1]}.{qualname.replace('.<locals>.', '.')}") + ".yaml"
     base = directory or settings.current().prompt_dir
     if base is None:
         file = fn.signature.file
         base = Path(file).resolve().parent / "prompts" if file else Path.cwd() / "prompts"
-    return Path(base) / name
+    path = Path(base) / name
+    if path.parent != Path(base) or os.path.isabs(name):  # never true after safe_file_name
+        raise PromptFileError(f"{function_id(fn)}: prompt file name {name!r} leaves {base}")
+    return path
+
+
+_UNSAFE = re.compile(r"[^\w.-]")
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` as one plain file name: unsafe characters replaced by ``_``, no leading dot."""
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")
+    return cleaned or "_"
 
 
 def render(fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = None) -> str:
@@ -102,6 +121,7 @@ def atomic_write_text(target: Path, text: str, *, replace: Callable[[str, Path],
     part; after a failure the old file is intact and the temporary file removed. An unchanged
     file is not touched."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     if target.exists() and target.read_text(encoding="utf-8") == text:
         return target
     fd, tmp = _create_temp(target)
@@ -126,7 +146,7 @@ def _create_temp(target: Path) -> tuple[int, str]:
         mode = None
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:
-        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        tmp = str(target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
@@ -136,6 +156,57 @@ def _create_temp(target: Path) -> tuple[int, str]:
         with contextlib.suppress(OSError):  # not the file's owner: the new file keeps the default
             os.chmod(tmp, mode)
     return fd, tmp
+
+
+#: a temporary file whose writer (pid) is gone is removed once it is this old (seconds) ...
+STALE_DEAD_WRITER = 60.0
+#: ... and any of our temporary files once it is this old (a write takes milliseconds; the pid
+#: may have been reused, or the writer ran on another machine sharing the folder)
+STALE_ANY_WRITER = 3600.0
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of ``target`` left behind; the removed paths.
+
+    Only files named as :func:`atomic_write_text` names them (``.<name>.<pid>.<hex>.tmp``, or
+    ``.<name>.<hex>.tmp`` from older versions) are candidates, and only when their writer process
+    is dead and the file is over a minute old, or when the file is over an hour old. Failures
+    (a read-only folder, a file removed meanwhile) are ignored: cleaning is best effort.
+    """
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[0-9a-f]{{12}}\.tmp")
+    removed: list[Path] = []
+    try:
+        candidates = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for path in candidates:
+        match = pattern.fullmatch(path.name)
+        if match is None:
+            continue
+        try:
+            age = now - path.stat().st_mtime
+            pid = match.group(1)
+            dead = pid is None or not _process_alive(int(pid))
+            if age > STALE_ANY_WRITER or (dead and age > STALE_DEAD_WRITER):
+                path.unlink()
+                removed.append(path)
+                logger.info("removed %s, left by an interrupted write", path)
+        except OSError:
+            continue
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):  # exists but not ours, or not checkable
+        return True
+    return True
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -166,7 +237,7 @@ def read_yaml(path: Path, what: str = "prompt file") -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise PromptFileError(f"{path}: cannot read {what}: {e}") from e
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_Loader)  # a SafeLoader that refuses aliases
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -187,6 +258,7 @@ def dump_yaml(doc: Any) -> str:
 def load_state(fn: LMFunction, path: Path | None = None) -> State | None:
     """``fn``'s state from its prompt file, or None when it has none. Warns when the file is stale."""
     target = path or prompt_path(fn)
+    remove_stale_temps(target)
     if not target.exists():
         return None
     doc = read(target)
@@ -384,8 +456,32 @@ def _line_of(text: str, key: str) -> int:
     return 1
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: a ``*name`` reference to an ``&name`` anchor is refused.
+
+    Files lmprog writes never hold one, and each alias can repeat a whole subtree, so a few
+    hundred bytes of nested aliases (an "alias bomb") would expand to gigabytes on load.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"YAML aliases (*{event.anchor}) are not allowed; write the value out in full",
+                event.start_mark,
+            )
+        node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[misc]
+        return node
+
+
 class _Dumper(yaml.SafeDumper):
-    """Multi-line strings as ``|`` block scalars, so instructions and demos diff line by line."""
+    """Multi-line strings as ``|`` block scalars, so instructions and demos diff line by line;
+    a value repeated by reference is written out again, never as an alias (reading refuses them)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _present_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
