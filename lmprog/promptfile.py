@@ -472,7 +472,7 @@ class _Loader(yaml.SafeLoader):
                 f"YAML aliases (*{event.anchor}) are not allowed; write the value out in full",
                 event.start_mark,
             )
-        node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[misc]
+        node: yaml.Node | None = super().compose_node(parent, index)
         return node
 
 
