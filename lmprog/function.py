@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -104,6 +106,7 @@ class LMFunction:
         with self._state_lock:
             self._file_state_loaded = True
             self._state = value
+        _set_states.add(self)
 
     @property
     def instruction(self) -> str:
@@ -126,6 +129,9 @@ class LMFunction:
     @property
     def signature_hash(self) -> str:
         """A hash of everything that shapes this function's prompt (see ``lmprog.source``)."""
+        known: str | None = self.__dict__.get("_known_signature_hash")  # a copy made by pickle
+        if known is not None:
+            return known
         from lmprog.source import signature_hash
 
         return signature_hash(self)
@@ -202,11 +208,73 @@ class LMFunction:
     def __repr__(self) -> str:
         return f"<lm_function {self.signature.qualname}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by reference (``module`` and ``qualname``) when the function is reachable that
+        way, so a process worker uses the very function its module defines; else (a function
+        defined in ``__main__`` or inside another function) by value: the decorated function
+        (which ``cloudpickle``, the pickler of joblib's process backends, can send), the
+        decorator's options and its own state. A ``use_states`` override, and a state set on a
+        function pickled by reference, do not travel this way: see :func:`states_in_force`."""
+        if _by_reference(self):
+            return (_find, (self.__module__, getattr(self, "__qualname__", "")))
+        options = {
+            "lm": self.lm,
+            "max_retries": self.max_retries,
+            "temperature": self.temperature,
+            "name": None if self.name == getattr(self.fn, "__name__", None) else self.name,
+            "max_tokens": self.max_tokens,
+        }
+        state = self._state if self._file_state_loaded else None
+        # The copy's source may not be found again (a function in __main__): send the hash along.
+        return (_rebuild, (self.fn, options, state, self.signature_hash))
+
     def __hash__(self) -> int:
         return id(self)
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+
+_set_states: weakref.WeakSet[LMFunction] = weakref.WeakSet()
+
+
+def states_in_force() -> dict[LMFunction, State]:
+    """The states in force here that a copy of the program in another process would not see
+    (process workers run under them): the state set on each lm_function that pickles by
+    reference (one that pickles by value carries its own), and this context's ``use_states``
+    overrides on top."""
+    states = {fn: fn.state for fn in list(_set_states) if _by_reference(fn)}
+    states.update(_overrides.get() or {})
+    return states
+
+
+def _by_reference(fn: LMFunction) -> bool:
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    return isinstance(module, str) and isinstance(qualname, str) and _find(module, qualname) is fn
+
+
+def _find(module: str, qualname: str) -> Any:
+    """The object at ``module:qualname``, or None when there is none (or ``module`` is __main__)."""
+    if module == "__main__" or "<locals>" in qualname:
+        return None
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return obj
+
+
+def _rebuild(
+    fn: Callable[..., Any], options: dict[str, Any], state: State | None, signature_hash: str
+) -> LMFunction:
+    func = LMFunction(fn, **options)
+    func.__dict__["_known_signature_hash"] = signature_hash
+    if state is not None:
+        func._state = state
+        func._file_state_loaded = True
+    return func
 
 
 class _BoundLMFunction:
