@@ -24,7 +24,6 @@ import logging
 import math
 import numbers
 import os
-import pickle
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +32,7 @@ from typing import Any, Literal
 
 from lmprog import settings
 from lmprog._evaluation import EvaluationResult, ExampleResult, ProgressBar, usage_from_spans
+from lmprog._workers import portable, settings_snapshot, streams, uses_threads
 from lmprog.data import Example, load_dataset, select_inputs
 from lmprog.errors import BudgetExceededError, DatasetError, EvaluationError, UsageError
 from lmprog.function import LMFunction, State, states_in_force, use_states
@@ -89,7 +89,7 @@ def evaluate(
     spec = _program_inputs(program)
     program_name = _name(program)
     metric_name = _name(metric)
-    in_process = threads == 1 or _uses_threads(backend)
+    in_process = threads == 1 or uses_threads(backend)
     task = _Task(
         program=program,
         metric=metric,
@@ -97,14 +97,14 @@ def evaluate(
         metric_mode=_metric_mode(metric),
         inputs=spec,
         context=contextvars.copy_context() if in_process else None,
-        settings_values=None if in_process else _settings_snapshot(backend),
+        settings_values=None if in_process else settings_snapshot(backend),
         states=None if in_process else states_in_force(),
     )
 
     from joblib import Parallel, delayed
 
     # A backend that cannot stream results (multiprocessing) returns them all at the end.
-    return_as = "generator_unordered" if in_process or _streams(backend) else "list"
+    return_as = "generator_unordered" if in_process or streams(backend) else "list"
     parallel = Parallel(n_jobs=threads, backend=backend, prefer="threads", return_as=return_as)
     done: dict[int, ExampleResult] = {}
     errors = 0
@@ -247,7 +247,7 @@ class _Task:
             usage = usage + usage_from_spans(metric_spans)
         in_process = self.context is not None
         if not in_process and exception is not None:
-            exception = _portable(exception)
+            exception = portable(exception)
         return _Outcome(
             index=index,
             example=example,
@@ -357,70 +357,6 @@ def _metric_mode(metric: Callable[..., Any]) -> str:
     if any(p.name == "trace" or p.kind is P.VAR_KEYWORD for p in params):
         return "keyword"
     return "none"
-
-
-def _uses_threads(backend: Any) -> bool:
-    """Whether joblib ``backend`` runs tasks in this process (threads or sequentially)."""
-    from joblib.parallel import BACKENDS, get_active_backend
-
-    if backend is None:
-        active, _ = get_active_backend(prefer="threads")
-        return bool(getattr(active, "uses_threads", False))
-    if isinstance(backend, str):
-        return bool(getattr(BACKENDS.get(backend), "uses_threads", False))
-    return bool(getattr(backend, "uses_threads", False))
-
-
-def _streams(backend: Any) -> bool:
-    """Whether joblib ``backend`` can return results as they finish (multiprocessing cannot)."""
-    from joblib.parallel import BACKENDS, get_active_backend
-
-    if backend is None:
-        backend, _ = get_active_backend(prefer="threads")
-    elif isinstance(backend, str):
-        backend = BACKENDS.get(backend)
-    return bool(getattr(backend, "supports_return_generator", True))
-
-
-def _settings_snapshot(backend: Any) -> dict[str, Any]:
-    """The caller's settings, for workers in other processes; an LM that cannot be sent there is
-    a UsageError (the workers would otherwise call another model)."""
-    dumps = _process_pickler()
-    current = settings.current()
-    values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
-    for name, value in values.items():
-        try:
-            dumps(value)
-        except Exception as e:
-            raise UsageError(
-                f"evaluate(backend={backend!r}): the setting {name}={value!r} cannot be sent to worker "
-                f"processes ({type(e).__name__}: {e}); use a thread backend (the default, "
-                '"threading" or "sequential"), or a setting that pickles'
-            ) from e
-    return values
-
-
-def _process_pickler() -> Callable[[Any], bytes]:
-    """How joblib's process backends pickle tasks: cloudpickle (functions by value), else pickle."""
-    try:
-        import cloudpickle
-    except ImportError:
-        try:
-            from joblib.externals import cloudpickle  # joblib < 1.5
-        except ImportError:
-            return pickle.dumps
-    dumps: Callable[[Any], bytes] = cloudpickle.dumps
-    return dumps
-
-
-def _portable(error: BaseException) -> BaseException:
-    """``error``, or a RuntimeError with its type and message when it would not survive the trip
-    back from a worker process (an exception class whose __init__ pickle cannot call again)."""
-    try:
-        pickle.loads(pickle.dumps(error))
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")
-    return error
 
 
 def _name(obj: Any) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import importlib
 import inspect
 import threading
 import weakref
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin, overload
 
 from lmprog import settings
+from lmprog._function_pickle import by_reference, find, rebuild
 from lmprog.errors import OutputParseError, UsageError
 from lmprog.prompt import ParseFailure, parse_output, render_messages, retry_messages
 from lmprog.signature import Signature, signature_from_function
@@ -215,8 +215,8 @@ class LMFunction:
         (which ``cloudpickle``, the pickler of joblib's process backends, can send), the
         decorator's options and its own state. A ``use_states`` override, and a state set on a
         function pickled by reference, do not travel this way: see :func:`states_in_force`."""
-        if _by_reference(self):
-            return (_find, (self.__module__, getattr(self, "__qualname__", "")))
+        if by_reference(self):
+            return (find, (self.__module__, getattr(self, "__qualname__", "")))
         options = {
             "lm": self.lm,
             "max_retries": self.max_retries,
@@ -226,7 +226,7 @@ class LMFunction:
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.
-        return (_rebuild, (self.fn, options, state, self.signature_hash))
+        return (rebuild, (self.fn, options, state, self.signature_hash))
 
     def __hash__(self) -> int:
         return id(self)
@@ -243,38 +243,9 @@ def states_in_force() -> dict[LMFunction, State]:
     (process workers run under them): the state set on each lm_function that pickles by
     reference (one that pickles by value carries its own), and this context's ``use_states``
     overrides on top."""
-    states = {fn: fn.state for fn in list(_set_states) if _by_reference(fn)}
+    states = {fn: fn.state for fn in list(_set_states) if by_reference(fn)}
     states.update(_overrides.get() or {})
     return states
-
-
-def _by_reference(fn: LMFunction) -> bool:
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    return isinstance(module, str) and isinstance(qualname, str) and _find(module, qualname) is fn
-
-
-def _find(module: str, qualname: str) -> Any:
-    """The object at ``module:qualname``, or None when there is none (or ``module`` is __main__)."""
-    if module == "__main__" or "<locals>" in qualname:
-        return None
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        return None
-    return obj
-
-
-def _rebuild(
-    fn: Callable[..., Any], options: dict[str, Any], state: State | None, signature_hash: str
-) -> LMFunction:
-    func = LMFunction(fn, **options)
-    func.__dict__["_known_signature_hash"] = signature_hash
-    if state is not None:
-        func._state = state
-        func._file_state_loaded = True
-    return func
 
 
 class _BoundLMFunction:
