@@ -106,7 +106,8 @@ class LMFunction:
         with self._state_lock:
             self._file_state_loaded = True
             self._state = value
-        _set_states.add(self)
+        with _set_states_lock:
+            _set_states.add(self)
 
     @property
     def instruction(self) -> str:
@@ -235,7 +236,8 @@ class LMFunction:
         return self is other
 
 
-_set_states: weakref.WeakSet[LMFunction] = weakref.WeakSet()
+_set_states: weakref.WeakSet[LMFunction] = weakref.WeakSet()  # lm_functions given a state
+_set_states_lock = threading.Lock()
 
 
 def states_in_force() -> dict[LMFunction, State]:
@@ -243,7 +245,9 @@ def states_in_force() -> dict[LMFunction, State]:
     (process workers run under them): the state set on each lm_function that pickles by
     reference (one that pickles by value carries its own), and this context's ``use_states``
     overrides on top."""
-    states = {fn: fn.state for fn in list(_set_states) if by_reference(fn)}
+    with _set_states_lock:
+        given = list(_set_states)
+    states = {fn: fn.state for fn in given if by_reference(fn)}
     states.update(_overrides.get() or {})
     return states
 
