@@ -1,9 +1,9 @@
 """lmprog: program language models with plain Python.
 
-Light names are imported eagerly (``evaluate`` and ``optimize`` too: their modules share names
-with the functions, so the functions must be bound first); heavy ones (the LM client, static
-analysis) load on first access so that ``import lmprog`` stays fast and never imports litellm,
-optuna or libcst.
+Light names are imported eagerly; heavy ones (the LM client, static analysis) load on first
+access so that ``import lmprog`` stays fast and never imports litellm, optuna or libcst.
+``evaluate``, ``optimize`` and ``trace`` are modules that can be called as their function
+(``lmprog.optimize(...)``, ``import lmprog.optimize.mipro``; see ``lmprog._callable_module``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lmprog._callable_module import make_callable
 from lmprog.data import Example, load_dataset, split
 from lmprog.errors import (
     BudgetExceededError,
@@ -31,6 +32,9 @@ from lmprog.optimize import Budget, OptimizationResult, optimize
 from lmprog.settings import configure, context
 from lmprog.trace import trace, traced
 from lmprog.usage import Usage
+
+# after the imports above: the modules must be loaded and their functions defined
+make_callable(__name__, "evaluate", "optimize", "trace")
 
 if TYPE_CHECKING:
     from lmprog import metrics

@@ -38,6 +38,17 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"RateLimiter(rpm={self.rpm:g})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (in another process) spaces its own requests: it starts with no slot taken."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["_next_free"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def reserve(self) -> float:
         """Claim the next slot; return how many seconds to wait before using it."""
         with self._lock:

@@ -7,7 +7,23 @@ from typing import Any
 
 
 class LmprogError(Exception):
-    """Root of all lmprog errors."""
+    """Root of all lmprog errors.
+
+    Every lmprog error pickles (process workers send them back to the caller): the copy has the
+    same class, message, ``args`` and attributes, whatever the subclass's ``__init__`` takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default reduce calls ``cls(*self.args)``, which fails for an __init__ taking other
+        # arguments than the message (OutputParseError, BudgetExceededError...).
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[LmprogError], args: tuple[Any, ...], state: dict[str, Any]) -> LmprogError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class UsageError(LmprogError):
@@ -110,6 +126,3 @@ class EvaluationError(LmprogError):
     def __init__(self, message: str, result: Any) -> None:
         self.result = result
         super().__init__(message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.result))

@@ -3,9 +3,14 @@
 Examples run in parallel through joblib. With thread backends (the default) each example runs in
 a copy of the caller's context, so everything set with ``lmprog.context(...)``, state overrides
 from ``use_states`` and the current trace span are seen inside the program exactly as in the
-caller. Process and cluster backends (``"loky"``, a registered dask or ray backend) get a copy of
-the caller's settings when it pickles; context-only state (``use_states``, the caller's span)
-stays behind, and the program and metric must pickle.
+caller. Process and cluster backends (``"loky"``, ``"multiprocessing"``, a registered dask or ray
+backend) get a copy of the caller's settings (the LM included, which must pickle), of the states
+set on lm_functions and of the ``use_states`` overrides; the program and the metric must pickle
+(lm_functions pickle by reference to their module). Each example's spans and usage come back:
+the spans join the caller's trace under its current span, the usage the caller's ``track()``
+scopes (a budget cap is checked in the caller as results arrive, not before each request of a
+worker). An LM object sent to a worker is a copy: its ``usage`` and a ScriptedLM's ``calls`` stay
+in the worker.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import logging
 import math
 import numbers
 import os
-import pickle
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -28,11 +32,12 @@ from typing import Any, Literal
 
 from lmprog import settings
 from lmprog._evaluation import EvaluationResult, ExampleResult, ProgressBar, usage_from_spans
+from lmprog._workers import portable, settings_snapshot, streams, uses_threads
 from lmprog.data import Example, load_dataset, select_inputs
 from lmprog.errors import BudgetExceededError, DatasetError, EvaluationError, UsageError
-from lmprog.function import LMFunction
-from lmprog.trace import Span, Trace, trace
-from lmprog.usage import Usage
+from lmprog.function import LMFunction, State, states_in_force, use_states
+from lmprog.trace import Span, Trace, adopt, trace
+from lmprog.usage import Usage, record
 
 __all__ = ["EvaluationResult", "ExampleResult", "evaluate", "usage_from_spans"]
 
@@ -84,7 +89,7 @@ def evaluate(
     spec = _program_inputs(program)
     program_name = _name(program)
     metric_name = _name(metric)
-    in_process = threads == 1 or _uses_threads(backend)
+    in_process = threads == 1 or uses_threads(backend)
     task = _Task(
         program=program,
         metric=metric,
@@ -92,12 +97,15 @@ def evaluate(
         metric_mode=_metric_mode(metric),
         inputs=spec,
         context=contextvars.copy_context() if in_process else None,
-        settings_values=None if in_process else _settings_snapshot(),
+        settings_values=None if in_process else settings_snapshot(backend),
+        states=None if in_process else states_in_force(),
     )
 
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=threads, backend=backend, prefer="threads", return_as="generator_unordered")
+    # A backend that cannot stream results (multiprocessing) returns them all at the end.
+    return_as = "generator_unordered" if in_process or streams(backend) else "list"
+    parallel = Parallel(n_jobs=threads, backend=backend, prefer="threads", return_as=return_as)
     done: dict[int, ExampleResult] = {}
     errors = 0
     score_sum = 0.0
@@ -112,6 +120,9 @@ def evaluate(
         outcomes = parallel(delayed(task)(i, ex) for i, ex in enumerate(examples))
         try:
             for outcome in outcomes:
+                if not in_process:  # what ran in another process joins this trace and usage
+                    adopt((outcome.spans or []) + outcome.metric_spans)
+                    record(outcome.usage)
                 if isinstance(outcome.exception, BudgetExceededError):
                     raise outcome.exception  # a budget cap ends the whole run, not one example
                 result = outcome.result()
@@ -171,9 +182,10 @@ class _Outcome:
     spans: list[Span] | None
     usage: Usage
     seconds: float
+    metric_spans: list[Span] = dataclasses.field(default_factory=list)
 
     def result(self) -> ExampleResult:
-        tr = self.trace if self.trace is not None else Trace.from_spans(self.spans or [])
+        tr = self.trace if self.trace is not None else Trace.from_spans(list(self.spans or []))
         return ExampleResult(
             example=self.example,
             prediction=self.prediction,
@@ -196,11 +208,13 @@ class _Task:
     inputs: _Inputs
     context: contextvars.Context | None
     settings_values: dict[str, Any] | None
+    states: dict[LMFunction, State] | None = None
 
     def __call__(self, index: int, example: Example) -> _Outcome:
         if self.context is not None:
             return settings.run_in_context(self.context, self._run, index, example)
-        with settings.context(**(self.settings_values or {})):
+        # In another process: the caller's settings and lm_function states, in a fresh context.
+        with settings.context(**(self.settings_values or {})), use_states(self.states or {}):
             return self._run(index, example)
 
     def _run(self, index: int, example: Example) -> _Outcome:
@@ -222,14 +236,18 @@ class _Task:
         if example.input_keys is None:
             example = example.with_inputs(*(k for k in spec.names if k in example))
         usage = usage_from_spans(program_trace.spans)
+        metric_spans: list[Span] = []
         if exception is None:
             with trace() as metric_trace:
                 try:
                     score = self._score(example, prediction, program_trace)
                 except Exception as e:
                     exception, error = e, f"metric {self.metric_name} failed: {_describe(e)}"
-            usage = usage + usage_from_spans(metric_trace.spans)
+            metric_spans = metric_trace.spans
+            usage = usage + usage_from_spans(metric_spans)
         in_process = self.context is not None
+        if not in_process and exception is not None:
+            exception = portable(exception)
         return _Outcome(
             index=index,
             example=example,
@@ -241,6 +259,7 @@ class _Task:
             spans=None if in_process else program_trace.spans,
             usage=usage,
             seconds=seconds,
+            metric_spans=[] if in_process else metric_spans,
         )
 
     def _score(self, example: Example, prediction: Any, tr: Trace) -> float:
@@ -338,30 +357,6 @@ def _metric_mode(metric: Callable[..., Any]) -> str:
     if any(p.name == "trace" or p.kind is P.VAR_KEYWORD for p in params):
         return "keyword"
     return "none"
-
-
-def _uses_threads(backend: Any) -> bool:
-    """Whether joblib ``backend`` runs tasks in this process (threads or sequentially)."""
-    from joblib.parallel import BACKENDS, get_active_backend
-
-    if backend is None:
-        active, _ = get_active_backend(prefer="threads")
-        return bool(getattr(active, "uses_threads", False))
-    if isinstance(backend, str):
-        return bool(getattr(BACKENDS.get(backend), "uses_threads", False))
-    return bool(getattr(backend, "uses_threads", False))
-
-
-def _settings_snapshot() -> dict[str, Any] | None:
-    """The caller's settings, for workers in other processes (None when they do not pickle)."""
-    current = settings.current()
-    values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
-    try:
-        pickle.dumps(values)
-    except Exception as e:
-        logger.warning("the current settings do not pickle (%s); process workers use their own", e)
-        return None
-    return values
 
 
 def _name(obj: Any) -> str:

@@ -18,6 +18,7 @@ import contextvars
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin, overload
 
 from lmprog import settings
+from lmprog._function_pickle import by_reference, find, rebuild
 from lmprog.constrain import constraint_params
 from lmprog.errors import OutputParseError, UsageError
 from lmprog.prompt import ParseFailure, parse_output, render_messages, retry_messages
@@ -118,6 +120,8 @@ class LMFunction:
         with self._state_lock:
             self._file_state_loaded = True
             self._state = value
+        with _set_states_lock:
+            _set_states.add(self)
 
     @property
     def instruction(self) -> str:
@@ -140,6 +144,9 @@ class LMFunction:
     @property
     def signature_hash(self) -> str:
         """A hash of everything that shapes this function's prompt (see ``lmprog.source``)."""
+        known: str | None = self.__dict__.get("_known_signature_hash")  # a copy made by pickle
+        if known is not None:
+            return known
         from lmprog.source import signature_hash
 
         return signature_hash(self)
@@ -216,11 +223,47 @@ class LMFunction:
     def __repr__(self) -> str:
         return f"<lm_function {self.signature.qualname}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by reference (``module`` and ``qualname``) when the function is reachable that
+        way, so a process worker uses the very function its module defines; else (a function
+        defined in ``__main__`` or inside another function) by value: the decorated function
+        (which ``cloudpickle``, the pickler of joblib's process backends, can send), the
+        decorator's options and its own state. A ``use_states`` override, and a state set on a
+        function pickled by reference, do not travel this way: see :func:`states_in_force`."""
+        if by_reference(self):
+            return (find, (self.__module__, getattr(self, "__qualname__", "")))
+        options = {
+            "lm": self.lm,
+            "max_retries": self.max_retries,
+            "temperature": self.temperature,
+            "name": None if self.name == getattr(self.fn, "__name__", None) else self.name,
+            "max_tokens": self.max_tokens,
+        }
+        state = self._state if self._file_state_loaded else None
+        # The copy's source may not be found again (a function in __main__): send the hash along.
+        return (rebuild, (self.fn, options, state, self.signature_hash))
+
     def __hash__(self) -> int:
         return id(self)
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+
+_set_states: weakref.WeakSet[LMFunction] = weakref.WeakSet()  # lm_functions given a state
+_set_states_lock = threading.Lock()
+
+
+def states_in_force() -> dict[LMFunction, State]:
+    """The states in force here that a copy of the program in another process would not see
+    (process workers run under them): the state set on each lm_function that pickles by
+    reference (one that pickles by value carries its own), and this context's ``use_states``
+    overrides on top."""
+    with _set_states_lock:
+        given = list(_set_states)
+    states = {fn: fn.state for fn in given if by_reference(fn)}
+    states.update(_overrides.get() or {})
+    return states
 
 
 class _BoundLMFunction:

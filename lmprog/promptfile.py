@@ -15,19 +15,19 @@ deterministic: writing the same state twice gives the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import logging
 import os
-import secrets
-import stat
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lmprog import settings
+from lmprog._atomic import atomic_write_text as atomic_write_text  # re-exported (cassettes, reports)
+from lmprog._atomic import remove_stale_temps
 from lmprog.errors import PromptFileError
 from lmprog.function import LMFunction, State
 
@@ -50,14 +50,31 @@ def function_id(fn: LMFunction) -> str:
 
 
 def prompt_path(fn: LMFunction, directory: Path | None = None) -> Path:
-    """Where ``fn``'s prompt file lives."""
+    """Where ``fn``'s prompt file lives: always a file directly inside the prompt directory.
+
+    The name comes from the function's module and qualname; any character other than letters,
+    digits (Unicode ones too), ``_``, ``-`` and ``.`` becomes ``_`` and leading dots are dropped, so a hostile
+    ``__qualname__`` or ``__module__`` (``../../etc/x``) cannot name a path outside the folder.
+    """
     module, qualname = function_id(fn).split(":", 1)
-    name = f"{module.rsplit('.', 1)[-1]}.{qualname.replace('.<locals>.', '.')}.yaml"
+    name = safe_file_name(f"{module.rsplit('.', 1)[-1]}.{qualname.replace('.<locals>.', '.')}") + ".yaml"
     base = directory or settings.current().prompt_dir
     if base is None:
         file = fn.signature.file
         base = Path(file).resolve().parent / "prompts" if file else Path.cwd() / "prompts"
-    return Path(base) / name
+    path = Path(base) / name
+    if path.parent != Path(base) or os.path.isabs(name):  # never true after safe_file_name
+        raise PromptFileError(f"{function_id(fn)}: prompt file name {name!r} leaves {base}")
+    return path
+
+
+_UNSAFE = re.compile(r"[^\w.-]")
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` as one plain file name: unsafe characters replaced by ``_``, no leading dot."""
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")
+    return cleaned or "_"
 
 
 def render(fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = None) -> str:
@@ -96,48 +113,6 @@ def write(
     return atomic_write_text(target, render(fn, state, prov))
 
 
-def atomic_write_text(target: Path, text: str, *, replace: Callable[[str, Path], None] = os.replace) -> Path:
-    """Write ``text`` to ``target`` atomically: a temporary file in the same folder, flushed to
-    disk, then renamed over ``target`` by ``replace``. Readers see the old or the new file, never a
-    part; after a failure the old file is intact and the temporary file removed. An unchanged
-    file is not touched."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and target.read_text(encoding="utf-8") == text:
-        return target
-    fd, tmp = _create_temp(target)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _create_temp(target: Path) -> tuple[int, str]:
-    """A new temporary file next to ``target`` with the permissions ``target`` has, or those of a
-    newly created file (``0o666`` less the umask; ``tempfile.mkstemp`` would make it ``0o600``)."""
-    try:
-        mode: int | None = stat.S_IMODE(target.stat().st_mode)
-    except OSError:
-        mode = None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    while True:
-        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileExistsError:
-            continue
-        break
-    if mode is not None:
-        with contextlib.suppress(OSError):  # not the file's owner: the new file keeps the default
-            os.chmod(tmp, mode)
-    return fd, tmp
-
-
 def read(path: Path) -> dict[str, Any]:
     """Parse and check a prompt file; a corrupt one raises PromptFileError with path and line."""
     doc = read_yaml(path)
@@ -166,7 +141,7 @@ def read_yaml(path: Path, what: str = "prompt file") -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise PromptFileError(f"{path}: cannot read {what}: {e}") from e
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_Loader)  # a SafeLoader that refuses aliases
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -187,6 +162,7 @@ def dump_yaml(doc: Any) -> str:
 def load_state(fn: LMFunction, path: Path | None = None) -> State | None:
     """``fn``'s state from its prompt file, or None when it has none. Warns when the file is stale."""
     target = path or prompt_path(fn)
+    remove_stale_temps(target)
     if not target.exists():
         return None
     doc = read(target)
@@ -386,8 +362,32 @@ def _line_of(text: str, key: str) -> int:
     return 1
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: a ``*name`` reference to an ``&name`` anchor is refused.
+
+    Files lmprog writes never hold one, and each alias can repeat a whole subtree, so a few
+    hundred bytes of nested aliases (an "alias bomb") would expand to gigabytes on load.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"YAML aliases (*{event.anchor}) are not allowed; write the value out in full",
+                event.start_mark,
+            )
+        node: yaml.Node | None = super().compose_node(parent, index)
+        return node
+
+
 class _Dumper(yaml.SafeDumper):
-    """Multi-line strings as ``|`` block scalars, so instructions and demos diff line by line."""
+    """Multi-line strings as ``|`` block scalars, so instructions and demos diff line by line;
+    a value repeated by reference is written out again, never as an alias (reading refuses them)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _present_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:

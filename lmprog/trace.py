@@ -43,6 +43,17 @@ def _new_id() -> str:
     return f"{_pid:x}-{next(_ids):x}"
 
 
+def _after_fork() -> None:
+    """A forked child (a multiprocessing worker) numbers its spans under its own pid, so its span
+    ids never repeat the parent's or a sibling's."""
+    global _ids, _pid
+    _ids = itertools.count(1)
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 @dataclass
 class Span:
     """One call in the tree. ``kind`` is ``"lm"`` for lm_functions and ``"traced"`` otherwise.
@@ -108,6 +119,16 @@ class Span:
         data["output"] = to_jsonable_python(self.output, fallback=repr)
         return redact(data)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For pickling (process workers send spans back): ``obj`` goes along only when it is an
+        lm_function (which pickles by reference); other live objects stay behind."""
+        from lmprog.function import LMFunction
+
+        state = dict(self.__dict__)
+        if not isinstance(state.get("obj"), LMFunction):
+            state["obj"] = None
+        return state
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Span:
         known = {
@@ -126,6 +147,14 @@ class Trace:
     def _add(self, span: Span) -> None:
         with self._lock:
             self._spans.append(span)
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {"_spans": list(self._spans)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._spans = state["_spans"]
+        self._lock = threading.Lock()
 
     @property
     def spans(self) -> list[Span]:
@@ -178,6 +207,25 @@ load_jsonl = Trace.from_jsonl
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar("lmprog_span", default=None)
 _collectors: contextvars.ContextVar[tuple[Trace, ...]] = contextvars.ContextVar("lmprog_traces", default=())
 _tree_lock = threading.Lock()
+
+
+def adopt(spans: list[Span]) -> None:
+    """Record finished spans made in another process (a process worker of ``evaluate``) as if
+    they had run here: their roots become children of the current span, and they go to this
+    context's collectors and span sinks (``on_end`` only: they have ended)."""
+    parent = _current.get()
+    ids = {s.id for s in spans}
+    for s in spans:
+        if parent is not None and (s.parent_id is None or s.parent_id not in ids):
+            s.parent_id = parent.id
+            with _tree_lock:
+                parent.children.append(s)
+    for c in _collectors.get():
+        for s in spans:
+            c._add(s)
+    for _, on_end in _hooks:
+        for s in spans:
+            _notify(on_end, s)
 
 
 @contextmanager

@@ -73,6 +73,13 @@ class UsageMeter:
         with self._lock:
             self._total = Usage()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_total": self.total}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._total = state["_total"]
+        self._lock = threading.Lock()
+
 
 class UsageScope:
     """Usage of every LM call made inside a ``with track():`` block, in any LM, in this context and

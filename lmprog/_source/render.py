@@ -134,13 +134,20 @@ def _names(names: list[str], limit: int = 3) -> str:
 
 
 def _base_dir(paths: list[str]) -> str:
+    """The project root the shown paths are relative to: the folder holding the program's files,
+    or, when that folder is a package (has ``__init__.py``), the folder its top-level package
+    sits in. Never anything above it, so the name of the checkout folder (``checkout_a/``) never
+    reaches a prompt and the same project in two folders renders the same text."""
     real = [os.path.dirname(os.path.abspath(p)) for p in paths if not p.startswith("<")]
     if not real:
         return ""
     try:
-        return os.path.dirname(os.path.commonpath(real))
+        base = os.path.commonpath(real)
     except ValueError:  # different drives
         return ""
+    while os.path.isfile(os.path.join(base, "__init__.py")) and os.path.dirname(base) != base:
+        base = os.path.dirname(base)
+    return base
 
 
 def _rel(path: str, base: str) -> str:

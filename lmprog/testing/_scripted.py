@@ -93,6 +93,19 @@ class ScriptedLM(BaseLM):
             ident["script"] = code_identity(self._respond)
         return ident
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A ScriptedLM pickles (for process workers) when its script does; the copy answers from
+        the whole script on its own and records its own calls."""
+        with self._lock:
+            state = dict(self.__dict__)
+            state["_calls"] = list(self._calls)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def calls(self) -> list[ScriptedCall]:
         """The requests received so far, in order (a copy)."""

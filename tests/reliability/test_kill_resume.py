@@ -285,19 +285,44 @@ def test_prompt_files_get_ordinary_permissions(tmp_path: Path) -> None:
 
 CACHE_WRITER = textwrap.dedent(
     """
-    import sys
+    import os, signal, sys
     from lmprog.cache import ResponseCache
 
     cache = ResponseCache(sys.argv[1])
     log = open(sys.argv[2], "a")
     i = int(sys.argv[3])
+    die_at = int(sys.argv[4]) if len(sys.argv) > 4 else -1
     while True:
         cache.set(f"key-{i}", {"text": f"answer {i} " + "x" * (i % 5000), "i": i})
+        if i == die_at:  # killed after set() returned, before the entry was logged
+            os.kill(os.getpid(), signal.SIGKILL)
         log.write(f"{i}\\n")  # after set() returned: committed
         log.flush()
         i += 1
     """
 )
+
+
+def check_cache_after_kill(path: Path, committed: list[int], in_flight: set[int]) -> None:
+    """Every logged entry is intact, and each entry that is not logged is one of the writes in
+    flight when a writer was killed (``in_flight``: one per round, the entry after the last logged
+    one; the next round starts after it, so entries of earlier rounds stay)."""
+    cache = ResponseCache(path)
+    try:
+        for i in committed:
+            assert cache.get(f"key-{i}") == {"text": f"answer {i} " + "x" * (i % 5000), "i": i}
+        assert cache.usable
+        with sqlite3.connect(path) as conn:
+            keys = {key for (key,) in conn.execute("SELECT key FROM responses")}
+        logged = {f"key-{i}" for i in committed}
+        assert logged <= keys
+        unlogged = keys - logged
+        assert unlogged <= {f"key-{i}" for i in in_flight}, sorted(unlogged)
+        assert len(cache) == len(committed) + len(unlogged)
+    finally:
+        cache.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 def test_a_killed_cache_writer_loses_no_committed_entry(tmp_path: Path) -> None:
@@ -306,6 +331,7 @@ def test_a_killed_cache_writer_loses_no_committed_entry(tmp_path: Path) -> None:
     path = tmp_path / "cache" / CACHE_FILENAME
     log = tmp_path / "committed.log"
     start = 0
+    in_flight: set[int] = set()
     for _ in range(3):
         proc = subprocess.Popen(
             [sys.executable, str(script), str(path), str(log), str(start)],
@@ -315,14 +341,31 @@ def test_a_killed_cache_writer_loses_no_committed_entry(tmp_path: Path) -> None:
         wait_for(lambda: log.exists() and log.read_text().count("\n") >= start + 200, proc)
         kill(proc)
         committed = [int(n) for n in log.read_text().split()]
-        cache = ResponseCache(path)
-        try:
-            for i in committed:
-                assert cache.get(f"key-{i}") == {"text": f"answer {i} " + "x" * (i % 5000), "i": i}
-            assert cache.usable
-            assert len(cache) in (len(committed), len(committed) + 1)  # + the write in flight
-        finally:
-            cache.close()
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        in_flight.add(committed[-1] + 1)
+        check_cache_after_kill(path, committed, in_flight)
         start = committed[-1] + 2
+
+
+def test_entries_stored_but_not_logged_by_killed_writers_are_accounted_exactly(tmp_path: Path) -> None:
+    """The case that made the test above flaky, made certain: every round's writer dies right
+    after set() returned, before logging, so each round leaves one stored, unlogged entry."""
+    script = tmp_path / "cache_writer.py"
+    script.write_text(CACHE_WRITER)
+    path = tmp_path / "cache" / CACHE_FILENAME
+    log = tmp_path / "committed.log"
+    start = 0
+    in_flight: set[int] = set()
+    for _ in range(3):
+        proc = subprocess.run(
+            [sys.executable, str(script), str(path), str(log), str(start), str(start + 50)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        committed = [int(n) for n in log.read_text().split()]
+        assert committed[-1] == start + 49
+        in_flight.add(committed[-1] + 1)
+        check_cache_after_kill(path, committed, in_flight)
+        start = committed[-1] + 2
+    assert len(ResponseCache(path)) == len(committed) + 3
