@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from lmprog.errors import UsageError
 
 if TYPE_CHECKING:
-    from lmprog.trace import Trace
+    from lmprog.trace._spans import Trace
 
 __all__ = [
     "Metric",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lmprog.errors import UsageError
 
 if TYPE_CHECKING:
-    from lmprog.lm import BaseLM
+    from lmprog.lm._base import BaseLM
 
 T = TypeVar("T")
 

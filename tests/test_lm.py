@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from lmprog import settings
-from lmprog._ratelimit import RateLimiter
 from lmprog.errors import BudgetExceededError, LMError, TransientLMError, UsageError
 from lmprog.lm import LM, BaseLM, Completion, resolve_lm
+from lmprog.lm._ratelimit import RateLimiter
 from lmprog.usage import Usage, track
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,7 +309,7 @@ def test_importing_lmprog_never_imports_litellm() -> None:
 
 
 def _litellm() -> Any:
-    from lmprog._litellm import load_litellm
+    from lmprog.lm._litellm import load_litellm
 
     return load_litellm()
 
@@ -319,7 +319,7 @@ def _response(status: int, headers: dict[str, str] | None = None) -> httpx.Respo
 
 
 def test_litellm_errors_translate_to_lmprog_errors() -> None:
-    from lmprog._litellm import translate_error
+    from lmprog.lm._litellm import translate_error
 
     litellm = _litellm()
     m = "gpt-4o-mini"
@@ -344,7 +344,7 @@ def test_litellm_errors_translate_to_lmprog_errors() -> None:
 
 
 def test_retry_after_is_read_from_response_headers() -> None:
-    from lmprog._litellm import translate_error
+    from lmprog.lm._litellm import translate_error
 
     litellm = _litellm()
     seconds = litellm.RateLimitError("slow", "openai", "m", response=_response(429, {"Retry-After": "7"}))
@@ -360,7 +360,7 @@ def test_retry_after_is_read_from_response_headers() -> None:
 
 
 def test_translation_redacts_the_api_key_from_messages() -> None:
-    from lmprog._litellm import translate_error
+    from lmprog.lm._litellm import translate_error
 
     litellm = _litellm()
     error = litellm.AuthenticationError(f"Incorrect API key provided: {FAKE_KEY}", "openai", "m")

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import EvaluationError, LMError, OutputParseError, TransientLMError
-from lmprog.function import LMFunction, State, use_states
+from lmprog.function._function import LMFunction, State, use_states
 from lmprog.optimize.budget import Budget
 from lmprog.usage import Usage
 
 if TYPE_CHECKING:
-    from lmprog.data import Example
-    from lmprog.evaluate import EvaluationResult
+    from lmprog.data._examples import Example
+    from lmprog.evaluate._run import EvaluationResult
 
 logger = logging.getLogger("lmprog.optimize")
 
@@ -42,7 +42,7 @@ class Task:
     def evaluate(
         self, data: Sequence[Example], states: States | None = None, **kwargs: Any
     ) -> EvaluationResult:
-        from lmprog.evaluate import evaluate
+        from lmprog.evaluate._run import evaluate
 
         with use_states(states or {}):
             kwargs.setdefault("progress", "auto" if self.progress else False)

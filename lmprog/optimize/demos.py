@@ -7,11 +7,11 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lmprog.function import LMFunction
-from lmprog.prompt import output_values, to_jsonable
+from lmprog.format._prompt import output_values, to_jsonable
+from lmprog.function._function import LMFunction
 
 if TYPE_CHECKING:
-    from lmprog.trace import Span
+    from lmprog.trace._spans import Span
 
 Demo = dict[str, Any]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lmprog._fingerprint import code_identity, data_fingerprint, digest
 
 if TYPE_CHECKING:
-    from lmprog.function import LMFunction
+    from lmprog.function._function import LMFunction
     from lmprog.optimize._base import Task
 
 logger = logging.getLogger("lmprog.optimize")
@@ -40,7 +40,7 @@ FORMAT_VERSION = 2
 
 def lm_identity(lm: Any) -> dict[str, Any]:
     """The identity of an LM (an object or a model name) with its default request parameters."""
-    from lmprog.lm import resolve_lm
+    from lmprog.lm._base import resolve_lm
 
     try:
         resolved = resolve_lm(lm)

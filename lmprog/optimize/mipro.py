@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import BudgetExceededError, LMError
-from lmprog.optimize import register_optimizer
 from lmprog.optimize._base import OptimizationResult, Optimizer, Task
+from lmprog.optimize._optimize import register_optimizer
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
 from lmprog.optimize.mipro_result import BASELINE, build_result
@@ -45,7 +45,7 @@ from lmprog.optimize.search import (
     optuna_state,
     rank_among_live,
 )
-from lmprog.promptfile import function_id
+from lmprog.promptfile._files import function_id
 
 if TYPE_CHECKING:
     import optuna

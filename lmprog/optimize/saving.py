@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lmprog.errors import BudgetExceededError, PromptFileError
-from lmprog.function import LMFunction, State
+from lmprog.function._function import LMFunction, State
 from lmprog.optimize._base import OptimizationResult, Task
 from lmprog.optimize.identity import validation_key
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmprog._secrets import redact
 from lmprog.errors import LmprogError
-from lmprog.lm import Completion, InterceptedRequest, intercept_requests
+from lmprog.lm._base import Completion, InterceptedRequest, intercept_requests
+from lmprog.lm._secrets import redact
 from lmprog.usage import Usage
 
 CASSETTE_VERSION = 1
@@ -78,7 +78,7 @@ class Cassette:
     @contextmanager
     def activate(self) -> Iterator[Cassette]:
         """Route every LM request made inside the block, in any thread, through this cassette."""
-        from lmprog.trace import trace
+        from lmprog.trace._spans import trace
 
         with trace(), intercept_requests(self._handle):  # the trace names the calling function
             yield self
@@ -153,7 +153,7 @@ class Cassette:
     # -- the file --------------------------------------------------------------------------------
     def _load(self) -> None:
         from lmprog.errors import PromptFileError
-        from lmprog.promptfile import read_yaml
+        from lmprog.promptfile._files import read_yaml
 
         try:
             doc = read_yaml(self.path, what="cassette")
@@ -178,7 +178,7 @@ class Cassette:
 
     def render(self) -> str:
         """The file text: entries sorted by function, first user message and key."""
-        from lmprog.promptfile import dump_yaml
+        from lmprog.promptfile._files import dump_yaml
 
         def order(e: Entry) -> tuple[str, str, str]:
             user = next((m.get("content", "") for m in e.messages if m.get("role") == "user"), "")
@@ -191,14 +191,14 @@ class Cassette:
 
     def save(self) -> Path:
         """Write the cassette atomically (an unchanged one is left untouched)."""
-        from lmprog.promptfile import atomic_write_text
+        from lmprog.promptfile._files import atomic_write_text
 
         return atomic_write_text(self.path, self.render())
 
 
 def _calling_function() -> str:
     """The lm_function whose call is in flight here (from the current trace span), if known."""
-    from lmprog.trace import current_span
+    from lmprog.trace._spans import current_span
 
     span = current_span()
     return span.qualname if span is not None and span.kind == "lm" else "?"

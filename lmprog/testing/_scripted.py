@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from lmprog.errors import UsageError
-from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
+from lmprog.lm._base import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
 ScriptedResponse: TypeAlias = str | Mapping[str, Any] | BaseException
@@ -151,7 +151,7 @@ def _render(response: ScriptedResponse, *, structured: bool) -> str:
     if isinstance(response, str):
         return response
     if isinstance(response, Mapping):
-        from lmprog.prompt import format_output, to_jsonable
+        from lmprog.format._prompt import format_output, to_jsonable
 
         if structured:
             return json.dumps({str(k): to_jsonable(v) for k, v in response.items()}, ensure_ascii=False)

@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from lmprog._retry import RetryPolicy
 from lmprog.errors import TransientLMError, UsageError
 from lmprog.lm import BaseLM
+from lmprog.lm._retry import RetryPolicy
 from lmprog.testing import FaultyLM, ScriptedLM
 from lmprog.usage import track
 
