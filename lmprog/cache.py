@@ -1,4 +1,6 @@
-"""TODO"""
+"""Old import path of the persistent response cache, kept for users: it now lives in
+:mod:`lmprog.lm` (``lmprog.lm._cache``).
+"""
 
 from __future__ import annotations
 

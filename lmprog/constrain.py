@@ -1,4 +1,6 @@
-"""TODO"""
+"""Old import path of constrained decoding (grammars and JSON schemas), kept for users: it now
+lives in :mod:`lmprog.format`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO"""
+"""Old import path of the embedded model's client, kept for users: it now lives in
+:mod:`lmprog.lm` (``lmprog.lm._local``).
+"""
 
 from __future__ import annotations
 

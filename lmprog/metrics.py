@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from lmprog.errors import UsageError
 
 if TYPE_CHECKING:
@@ -207,8 +209,6 @@ def _label_name(example: Any) -> str | None:
 
 def _fields(value: Any) -> dict[str, Any] | None:
     """The named fields of a structured value, or None for a plain value."""
-    from pydantic import BaseModel
-
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, BaseModel):

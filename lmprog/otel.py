@@ -1,4 +1,6 @@
-"""TODO"""
+"""Old import path of the OpenTelemetry export, kept for users: it now lives in
+:mod:`lmprog.trace` (``lmprog.trace.enable_otel``).
+"""
 
 from __future__ import annotations
 

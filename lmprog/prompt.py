@@ -1,4 +1,6 @@
-"""TODO"""
+"""Old import path of the prompt format (render messages, parse completions), kept for users: it
+now lives in :mod:`lmprog.format`.
+"""
 
 from __future__ import annotations
 

@@ -16,12 +16,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from lmprog.errors import UsageError
-
-if TYPE_CHECKING:
-    from lmprog.lm._base import BaseLM
 
 T = TypeVar("T")
 
@@ -39,7 +36,9 @@ class Settings:
     """The effective settings. Read them with :func:`current`.
 
     - ``lm``: the LM used by lm_functions that name none: a model string (``"local"``,
-      ``"openai/gpt-4o-mini"``...) or an ``LM`` object. ``None`` picks a default (see ``resolve_lm``).
+      ``"openai/gpt-4o-mini"``...) or an ``LM`` object. ``None`` picks a default (see
+      ``lmprog.lm.resolve_lm``, which checks the value: settings sit below the LM clients and
+      hold it as a plain object).
     - ``cache``: use the persistent response cache. ``cache_dir``: where it lives.
     - ``trace``: record spans for lm_functions and ``@traced`` functions.
     - ``prompt_dir``: where prompt files are written and read; ``None`` = next to the user's module.
@@ -48,12 +47,12 @@ class Settings:
       function's ``temperature`` take precedence).
     - ``rollout``: a number that makes cache keys distinct without changing the request, so that
       repeated samples at a temperature above 0 are drawn anew (optimizers set it).
-    - ``constrain``: constrained decoding (see ``lmprog.constrain``): a grammar for the embedded
+    - ``constrain``: constrained decoding (see ``lmprog.format``): a grammar for the embedded
       model, a JSON schema for providers with structured outputs. ``False`` sends neither (an
       lm_function's own ``constrain`` takes precedence).
     """
 
-    lm: str | BaseLM | None = None
+    lm: object = None
     cache: bool = True
     cache_dir: Path = dataclasses.field(default_factory=_default_cache_dir)
     trace: bool = True

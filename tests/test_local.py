@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lmprog import local, local_runtime, settings
+from lmprog import settings
+from lmprog.lm import _local as local
+from lmprog.lm import _local_runtime as local_runtime
 from lmprog.errors import LMError, MissingDependencyError, OutputParseError, TransientLMError, UsageError
 from lmprog.lm import LM
 

@@ -1,4 +1,10 @@
-"""TODO"""
+"""The ``lmprog`` command line (typer + rich): ``optimize``, ``eval``, ``show``, ``check``,
+``export``, ``trace show``.
+
+Holds ``_app`` (the commands), ``_loading`` (user files, targets, data), ``_running`` (optimize
+and eval with progress) and ``_inspecting`` (prompts, prompt files, traces). The top layer: may
+import anything in lmprog; nothing imports it.
+"""
 
 from __future__ import annotations
 

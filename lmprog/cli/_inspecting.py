@@ -29,6 +29,7 @@ from lmprog.cli._loading import (
 )
 from lmprog.function._function import LMFunction
 from lmprog.lm._base import Completion, InterceptedRequest, intercept_requests
+from lmprog.trace._spans import Span, Trace
 
 _ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green"}
 
@@ -138,8 +139,6 @@ def run_export(target: str, output: Path | None, out: Console) -> Path:
 
 
 def run_trace_show(file: Path, show_io: bool, out: Console) -> None:
-    from lmprog.trace._spans import Span, Trace
-
     if not file.is_file():
         raise CLIError(f"{file}: no such file")
     try:

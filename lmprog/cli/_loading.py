@@ -14,8 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lmprog import metrics, settings
+from lmprog.data._examples import check_inputs, load_dataset
 from lmprog.errors import DatasetError, LmprogError
 from lmprog.function._function import LMFunction
+from lmprog.lm import configured_model
+from lmprog.optimize._optimize import resolve_program
 
 BUILTIN_METRICS = ("exact_match", "f1", "contains")
 
@@ -117,8 +121,6 @@ def get_lm_function(module: types.ModuleType, name: str | None, spec: str) -> LM
 
 def resolve_entry(module: types.ModuleType, name: str | None) -> Callable[..., Any]:
     """The program to run: ``name`` in ``module``, else its only ``@traced`` function."""
-    from lmprog.optimize._optimize import resolve_program
-
     try:
         return resolve_program(module, name)
     except LmprogError as e:
@@ -128,8 +130,6 @@ def resolve_entry(module: types.ModuleType, name: str | None) -> Callable[..., A
 def load_metric(spec: str, module: types.ModuleType | None = None) -> Callable[..., Any]:
     """``exact_match``/``f1``/``contains``, ``file.py:fn``, ``package.module:fn`` or a name
     defined in the program's own file."""
-    from lmprog import metrics
-
     if spec in BUILTIN_METRICS:
         metric: Callable[..., Any] = getattr(metrics, spec)
         return metric
@@ -157,8 +157,6 @@ def load_metric(spec: str, module: types.ModuleType | None = None) -> Callable[.
 
 def load_rows(path: str, program: Callable[..., Any], what: str) -> list[Any]:
     """The examples of a data file, checked to hold the program's inputs (else a CLIError)."""
-    from lmprog.data._examples import check_inputs, load_dataset
-
     file = Path(path).expanduser()
     if not file.is_file():
         raise CLIError(f"--{what} {path}: no such file")
@@ -204,21 +202,12 @@ def parse_inputs(pairs: Sequence[str], fn: LMFunction) -> dict[str, Any]:
 def use_model(model: str | None) -> None:
     """``--model``: the LM for every lm_function that names none (overrides the program's own)."""
     if model:
-        import lmprog
-
-        lmprog.configure(lm=model)
+        settings.configure(lm=model)
 
 
 def model_label() -> str:
     """The model lm_functions use by default here, for display."""
-    import os
-
-    from lmprog import settings
-
-    lm = settings.current().lm
-    if lm is None:
-        return os.environ.get("LMPROG_MODEL", "").strip() or "local"
-    return lm if isinstance(lm, str) else str(getattr(lm, "model", type(lm).__name__))
+    return configured_model()
 
 
 def python_files(paths: Iterable[str]) -> tuple[list[Path], list[str]]:

@@ -25,6 +25,12 @@ from lmprog.cli._loading import (
     use_model,
 )
 from lmprog.errors import UsageError
+from lmprog.evaluate._run import evaluate
+from lmprog.lm._client import LM, resolve_lm
+from lmprog.optimize._optimize import Budget, make_task, optimize
+from lmprog.optimize._optimize import make_optimizer as build
+from lmprog.report._html import write_report
+from lmprog.trace._spans import Trace
 from lmprog.usage import Usage, UsageScope, track
 
 if TYPE_CHECKING:
@@ -49,8 +55,6 @@ class OptimizeArgs:
 
 
 def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> OptimizationResult:
-    from lmprog.optimize._optimize import Budget, make_task, optimize
-
     module, entry = load_target(args.target)
     use_model(args.model)
     program = resolve_entry(module, entry)
@@ -100,8 +104,6 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
     elif args.save:
         out.print(f"no prompt file written: {escape(result.kept or 'no lm_function state was chosen')}")
     if args.report is not None:
-        from lmprog.report._html import write_report
-
         path = write_report(result, args.report, program=name, model=model_label(), estimated_calls=estimate)
         out.print(f"report: {_relative(path)}", soft_wrap=True)
     return result
@@ -125,9 +127,6 @@ def run_eval(
     trace_out: Path | None,
     out: Console,
 ) -> float:
-    from lmprog.evaluate._run import evaluate
-    from lmprog.trace._spans import Trace
-
     module, entry = load_target(target)
     use_model(model)
     program = resolve_entry(module, entry)
@@ -146,8 +145,6 @@ def run_eval(
 
 
 def make_optimizer(name: str) -> Optimizer:
-    from lmprog.optimize._optimize import make_optimizer as build
-
     try:
         return build(name, {})
     except UsageError as e:
@@ -220,8 +217,6 @@ def _usage_line(u: Usage) -> str:
 
 def _cost_hint(task: Task, calls: int) -> str:
     """`` (~$X at <model> prices)`` when litellm knows the configured model's price."""
-    from lmprog.lm._base import LM, resolve_lm
-
     try:
         lm = resolve_lm(None)
     except UsageError:

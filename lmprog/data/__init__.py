@@ -1,4 +1,7 @@
-"""TODO"""
+"""Data rows: ``Example``, ``load_dataset`` (lists, JSONL, JSON, CSV/TSV), input checks and splits.
+
+Holds ``_examples`` and ``_readers`` (file formats). May import: ``errors``.
+"""
 
 from __future__ import annotations
 

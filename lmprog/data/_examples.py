@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic_core import to_jsonable_python
+
 from lmprog.data._readers import describe_value, read_rows
 from lmprog.errors import DatasetError, UsageError
 
@@ -137,8 +139,6 @@ class Example(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serializable dict (models and dataclasses become dicts, unknown
         objects their ``repr``). The input marking is not included."""
-        from pydantic_core import to_jsonable_python
-
         out: dict[str, Any] = to_jsonable_python(self._data, fallback=repr)
         return out
 

@@ -1,4 +1,10 @@
-"""TODO"""
+"""Parallel evaluation: ``evaluate(program, data, metric)`` runs a program on every example, scores
+it and collects traces and usage into an :class:`EvaluationResult`.
+
+Holds ``_run`` (``evaluate``), ``_results`` (the result types and the progress bar) and
+``_workers`` (joblib backends). May import: ``function``, ``trace``, ``data``, ``settings``,
+``usage``, ``errors``. joblib is imported on first use only.
+"""
 
 from __future__ import annotations
 

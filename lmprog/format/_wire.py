@@ -13,42 +13,19 @@ completion in exactly the form the parser reads without knowing any annotation:
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel
-
+from lmprog._fingerprint import to_jsonable as to_jsonable  # re-exported: part of the wire vocabulary
 from lmprog.signature._specs import is_none_text
 from lmprog.signature._text import clean_text
 
 _OUTPUT_HEADER_RE = re.compile(
     r"\A\s*(?:\*\*|__)?\s*output\s*(?:\*\*|__)?\s*:[ \t]*(?:\*\*|__)?", re.IGNORECASE
 )
-
-
-def to_jsonable(value: Any) -> Any:
-    """A JSON-friendly view of a value: Enums by value, models and dataclasses as dicts, tuples
-    and sets as lists (sets sorted), dict keys as strings; anything unknown as its ``repr``."""
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", by_alias=True)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {_json_key(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, set | frozenset):
-        items = [to_jsonable(item) for item in value]
-        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True, default=repr))
-    if isinstance(value, list | tuple):
-        return [to_jsonable(item) for item in value]
-    return repr(value)
 
 
 def strip_output_header(text: str) -> str:
@@ -118,8 +95,3 @@ def _render_text(text: str, *, single: bool, names: Iterable[str]) -> str:
         )
         ambiguous = text.startswith(("**", "__")) or lines_look_like_headers
     return json.dumps(text, ensure_ascii=False) if ambiguous else text
-
-
-def _json_key(key: Any) -> str:
-    plain = to_jsonable(key)
-    return plain if isinstance(plain, str) else json.dumps(plain)

@@ -21,34 +21,19 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin, overload
+from typing import Annotated, Any, Literal, get_args, get_origin, overload
 
-from lmprog import settings
+from lmprog import promptfile, settings
 from lmprog.errors import OutputParseError, UsageError
 from lmprog.format._constrain import constraint_params
 from lmprog.format._prompt import ParseFailure, parse_output, render_messages, retry_messages
-from lmprog.function._pickle import by_reference, find, rebuild
+from lmprog.function._pickle import by_reference, find
+from lmprog.lm import BaseLM, Completion, resolve_lm
+from lmprog.promptfile import State
 from lmprog.signature._signature import Signature, signature_from_function
 from lmprog.trace._spans import Span, span
-
-if TYPE_CHECKING:
-    from lmprog.lm._base import BaseLM, Completion
-
-
-@dataclass(frozen=True)
-class State:
-    """What optimization changes in an lm_function: its instruction and its demonstrations.
-
-    ``instruction=None`` means the docstring's instruction. Each demo maps input and output field
-    names to values.
-    """
-
-    instruction: str | None = None
-    demos: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
-
 
 _overrides: contextvars.ContextVar[Mapping[LMFunction, State] | None] = contextvars.ContextVar(
     "lmprog_state_overrides", default=None
@@ -69,6 +54,9 @@ def use_states(states: Mapping[LMFunction, State]) -> Iterator[None]:
 
 class LMFunction:
     """A typed function whose body is a language model call. See :func:`lm_function`."""
+
+    #: how static analysis (:mod:`lmprog.source`, a lower layer) knows an lm_function
+    __lmprog_lm_function__ = True
 
     def __init__(
         self,
@@ -147,16 +135,14 @@ class LMFunction:
         known: str | None = self.__dict__.get("_known_signature_hash")  # a copy made by pickle
         if known is not None:
             return known
-        from lmprog.source import signature_hash
+        from lmprog.source import signature_hash  # libcst, loaded on first use
 
         return signature_hash(self)
 
     @property
     def prompt_file(self) -> Path:
         """Where this function's prompt file is read from and written to."""
-        from lmprog.promptfile._files import prompt_path
-
-        return prompt_path(self)
+        return promptfile.prompt_path(self)
 
     def reset(self) -> None:
         """Forget optimized state (back to the docstring, no demos)."""
@@ -169,8 +155,6 @@ class LMFunction:
             if self._file_state_loaded:
                 return
             if settings.current().load_prompts:
-                from lmprog import promptfile
-
                 loaded = promptfile.load_state(self)  # a corrupt file raises here, every call
                 if loaded is not None:
                     self._state = loaded
@@ -241,7 +225,20 @@ class LMFunction:
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.
-        return (rebuild, (self.fn, options, state, self.signature_hash))
+        return (LMFunction._rebuild, (self.fn, options, state, self.signature_hash))
+
+    @classmethod
+    def _rebuild(
+        cls, fn: Callable[..., Any], options: dict[str, Any], state: State | None, signature_hash: str
+    ) -> LMFunction:
+        """A copy of an lm_function pickled by value: the same function, options and state; its
+        signature hash is the original's (the copy's source may not be found again)."""
+        func = cls(fn, **options)
+        func.__dict__["_known_signature_hash"] = signature_hash
+        if state is not None:
+            func._state = state
+            func._file_state_loaded = True
+        return func
 
     def __hash__(self) -> int:
         return id(self)
@@ -292,8 +289,6 @@ class _Run:
     """
 
     def __init__(self, func: LMFunction, inputs: dict[str, Any]) -> None:
-        from lmprog.lm._base import resolve_lm
-
         self.func = func
         self.lm = resolve_lm(func.lm)
         state = func.state
@@ -410,6 +405,10 @@ def lm_function(
         )
 
     return wrap(fn) if fn is not None else wrap
+
+
+#: how static analysis (:mod:`lmprog.source`, a lower layer) knows the decorator in source code
+lm_function.__lmprog_decorator__ = True  # type: ignore[attr-defined]
 
 
 SHORT_OUTPUT_TOKENS = 48

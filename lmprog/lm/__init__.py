@@ -1,10 +1,16 @@
-"""TODO"""
+"""LM clients: the :class:`BaseLM` contract (cache, retries, rate limit, usage around one provider
+method), ``LM`` over litellm and the embedded llama.cpp model, and which LM a call uses.
+
+Holds ``_types`` (``Completion``, ``Messages``, constraint kinds), ``_base`` (``BaseLM``, request
+interception), ``_client`` (``LM``, ``resolve_lm``, the default model), ``_litellm`` (the litellm
+boundary), ``_local``/``_local_runtime`` (the embedded model), ``_cache``, ``_retry``,
+``_ratelimit`` and ``_secrets``. May import: ``errors``, ``settings``, ``usage``, ``_fingerprint``.
+litellm and xllamacpp are imported on first use only.
+"""
 
 from __future__ import annotations
 
 from lmprog.lm._base import (
-    CONSTRAINT_KINDS,
-    LM,
     BaseLM,
     Completion,
     ConstraintKind,
@@ -12,8 +18,9 @@ from lmprog.lm._base import (
     Messages,
     RequestHook,
     intercept_requests,
-    resolve_lm,
 )
+from lmprog.lm._client import LM, configured_model, default_model, resolve_lm
+from lmprog.lm._types import CONSTRAINT_KINDS
 
 __all__ = [
     "CONSTRAINT_KINDS",
@@ -24,6 +31,8 @@ __all__ = [
     "InterceptedRequest",
     "Messages",
     "RequestHook",
+    "configured_model",
+    "default_model",
     "intercept_requests",
     "resolve_lm",
 ]

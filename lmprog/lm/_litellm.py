@@ -20,9 +20,9 @@ from typing import Any
 
 from lmprog.errors import LMError, LmprogError, TransientLMError
 from lmprog.lm import _local as local
-from lmprog.lm._base import Completion, ConstraintKind, Messages
 from lmprog.lm._secrets import is_secret_param
 from lmprog.lm._secrets import secret_values as env_secret_values
+from lmprog.lm._types import Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
 logger = logging.getLogger("lmprog.lm")

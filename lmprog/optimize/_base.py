@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import EvaluationError, LMError, OutputParseError, TransientLMError
+from lmprog.evaluate._run import evaluate
 from lmprog.function._function import LMFunction, State, use_states
 from lmprog.optimize.budget import Budget
 from lmprog.usage import Usage
@@ -42,8 +44,6 @@ class Task:
     def evaluate(
         self, data: Sequence[Example], states: States | None = None, **kwargs: Any
     ) -> EvaluationResult:
-        from lmprog.evaluate._run import evaluate
-
         with use_states(states or {}):
             kwargs.setdefault("progress", "auto" if self.progress else False)
             result = evaluate(self.program, data, self.metric, threads=self.threads, **kwargs)
@@ -95,8 +95,6 @@ def _prompt_fixable(error: BaseException) -> bool:
 
 def raised_in(error: BaseException | None) -> str:
     """``function (file:line)`` of the innermost frame of ``error`` outside lmprog itself."""
-    import traceback
-
     frames = traceback.extract_tb(error.__traceback__) if error is not None else []
     own = [f for f in frames if not _is_lmprog_file(f.filename)]
     if not own:

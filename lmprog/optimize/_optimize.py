@@ -9,12 +9,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lmprog.data import load_dataset, split
 from lmprog.errors import BudgetExceededError, UsageError
+from lmprog.evaluate import evaluate
 from lmprog.function._function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.budget import Budget
-from lmprog.optimize.saving import save_verdict, validation_provenance
+from lmprog.optimize.mipro import MIPRO
+from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
+from lmprog.trace import trace
 from lmprog.usage import track
 
 logger = logging.getLogger("lmprog.optimize")
@@ -23,6 +27,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "labeled": LabeledFewShot,
     "bootstrap": BootstrapFewShot,
     "random_search": RandomSearch,
+    "mipro": MIPRO,
 }
 
 
@@ -85,10 +90,8 @@ def optimize(
         result.kept = verdict
         logger.warning("%s: no prompt file written: %s", opt.name, verdict)
     elif save:
-        from lmprog import promptfile
-
         result.details.setdefault("validation", validation_provenance(task))
-        result.files = promptfile.save_result(result)
+        result.files = save_result(result)
     logger.info("%s", result.summary())
     return result
 
@@ -107,8 +110,6 @@ def make_task(
 ) -> Task:
     """The task ``optimize()`` runs: the program, loaded data (validation split off the training
     set when the optimizer needs one and none is given) and the lm_functions it reaches."""
-    from lmprog.data._examples import load_dataset, split
-
     fn = resolve_program(program, entry)
     train = load_dataset(trainset)
     if not train:
@@ -166,16 +167,14 @@ def discover_functions(task: Task) -> list[LMFunction]:
     if isinstance(task.program, LMFunction):
         return [task.program]
     try:
-        from lmprog.source import analyze
+        from lmprog.source import analyze  # libcst, loaded on first use
 
-        found = list(analyze(task.program).functions)
+        found = [f for f in analyze(task.program).functions if isinstance(f, LMFunction)]
     except (ImportError, UsageError) as e:
         logger.debug("static analysis unavailable (%s); discovering lm_functions by running", e)
         found = []
     if found:
         return found
-    from lmprog.trace._spans import trace
-
     with trace() as t:
         _probe(task)
     seen: list[LMFunction] = []
@@ -186,8 +185,6 @@ def discover_functions(task: Task) -> list[LMFunction]:
 
 
 def _probe(task: Task) -> None:
-    from lmprog.evaluate._run import evaluate
-
     evaluate(task.program, task.trainset[:1], task.metric, threads=1, progress=False)
 
 
@@ -196,11 +193,9 @@ def make_optimizer(optimizer: str | Optimizer, options: Mapping[str, Any]) -> Op
         if options:
             raise UsageError(f"options {sorted(options)} are for named optimizers only")
         return optimizer
-    if optimizer not in OPTIMIZERS and optimizer == "mipro":
-        from lmprog.optimize import mipro  # noqa: F401  (registers itself)
     factory = OPTIMIZERS.get(optimizer)
     if factory is None:
-        raise UsageError(f"unknown optimizer {optimizer!r}; choose one of {sorted([*OPTIMIZERS, 'mipro'])}")
+        raise UsageError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
     try:
         return factory(**options)
     except TypeError as e:

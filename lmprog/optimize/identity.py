@@ -13,7 +13,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lmprog import settings
 from lmprog._fingerprint import code_identity, data_fingerprint, digest
+from lmprog.lm._client import resolve_lm
 
 if TYPE_CHECKING:
     from lmprog.function._function import LMFunction
@@ -40,8 +42,6 @@ FORMAT_VERSION = 2
 
 def lm_identity(lm: Any) -> dict[str, Any]:
     """The identity of an LM (an object or a model name) with its default request parameters."""
-    from lmprog.lm._base import resolve_lm
-
     try:
         resolved = resolve_lm(lm)
     except Exception as e:  # an LM that cannot be resolved here is named by what was given
@@ -55,8 +55,6 @@ def models_identity(
 ) -> dict[str, Any]:
     """Every model a run's scores depend on: the default LM, each function's own LM, and the
     sampling settings (global defaults and per function)."""
-    from lmprog import settings
-
     current = settings.current()
     ident: dict[str, Any] = {
         "default": lm_identity(None),

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import BudgetExceededError, LMError
 from lmprog.optimize._base import OptimizationResult, Optimizer, Task
-from lmprog.optimize._optimize import register_optimizer
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
 from lmprog.optimize.mipro_result import BASELINE, build_result
@@ -517,6 +516,3 @@ class _Run:
 def _tokens(res: Any) -> float:
     n = max(1, len(res.results))
     return float(res.usage.prompt_tokens) / n
-
-
-register_optimizer("mipro", MIPRO)

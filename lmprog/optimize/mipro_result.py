@@ -3,14 +3,15 @@ configuration, the trial history, every instruction candidate and (cost-aware) t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lmprog.function._function import State
 from lmprog.optimize._base import Candidate, OptimizationResult
 from lmprog.optimize.search import config_from_attrs
 
-if TYPE_CHECKING:
-    from lmprog.optimize.mipro import _Run
+#: The MIPRO run a result is read from (``lmprog.optimize.mipro._Run``). Not imported: mipro imports
+#: this module, and the import graph has no cycle, type-only imports included.
+_Run = Any
 
 BASELINE = -1  # the round number under which the original program's full evaluation is stored
 

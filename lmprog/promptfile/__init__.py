@@ -1,13 +1,21 @@
-"""TODO"""
+"""Prompt files: the optimized state of an lm_function (:class:`State`) as a reviewable YAML file;
+staleness, the Dotprompt export, and the atomic file writes prompt files, cassettes and reports use.
+
+Holds ``_files`` (``State``, paths, read/write, staleness), ``_dotprompt`` and ``_atomic``. Reads
+an lm_function through the :class:`PromptFunction` protocol: it sits below ``function`` and never
+imports it. May import: ``errors``, ``settings``, ``_fingerprint``, ``signature``, ``format``.
+"""
 
 from __future__ import annotations
 
 from lmprog.promptfile._atomic import atomic_write_text
+from lmprog.promptfile._dotprompt import export_dotprompt
 from lmprog.promptfile._files import (
     HEADER,
     SCHEMA_VERSION,
+    PromptFunction,
+    State,
     dump_yaml,
-    export_dotprompt,
     function_id,
     load_state,
     prompt_path,
@@ -15,7 +23,6 @@ from lmprog.promptfile._files import (
     read_yaml,
     render,
     safe_file_name,
-    save_result,
     status,
     write,
 )
@@ -23,6 +30,8 @@ from lmprog.promptfile._files import (
 __all__ = [
     "HEADER",
     "SCHEMA_VERSION",
+    "PromptFunction",
+    "State",
     "atomic_write_text",
     "dump_yaml",
     "export_dotprompt",
@@ -33,7 +42,6 @@ __all__ = [
     "read_yaml",
     "render",
     "safe_file_name",
-    "save_result",
     "status",
     "write",
 ]

@@ -15,26 +15,24 @@ deterministic: writing the same state twice gives the same bytes.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
 from lmprog import settings
+from lmprog._fingerprint import to_jsonable
 from lmprog.errors import PromptFileError
-from lmprog.function._function import LMFunction, State
 from lmprog.promptfile._atomic import (
     atomic_write_text as atomic_write_text,  # re-exported (cassettes, reports)
 )
 from lmprog.promptfile._atomic import remove_stale_temps
-
-if TYPE_CHECKING:
-    from lmprog.optimize._optimize import OptimizationResult
+from lmprog.signature import Signature
 
 logger = logging.getLogger("lmprog.promptfile")
 
@@ -42,7 +40,31 @@ SCHEMA_VERSION = 1
 HEADER = "# lmprog prompt file: made by an optimizer; review it and commit it with your code.\n"
 
 
-def function_id(fn: LMFunction) -> str:
+@dataclass(frozen=True)
+class State:
+    """What optimization changes in an lm_function, and what its prompt file holds: its
+    instruction and its demonstrations.
+
+    ``instruction=None`` means the docstring's instruction. Each demo maps input and output field
+    names to values.
+    """
+
+    instruction: str | None = None
+    demos: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+
+
+class PromptFunction(Protocol):
+    """What prompt files read of an lm_function (an :class:`~lmprog.LMFunction` is one; this
+    package sits below it and never imports it)."""
+
+    @property
+    def signature(self) -> Signature: ...
+
+    @property
+    def signature_hash(self) -> str: ...
+
+
+def function_id(fn: PromptFunction) -> str:
     """``module:qualname`` (a script run as ``__main__`` is named by its file)."""
     module = fn.signature.module or ""
     if module == "__main__":
@@ -51,7 +73,7 @@ def function_id(fn: LMFunction) -> str:
     return f"{module}:{fn.signature.qualname}"
 
 
-def prompt_path(fn: LMFunction, directory: Path | None = None) -> Path:
+def prompt_path(fn: PromptFunction, directory: Path | None = None) -> Path:
     """Where ``fn``'s prompt file lives: always a file directly inside the prompt directory.
 
     The name comes from the function's module and qualname; any character other than letters,
@@ -79,10 +101,8 @@ def safe_file_name(name: str) -> str:
     return cleaned or "_"
 
 
-def render(fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = None) -> str:
+def render(fn: PromptFunction, state: State, provenance: Mapping[str, Any] | None = None) -> str:
     """The file text for ``fn`` in ``state`` (deterministic)."""
-    from lmprog.format._prompt import to_jsonable
-
     doc: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "function": function_id(fn),
@@ -97,7 +117,7 @@ def render(fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = 
 
 
 def write(
-    fn: LMFunction, state: State, provenance: Mapping[str, Any] | None = None, path: Path | None = None
+    fn: PromptFunction, state: State, provenance: Mapping[str, Any] | None = None, path: Path | None = None
 ) -> Path:
     """Write ``fn``'s prompt file atomically; an unchanged state keeps the file's old date."""
     target = path or prompt_path(fn)
@@ -161,7 +181,7 @@ def dump_yaml(doc: Any) -> str:
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
-def load_state(fn: LMFunction, path: Path | None = None) -> State | None:
+def load_state(fn: PromptFunction, path: Path | None = None) -> State | None:
     """``fn``'s state from its prompt file, or None when it has none. Warns when the file is stale."""
     target = path or prompt_path(fn)
     remove_stale_temps(target)
@@ -186,7 +206,7 @@ def load_state(fn: LMFunction, path: Path | None = None) -> State | None:
     return State(instruction=doc["instruction"] if optimized else None, demos=tuple(doc.get("demos") or ()))
 
 
-def status(fn: LMFunction, path: Path | None = None) -> str:
+def status(fn: PromptFunction, path: Path | None = None) -> str:
     """``"ok"``, ``"stale"``, ``"missing"`` or ``"corrupt: <why>"`` for ``lmprog check``."""
     target = path or prompt_path(fn)
     if not target.exists():
@@ -198,163 +218,6 @@ def status(fn: LMFunction, path: Path | None = None) -> str:
     if doc["function"] != function_id(fn):
         return f"corrupt: {target}: made for {doc['function']}, not {function_id(fn)}"
     return "ok" if doc["signature_hash"] == fn.signature_hash else "stale"
-
-
-def save_result(result: OptimizationResult) -> list[Path]:
-    """Write the prompt file of every function an optimization chose a state for."""
-    from lmprog._version import __version__
-
-    prov_common: dict[str, Any] = {
-        "optimizer": result.optimizer,
-        "score": None if result.score is None else round(result.score, 2),
-        "baseline_score": None if result.baseline_score is None else round(result.baseline_score, 2),
-        "seed": result.seed,
-        "model": _model_name(),
-        "lm_calls": result.usage.calls,
-        "lm_requests": result.usage.requests,
-        "cost": round(result.usage.cost, 6),
-        "lmprog_version": __version__,
-        "date": _dt.date.today().isoformat(),
-    }
-    if result.details.get("validation"):  # what makes the recorded score comparable (saving.py)
-        prov_common["validation"] = dict(result.details["validation"])
-    return [write(fn, state, prov_common) for fn, state in result.states.items()]
-
-
-def export_dotprompt(
-    fn: LMFunction, path: str | os.PathLike[str] | None = None, *, model: str | None = None
-) -> Path:
-    """Write ``fn``'s prompt, with its current instruction and demos, as a Dotprompt ``.prompt`` file.
-
-    The YAML front matter holds the model (``model``, else the function's own LM, else the one
-    recorded in its prompt file), the sampling temperature, the input and output schemas
-    (Picoschema when every field fits it, else JSON Schema) and the lmprog function id and
-    signature hash under ``metadata.lmprog``. The Handlebars body renders the same messages as
-    lmprog: ``{{role "system"}}`` with the instruction, one user/model turn per demo, then the
-    input turn, where string inputs are ``{{name}}`` and other inputs ``{{json name}}``.
-    Default path: the prompt file's, with the suffix ``.prompt``.
-    """
-    from lmprog.format._prompt import render_messages
-
-    target = Path(path) if path is not None else prompt_path(fn).with_suffix(".prompt")
-    sig, state = fn.signature, fn.state
-    sentinels = {f.name: f"@@lmprog-input-{i}@@" for i, f in enumerate(sig.inputs)}
-    messages = render_messages(sig, sentinels, instruction=state.instruction, demos=state.demos)
-    roles = {"system": "system", "user": "user", "assistant": "model"}
-    body = []
-    for message in messages:
-        text = message["content"].replace("{{", "\\{{")
-        for field in sig.inputs:
-            helper = "{{%s}}" if field.annotation is str else "{{json %s}}"
-            text = text.replace(sentinels[field.name], helper % field.name)
-        body.append(f'{{{{role "{roles.get(message["role"], message["role"])}"}}}}\n{text}\n')
-    front: dict[str, Any] = {"name": prompt_path(fn).stem}
-    chosen = model or _function_model(fn)
-    if chosen:
-        front["model"] = chosen
-    if fn.temperature is not None:
-        front["config"] = {"temperature": fn.temperature}
-    front["input"] = {
-        "schema": _object_schema([(f.name, f.annotation, f.description, f.has_default) for f in sig.inputs])
-    }
-    front["output"] = _output_spec(fn)
-    front["metadata"] = {"lmprog": {"function": function_id(fn), "signature_hash": fn.signature_hash}}
-    return atomic_write_text(target, f"---\n{dump_yaml(front)}---\n" + "\n".join(body))
-
-
-def _function_model(fn: LMFunction) -> str | None:
-    if isinstance(fn.lm, str):
-        return fn.lm
-    if fn.lm is not None:
-        return str(getattr(fn.lm, "model", "")) or None
-    target = prompt_path(fn)
-    if target.exists():
-        try:
-            model = (read(target).get("provenance") or {}).get("model")
-        except PromptFileError:
-            return None
-        return str(model) if model else None
-    return None
-
-
-def _output_spec(fn: LMFunction) -> dict[str, Any]:
-    sig = fn.signature
-    if sig.multi_output:
-        fields = [(f.name, f.annotation, f.description, f.has_default) for f in sig.outputs]
-        return {"format": "json", "schema": _object_schema(fields)}
-    annotation = sig.outputs[0].annotation
-    if annotation is str:
-        return {"format": "text"}
-    schema = _json_schema(annotation)
-    structured = schema.get("type") in ("object", "array") or "$ref" in schema
-    pico = _pico(schema)
-    return {"format": "json" if structured else "text", "schema": pico if isinstance(pico, str) else schema}
-
-
-_PICO_SCALARS = ("string", "number", "integer", "boolean", "null")
-
-
-def _object_schema(fields: list[tuple[str, Any, str, bool]]) -> dict[str, Any]:
-    """Picoschema for these fields when every one fits it, else a JSON Schema object."""
-    props: dict[str, Any] = {}
-    defs: dict[str, Any] = {}
-    pico: list[tuple[str | None, Any]] = []
-    for name, annotation, description, optional in fields:
-        schema = _json_schema(annotation)
-        defs.update(schema.pop("$defs", {}))
-        if description:
-            schema["description"] = description
-        props[name] = schema
-        pico.append(_pico_field(name + ("?" if optional else ""), schema))
-    if all(key is not None for key, _ in pico):
-        return {str(key): value for key, value in pico}
-    out: dict[str, Any] = {"type": "object", "properties": props}
-    required = [name for name, _, _, optional in fields if not optional]
-    if required:
-        out["required"] = required
-    if defs:
-        out["$defs"] = defs
-    return out
-
-
-def _pico_field(key: str, schema: Mapping[str, Any]) -> tuple[str | None, Any]:
-    desc = schema.get("description")
-    enum = schema.get("enum")
-    if enum is not None and all(isinstance(v, str) for v in enum):
-        return (f"{key}(enum, {desc})" if desc else f"{key}(enum)"), list(enum)
-    scalar = _pico(schema)
-    if isinstance(scalar, str):
-        return key, f"{scalar}, {desc}" if desc else scalar
-    if schema.get("type") == "array":
-        item = _pico(schema.get("items") or {})
-        if isinstance(item, str):
-            return (f"{key}(array, {desc})" if desc else f"{key}(array)"), item
-    return None, None
-
-
-def _pico(schema: Mapping[str, Any]) -> str | None:
-    kind = schema.get("type")
-    if kind in _PICO_SCALARS and "enum" not in schema:
-        return str(kind)
-    return "any" if not schema else None
-
-
-def _json_schema(annotation: Any) -> dict[str, Any]:
-    from pydantic import TypeAdapter
-
-    try:
-        schema = TypeAdapter(annotation).json_schema()
-    except Exception:  # a type pydantic cannot describe: accept anything
-        return {}
-    schema.pop("title", None)
-    return schema
-
-
-def _model_name() -> str:
-    lm = settings.current().lm
-    if lm is None:
-        return os.environ.get("LMPROG_MODEL", "") or "local"
-    return lm if isinstance(lm, str) else getattr(lm, "model", repr(lm))
 
 
 def _line_of(text: str, key: str) -> int:

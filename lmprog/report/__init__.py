@@ -1,4 +1,7 @@
-"""TODO"""
+"""A self-contained HTML report of an optimization (``lmprog optimize --report``).
+
+Holds ``_html``. May import: ``optimize`` (the result it shows) and the layers below.
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmprog._version import __version__
 from lmprog.lm._secrets import redact
+from lmprog.promptfile._files import atomic_write_text, function_id
 
 if TYPE_CHECKING:
     from lmprog.optimize._optimize import OptimizationResult
@@ -36,8 +38,6 @@ class _Trial:
 
 def write_report(result: OptimizationResult, path: str | os.PathLike[str], **kwargs: Any) -> Path:
     """Write :func:`render_report` to ``path`` (atomically) and return the path."""
-    from lmprog.promptfile._files import atomic_write_text
-
     return atomic_write_text(Path(path), render_report(result, **kwargs))
 
 
@@ -50,8 +50,6 @@ def render_report(
     estimated_calls: int | None = None,
 ) -> str:
     """The report as one HTML document."""
-    from lmprog._version import __version__
-
     trials = _trials(result)
     u = result.usage
     heading = (
@@ -248,8 +246,6 @@ def _cost_block(result: OptimizationResult) -> str:
 
 
 def _functions_block(result: OptimizationResult) -> str:
-    from lmprog.promptfile._files import function_id
-
     parts = []
     files = {p.name: p for p in result.files}
     for fn, state in result.states.items():

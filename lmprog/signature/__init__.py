@@ -1,4 +1,11 @@
-"""TODO"""
+"""An lm_function's spec, read from the function itself: input and output fields, their type specs
+(what each annotation means to a model, how its text is read back) and the descriptions from
+docstrings and comments.
+
+Holds ``_signature`` (``Signature``, ``Field``), ``_specs``/``_specs_json`` (type specs),
+``_registry`` (annotation -> type spec), ``_docstrings`` and ``_text`` (pure string helpers for
+reading completions). May import: ``errors``. Nothing else of lmprog.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from lmprog.source._defs import constant_definitions, runtime_type_text, signatu
 from lmprog.source._files import read_source
 from lmprog.source._program import Part, ProgramSource
 from lmprog.source._scope import Resolver
-from lmprog.source._targets import Runtime, has_own_source, lm_types, unwrap
+from lmprog.source._targets import Runtime, has_own_source, is_lm_function, unwrap
 from lmprog.source._walk import Node, Walker, described_source
 
 HASH_LENGTH = 16
@@ -41,8 +41,7 @@ def signature_hash(fn: Any) -> str:
     name, parameters, annotations, defaults, docstring and the definitions of the types (and
     constants) its signature refers to, transitively. Edits of the body, of other functions, and
     formatting or comments do not change it. Without source, it hashes what ``inspect`` sees."""
-    lm_class = lm_types()[0]
-    lm = fn if isinstance(fn, lm_class) else None
+    lm = fn if is_lm_function(fn) else None
     func = unwrap(lm.fn if lm is not None else fn)
     if not inspect.isfunction(func):
         raise UsageError(f"signature_hash needs a function or an lm_function, got {fn!r}")
@@ -97,25 +96,23 @@ def _roots(
 
 def _module_functions(module: Any) -> dict[str, Any]:
     """The functions (plain, traced, lm) defined in a module, in source order."""
-    lm_class = lm_types()[0]
     found: list[tuple[int, str, Any]] = []
     for name, value in vars(module).items():
         inner = unwrap(value)
-        fn = unwrap(inner.fn) if isinstance(inner, lm_class) else inner
+        fn = unwrap(inner.fn) if is_lm_function(inner) else inner
         if inspect.isfunction(fn) and fn.__module__ == module.__name__ and has_own_source(fn):
             found.append((fn.__code__.co_firstlineno, name, value))
     return {name: value for _, name, value in sorted(found, key=lambda item: item[:2])}
 
 
 def _root_node(value: Any, resolver: Resolver, walker: Walker) -> Node:
-    lm_class = lm_types()[0]
     bound_self = getattr(value, "__self__", None) if inspect.ismethod(value) else None
-    if not inspect.isroutine(value) and not isinstance(value, lm_class | functools.partial):
+    if not inspect.isroutine(value) and not (is_lm_function(value) or isinstance(value, functools.partial)):
         call = inspect.getattr_static(type(value), "__call__", None)
         if inspect.isfunction(call) and has_own_source(call):  # a callable object of the project
             value, bound_self = call, value
     inner = unwrap(value)
-    fn = unwrap(inner.fn) if isinstance(inner, lm_class) else inner
+    fn = unwrap(inner.fn) if is_lm_function(inner) else inner
     if not inspect.isfunction(fn):
         raise UsageError(f"cannot analyze {value!r}: pass a function, an lm_function or a module")
     name = f"{fn.__module__}.{fn.__qualname__}"

@@ -4,27 +4,53 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeGuard
 
 import libcst as cst
 
 from lmprog.source._files import Binding, DefInfo, SourceFile, is_project_file
 from lmprog.source._scan import Scan, scan_function
 
-if TYPE_CHECKING:
-    from lmprog.function._function import LMFunction
-
 MISSING: Any = object()
 MAX_DEPTH = 24
 
 
-def lm_types() -> tuple[type[LMFunction], Any]:
-    """``LMFunction`` and ``lm_function``, imported late: ``function`` sits above this module."""
-    from lmprog.function._function import LMFunction, lm_function
+#: The class attribute by which analysis knows an lm_function: ``LMFunction`` sets it. This
+#: package sits below :mod:`lmprog.function` and never imports it (see :func:`is_lm_function`).
+LM_FUNCTION_MARK = "__lmprog_lm_function__"
+#: The attribute the ``lm_function`` decorator itself carries (see :func:`is_lm_decorator`).
+LM_DECORATOR_MARK = "__lmprog_decorator__"
 
-    return LMFunction, lm_function
+
+class AnalyzedFunction(Protocol):
+    """What analysis reads of an lm_function (an ``LMFunction`` is one)."""
+
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def lm(self) -> object: ...
+
+    @property
+    def max_retries(self) -> int: ...
+
+    @property
+    def temperature(self) -> float | None: ...
+
+
+def is_lm_function(obj: object) -> TypeGuard[AnalyzedFunction]:
+    """Whether ``obj`` is an lm_function (its class carries :data:`LM_FUNCTION_MARK`)."""
+    return getattr(type(obj), LM_FUNCTION_MARK, False) is True
+
+
+def is_lm_decorator(obj: object) -> bool:
+    """Whether ``obj`` is the ``lm_function`` decorator (it carries :data:`LM_DECORATOR_MARK`)."""
+    return getattr(obj, LM_DECORATOR_MARK, False) is True
 
 
 @dataclass(eq=False)
@@ -102,16 +128,15 @@ Target = Runtime | Static | Instance | Const
 def unwrap(obj: Any) -> Any:
     """The function behind bound methods, partials, static/class methods and ``functools.wraps``
     wrappers such as ``@traced``; an LMFunction is returned as is."""
-    lm_class = lm_types()[0]
     for _ in range(MAX_DEPTH):
-        if isinstance(obj, lm_class):
+        if is_lm_function(obj):
             return obj
         if isinstance(obj, functools.partial):
             obj = obj.func
         elif (
             isinstance(obj, staticmethod | classmethod)
             or inspect.ismethod(obj)
-            or isinstance(getattr(obj, "__func__", None), lm_class)  # an lm_function bound to an instance
+            or is_lm_function(getattr(obj, "__func__", None))  # an lm_function bound to an instance
         ):
             obj = obj.__func__
         elif inspect.isfunction(obj) and hasattr(obj, "__wrapped__"):
@@ -124,7 +149,8 @@ def unwrap(obj: Any) -> Any:
 def is_code(value: Any) -> bool:
     """Functions, classes and modules (resolved as code), as opposed to data (constants)."""
     return (
-        isinstance(value, lm_types()[0] | functools.partial | staticmethod | classmethod)
+        is_lm_function(value)
+        or isinstance(value, functools.partial | staticmethod | classmethod)
         or inspect.isroutine(value)
         or inspect.isclass(value)
         or inspect.ismodule(value)

@@ -29,12 +29,13 @@ from lmprog.source._targets import (
     Target,
     as_class,
     has_own_source,
-    lm_types,
+    is_lm_decorator,
+    is_lm_function,
     unwrap,
 )
 
 if TYPE_CHECKING:
-    from lmprog.function._function import LMFunction
+    from lmprog.source._targets import AnalyzedFunction
 
 logger = logging.getLogger("lmprog.source")
 
@@ -61,7 +62,7 @@ class Node:
     key: str
     kind: str
     ctx: FuncCtx | None
-    lm: LMFunction | None = None
+    lm: AnalyzedFunction | None = None
     obj: Any = None
     signature_types: list[str] = field(default_factory=list)
 
@@ -106,10 +107,9 @@ class Walker:
 
     def node_for(self, target: Target | None) -> Node | None:
         """The node for a function target (created on first sight), None for anything else."""
-        lm_class = lm_types()[0]
         if isinstance(target, Runtime):
             obj = unwrap(target.obj)
-            if isinstance(obj, lm_class):
+            if is_lm_function(obj):
                 fn = unwrap(obj.fn)
                 return self._node(f"{fn.__module__}.{fn.__qualname__}", "lm", fn, obj)
             if has_own_source(obj):
@@ -129,7 +129,7 @@ class Walker:
                 self._visit(node, node.ctx)
 
     # -- internals -----------------------------------------------------------------------------
-    def _node(self, key: str, kind: str, fn: Any, lm: LMFunction | None) -> Node:
+    def _node(self, key: str, kind: str, fn: Any, lm: AnalyzedFunction | None) -> Node:
         if key not in self.nodes:
             ctx = self.resolver.function_ctx(fn)
             if ctx is None:
@@ -238,12 +238,11 @@ class Walker:
             seen.append(user)
 
     def _lm_decorated(self, ctx: FuncCtx) -> bool:
-        lm_function = lm_types()[1]
         for decorator in ctx.node.decorators:
             expr = decorator.decorator
             expr = expr.func if isinstance(expr, cst.Call) else expr
             target = self.resolver.resolve(ctx.parent or ctx.module, expr)
-            if isinstance(target, Runtime) and target.obj is lm_function:
+            if isinstance(target, Runtime) and is_lm_decorator(target.obj):
                 return True
         return False
 
@@ -252,7 +251,7 @@ def callable_code(obj: Any) -> bool:
     return inspect.isroutine(obj) or inspect.isclass(obj) or inspect.ismodule(obj)
 
 
-def described_source(fn: Any, lm: LMFunction | None) -> str:
+def described_source(fn: Any, lm: AnalyzedFunction | None) -> str:
     """What ``inspect`` can tell of a function without source: its signature and docstring."""
     if fn is None:
         return ""

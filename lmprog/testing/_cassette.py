@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmprog.errors import LmprogError
+from lmprog.errors import LmprogError, PromptFileError
 from lmprog.lm._base import Completion, InterceptedRequest, intercept_requests
 from lmprog.lm._secrets import redact
+from lmprog.promptfile._files import atomic_write_text, dump_yaml, read_yaml
+from lmprog.trace._spans import current_span, trace
 from lmprog.usage import Usage
 
 CASSETTE_VERSION = 1
@@ -78,8 +80,6 @@ class Cassette:
     @contextmanager
     def activate(self) -> Iterator[Cassette]:
         """Route every LM request made inside the block, in any thread, through this cassette."""
-        from lmprog.trace._spans import trace
-
         with trace(), intercept_requests(self._handle):  # the trace names the calling function
             yield self
 
@@ -152,9 +152,6 @@ class Cassette:
 
     # -- the file --------------------------------------------------------------------------------
     def _load(self) -> None:
-        from lmprog.errors import PromptFileError
-        from lmprog.promptfile._files import read_yaml
-
         try:
             doc = read_yaml(self.path, what="cassette")
         except PromptFileError as e:
@@ -178,7 +175,6 @@ class Cassette:
 
     def render(self) -> str:
         """The file text: entries sorted by function, first user message and key."""
-        from lmprog.promptfile._files import dump_yaml
 
         def order(e: Entry) -> tuple[str, str, str]:
             user = next((m.get("content", "") for m in e.messages if m.get("role") == "user"), "")
@@ -191,14 +187,10 @@ class Cassette:
 
     def save(self) -> Path:
         """Write the cassette atomically (an unchanged one is left untouched)."""
-        from lmprog.promptfile._files import atomic_write_text
-
         return atomic_write_text(self.path, self.render())
 
 
 def _calling_function() -> str:
     """The lm_function whose call is in flight here (from the current trace span), if known."""
-    from lmprog.trace._spans import current_span
-
     span = current_span()
     return span.qualname if span is not None and span.kind == "lm" else "?"

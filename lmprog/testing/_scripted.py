@@ -8,8 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
-from lmprog.lm._base import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
+from lmprog.format._prompt import format_output, to_jsonable
+from lmprog.lm._base import BaseLM, Completion, ConstraintKind, Messages
+from lmprog.lm._types import CONSTRAINT_KINDS
 from lmprog.usage import Usage
 
 ScriptedResponse: TypeAlias = str | Mapping[str, Any] | BaseException
@@ -84,8 +87,6 @@ class ScriptedLM(BaseLM):
     def fingerprint(self) -> dict[str, Any]:
         """The LM's fingerprint plus its script: a list by its responses, a callable by its code
         (so a ScriptedLM with other answers is another model to stored results)."""
-        from lmprog._fingerprint import code_identity, digest
-
         ident = super().fingerprint()
         if self._script is not None:
             ident["script"] = digest([repr(r) for r in self._script])
@@ -151,8 +152,6 @@ def _render(response: ScriptedResponse, *, structured: bool) -> str:
     if isinstance(response, str):
         return response
     if isinstance(response, Mapping):
-        from lmprog.format._prompt import format_output, to_jsonable
-
         if structured:
             return json.dumps({str(k): to_jsonable(v) for k, v in response.items()}, ensure_ascii=False)
         return format_output(dict(response))

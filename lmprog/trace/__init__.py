@@ -1,4 +1,9 @@
-"""TODO"""
+"""Spans and call trees of a run (``with lmprog.trace() as t:``, ``@traced``), and their export
+to OpenTelemetry (``enable_otel``).
+
+Holds ``_spans`` and ``_otel``. May import: ``errors``, ``settings``, ``usage``, ``_version``,
+``lm``. opentelemetry is imported on first use only.
+"""
 
 from __future__ import annotations
 

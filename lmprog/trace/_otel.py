@@ -37,9 +37,11 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
+from pydantic_core import to_jsonable_python
+
 from lmprog._version import __version__
 from lmprog.errors import MissingDependencyError, UsageError
-from lmprog.function._function import LMFunction
+from lmprog.lm import resolve_lm
 from lmprog.lm._secrets import redact, secret_values
 from lmprog.trace._spans import Span, add_sink, remove_sink
 
@@ -191,8 +193,6 @@ class _OtelSink:
         return attrs
 
     def _json(self, value: Any, secrets: list[str]) -> str:
-        from pydantic_core import to_jsonable_python
-
         data = redact(to_jsonable_python(value, fallback=repr), secrets)
         return self._cut(json.dumps(data, ensure_ascii=False))
 
@@ -205,11 +205,8 @@ class _OtelSink:
 
 def _requested_model(span: Span) -> str | None:
     """The model the lm_function asked for (``Span.model`` is the one that answered)."""
-    func = span.obj
-    if isinstance(func, LMFunction):
-        from lmprog.lm._base import resolve_lm
-
-        return resolve_lm(func.lm).model
+    if span.kind == "lm" and span.obj is not None:  # the obj of an lm span is its LMFunction
+        return resolve_lm(getattr(span.obj, "lm", None)).model
     return span.model or None
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
+from pydantic_core import to_jsonable_python
+
 from lmprog import settings
 from lmprog.lm._secrets import redact
 from lmprog.usage import Usage
@@ -112,8 +114,6 @@ class Span:
             yield from child.walk()
 
     def to_dict(self) -> dict[str, Any]:
-        from pydantic_core import to_jsonable_python
-
         data = {k: v for k, v in self.__dict__.items() if k not in ("children", "obj")}
         data["inputs"] = to_jsonable_python(self.inputs, fallback=repr)
         data["output"] = to_jsonable_python(self.output, fallback=repr)
@@ -122,10 +122,8 @@ class Span:
     def __getstate__(self) -> dict[str, Any]:
         """For pickling (process workers send spans back): ``obj`` goes along only when it is an
         lm_function (which pickles by reference); other live objects stay behind."""
-        from lmprog.function._function import LMFunction
-
         state = dict(self.__dict__)
-        if not isinstance(state.get("obj"), LMFunction):
+        if state.get("kind") != "lm":  # the obj of an lm span is its LMFunction
             state["obj"] = None
         return state
 
