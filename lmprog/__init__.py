@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog._callable_module import make_callable
 from lmprog._version import __version__
-from lmprog.data._examples import Example, load_dataset, split
+from lmprog.data import Example, load_dataset, split
 from lmprog.errors import (
     BudgetExceededError,
     DatasetError,
@@ -27,11 +27,11 @@ from lmprog.errors import (
     TransientLMError,
     UsageError,
 )
-from lmprog.evaluate._run import EvaluationResult, ExampleResult, evaluate
-from lmprog.function._function import LMFunction, lm_function
-from lmprog.optimize._optimize import Budget, OptimizationResult, optimize
+from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
+from lmprog.function import LMFunction, lm_function
+from lmprog.optimize import Budget, OptimizationResult, optimize
 from lmprog.settings import configure, context
-from lmprog.trace._spans import trace, traced
+from lmprog.trace import trace, traced
 from lmprog.usage import Usage
 
 # after the imports above: the modules must be loaded and their functions defined

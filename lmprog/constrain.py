@@ -4,6 +4,6 @@ lives in :mod:`lmprog.format`.
 
 from __future__ import annotations
 
-from lmprog.format._constrain import constraint_params, grammar, json_schema, response_format
+from lmprog.format import constraint_params, grammar, json_schema, response_format
 
 __all__ = ["constraint_params", "grammar", "json_schema", "response_format"]

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from lmprog.errors import UsageError
 
 if TYPE_CHECKING:
-    from lmprog.trace._spans import Trace
+    from lmprog.trace import Trace
 
 __all__ = [
     "Metric",

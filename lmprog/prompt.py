@@ -4,15 +4,15 @@ now lives in :mod:`lmprog.format`.
 
 from __future__ import annotations
 
-from lmprog.format._prompt import (
+from lmprog.format import (
     ParseFailure,
     format_output,
     output_values,
     parse_output,
     render_messages,
     retry_messages,
+    to_jsonable,
 )
-from lmprog.format._wire import to_jsonable
 
 __all__ = [
     "ParseFailure",

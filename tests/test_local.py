@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from lmprog import settings
-from lmprog.lm import _local as local
-from lmprog.lm import _local_runtime as local_runtime
 from lmprog.errors import LMError, MissingDependencyError, OutputParseError, TransientLMError, UsageError
 from lmprog.lm import LM
+from lmprog.lm import _local as local
+from lmprog.lm import _local_runtime as local_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_RUNTIME = importlib.util.find_spec("xllamacpp") is not None

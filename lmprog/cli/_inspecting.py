@@ -27,9 +27,9 @@ from lmprog.cli._loading import (
     parse_inputs,
     python_files,
 )
-from lmprog.function._function import LMFunction
-from lmprog.lm._base import Completion, InterceptedRequest, intercept_requests
-from lmprog.trace._spans import Span, Trace
+from lmprog.function import LMFunction
+from lmprog.lm import Completion, InterceptedRequest, intercept_requests
+from lmprog.trace import Span, Trace
 
 _ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green"}
 

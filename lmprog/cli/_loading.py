@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from lmprog import metrics, settings
-from lmprog.data._examples import check_inputs, load_dataset
+from lmprog.data import check_inputs, load_dataset
 from lmprog.errors import DatasetError, LmprogError
-from lmprog.function._function import LMFunction
+from lmprog.function import LMFunction
 from lmprog.lm import configured_model
-from lmprog.optimize._optimize import resolve_program
+from lmprog.optimize import resolve_program
 
 BUILTIN_METRICS = ("exact_match", "f1", "contains")
 

@@ -25,16 +25,16 @@ from lmprog.cli._loading import (
     use_model,
 )
 from lmprog.errors import UsageError
-from lmprog.evaluate._run import evaluate
-from lmprog.lm._client import LM, resolve_lm
-from lmprog.optimize._optimize import Budget, make_task, optimize
-from lmprog.optimize._optimize import make_optimizer as build
-from lmprog.report._html import write_report
-from lmprog.trace._spans import Trace
+from lmprog.evaluate import evaluate
+from lmprog.lm import LM, resolve_lm
+from lmprog.optimize import Budget, make_task, optimize
+from lmprog.optimize import make_optimizer as build
+from lmprog.report import write_report
+from lmprog.trace import Trace
 from lmprog.usage import Usage, UsageScope, track
 
 if TYPE_CHECKING:
-    from lmprog.optimize._optimize import OptimizationResult, Optimizer, Task
+    from lmprog.optimize import OptimizationResult, Optimizer, Task
 
 
 @dataclass

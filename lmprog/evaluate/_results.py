@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from lmprog.data._examples import Example, location
+from lmprog.data import Example, location
 from lmprog.usage import Usage
 
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from lmprog.trace._spans import Span, Trace
+    from lmprog.trace import Span, Trace
 
 
 @dataclass(frozen=True)

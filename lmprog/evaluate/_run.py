@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lmprog import settings
-from lmprog.data._examples import Example, load_dataset, select_inputs
+from lmprog.data import Example, load_dataset, select_inputs
 from lmprog.errors import BudgetExceededError, DatasetError, EvaluationError, UsageError
 from lmprog.evaluate._results import EvaluationResult, ExampleResult, ProgressBar, usage_from_spans
 from lmprog.evaluate._workers import portable, settings_snapshot, streams, uses_threads
-from lmprog.function._function import LMFunction, State, states_in_force, use_states
-from lmprog.trace._spans import Span, Trace, adopt, trace
+from lmprog.function import LMFunction, State, states_in_force, use_states
+from lmprog.trace import Span, Trace, adopt, trace
 from lmprog.usage import Usage, record
 
 __all__ = ["EvaluationResult", "ExampleResult", "evaluate", "usage_from_spans"]

@@ -23,8 +23,8 @@ from typing import Any
 
 from lmprog.format._grammar import Grammar, literal, text_rule
 from lmprog.format._schema import Schemas, object_schema, value_schema
-from lmprog.lm._base import ConstraintKind
-from lmprog.signature._signature import Signature, field_spec
+from lmprog.lm import ConstraintKind
+from lmprog.signature import Signature, field_spec
 
 __all__ = ["constraint_params", "grammar", "json_schema", "response_format"]
 

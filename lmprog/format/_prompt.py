@@ -49,7 +49,7 @@ from typing import Any
 from lmprog.errors import UsageError
 from lmprog.format._read import ReadErrors, parse_multi, parse_single, parse_structured
 from lmprog.format._wire import render_output_value, render_plain, to_jsonable
-from lmprog.signature._signature import Field, Signature, field_spec
+from lmprog.signature import Field, Signature, field_spec
 from lmprog.signature._specs import Invalid
 
 __all__ = [

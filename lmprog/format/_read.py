@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from lmprog.format._wire import header_key, header_pattern, strip_output_header
-from lmprog.signature._signature import Signature, field_spec
+from lmprog.signature import Signature, field_spec
 from lmprog.signature._specs import Invalid
 from lmprog.signature._text import iter_json, unfence
 

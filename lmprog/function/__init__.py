@@ -1,20 +1,21 @@
 """The ``@lm_function`` decorator and ``LMFunction``, the callable it returns (sync or async), with
 its per-function state.
 
-Holds ``_function`` (the decorator, ``LMFunction``, state overrides), ``_run`` (one call's
-attempts: messages out, completions in, the retry policy) and ``_pickle`` (how an lm_function
+Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMFunction``,
+``AsyncLMFunction``, state overrides, one call's attempts) and ``_pickle`` (how an lm_function
 travels to process workers). May import every layer below it: ``signature``, ``lm``, ``format``,
 ``trace``, ``promptfile`` and (on first use, for its libcst) ``source``.
 """
 
 from __future__ import annotations
 
+from lmprog.function._decorator import LMFunctionDecorator, lm_function
 from lmprog.function._function import (
     FORMAT_RETRIES,
     SHORT_OUTPUT_TOKENS,
+    AsyncLMFunction,
     LMFunction,
     State,
-    lm_function,
     states_in_force,
     use_states,
 )
@@ -22,7 +23,9 @@ from lmprog.function._function import (
 __all__ = [
     "FORMAT_RETRIES",
     "SHORT_OUTPUT_TOKENS",
+    "AsyncLMFunction",
     "LMFunction",
+    "LMFunctionDecorator",
     "State",
     "lm_function",
     "states_in_force",

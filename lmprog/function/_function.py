@@ -19,29 +19,31 @@ import functools
 import inspect
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin, overload
+from typing import Annotated, Any, Generic, Literal, ParamSpec, TypeVar, cast, get_args, get_origin
 
 from lmprog import promptfile, settings
 from lmprog.errors import OutputParseError, UsageError
-from lmprog.format._constrain import constraint_params
-from lmprog.format._prompt import ParseFailure, parse_output, render_messages, retry_messages
+from lmprog.format import ParseFailure, constraint_params, parse_output, render_messages, retry_messages
 from lmprog.function._pickle import by_reference, find
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
-from lmprog.signature._signature import Signature, signature_from_function
-from lmprog.trace._spans import Span, span
+from lmprog.signature import Signature, signature_from_function
+from lmprog.trace import Span, span
 
-_overrides: contextvars.ContextVar[Mapping[LMFunction, State] | None] = contextvars.ContextVar(
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_overrides: contextvars.ContextVar[Mapping[LMFunction[Any, Any], State] | None] = contextvars.ContextVar(
     "lmprog_state_overrides", default=None
 )
 
 
 @contextmanager
-def use_states(states: Mapping[LMFunction, State]) -> Iterator[None]:
+def use_states(states: Mapping[LMFunction[Any, Any], State]) -> Iterator[None]:
     """Run the block with these lm_functions' states replaced, in this context only (thread-safe:
     optimizers evaluate candidate states in parallel this way)."""
     merged = {**(_overrides.get() or {}), **states}
@@ -52,15 +54,30 @@ def use_states(states: Mapping[LMFunction, State]) -> Iterator[None]:
         _overrides.reset(token)
 
 
-class LMFunction:
-    """A typed function whose body is a language model call. See :func:`lm_function`."""
+class LMFunction(Generic[P, R]):
+    """A typed function whose body is a language model call (what :func:`lm_function` returns).
+
+    Generic in the decorated function's parameters ``P`` and return type ``R``: calling it takes
+    the same arguments and returns ``R`` to a type checker as at run time. Made from an
+    ``async def``, it is an :class:`AsyncLMFunction`, whose call returns an awaitable.
+
+    Attributes:
+        fn: the decorated function (its body never runs).
+        signature: the input and output fields read from ``fn``.
+        name: the function's name in prompts, traces and prompt files.
+        lm: the LM for this function (a model name or an LM object); ``None`` = the configured one.
+        max_retries: how many times a refused completion is retried.
+        temperature: the sampling temperature for this function, if set.
+        max_tokens: the completion cap, if any.
+        constrain: constrained decoding for this function; ``None`` follows the settings.
+    """
 
     #: how static analysis (:mod:`lmprog.source`, a lower layer) knows an lm_function
     __lmprog_lm_function__ = True
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[P, R],
         *,
         lm: str | BaseLM | None = None,
         max_retries: int = 2,
@@ -177,10 +194,17 @@ class LMFunction:
             self.signature, self.bind(*args, **kwargs), instruction=state.instruction, demos=state.demos
         )
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the LM on these arguments and return the parsed, validated output.
+
+        Raises:
+            OutputParseError: the last completion could not be read or validated.
+            UsageError: the arguments do not fit the function's parameters.
+            LMError: the provider failed (after its retries).
+        """
         if self.is_async:
-            return self._acall(self.bind(*args, **kwargs))
-        return self._call(self.bind(*args, **kwargs))
+            return cast(R, self._acall(self.bind(*args, **kwargs)))
+        return cast(R, self._call(self.bind(*args, **kwargs)))
 
     def _call(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
@@ -225,12 +249,12 @@ class LMFunction:
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.
-        return (LMFunction._rebuild, (self.fn, options, state, self.signature_hash))
+        return (type(self)._rebuild, (self.fn, options, state, self.signature_hash))
 
     @classmethod
     def _rebuild(
         cls, fn: Callable[..., Any], options: dict[str, Any], state: State | None, signature_hash: str
-    ) -> LMFunction:
+    ) -> LMFunction[Any, Any]:
         """A copy of an lm_function pickled by value: the same function, options and state; its
         signature hash is the original's (the copy's source may not be found again)."""
         func = cls(fn, **options)
@@ -247,11 +271,15 @@ class LMFunction:
         return self is other
 
 
-_set_states: weakref.WeakSet[LMFunction] = weakref.WeakSet()  # lm_functions given a state
+class AsyncLMFunction(LMFunction[P, Awaitable[R]]):
+    """An lm_function made from an ``async def``: calling it returns an awaitable of ``R``."""
+
+
+_set_states: weakref.WeakSet[LMFunction[Any, Any]] = weakref.WeakSet()  # lm_functions given a state
 _set_states_lock = threading.Lock()
 
 
-def states_in_force() -> dict[LMFunction, State]:
+def states_in_force() -> dict[LMFunction[Any, Any], State]:
     """The states in force here that a copy of the program in another process would not see
     (process workers run under them): the state set on each lm_function that pickles by
     reference (one that pickles by value carries its own), and this context's ``use_states``
@@ -266,7 +294,7 @@ def states_in_force() -> dict[LMFunction, State]:
 class _BoundLMFunction:
     """An lm_function reached through an instance; attribute access falls through to it."""
 
-    def __init__(self, func: LMFunction, obj: Any) -> None:
+    def __init__(self, func: LMFunction[Any, Any], obj: Any) -> None:
         self.__func__ = func
         self.__self__ = obj
 
@@ -288,7 +316,7 @@ class _Run:
     docs for the policy).
     """
 
-    def __init__(self, func: LMFunction, inputs: dict[str, Any]) -> None:
+    def __init__(self, func: LMFunction[Any, Any], inputs: dict[str, Any]) -> None:
         self.func = func
         self.lm = resolve_lm(func.lm)
         state = func.state
@@ -353,62 +381,6 @@ class _Run:
         if self.span is not None:
             self.span.output = self._value
         return self._value
-
-
-@overload
-def lm_function(fn: Callable[..., Any], /) -> LMFunction: ...
-@overload
-def lm_function(
-    *,
-    lm: str | BaseLM | None = None,
-    max_retries: int = 2,
-    temperature: float | None = None,
-    name: str | None = None,
-    max_tokens: int | None = None,
-    constrain: bool | None = None,
-) -> Callable[[Callable[..., Any]], LMFunction]: ...
-def lm_function(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    lm: str | BaseLM | None = None,
-    max_retries: int = 2,
-    temperature: float | None = None,
-    name: str | None = None,
-    max_tokens: int | None = None,
-    constrain: bool | None = None,
-) -> LMFunction | Callable[[Callable[..., Any]], LMFunction]:
-    """Turn a typed, documented function (sync or async) into a language model call.
-
-    ``lm`` picks the model for this function (default: the configured one), ``max_retries`` how
-    many times a completion a validator refused is retried with the errors shown to the model
-    (a completion in the wrong format is retried at most once of those, and not at all under a
-    grammar: see the module docs),
-    ``temperature`` a sampling temperature for this function, ``name`` its name in prompts,
-    traces and prompt files, ``max_tokens`` a cap on the completion length (by default
-    ``SHORT_OUTPUT_TOKENS`` for a single short answer — a Literal, Enum, bool or number — and the
-    configured ``max_tokens`` otherwise, so a small model that rambles stops early),
-    ``constrain`` whether to constrain decoding to the reply format (a grammar for the embedded
-    model, a JSON schema for providers with structured outputs; ``None`` follows
-    ``lmprog.configure(constrain=...)``, on by default).
-    """
-
-    def wrap(f: Callable[..., Any]) -> LMFunction:
-        return LMFunction(
-            f,
-            lm=lm,
-            max_retries=max_retries,
-            temperature=temperature,
-            name=name,
-            max_tokens=max_tokens,
-            constrain=constrain,
-        )
-
-    return wrap(fn) if fn is not None else wrap
-
-
-#: how static analysis (:mod:`lmprog.source`, a lower layer) knows the decorator in source code
-lm_function.__lmprog_decorator__ = True  # type: ignore[attr-defined]
 
 
 SHORT_OUTPUT_TOKENS = 48

@@ -19,6 +19,7 @@ from lmprog.lm._base import (
     RequestHook,
     intercept_requests,
 )
+from lmprog.lm._cache import ResponseCache, cache_key, get_cache, without_secrets
 from lmprog.lm._client import LM, configured_model, default_model, resolve_lm
 from lmprog.lm._types import CONSTRAINT_KINDS
 
@@ -31,8 +32,12 @@ __all__ = [
     "InterceptedRequest",
     "Messages",
     "RequestHook",
+    "ResponseCache",
+    "cache_key",
     "configured_model",
     "default_model",
+    "get_cache",
     "intercept_requests",
     "resolve_lm",
+    "without_secrets",
 ]

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import EvaluationError, LMError, OutputParseError, TransientLMError
-from lmprog.evaluate._run import evaluate
-from lmprog.function._function import LMFunction, State, use_states
+from lmprog.evaluate import evaluate
+from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize.budget import Budget
 from lmprog.usage import Usage
 
 if TYPE_CHECKING:
-    from lmprog.data._examples import Example
-    from lmprog.evaluate._run import EvaluationResult
+    from lmprog.data import Example
+    from lmprog.evaluate import EvaluationResult
 
 logger = logging.getLogger("lmprog.optimize")
 

@@ -12,7 +12,7 @@ from typing import Any
 from lmprog.data import load_dataset, split
 from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.evaluate import evaluate
-from lmprog.function._function import LMFunction, State, use_states
+from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.budget import Budget

@@ -16,7 +16,7 @@ from typing import Any
 
 from lmprog import settings
 from lmprog.errors import BudgetExceededError
-from lmprog.function._function import LMFunction, State
+from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.demos import Demo, demos_from_traces, sample_labeled
 

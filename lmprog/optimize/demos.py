@@ -7,11 +7,11 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lmprog.format._prompt import output_values, to_jsonable
-from lmprog.function._function import LMFunction
+from lmprog.format import output_values, to_jsonable
+from lmprog.function import LMFunction
 
 if TYPE_CHECKING:
-    from lmprog.trace._spans import Span
+    from lmprog.trace import Span
 
 Demo = dict[str, Any]
 

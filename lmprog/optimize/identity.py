@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog import settings
 from lmprog._fingerprint import code_identity, data_fingerprint, digest
-from lmprog.lm._client import resolve_lm
+from lmprog.lm import resolve_lm
 
 if TYPE_CHECKING:
-    from lmprog.function._function import LMFunction
+    from lmprog.function import LMFunction
     from lmprog.optimize._base import Task
 
 logger = logging.getLogger("lmprog.optimize")

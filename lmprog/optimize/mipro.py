@@ -44,7 +44,7 @@ from lmprog.optimize.search import (
     optuna_state,
     rank_among_live,
 )
-from lmprog.promptfile._files import function_id
+from lmprog.promptfile import function_id
 
 if TYPE_CHECKING:
     import optuna

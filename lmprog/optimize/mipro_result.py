@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmprog.function._function import State
+from lmprog.function import State
 from lmprog.optimize._base import Candidate, OptimizationResult
 from lmprog.optimize.search import config_from_attrs
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from lmprog import settings
 from lmprog.errors import BudgetExceededError, LmprogError
-from lmprog.format._prompt import to_jsonable
-from lmprog.function._function import LMFunction, lm_function
+from lmprog.format import to_jsonable
+from lmprog.function import LMFunction, lm_function
 from lmprog.optimize._base import provider_failed
 
 logger = logging.getLogger("lmprog.optimize.propose")

@@ -28,7 +28,7 @@ from typing import Any
 from lmprog import promptfile
 from lmprog._version import __version__
 from lmprog.errors import BudgetExceededError, PromptFileError
-from lmprog.function._function import LMFunction, State
+from lmprog.function import LMFunction, State
 from lmprog.lm import configured_model
 from lmprog.optimize._base import OptimizationResult, Task
 from lmprog.optimize.identity import validation_key

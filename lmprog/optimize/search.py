@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmprog.function._function import LMFunction, State
+from lmprog.function import LMFunction, State
 
 if TYPE_CHECKING:
     import optuna

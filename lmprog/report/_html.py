@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog._version import __version__
 from lmprog.lm._secrets import redact
-from lmprog.promptfile._files import atomic_write_text, function_id
+from lmprog.promptfile import atomic_write_text, function_id
 
 if TYPE_CHECKING:
-    from lmprog.optimize._optimize import OptimizationResult
+    from lmprog.optimize import OptimizationResult
 
 __all__ = ["render_report", "write_report"]
 

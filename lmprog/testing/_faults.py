@@ -22,8 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lmprog.errors import UsageError
-from lmprog.lm._base import BaseLM, Completion, Messages
-from lmprog.lm._cache import cache_key, without_secrets
+from lmprog.lm import BaseLM, Completion, Messages, cache_key, without_secrets
 from lmprog.lm._litellm import translate_error
 
 #: The fault kinds, in the order their rates are laid out on [0, 1).

@@ -10,9 +10,8 @@ from typing import Any, TypeAlias
 
 from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
-from lmprog.format._prompt import format_output, to_jsonable
-from lmprog.lm._base import BaseLM, Completion, ConstraintKind, Messages
-from lmprog.lm._types import CONSTRAINT_KINDS
+from lmprog.format import format_output, to_jsonable
+from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
 ScriptedResponse: TypeAlias = str | Mapping[str, Any] | BaseException

@@ -7,6 +7,7 @@ Holds ``_spans`` and ``_otel``. May import: ``errors``, ``settings``, ``usage``,
 
 from __future__ import annotations
 
+from lmprog.trace._otel import disable_otel, enable_otel, otel_enabled
 from lmprog.trace._spans import (
     Span,
     SpanSink,
@@ -29,7 +30,10 @@ __all__ = [
     "add_sink",
     "adopt",
     "current_span",
+    "disable_otel",
+    "enable_otel",
     "load_jsonl",
+    "otel_enabled",
     "remove_sink",
     "span",
     "trace",
