@@ -117,7 +117,7 @@ def run_check(paths: Sequence[str], require_all: bool, out: Console) -> int:
     return 0
 
 
-def _check_row(fn: LMFunction) -> CheckRow:
+def _check_row(fn: LMFunction[..., Any]) -> CheckRow:
     path = fn.prompt_file
     status = promptfile.status(fn)
     detail = ""

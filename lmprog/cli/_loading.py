@@ -12,7 +12,7 @@ import traceback
 import types
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lmprog import metrics, settings
 from lmprog.data import check_inputs, load_dataset
@@ -88,9 +88,9 @@ def load_target(spec: str) -> tuple[types.ModuleType, str | None]:
     return load_module(path), name
 
 
-def lm_functions_in(module: types.ModuleType) -> list[LMFunction]:
+def lm_functions_in(module: types.ModuleType) -> list[LMFunction[..., Any]]:
     """The lm_functions defined in ``module``: at top level and as methods of its classes."""
-    found: list[LMFunction] = []
+    found: list[LMFunction[..., Any]] = []
 
     def add(obj: Any) -> None:
         if isinstance(obj, LMFunction) and obj.signature.module == module.__name__ and obj not in found:
@@ -104,7 +104,7 @@ def lm_functions_in(module: types.ModuleType) -> list[LMFunction]:
     return found
 
 
-def get_lm_function(module: types.ModuleType, name: str | None, spec: str) -> LMFunction:
+def get_lm_function(module: types.ModuleType, name: str | None, spec: str) -> LMFunction[..., Any]:
     """The lm_function ``name`` (``Class.method`` allowed) of ``module``, or a CLIError listing them."""
     choices = ", ".join(fn.signature.qualname for fn in lm_functions_in(module)) or "(none)"
     if name is None:
@@ -152,7 +152,7 @@ def load_metric(spec: str, module: types.ModuleType | None = None) -> Callable[.
     loaded = getattr(source, name, None)
     if not callable(loaded):
         raise CLIError(f"metric {spec}: {path} has no function {name!r}")
-    return loaded
+    return cast(Callable[..., Any], loaded)
 
 
 def load_rows(path: str, program: Callable[..., Any], what: str) -> list[Any]:
@@ -181,7 +181,7 @@ def program_inputs(program: Callable[..., Any]) -> tuple[list[str], list[str]]:
     return [p.name for p in params], [p.name for p in params if p.default is not p.empty]
 
 
-def parse_inputs(pairs: Sequence[str], fn: LMFunction) -> dict[str, Any]:
+def parse_inputs(pairs: Sequence[str], fn: LMFunction[..., Any]) -> dict[str, Any]:
     """``["ticket=I was charged", "k=3"]`` -> values; text fields stay text, other fields are
     read as JSON when they parse."""
     fields = {f.name: f for f in fn.signature.inputs}

@@ -208,7 +208,7 @@ class _Task:
     inputs: _Inputs
     context: contextvars.Context | None
     settings_values: dict[str, Any] | None
-    states: dict[LMFunction, State] | None = None
+    states: dict[LMFunction[..., Any], State] | None = None
 
     def __call__(self, index: int, example: Example) -> _Outcome:
         if self.context is not None:

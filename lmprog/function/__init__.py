@@ -9,13 +9,13 @@ travels to process workers). May import every layer below it: ``signature``, ``l
 
 from __future__ import annotations
 
+from lmprog.promptfile import State
 from lmprog.function._decorator import LMFunctionDecorator, lm_function
 from lmprog.function._function import (
     FORMAT_RETRIES,
     SHORT_OUTPUT_TOKENS,
     AsyncLMFunction,
     LMFunction,
-    State,
     states_in_force,
     use_states,
 )

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from lmprog.lm._base import (
     BaseLM,
-    Completion,
-    ConstraintKind,
     InterceptedRequest,
-    Messages,
     RequestHook,
     intercept_requests,
 )
 from lmprog.lm._cache import ResponseCache, cache_key, get_cache, without_secrets
 from lmprog.lm._client import LM, configured_model, default_model, resolve_lm
-from lmprog.lm._types import CONSTRAINT_KINDS
+from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages
 
 __all__ = [
     "CONSTRAINT_KINDS",

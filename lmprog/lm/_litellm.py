@@ -230,7 +230,7 @@ def _register_local_provider(litellm: Any) -> None:
 
 
 def _local_handler(litellm: Any) -> Any:
-    class LocalLLM(litellm.CustomLLM):
+    class LocalLLM(litellm.CustomLLM):  # type: ignore[misc]  # litellm is untyped here
         """litellm's view of :mod:`lmprog.local`: the model name is the GGUF path."""
 
         def completion(self, *args: Any, **kwargs: Any) -> Any:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lmprog.optimize")
 
-States = Mapping[LMFunction, State]
+States = Mapping[LMFunction[..., Any], State]
 Metric = Callable[..., Any]
 
 
@@ -39,7 +39,7 @@ class Task:
     seed: int
     threads: int = 8
     progress: bool = True
-    functions: list[LMFunction] = field(default_factory=list)
+    functions: list[LMFunction[..., Any]] = field(default_factory=list)
 
     def evaluate(
         self, data: Sequence[Example], states: States | None = None, **kwargs: Any
@@ -132,7 +132,7 @@ def check_provider(result: EvaluationResult) -> None:
 class Candidate:
     """One configuration an optimizer scored: the states of the lm_functions and its score."""
 
-    states: dict[LMFunction, State]
+    states: dict[LMFunction[..., Any], State]
     score: float | None
     label: str = ""
     evaluated_on: int = 0
@@ -153,7 +153,7 @@ class OptimizationResult:
     """
 
     optimizer: str
-    states: dict[LMFunction, State]
+    states: dict[LMFunction[..., Any], State]
     score: float | None
     baseline_score: float | None = None
     candidates: list[Candidate] = field(default_factory=list)

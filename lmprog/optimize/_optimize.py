@@ -7,7 +7,7 @@ import logging
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lmprog.data import load_dataset, split
 from lmprog.errors import BudgetExceededError, UsageError
@@ -141,7 +141,7 @@ def resolve_program(
         obj = getattr(program, entry, None)
         if not callable(obj):
             raise UsageError(f"module {program.__name__} has no function {entry!r}")
-        return obj
+        return cast(Callable[..., Any], obj)
     traced = [
         name
         for name, obj in vars(program).items()
@@ -162,7 +162,7 @@ def resolve_program(
     )
 
 
-def discover_functions(task: Task) -> list[LMFunction]:
+def discover_functions(task: Task) -> list[LMFunction[..., Any]]:
     """The lm_functions the program reaches: from static analysis, else from one traced run."""
     if isinstance(task.program, LMFunction):
         return [task.program]
@@ -177,7 +177,7 @@ def discover_functions(task: Task) -> list[LMFunction]:
         return found
     with trace() as t:
         _probe(task)
-    seen: list[LMFunction] = []
+    seen: list[LMFunction[..., Any]] = []
     for span in t.spans:
         if isinstance(span.obj, LMFunction) and span.obj not in seen:
             seen.append(span.obj)

@@ -33,7 +33,7 @@ def _passes(score: float | None, threshold: float | None) -> bool:
 class Bootstrapped:
     """Demos per function from passing traces, and which training examples produced them."""
 
-    demos: dict[LMFunction, list[Demo]]
+    demos: dict[LMFunction[..., Any], list[Demo]]
     used: set[int]
     runs: int = 0
     passed: int = 0
@@ -135,7 +135,7 @@ class BootstrapFewShot(Optimizer):
 
     def states_from(
         self, task: Task, found: Bootstrapped, rng: random.Random, max_boot: int | None = None
-    ) -> dict[LMFunction, State]:
+    ) -> dict[LMFunction[..., Any], State]:
         k_boot = self.max_bootstrapped_demos if max_boot is None else max_boot
         unused = [ex for i, ex in enumerate(task.trainset) if i not in found.used]
         states = {}
@@ -188,7 +188,7 @@ class RandomSearch(BootstrapFewShot):
         stopped = None
         best: Candidate | None = None
         details: dict[str, Any] = {}
-        pending: tuple[str, dict[LMFunction, State]] | None = None
+        pending: tuple[str, dict[LMFunction[..., Any], State]] | None = None
         try:
             for label, states in self.candidate_states(task):
                 if task.budget.max_trials is not None and len(candidates) >= task.budget.max_trials:
@@ -224,7 +224,7 @@ class RandomSearch(BootstrapFewShot):
             details=details,
         )
 
-    def candidate_states(self, task: Task) -> Iterator[tuple[str, dict[LMFunction, State]]]:
+    def candidate_states(self, task: Task) -> Iterator[tuple[str, dict[LMFunction[..., Any], State]]]:
         """Candidate states, made lazily (each bootstrap reuses the response cache)."""
         yield ("zero-shot", {fn: State() for fn in task.functions})
         rng = random.Random(task.seed)

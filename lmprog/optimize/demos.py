@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 Demo = dict[str, Any]
 
 
-def demo_from_span(fn: LMFunction, span: Span) -> Demo | None:
+def demo_from_span(fn: LMFunction[..., Any], span: Span) -> Demo | None:
     """The inputs and parsed outputs of one successful lm_function call, JSON-friendly."""
     if span.error is not None or span.kind != "lm":
         return None
@@ -29,7 +29,7 @@ def demo_from_span(fn: LMFunction, span: Span) -> Demo | None:
     return demo
 
 
-def labeled_demo(fn: LMFunction, example: Mapping[str, Any]) -> Demo | None:
+def labeled_demo(fn: LMFunction[..., Any], example: Mapping[str, Any]) -> Demo | None:
     """A demo for ``fn`` straight from a labeled example, when the example has all of its inputs
     and its outputs (a single-output function takes the example's only label field)."""
     sig = fn.signature
@@ -46,10 +46,12 @@ def labeled_demo(fn: LMFunction, example: Mapping[str, Any]) -> Demo | None:
     return None
 
 
-def demos_from_traces(functions: Iterable[LMFunction], spans: Iterable[Span]) -> dict[LMFunction, list[Demo]]:
+def demos_from_traces(
+    functions: Iterable[LMFunction[..., Any]], spans: Iterable[Span]
+) -> dict[LMFunction[..., Any], list[Demo]]:
     """Demos per lm_function from the lm spans of passing runs, in order, without duplicates."""
     wanted = set(functions)
-    out: dict[LMFunction, list[Demo]] = {fn: [] for fn in wanted}
+    out: dict[LMFunction[..., Any], list[Demo]] = {fn: [] for fn in wanted}
     seen: set[tuple[int, str]] = set()
     for span in spans:
         fn = span.obj
@@ -66,7 +68,7 @@ def demos_from_traces(functions: Iterable[LMFunction], spans: Iterable[Span]) ->
 
 
 def sample_labeled(
-    fn: LMFunction, examples: Sequence[Mapping[str, Any]], k: int, rng: random.Random | None = None
+    fn: LMFunction[..., Any], examples: Sequence[Mapping[str, Any]], k: int, rng: random.Random | None = None
 ) -> list[Demo]:
     """Up to ``k`` labeled demos for ``fn`` (a seeded sample when ``rng`` is given, else the first)."""
     demos = [d for d in (labeled_demo(fn, ex) for ex in examples) if d is not None]

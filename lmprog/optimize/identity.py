@@ -51,7 +51,7 @@ def lm_identity(lm: Any) -> dict[str, Any]:
 
 
 def models_identity(
-    functions: Sequence[LMFunction], extra: Mapping[str, Any] | None = None
+    functions: Sequence[LMFunction[..., Any]], extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Every model a run's scores depend on: the default LM, each function's own LM, and the
     sampling settings (global defaults and per function)."""
@@ -75,7 +75,7 @@ def models_identity(
     return ident
 
 
-def program_identity(program: Callable[..., Any], functions: Sequence[LMFunction]) -> str:
+def program_identity(program: Callable[..., Any], functions: Sequence[LMFunction[..., Any]]) -> str:
     """``analyze(program).program_hash``; without static analysis, the functions' signature hashes
     and the entry point's code."""
     try:

@@ -99,7 +99,7 @@ def format_rows(rows: Sequence[Mapping[str, Any]], limit: int = 8, max_chars: in
     return "\n".join(out)
 
 
-def describe_function(fn: LMFunction, instruction: str | None = None) -> str:
+def describe_function(fn: LMFunction[..., Any], instruction: str | None = None) -> str:
     sig = fn.signature
     lines = [f"name: {sig.name}"]
     for f in sig.inputs:
@@ -140,7 +140,7 @@ def clean_instruction(text: str) -> str:
     return text
 
 
-def check_instruction(text: str, fn: LMFunction) -> str | None:
+def check_instruction(text: str, fn: LMFunction[..., Any]) -> str | None:
     """Why a proposed instruction is rejected, or None when it is acceptable.
 
     Rejected: empty or too short, longer than ``MAX_INSTRUCTION_CHARS``, leaking the proposer's
@@ -245,7 +245,7 @@ class GroundedProposer:
 
     def propose(
         self,
-        fn: LMFunction,
+        fn: LMFunction[..., Any],
         n: int,
         *,
         data_summary: str,

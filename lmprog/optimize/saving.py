@@ -36,9 +36,9 @@ from lmprog.optimize.identity import validation_key
 logger = logging.getLogger("lmprog.optimize")
 
 
-def committed(functions: list[LMFunction]) -> dict[LMFunction, dict[str, Any]]:
+def committed(functions: list[LMFunction[..., Any]]) -> dict[LMFunction[..., Any], dict[str, Any]]:
     """The usable committed prompt file of each function that has one: its parsed document."""
-    found: dict[LMFunction, dict[str, Any]] = {}
+    found: dict[LMFunction[..., Any], dict[str, Any]] = {}
     for fn in functions:
         path = promptfile.prompt_path(fn)
         if not path.exists():
@@ -56,7 +56,7 @@ def committed(functions: list[LMFunction]) -> dict[LMFunction, dict[str, Any]]:
 
 
 def recorded_score(
-    docs: Mapping[LMFunction, Mapping[str, Any]], functions: list[LMFunction], key: str
+    docs: Mapping[LMFunction[..., Any], Mapping[str, Any]], functions: list[LMFunction[..., Any]], key: str
 ) -> float | None:
     """The committed configuration's recorded validation score, when every function has a file
     written by one run measured under ``key``; else None (not comparable)."""

@@ -73,7 +73,7 @@ _OPEN_ATTEMPTS = 6
 class Space:
     """The candidates of one search round: per function (by id), instructions and demo sets."""
 
-    functions: tuple[LMFunction, ...]
+    functions: tuple[LMFunction[..., Any], ...]
     ids: tuple[str, ...]
     instructions: Mapping[str, Sequence[str]]
     demo_sets: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
@@ -89,7 +89,7 @@ class Space:
             config[fid] = (int(ii), int(di))
         return config
 
-    def states(self, config: Mapping[str, tuple[int, int]]) -> dict[LMFunction, State]:
+    def states(self, config: Mapping[str, tuple[int, int]]) -> dict[LMFunction[..., Any], State]:
         out = {}
         for fn, fid in zip(self.functions, self.ids, strict=True):
             ii, di = config[fid]

@@ -117,7 +117,8 @@ class Span:
         data = {k: v for k, v in self.__dict__.items() if k not in ("children", "obj")}
         data["inputs"] = to_jsonable_python(self.inputs, fallback=repr)
         data["output"] = to_jsonable_python(self.output, fallback=repr)
-        return redact(data)
+        redacted: dict[str, Any] = redact(data)
+        return redacted
 
     def __getstate__(self) -> dict[str, Any]:
         """For pickling (process workers send spans back): ``obj`` goes along only when it is an
