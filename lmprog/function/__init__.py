@@ -9,7 +9,6 @@ travels to process workers). May import every layer below it: ``signature``, ``l
 
 from __future__ import annotations
 
-from lmprog.promptfile import State
 from lmprog.function._decorator import LMFunctionDecorator, lm_function
 from lmprog.function._function import (
     FORMAT_RETRIES,
@@ -19,6 +18,7 @@ from lmprog.function._function import (
     states_in_force,
     use_states,
 )
+from lmprog.promptfile import State
 
 __all__ = [
     "FORMAT_RETRIES",
