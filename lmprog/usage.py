@@ -33,6 +33,11 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def describe_requests(self) -> str:
+        """``"12 requests"``, or ``"12 requests, 3 failed"`` when some failed."""
+        failed = f", {self.failed_requests} failed" if self.failed_requests else ""
+        return f"{self.requests} requests{failed}"
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             calls=self.calls + other.calls,

@@ -466,6 +466,7 @@ def test_failed_requests_count_the_same_in_evaluate_the_lm_spans_and_budgets():
     assert result.usage.requests == lm.usage.requests == scope.total.requests == 8
     assert result.usage.failed_requests == lm.usage.failed_requests == 5
     assert result.usage == lm.usage == scope.total and result.usage.calls == 3
+    assert "3 call(s) (8 requests, 5 failed, 0 cached)" in result.summary()
     peru = result.results[3]
     assert peru.usage == Usage(requests=2, failed_requests=2)
     (span,) = peru.trace.lm_spans()
