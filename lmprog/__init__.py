@@ -25,6 +25,7 @@ from lmprog.errors import (
     PromptFileError,
     SignatureError,
     TransientLMError,
+    TruncatedOutputError,
     UsageError,
 )
 from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
@@ -85,6 +86,7 @@ __all__ = [
     "PromptFileError",
     "SignatureError",
     "TransientLMError",
+    "TruncatedOutputError",
     "Usage",
     "UsageError",
     "__version__",

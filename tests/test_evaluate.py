@@ -12,13 +12,13 @@ import pytest
 import lmprog
 from lmprog import lm_function, settings
 from lmprog.data import Example, load_dataset
-from lmprog.errors import EvaluationError, UsageError
+from lmprog.errors import EvaluationError, TransientLMError, UsageError
 from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
 from lmprog.function import State, use_states
 from lmprog.metrics import exact_match
 from lmprog.testing import ScriptedLM
 from lmprog.trace import Trace, current_span, trace, traced
-from lmprog.usage import Usage
+from lmprog.usage import Usage, track
 
 
 def rows(n: int) -> list[dict[str, str]]:
@@ -441,6 +441,37 @@ def test_usage_counts_parse_retries_and_failures():
     assert peru.usage.calls == 2
     assert result.usage.calls == len(lm.calls) == 4
     assert result.usage.completion_tokens == lm.usage.completion_tokens
+
+
+def test_failed_requests_count_the_same_in_evaluate_the_lm_spans_and_budgets():
+    """One name, one meaning: every request sent counts in ``requests``, failed or not."""
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def respond(messages):
+        country = country_in(messages)
+        with lock:
+            seen[country] = seen.get(country, 0) + 1
+            first = seen[country] == 1
+        if country == "Peru" or first:  # one failure each, and Peru fails for good
+            return TransientLMError("the server had an error", model="scripted", status_code=500)
+        return {"output": CAPITALS[country]}
+
+    lm = ScriptedLM(respond, num_retries=1)
+    with lmprog.context(lm=lm), track() as scope:
+        result = evaluate(geo, countries(), exact_match, threads=4, progress=False)
+    assert result.score == 75.0 and [r.ok for r in result.results] == [True, True, True, False]
+    # France, Italy, Spain: a failed request, then the answer; Peru: two failed requests
+    assert len(lm.calls) == 8
+    assert result.usage.requests == lm.usage.requests == scope.total.requests == 8
+    assert result.usage.failed_requests == lm.usage.failed_requests == 5
+    assert result.usage == lm.usage == scope.total and result.usage.calls == 3
+    assert "3 call(s) (8 requests, 5 failed, 0 cached)" in result.summary()
+    peru = result.results[3]
+    assert peru.usage == Usage(requests=2, failed_requests=2)
+    (span,) = peru.trace.lm_spans()
+    assert (span.requests, span.failed_requests, span.calls) == (2, 2, 0)
+    assert all(r.usage.requests == 2 and r.usage.failed_requests == 1 for r in result.results[:3])
 
 
 def test_an_lm_function_is_a_program():

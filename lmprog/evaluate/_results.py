@@ -110,8 +110,8 @@ class EvaluationResult:
         lines = [
             f"{self.program} / {self.metric}: {self.score:.1f} on {len(self.results)}{done} example(s), "
             f"{len(errors)} error(s), {self.wall_time:.1f}s",
-            f"LM: {usage.calls} call(s), {usage.cache_hits} cached, {usage.total_tokens} tokens, "
-            f"${usage.cost:.4f}",
+            f"LM: {usage.calls} call(s) ({usage.describe_requests()}, {usage.cache_hits} cached), "
+            f"{usage.total_tokens} tokens, ${usage.cost:.4f}",
         ]
         lines += [_short(r.describe_error(), 200) for r in errors[:3]]
         if len(errors) > 3:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from lmprog.function._decorator import LMFunctionDecorator, lm_function
 from lmprog.function._function import (
     FORMAT_RETRIES,
+    MAX_RETRY_TOKENS,
     SHORT_OUTPUT_TOKENS,
     AsyncLMFunction,
     LMFunction,
@@ -22,6 +23,7 @@ from lmprog.promptfile import State
 
 __all__ = [
     "FORMAT_RETRIES",
+    "MAX_RETRY_TOKENS",
     "SHORT_OUTPUT_TOKENS",
     "AsyncLMFunction",
     "LMFunction",

@@ -67,7 +67,8 @@ def lm_function(
         name: its name in prompts, traces and prompt files (default: the function's name).
         max_tokens: a cap on the completion length; by default ``SHORT_OUTPUT_TOKENS`` for a
             single short answer (a Literal, Enum, bool or number) and the configured
-            ``max_tokens`` otherwise, so a small model that rambles stops early.
+            ``max_tokens`` otherwise, so a small model that rambles stops early. A reply cut at
+            it is retried once with twice the budget, then raises ``TruncatedOutputError``.
         constrain: whether to constrain decoding to the reply format (a grammar for the
             embedded model, a JSON schema for providers with structured outputs); ``None``
             follows ``lmprog.configure(constrain=...)``, on by default.

@@ -1,15 +1,18 @@
-"""The ``@lm_function`` decorator and ``LMFunction``, the callable it returns.
+"""``LMFunction``, the callable the ``@lm_function`` decorator returns (see ``_decorator``).
 
 The decorated function's body never runs: its signature (parameters, type hints, docstring) is the
 spec. Calling an LMFunction binds the arguments, renders messages from the signature, the
 instruction and the demos, asks the LM (with a grammar or JSON schema when the LM takes one and
-``constrain`` is on, see :mod:`lmprog.constrain`), and parses and validates the completion.
+``constrain`` is on, see :mod:`lmprog.format`), and parses and validates the completion.
 
 Retries happen only where they can help (:class:`_Run`): a reply a validator refused (a pydantic
 validator or field constraint) is retried with the error shown, up to ``max_retries`` times; a
 reply in the wrong format is retried at most once (2 requests per failure), and never when a
-grammar constrained it (the model could only have been cut short by ``max_tokens``). A call makes
-at most ``1 + max_retries`` requests.
+grammar constrained it (the model could only have been cut short by ``max_tokens``). A reply the
+provider cut at ``max_tokens`` (``finish_reason == "length"``) is never parsed: it is retried once
+with twice the token budget (at most :data:`MAX_RETRY_TOKENS`), then reported as
+:class:`~lmprog.errors.TruncatedOutputError`. A call makes at most ``1 + max_retries`` requests,
+not counting the retries of failed provider requests (see :mod:`lmprog.lm`).
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, ParamSpec, TypeVar, cast, get_args, get_origin
 
 from lmprog import promptfile, settings
-from lmprog.errors import OutputParseError, UsageError
+from lmprog.errors import OutputParseError, TruncatedOutputError, UsageError
 from lmprog.format import ParseFailure, constraint_params, parse_output, render_messages, retry_messages
 from lmprog.function._pickle import by_reference, find
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, signature_from_function
 from lmprog.trace import Span, span
+from lmprog.usage import track
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -208,7 +212,7 @@ class LMFunction(Generic[P, R]):
 
     def _call(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 run.feed(run.lm.complete(msgs, **run.params))
@@ -216,7 +220,7 @@ class LMFunction(Generic[P, R]):
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 run.feed(await run.lm.acomplete(msgs, **run.params))
@@ -307,6 +311,23 @@ class _BoundLMFunction:
 
 #: Retries of a reply in the wrong format (one retry: at most 2 requests per format failure).
 FORMAT_RETRIES = 1
+#: Retries of a reply cut at ``max_tokens``, each with twice the budget, up to MAX_RETRY_TOKENS.
+TRUNCATION_RETRIES = 1
+MAX_RETRY_TOKENS = 4096
+
+
+@contextmanager
+def _counted(sp: Span | None) -> Iterator[None]:
+    """Add to ``sp`` the usage of every LM request made inside the block: the same requests,
+    failed ones included, that ``lm.usage`` and the ``track()`` scopes (budgets) count."""
+    if sp is None:
+        yield
+        return
+    with track() as scope:
+        try:
+            yield
+        finally:
+            sp.add_usage(scope.total)
 
 
 class _Run:
@@ -334,6 +355,7 @@ class _Run:
         self.structured = "response_format" in self.params
         # a grammar leaves no other format to write: a format failure is a reply cut short
         self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
+        self.truncation_retries = min(TRUNCATION_RETRIES, func.max_retries)
         self.attempts = 0
         self.span: Span | None = None
         self._done = False
@@ -341,10 +363,19 @@ class _Run:
         self._raw = ""
         self._errors: list[str] = []
         self._format_failures = 0
+        self._truncations = 0
+        self._last_cut = False  # the last reply was cut at max_tokens...
+        self._cut_at: int | None = None  # ...at this budget (None: unknown)
+        self._gave_up = False
         self._all_cached = True
 
     def next_messages(self) -> list[dict[str, str]] | None:
-        if self._done or self.attempts > self.func.max_retries or self._format_failures > self.format_retries:
+        if (
+            self._done
+            or self._gave_up
+            or self.attempts > self.func.max_retries
+            or self._format_failures > self.format_retries
+        ):
             return None
         return self.messages
 
@@ -357,13 +388,11 @@ class _Run:
             sp.model = completion.model
             sp.messages = self.messages
             sp.raw = completion.text
-            sp.calls += completion.usage.calls
-            sp.requests += completion.usage.requests
-            sp.cache_hits += completion.usage.cache_hits
-            sp.prompt_tokens += completion.usage.prompt_tokens
-            sp.completion_tokens += completion.usage.completion_tokens
-            sp.cost += completion.usage.cost
             sp.cache_hit = self._all_cached
+        self._last_cut = completion.finish_reason == "length"
+        if self._last_cut:  # a cut reply may still parse (the "1" of "12"): never read it
+            self._cut_short()
+            return
         try:
             self._value = parse_output(self.func.signature, completion.text, structured=self.structured)
         except ParseFailure as e:
@@ -375,15 +404,47 @@ class _Run:
             return
         self._done = True
 
+    def _cut_short(self) -> None:
+        """The reply was cut at ``max_tokens``: ask again with a larger budget, or give up."""
+        budget = self._cut_at = self._token_budget()
+        self._truncations += 1
+        self._errors = [f"the reply was cut off at max_tokens={budget} (finish_reason 'length')"]
+        if self.span is not None:
+            self.span.parse_retries = self.attempts
+        larger = _larger_budget(budget)
+        if larger is None or self._truncations > self.truncation_retries:
+            self._gave_up = True
+            return
+        self.params["max_tokens"] = larger
+
+    def _token_budget(self) -> int | None:
+        """The ``max_tokens`` the LM sends: the call's, else the LM's default, else the settings'."""
+        for value in (self.params.get("max_tokens"), self.lm.params.get("max_tokens")):
+            if value is not None:
+                return value if isinstance(value, int) else None
+        return settings.current().max_tokens
+
     def result(self) -> Any:
         if not self._done:
-            raise OutputParseError(self.func.signature.qualname, self._raw, self._errors, self.attempts)
+            name, attempts = self.func.signature.qualname, self.attempts
+            if self._last_cut:
+                raise TruncatedOutputError(name, self._raw, attempts, self._cut_at)
+            raise OutputParseError(name, self._raw, self._errors, attempts)
         if self.span is not None:
             self.span.output = self._value
         return self._value
 
 
 SHORT_OUTPUT_TOKENS = 48
+
+
+def _larger_budget(budget: int | None) -> int | None:
+    """The token budget of a retry after a reply cut at ``budget``: twice as large, at most
+    ``MAX_RETRY_TOKENS``; None when no larger budget is possible (or the budget is unknown)."""
+    if budget is None or budget <= 0:
+        return None
+    larger = min(2 * budget, max(budget, MAX_RETRY_TOKENS))
+    return larger if larger > budget else None
 
 
 def _short_output_tokens(signature: Signature) -> int | None:

@@ -193,7 +193,7 @@ class OptimizationResult:
             )
         u = self.usage
         lines.append(
-            f"LM usage: {u.calls} calls ({u.requests} requests, {u.cache_hits} cache hits), "
+            f"LM usage: {u.calls} calls ({u.describe_requests()}, {u.cache_hits} cache hits), "
             f"{u.total_tokens} tokens, cost {u.cost:.4f}"
         )
         if self.stopped_by:

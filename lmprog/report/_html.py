@@ -201,7 +201,7 @@ def _candidate_chart(result: OptimizationResult) -> str:
 
 def _cost_block(result: OptimizationResult) -> str:
     u = result.usage
-    total = max(1, u.calls)
+    total = max(1, u.requests + u.cache_hits)  # failed requests make requests outnumber calls
     req_w = (_W - 20) * u.requests / total
     parts = [
         f"<rect x='10' y='10' width='{req_w:.1f}' height='22' fill='{_ORANGE}'><title>{u.requests} "
@@ -212,6 +212,7 @@ def _cost_block(result: OptimizationResult) -> str:
     rows = [
         ("LM calls", u.calls),
         ("provider requests", u.requests),
+        ("failed requests", u.failed_requests),
         ("cache hits", u.cache_hits),
         ("prompt tokens", u.prompt_tokens),
         ("completion tokens", u.completion_tokens),

@@ -130,7 +130,7 @@ def test_later_rounds_see_earlier_scores(tmp_path: Path) -> None:
 
 def test_guards_reject_and_replace_bad_proposals(tmp_path: Path) -> None:
     bad = [
-        "",
+        "Be brief.",  # (an empty reply is a failed request, retried: it never reaches the guards)
         "Reply in JSON with a field label.",
         "history: none. program: def triage",
         "x" * 900,
