@@ -16,6 +16,7 @@ from lmprog.format._prompt import (
     output_values,
     parse_output,
     render_messages,
+    reply_format,
     retry_messages,
 )
 from lmprog.format._wire import to_jsonable
@@ -29,6 +30,7 @@ __all__ = [
     "output_values",
     "parse_output",
     "render_messages",
+    "reply_format",
     "response_format",
     "retry_messages",
     "to_jsonable",

@@ -123,12 +123,26 @@ def parse_output(signature: Signature, text: str, *, structured: bool = False) -
 
 
 def retry_messages(
-    messages: Sequence[Mapping[str, str]], completion: str, errors: Sequence[str]
+    messages: Sequence[Mapping[str, str]],
+    completion: str,
+    errors: Sequence[str],
+    reply_format: str | None = None,
 ) -> list[dict[str, str]]:
     """The conversation to retry with: ``messages``, the bad completion, and a user message
-    listing the errors and repeating the reply format (taken from the system message)."""
+    listing the errors and repeating the reply format.
+
+    Args:
+        messages: the conversation the bad completion answered.
+        completion: the bad completion.
+        errors: what was wrong with it, addressed to the model.
+        reply_format: the reply-format instruction to repeat (:func:`reply_format` of the
+            signature; lm_functions pass it). ``None`` (direct callers of earlier versions): the
+            part of the system message from its last ``Reply with`` line on, if any.
+    """
     problems = "\n".join(f"- {error}" for error in errors) or "- the reply did not follow the format"
-    reminder = _reply_format(messages) or "Reply again in the required format."
+    if reply_format is None:
+        reply_format = _reply_format(messages)
+    reminder = reply_format or "Reply again in the required format."
     content = f"Your reply could not be used:\n{problems}\n\n{reminder}"
     return [
         *({"role": m["role"], "content": m["content"]} for m in messages),
@@ -172,13 +186,20 @@ def _field_list(title: str, fields: Sequence[Field]) -> str:
 def _reply_section(signature: Signature) -> str:
     if not signature.multi_output:
         output = signature.outputs[0]
-        sentence = field_spec(output).reply()
+        sentence = reply_format(signature)
         return f"Output: {output.description}\n{sentence}" if output.description else sentence
-    lines = [f"{f.name}: <{field_spec(f).hint()}>" for f in signature.outputs]
-    format_lines = _REPLY + "these lines:\n" + "\n".join(lines)
     if any(f.description for f in signature.outputs):
-        return _field_list("Outputs", signature.outputs) + "\n\n" + format_lines
-    return format_lines
+        return _field_list("Outputs", signature.outputs) + "\n\n" + reply_format(signature)
+    return reply_format(signature)
+
+
+def reply_format(signature: Signature) -> str:
+    """The reply-format instruction of ``signature``: how the model must write its reply (the end
+    of the system message, repeated in retry messages)."""
+    if not signature.multi_output:
+        return field_spec(signature.outputs[0]).reply()
+    lines = [f"{f.name}: <{field_spec(f).hint()}>" for f in signature.outputs]
+    return _REPLY + "these lines:\n" + "\n".join(lines)
 
 
 def _reply_format(messages: Sequence[Mapping[str, str]]) -> str:

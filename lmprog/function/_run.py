@@ -13,7 +13,14 @@ from typing import Any, Protocol
 
 from lmprog import settings
 from lmprog.errors import OutputParseError, TruncatedOutputError
-from lmprog.format import ParseFailure, constraint_params, parse_output, render_messages, retry_messages
+from lmprog.format import (
+    ParseFailure,
+    constraint_params,
+    parse_output,
+    render_messages,
+    reply_format,
+    retry_messages,
+)
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature
@@ -137,7 +144,9 @@ class _Run:
             self._format_failures += 0 if e.validation else 1
             if sp is not None:
                 sp.parse_retries = self.attempts
-            self.messages = retry_messages(self.messages, completion.text, self._errors)
+            self.messages = retry_messages(
+                self.messages, completion.text, self._errors, reply_format(self.func.signature)
+            )
             return
         self._done = True
 
