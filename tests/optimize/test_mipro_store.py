@@ -3,6 +3,7 @@ keep each other's records, a study of another layout is refused, details read by
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import warnings
 from pathlib import Path
@@ -139,9 +140,10 @@ def test_config_is_frozen_and_the_keyword_arguments_build_it() -> None:
     assert MiproConfig(num_trials=5, rounds=2).trials_in_round(0) == 3
 
 
-def test_details_are_typed_and_the_old_keys_still_read_with_a_warning(tmp_path: Path) -> None:
-    with lmprog.context(lm=ScriptedLM(Model(), cache=True), load_prompts=False, cache_dir=tmp_path):
-        result = optimize(
+def small_run(folder: Path, **settings: Any) -> lmprog.OptimizationResult:
+    lm = ScriptedLM(Model(), cache=True)
+    with lmprog.context(lm=lm, load_prompts=False, cache_dir=folder / "cache"):
+        return optimize(
             triage,
             DATA[:9],
             metric,
@@ -149,14 +151,38 @@ def test_details_are_typed_and_the_old_keys_still_read_with_a_warning(tmp_path: 
             optimizer="mipro",
             save=False,
             apply=False,
-            storage=str(tmp_path / "study.db"),
+            storage=str(folder / "study.db"),
             progress=False,
-            num_trials=4,
-            minibatch_size=6,
-            num_instructions=3,
-            num_demo_sets=1,
-            threads=2,
+            **{
+                "num_trials": 4,
+                "minibatch_size": 6,
+                "num_instructions": 3,
+                "num_demo_sets": 1,
+                "threads": 2,
+                **settings,
+            },
         )
+
+
+def test_a_full_evaluation_stored_before_a_kill_is_not_followed_by_another(tmp_path: Path) -> None:
+    # a kill right after a full evaluation was stored, before its point of the search was marked
+    # done, is simulated by deleting every mark: the resumed run finds the points done from the
+    # records themselves and evaluates nothing more (before, it evaluated the next configuration)
+    # one round of 8 trials with a full evaluation every 4: fewer evaluations than configurations
+    first = small_run(tmp_path, num_trials=8, rounds=1, full_eval_every=4)
+    assert len(first.candidates) < 1 + len({t.config_key for t in first.details.trial_history})
+    stored = open_store(tmp_path / "study.db", first.details.study).full_evaluations()
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        deleted = conn.execute("DELETE FROM study_user_attributes WHERE key LIKE 'full_eval_due:%'")
+        assert deleted.rowcount >= len(stored)  # a mark per evaluation (and per point with none)
+    again = small_run(tmp_path, num_trials=8, rounds=1, full_eval_every=4)
+    assert open_store(tmp_path / "study.db", first.details.study).full_evaluations() == stored
+    assert [(c.label, c.score) for c in again.candidates] == [(c.label, c.score) for c in first.candidates]
+    assert again.usage.requests == 0
+
+
+def test_details_are_typed_and_the_old_keys_still_read_with_a_warning(tmp_path: Path) -> None:
+    result = small_run(tmp_path)
     details = MiproDetails.of(result)
     assert details is result.details
     assert details.trials == 4 == len(details.trial_history)
