@@ -11,7 +11,6 @@ holds and calls the LM only for what is missing; reads never call the LM.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from lmprog.optimize.search import Space, config_from_attrs, instruction_scores,
 
 if TYPE_CHECKING:
     import optuna
-
-logger = logging.getLogger("lmprog.optimize.mipro")
 
 __all__ = ["Grounding", "MiproRun"]
 
@@ -113,9 +110,9 @@ class MiproRun:
         """Run round ``r``'s trials until its quota, shared by every worker on the study, is used
         (re-running orphaned trials first, so that a resumed run evaluates what the uninterrupted
         one would have), with the full evaluations that become due on the way and at the end."""
-        study = self.search.study(r)
-        self.search.enqueue_new_candidates(r, space, self._history(r))  # again on resume: a kill
-        self.search.adopt_orphans(r, space)  # may have cut it short
+        # enqueued again on resume, as a kill may have cut the enqueueing short
+        self.search.enqueue_new_candidates(r, space, self._history(r))
+        self.search.adopt_orphans(r, space)
         self._full_evals_due(r)
         quota = self.config.trials_in_round(r)
         while self.search.live_count(r) < quota:
@@ -125,7 +122,6 @@ class MiproRun:
             self._full_evals_due(r)
         self.search.wait_for_others(r, space)
         self._full_evals_due(r, end=True)
-        logger.debug("mipro: round %d of study %s done", r, study.study_name)
 
     def result(self, stopped: str | None, estimate: int) -> OptimizationResult:
         """The run's result from what the store and the studies hold."""
