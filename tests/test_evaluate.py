@@ -66,7 +66,7 @@ def test_data_may_be_a_file(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"question": "a", "answer": "A"}\n{"question": "b", "answer": "x"}\n', encoding="utf-8")
     result = evaluate(shout, path, exact_match, progress=False)
-    assert result.scores == [1.0, 0.0]
+    assert result.scores == [100.0, 0.0]
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_a_metric_that_raises_is_that_examples_error():
     bad = result.results[1]
     assert bad.error == "metric picky failed: KeyError: 'gold'"
     assert bad.prediction == "Q1" and bad.score == 0.0
-    assert result.scores == [1.0, 0.0, 1.0]
+    assert result.scores == [100.0, 0.0, 100.0]
 
 
 def test_a_metric_must_return_a_number():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +150,8 @@ class OptimizationResult:
     ``files`` the prompt files written, ``stopped_by`` the budget cap that ended the run, if any,
     ``kept`` why no prompt file was written when saving was asked for (the result was not measured,
     or did not beat the committed prompt files on the same validation data), else None.
+    ``details`` is what the optimizer reports besides (a dict; MIPRO's is typed, see
+    :class:`~lmprog.optimize.mipro.MiproDetails`). Every score is 0-100.
     """
 
     optimizer: str
@@ -161,7 +163,7 @@ class OptimizationResult:
     files: list[Path] = field(default_factory=list)
     stopped_by: str | None = None
     seed: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    details: MutableMapping[str, Any] = field(default_factory=dict)
     kept: str | None = None
 
     @property

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog._version import __version__
 from lmprog.lm._secrets import redact
+from lmprog.optimize.mipro_result import MiproDetails
 from lmprog.promptfile import atomic_write_text, function_id
 
 if TYPE_CHECKING:
@@ -92,7 +93,10 @@ def render_report(
 # -- data ------------------------------------------------------------------------------------------
 def _trials(result: OptimizationResult) -> list[_Trial]:
     """Trials in order: the optimizer's trial history when it keeps one, else its candidates."""
-    history = result.details.get("trial_history")
+    details = result.details
+    if isinstance(details, MiproDetails) and details.trial_history:
+        return [_Trial(f"trial {t.number}", t.score) for t in details.trial_history]
+    history = details.get("trial_history")  # another optimizer's, kept in its details dict
     if isinstance(history, list) and history:
         out = []
         for i, t in enumerate(history):
@@ -273,7 +277,9 @@ def _functions_block(result: OptimizationResult) -> str:
 
 
 def _details_block(result: OptimizationResult) -> str:
-    text = json.dumps(redact(result.details), indent=2, ensure_ascii=False, default=str, sort_keys=True)
+    details = result.details
+    plain = details.to_dict() if isinstance(details, MiproDetails) else dict(details)
+    text = json.dumps(redact(plain), indent=2, ensure_ascii=False, default=str, sort_keys=True)
     return f"<details><summary>optimizer details (JSON)</summary><pre>{_e(text)}</pre></details>"
 
 

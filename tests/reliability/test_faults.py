@@ -104,7 +104,7 @@ def test_evaluate_records_an_error_for_each_call_that_runs_out_of_retries() -> N
     for r in failed:
         assert r.score == 0.0 and r.prediction is None
         assert r.error.startswith("TransientLMError: scripted: ") and "server had an error" in r.error
-    assert all(r.score in (0.0, 1.0) for r in result.results if r.ok)
+    assert all(r.score in (0.0, 100.0) for r in result.results if r.ok)
     check_backoff(lm, sleeps)
 
 
@@ -144,8 +144,8 @@ def test_mipro_under_transient_faults_chooses_what_the_fault_free_run_chooses(tm
     assert result.states == clean.states
     assert result.states[classify].instruction.startswith("GOOD")
     assert [(c.label, c.score) for c in result.candidates] == [(c.label, c.score) for c in clean.candidates]
-    assert result.details["instructions"] == clean.details["instructions"]
-    assert result.details["trials"] == clean.details["trials"] == 6
+    assert result.details.instructions == clean.details.instructions
+    assert result.details.trials == clean.details.trials == 6
     # usage: the same completions, plus exactly the failed requests
     assert len(inner.calls) == len(clean_inner.calls) == lm.usage.requests - lm.raised
     assert result.usage.requests == clean.usage.requests + lm.raised == lm.usage.requests
@@ -164,7 +164,7 @@ def test_mipro_under_bad_completions_finishes(tmp_path: Path) -> None:
     result = run_mipro(lm, tmp_path)
     assert lm.counts["empty"] > 0 and lm.counts["truncated"] > 0
     assert result.score is not None and result.baseline_score is not None
-    assert result.details["trials"] == 6
+    assert result.details.trials == 6
     assert result.usage.requests == lm.usage.requests == len(inner.calls) + lm.raised
     assert result.usage.failed_requests == lm.usage.failed_requests == lm.raised + lm.counts["empty"]
     check_backoff(lm, sleeps)
