@@ -47,6 +47,13 @@ def build_result(run: _Run, stopped: str | None, estimate: int, key: str) -> Opt
     }
     if run.opt.cost_aware:
         details["pareto"] = _pareto(run)
+    warnings: list[str] = []
+    if run.opt.num_demo_sets > 0 and run.demo_sets:  # the demo sets were made (not cut by a cap)
+        counts = {
+            fn: len(run.demo_sets.get(fid, [[]])) - 1
+            for fn, fid in zip(run.task.functions, run.ids, strict=True)
+        }
+        warnings = run.opt.bootstrapper.demo_warnings(run.task, counts, None, "mipro", stopped)
     return OptimizationResult(
         "mipro",
         states,
@@ -56,6 +63,7 @@ def build_result(run: _Run, stopped: str | None, estimate: int, key: str) -> Opt
         seed=run.task.seed,
         stopped_by=stopped,
         details=details,
+        warnings=warnings,
     )
 
 
