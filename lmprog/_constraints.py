@@ -11,9 +11,11 @@ mentions the constraints it can put in words (``an integer (>= 0)``); JSON schem
 keywords (``minimum``); grammars stay looser and leave them to this check.
 
 A constraint that cannot apply to its type (``MaxLen`` on an ``int``, a pattern on a list, any
-constraint on a record type) is refused when the function is decorated: :func:`constrain` raises
-:class:`~lmprog._registry.UnsupportedType` naming the constraint. Other metadata (a string, a
-``Field`` with only a description, anything unknown) is not a constraint and is ignored.
+constraint on a record type, an ``annotated_types`` constraint lmprog does not know such as
+``Timezone``) is refused when the function is decorated: :func:`constrain` raises
+:class:`ConstraintError`, which ``_registry`` reports as an unsupported type naming the
+constraint. Other metadata (a string, a ``Field`` with only a description, any object that is
+neither ``annotated_types`` nor pydantic metadata) is not a constraint and is ignored.
 """
 
 from __future__ import annotations

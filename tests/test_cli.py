@@ -292,6 +292,23 @@ def test_check_fails_on_demos_that_do_not_fit_the_signature_naming_file_and_line
     )
 
 
+def test_show_fills_constrained_inputs_with_placeholders_and_checks_given_values(project: Path) -> None:
+    (project / "ranked.py").write_text(
+        "from typing import Annotated\n"
+        "from pydantic import Field\n"
+        "from lmprog import lm_function\n\n\n"
+        "@lm_function\n"
+        "def rank(rating: Annotated[int, Field(ge=1, le=5)]) -> str:\n"
+        '    """Describe the rating."""\n'
+    )
+    code, out = invoke("show", "ranked.py:rank")
+    assert code == 0, out
+    assert "rating: <rating>" in out
+    code, out = invoke("show", "ranked.py:rank", "-i", "rating=9")
+    assert code == 2
+    assert "argument rating=9 does not fit Annotated[int, Ge(ge=1), Le(le=5)]" in " ".join(out.split())
+
+
 def test_check_skips_tests_and_virtualenvs_and_reports_import_errors(project: Path) -> None:
     (project / "tests").mkdir()
     (project / "tests" / "test_prog.py").write_text(
