@@ -114,9 +114,10 @@ def _(spec: TupleSpec, schemas: Schemas) -> dict[str, Any]:
 @value_schema.register
 def _(spec: DictSpec, schemas: Schemas) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "additionalProperties": value_schema(spec.value, schemas)}
-    if isinstance(spec.key, ChoiceSpec):
-        schema["propertyNames"] = {"enum": spec.key.labels()}
-    elif isinstance(spec.key, IntSpec):
+    key = spec.key.base  # a constraint on the keys is left to the parser
+    if isinstance(key, ChoiceSpec):
+        schema["propertyNames"] = {"enum": key.labels()}
+    elif isinstance(key, IntSpec):
         schema["propertyNames"] = {"pattern": "^-?[0-9]+$"}
     return schema
 
