@@ -27,7 +27,8 @@ from lmprog._types_json import DictSpec, ListSpec, RecordSpec, TupleSpec
 #: Shared terminal rules, added to a grammar when used.
 BASE_RULES = {
     "int": r'"-"? ("0" | [1-9] [0-9]{0,17})',
-    "number": r'"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,17})? ([eE] [-+]? [0-9]{1,2})?',
+    # up to 20 decimals: Python writes 0.00012345678901234567 (17 significant digits) in full
+    "number": r'"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,20})? ([eE] [-+]? [0-9]{1,2})?',
     "jstr": r'"\"" jchar* "\""',
     "jchar": r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})',
     "line": r"[^\n]*",

@@ -401,3 +401,9 @@ def test_a_wrong_shape_from_pydantic_is_a_format_failure() -> None:
     with lmprog.context(lm=lm), pytest.raises(OutputParseError):
         fn("x")
     assert len(lm.calls) == 2
+
+
+def test_every_float_python_writes_in_full_is_in_the_grammar() -> None:
+    grammar = GBNF(constrain.grammar(make(float).signature) or "")
+    for value in (0.0013878154692513291, 0.00012345678901234567, 1234567890123456.0, 1e-05, 2.5e15):
+        assert grammar.matches(format_output({"output": value})), value
