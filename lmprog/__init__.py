@@ -24,6 +24,7 @@ from lmprog.errors import (
     PromptFileError,
     SignatureError,
     TransientLMError,
+    TruncatedOutputError,
     UsageError,
 )
 from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
@@ -86,6 +87,7 @@ __all__ = [
     "PromptFileError",
     "SignatureError",
     "TransientLMError",
+    "TruncatedOutputError",
     "Usage",
     "UsageError",
     "__version__",

@@ -1,5 +1,9 @@
 """What ``evaluate`` returns: one :class:`ExampleResult` per example and the :class:`EvaluationResult`
-that sums them up (score, usage, errors, a summary table); and the progress bar shown meanwhile."""
+that sums them up (score, usage, errors, a summary table); and the progress bar shown meanwhile.
+
+One scale for scores: a ``score`` is 0-100 wherever it is shown (an example's, the mean, an
+optimizer's). The metric's own value, a bool or a number in [0, 1], is kept as ``value``.
+"""
 
 from __future__ import annotations
 
@@ -22,22 +26,28 @@ class ExampleResult:
     """The run of the program on one example.
 
     ``example`` is the row, with its inputs marked (``example.inputs()``); ``index`` its position in
-    the data. ``score`` is the metric's value in [0, 1] (0 when ``error`` is set). ``error`` is the
-    failure's message (a missing input, the program raising, the metric raising) and ``exception``
-    the exception itself. ``trace`` holds the spans of the program's run (empty when tracing is off
-    in the settings); ``usage`` the LM usage of the program and of the metric; ``seconds`` the
-    program's run time.
+    the data. ``value`` is the metric's value as it returned it (a bool as 0.0 or 1.0; a metric
+    returns values in [0, 1]) and ``score`` the same on the 0-100 scale of every score lmprog
+    shows; both are 0 when ``error`` is set. ``error`` is the failure's message (a missing input,
+    the program raising, the metric raising) and ``exception`` the exception itself. ``trace``
+    holds the spans of the program's run (empty when tracing is off in the settings); ``usage`` the
+    LM usage of the program and of the metric; ``seconds`` the program's run time.
     """
 
     example: Example
     prediction: Any
-    score: float
+    value: float
     error: str | None
     trace: Trace | None
     usage: Usage
     seconds: float
     index: int = 0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def score(self) -> float:
+        """The example's score, 0-100: ``100 * value``."""
+        return 100.0 * self.value
 
     @property
     def ok(self) -> bool:
@@ -69,11 +79,17 @@ class EvaluationResult:
         """The mean score, 0-100 (failed examples count as 0)."""
         if not self.results:
             return 0.0
-        return 100.0 * sum(r.score for r in self.results) / len(self.results)
+        return 100.0 * sum(r.value for r in self.results) / len(self.results)
 
     @property
     def scores(self) -> list[float]:
+        """Every example's score, 0-100, in the order of the data."""
         return [r.score for r in self.results]
+
+    @property
+    def values(self) -> list[float]:
+        """Every example's metric value as the metric returned it (in [0, 1])."""
+        return [r.value for r in self.results]
 
     @property
     def errors(self) -> list[ExampleResult]:
@@ -110,8 +126,8 @@ class EvaluationResult:
         lines = [
             f"{self.program} / {self.metric}: {self.score:.1f} on {len(self.results)}{done} example(s), "
             f"{len(errors)} error(s), {self.wall_time:.1f}s",
-            f"LM: {usage.calls} call(s), {usage.cache_hits} cached, {usage.total_tokens} tokens, "
-            f"${usage.cost:.4f}",
+            f"LM: {usage.calls} call(s) ({usage.describe_requests()}, {usage.cache_hits} cached), "
+            f"{usage.total_tokens} tokens, ${usage.cost:.4f}",
         ]
         lines += [_short(r.describe_error(), 200) for r in errors[:3]]
         if len(errors) > 3:
@@ -133,7 +149,7 @@ class EvaluationResult:
                 _short(", ".join(f"{k}={v!r}" for k, v in inputs.items()), 200),
                 _short(repr(shown_label), 200),
                 _short(prediction, 200),
-                f"{r.score:.2f}",
+                f"{r.score:.1f}",
             )
         if len(self.results) > rows:
             table.add_row("...", f"{len(self.results) - rows} more", "", "", "")
@@ -193,9 +209,10 @@ class ProgressBar:
         return self
 
     def advance(self, mean_score: float, errors: int) -> None:
+        """One more example done; ``mean_score`` is the running mean score, 0-100."""
         if self._progress is None:
             return
-        status = f"score {100 * mean_score:.1f}" + (f", {errors} error(s)" if errors else "")
+        status = f"score {mean_score:.1f}" + (f", {errors} error(s)" if errors else "")
         self._progress.update(self._task, advance=1, status=status)
 
     def __exit__(self, *exc: object) -> None:

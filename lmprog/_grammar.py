@@ -11,7 +11,11 @@ back by the parser (``tests/test_constrain.py`` samples grammars and checks it);
 ``Annotated`` metadata (``Field(ge=0)``, a pattern) are left out of the grammar, so the parser may
 still refuse such a value (see :mod:`lmprog._constraints`).
 
-Numbers have a bounded digit count so that a small model cannot loop on ``0000...``.
+Numbers have a bounded digit count so that a small model cannot loop on ``0000...``; the bounds
+admit every float as ``repr``/``json.dumps`` write it (up to 17 significant digits after at most
+three zeros behind the point, negative exponents down to -999, which underflow harmlessly).
+Positive exponents stop at 99 so that nothing the grammar admits overflows to infinity: a
+float above 1e100 is outside the language (a documented limit).
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ from lmprog._types_json import DictSpec, ListSpec, RecordSpec, TupleSpec
 #: Shared terminal rules, added to a grammar when used.
 BASE_RULES = {
     "int": r'"-"? ("0" | [1-9] [0-9]{0,17})',
-    # up to 20 decimals: Python writes 0.00012345678901234567 (17 significant digits) in full
-    "number": r'"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,20})? ([eE] [-+]? [0-9]{1,2})?',
+    "number": r'"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,20})? ([eE] ("-" [0-9]{1,3} | "+"? [0-9]{1,2}))?',
     "jstr": r'"\"" jchar* "\""',
     "jchar": r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})',
     "line": r"[^\n]*",

@@ -175,8 +175,8 @@ def _to_completion(litellm: Any, model: str, response: Any) -> Completion:
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     text = getattr(message, "content", None) or ""
-    if not isinstance(text, str) or not text.strip():
-        raise TransientLMError("the model returned an empty completion", model=model)
+    if not isinstance(text, str):
+        raise TransientLMError(f"the model returned no text completion ({type(text).__name__})", model=model)
     usage = getattr(response, "usage", None)
     cost = 0.0
     if not local.is_local_model(model):

@@ -70,6 +70,32 @@ class OutputParseError(LmprogError):
         )
 
 
+class TruncatedOutputError(OutputParseError):
+    """The model's reply was cut off at ``max_tokens`` (``finish_reason == "length"``), and so was
+    the retry with a larger token budget (or no larger budget was possible).
+
+    A cut reply is never parsed, even when its beginning would parse, and never cached. ``raw`` is
+    the last, incomplete completion, ``max_tokens`` the budget it was cut at (None when unknown),
+    ``attempts`` how many completions were tried; ``errors`` says what happened.
+    """
+
+    def __init__(self, function: str, raw: str, attempts: int, max_tokens: int | None) -> None:
+        self.function = function
+        self.raw = raw
+        self.attempts = attempts
+        self.max_tokens = max_tokens
+        budget = f"max_tokens={max_tokens}" if max_tokens is not None else "the token limit"
+        self.errors = [f"the reply was cut off at {budget} (finish_reason 'length')"]
+        shown = raw if len(raw) <= 300 else raw[:300] + "..."
+        LmprogError.__init__(
+            self,
+            f"{function}: the model's reply was cut off at {budget} after {attempts} attempt(s) (a "
+            "cut reply is retried once with a larger token budget); raise the function's max_tokens "
+            f"(@lm_function(max_tokens=...)) or ask for a shorter answer. Last (incomplete) "
+            f"completion: {shown!r}",
+        )
+
+
 class LMError(LmprogError):
     """The language model provider failed (after retries where the failure was transient)."""
 

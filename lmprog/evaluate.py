@@ -60,9 +60,11 @@ def evaluate(
     ``data`` is a list of dicts/Examples or a data file (see :func:`~lmprog.data.load_dataset`).
     Each example's inputs are its keys matching the program's parameters (or the keys marked with
     ``Example.with_inputs``); ``program(**inputs)`` runs, awaited when it is async.
-    ``metric(example, prediction, trace)`` scores it: a bool or a number in [0, 1] (``trace`` is
-    passed only to a metric that takes a third argument or one named ``trace``); any other value
-    (5, -1, NaN, ``"yes"``) fails that example with an error naming the metric and the value.
+    ``metric(example, prediction, trace)`` scores it: it returns a bool or a number in [0, 1]
+    (``trace`` is passed only to a metric that takes a third argument or one named ``trace``); any
+    other value (5, -1, NaN, ``"yes"``) fails that example with an error naming the metric and the
+    value. Each :class:`ExampleResult` keeps that as ``value`` and shows it as ``score`` on 0-100,
+    the scale of every score (``EvaluationResult.score`` is the mean, 0-100).
 
     ``threads`` examples run at once on joblib ``backend``: ``None`` means threads unless a
     ``joblib.parallel_config(backend=...)`` block selects another; a name (``"threading"``,
@@ -176,7 +178,7 @@ class _Outcome:
     index: int
     example: Example
     prediction: Any
-    score: float
+    value: float
     error: str | None
     exception: BaseException | None
     trace: Trace | None
@@ -190,7 +192,7 @@ class _Outcome:
         return ExampleResult(
             example=self.example,
             prediction=self.prediction,
-            score=self.score,
+            value=self.value,
             error=self.error,
             trace=tr,
             usage=self.usage,
@@ -223,7 +225,7 @@ class _Task:
         prediction: Any = None
         error: str | None = None
         exception: BaseException | None = None
-        score = 0.0
+        value = 0.0
         started = time.perf_counter()
         with trace() as program_trace:
             try:
@@ -241,7 +243,7 @@ class _Task:
         if exception is None:
             with trace() as metric_trace:
                 try:
-                    score = self._score(example, prediction, program_trace)
+                    value = self._score(example, prediction, program_trace)  # in [0, 1]
                 except Exception as e:
                     exception, error = e, f"metric {self.metric_name} failed: {_describe(e)}"
             metric_spans = metric_trace.spans
@@ -253,7 +255,7 @@ class _Task:
             index=index,
             example=example,
             prediction=prediction,
-            score=score,
+            value=value,
             error=error,
             exception=exception,
             trace=program_trace if in_process else None,

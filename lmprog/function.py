@@ -8,8 +8,11 @@ instruction and the demos, asks the LM (with a grammar or JSON schema when the L
 Retries happen only where they can help (:class:`_Run`): a reply a validator refused (a pydantic
 validator or field constraint) is retried with the error shown, up to ``max_retries`` times; a
 reply in the wrong format is retried at most once (2 requests per failure), and never when a
-grammar constrained it (the model could only have been cut short by ``max_tokens``). A call makes
-at most ``1 + max_retries`` requests.
+grammar constrained it (the model could only have been cut short by ``max_tokens``). A reply the
+provider cut at ``max_tokens`` (``finish_reason == "length"``) is never parsed: it is retried once
+with twice the token budget (at most :data:`MAX_RETRY_TOKENS`), then reported as
+:class:`~lmprog.errors.TruncatedOutputError`. A call makes at most ``1 + max_retries`` requests,
+not counting the retries of failed provider requests (see :mod:`lmprog.lm`).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin,
 from lmprog import settings
 from lmprog._function_pickle import by_reference, find, rebuild
 from lmprog.constrain import constraint_params
-from lmprog.errors import OutputParseError, UsageError
+from lmprog.errors import OutputParseError, TruncatedOutputError, UsageError
 from lmprog.prompt import ParseFailure, parse_output, render_messages, retry_messages
 from lmprog.signature import Signature, signature_from_function
 from lmprog.trace import Span, span
+from lmprog.usage import track
 
 if TYPE_CHECKING:
     from lmprog.lm import BaseLM, Completion
@@ -203,7 +207,7 @@ class LMFunction:
 
     def _call(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 run.feed(run.lm.complete(msgs, **run.params))
@@ -211,7 +215,7 @@ class LMFunction:
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 run.feed(await run.lm.acomplete(msgs, **run.params))
@@ -285,6 +289,23 @@ class _BoundLMFunction:
 
 #: Retries of a reply in the wrong format (one retry: at most 2 requests per format failure).
 FORMAT_RETRIES = 1
+#: Retries of a reply cut at ``max_tokens``, each with twice the budget, up to MAX_RETRY_TOKENS.
+TRUNCATION_RETRIES = 1
+MAX_RETRY_TOKENS = 4096
+
+
+@contextmanager
+def _counted(sp: Span | None) -> Iterator[None]:
+    """Add to ``sp`` the usage of every LM request made inside the block: the same requests,
+    failed ones included, that ``lm.usage`` and the ``track()`` scopes (budgets) count."""
+    if sp is None:
+        yield
+        return
+    with track() as scope:
+        try:
+            yield
+        finally:
+            sp.add_usage(scope.total)
 
 
 class _Run:
@@ -314,6 +335,7 @@ class _Run:
         self.structured = "response_format" in self.params
         # a grammar leaves no other format to write: a format failure is a reply cut short
         self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
+        self.truncation_retries = min(TRUNCATION_RETRIES, func.max_retries)
         self.attempts = 0
         self.span: Span | None = None
         self._done = False
@@ -321,10 +343,19 @@ class _Run:
         self._raw = ""
         self._errors: list[str] = []
         self._format_failures = 0
+        self._truncations = 0
+        self._last_cut = False  # the last reply was cut at max_tokens...
+        self._cut_at: int | None = None  # ...at this budget (None: unknown)
+        self._gave_up = False
         self._all_cached = True
 
     def next_messages(self) -> list[dict[str, str]] | None:
-        if self._done or self.attempts > self.func.max_retries or self._format_failures > self.format_retries:
+        if (
+            self._done
+            or self._gave_up
+            or self.attempts > self.func.max_retries
+            or self._format_failures > self.format_retries
+        ):
             return None
         return self.messages
 
@@ -337,13 +368,11 @@ class _Run:
             sp.model = completion.model
             sp.messages = self.messages
             sp.raw = completion.text
-            sp.calls += completion.usage.calls
-            sp.requests += completion.usage.requests
-            sp.cache_hits += completion.usage.cache_hits
-            sp.prompt_tokens += completion.usage.prompt_tokens
-            sp.completion_tokens += completion.usage.completion_tokens
-            sp.cost += completion.usage.cost
             sp.cache_hit = self._all_cached
+        self._last_cut = completion.finish_reason == "length"
+        if self._last_cut:  # a cut reply may still parse (the "1" of "12"): never read it
+            self._cut_short()
+            return
         try:
             self._value = parse_output(self.func.signature, completion.text, structured=self.structured)
         except ParseFailure as e:
@@ -355,9 +384,32 @@ class _Run:
             return
         self._done = True
 
+    def _cut_short(self) -> None:
+        """The reply was cut at ``max_tokens``: ask again with a larger budget, or give up."""
+        budget = self._cut_at = self._token_budget()
+        self._truncations += 1
+        self._errors = [f"the reply was cut off at max_tokens={budget} (finish_reason 'length')"]
+        if self.span is not None:
+            self.span.parse_retries = self.attempts
+        larger = _larger_budget(budget)
+        if larger is None or self._truncations > self.truncation_retries:
+            self._gave_up = True
+            return
+        self.params["max_tokens"] = larger
+
+    def _token_budget(self) -> int | None:
+        """The ``max_tokens`` the LM sends: the call's, else the LM's default, else the settings'."""
+        for value in (self.params.get("max_tokens"), self.lm.params.get("max_tokens")):
+            if value is not None:
+                return value if isinstance(value, int) else None
+        return settings.current().max_tokens
+
     def result(self) -> Any:
         if not self._done:
-            raise OutputParseError(self.func.signature.qualname, self._raw, self._errors, self.attempts)
+            name, attempts = self.func.signature.qualname, self.attempts
+            if self._last_cut:
+                raise TruncatedOutputError(name, self._raw, attempts, self._cut_at)
+            raise OutputParseError(name, self._raw, self._errors, attempts)
         if self.span is not None:
             self.span.output = self._value
         return self._value
@@ -395,7 +447,8 @@ def lm_function(
     ``temperature`` a sampling temperature for this function, ``name`` its name in prompts,
     traces and prompt files, ``max_tokens`` a cap on the completion length (by default
     ``SHORT_OUTPUT_TOKENS`` for a single short answer — a Literal, Enum, bool or number — and the
-    configured ``max_tokens`` otherwise, so a small model that rambles stops early),
+    configured ``max_tokens`` otherwise, so a small model that rambles stops early; a reply cut
+    at it is retried once with twice the budget, then raises ``TruncatedOutputError``),
     ``constrain`` whether to constrain decoding to the reply format (a grammar for the embedded
     model, a JSON schema for providers with structured outputs; ``None`` follows
     ``lmprog.configure(constrain=...)``, on by default).
@@ -416,6 +469,15 @@ def lm_function(
 
 
 SHORT_OUTPUT_TOKENS = 48
+
+
+def _larger_budget(budget: int | None) -> int | None:
+    """The token budget of a retry after a reply cut at ``budget``: twice as large, at most
+    ``MAX_RETRY_TOKENS``; None when no larger budget is possible (or the budget is unknown)."""
+    if budget is None or budget <= 0:
+        return None
+    larger = min(2 * budget, max(budget, MAX_RETRY_TOKENS))
+    return larger if larger > budget else None
 
 
 def _short_output_tokens(signature: Signature) -> int | None:

@@ -5,11 +5,14 @@ A provider implements one method, ``_request(messages, params) -> Completion`` (
 
 1. merge parameters: settings (temperature, max_tokens) < the LM's defaults < the call's;
 2. look the call up in the persistent cache (a hit never reaches the provider);
-3. wait for the rate limiter, call ``_request``, retry :class:`TransientLMError` with backoff;
-4. store a non-empty completion in the cache and add its usage to ``lm.usage``.
+3. wait for the rate limiter, call ``_request``, retry :class:`TransientLMError` with backoff
+   (an empty completion from any provider is one, unless it was cut at ``max_tokens``);
+4. store the completion in the cache, unless it was cut at ``max_tokens`` (``finish_reason``
+   ``"length"``: returned, never cached; lm_functions retry it with a larger budget).
 
-Every provider request (retries included) and every cache hit is also reported to the usage
-scopes of :func:`lmprog.usage.track`, which may refuse a request (budgets).
+Every provider request, failed ones and retries included, and every cache hit is counted once,
+the same way, in ``lm.usage`` and in the usage scopes of :func:`lmprog.usage.track` (which may
+refuse a request: budgets).
 
 Secrets (any parameter named like ``api_key``, ``*token*`` except ``max_tokens``, ``*secret*``,
 ``extra_headers``...) are passed to ``_request`` but kept out of ``.params``, the cache, reprs and
@@ -34,9 +37,9 @@ from lmprog._ratelimit import RateLimiter
 from lmprog._retry import RetryPolicy, acall_with_retries, call_with_retries
 from lmprog._secrets import is_secret_param
 from lmprog.cache import ResponseCache, cache_key, get_cache, without_secrets
-from lmprog.errors import UsageError
+from lmprog.errors import TransientLMError, UsageError
 from lmprog.settings import current as current_settings
-from lmprog.usage import Usage, UsageMeter, acquire_request, release_request
+from lmprog.usage import Usage, UsageMeter, UsageScope, acquire_request, release_request
 from lmprog.usage import record as record_usage
 
 logger = logging.getLogger("lmprog.lm")
@@ -52,18 +55,19 @@ _TRANSPORT_PARAMS = frozenset({"timeout", "request_timeout", "stream_timeout", "
 
 _UNKNOWN = object()  # a constraint kind not asked for yet
 
-# What a failed provider request adds to the usage scopes (budgets count retries).
-_FAILED_REQUEST = Usage(requests=1)
+# What a provider request that raised adds to the usage (budgets count retries).
+_FAILED_REQUEST = Usage(requests=1, failed_requests=1)
 
 
 @dataclass(frozen=True)
 class Completion:
     """One completion and what it cost.
 
-    ``usage`` is this call's usage (``calls=1``; ``requests`` 1, or 0 for a cache hit);
-    ``latency`` the wall time of the whole call in seconds (retries included); ``attempts`` how
-    many provider requests it took (0 for a cache hit). ``finish_reason`` is the provider's
-    (``"stop"``, ``"length"`` when cut at ``max_tokens``; None when unknown); ``logprobs`` the
+    ``usage`` is this call's usage (``calls=1``; ``requests`` every provider request it took,
+    failed ones included, 0 for a cache hit); ``latency`` the wall time of the whole call in
+    seconds (retries included); ``attempts`` how many provider requests it took (0 for a cache
+    hit). ``finish_reason`` is the provider's (``"stop"``, ``"length"`` when cut at
+    ``max_tokens``: such a completion is never cached; None when unknown); ``logprobs`` the
     OpenAI-style per-token list (``token``, ``logprob``, ``top_logprobs``) when the request asked
     for ``logprobs`` and the provider returned them.
     """
@@ -150,7 +154,8 @@ class BaseLM(ABC):
 
     @property
     def usage(self) -> Usage:
-        """Total usage of every completion this LM returned since creation or ``reset_usage()``."""
+        """Total usage since creation or ``reset_usage()``: every completion this LM returned and
+        every provider request it sent, failed ones included (``requests``, ``failed_requests``)."""
         return self._meter.total
 
     def reset_usage(self) -> None:
@@ -165,23 +170,23 @@ class BaseLM(ABC):
         if hit is not None:
             return hit
 
+        failed: list[Usage] = []  # what the failed attempts of this call spent
+
         def attempt() -> Completion:
             scopes = acquire_request()  # usage scopes (budgets) may refuse the request
             try:
                 if self.rate_limiter is not None:
                     self.rate_limiter.acquire()
                 raw = self._send(call)
-                used = _request_usage(raw)
             except BaseException:
-                release_request(scopes, _FAILED_REQUEST)
+                self._spend(scopes, _FAILED_REQUEST, failed)
                 raise
-            release_request(scopes, used)
-            return raw
+            return self._accept(scopes, raw, failed)
 
         completion, attempts = call_with_retries(
             attempt, self.retry_policy, self._sleep or time.sleep, model=self.model
         )
-        return self._finish(cache, call, completion, attempts, started)
+        return self._finish(cache, call, completion, attempts, started, failed)
 
     async def acomplete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
         """The async twin of :meth:`complete` (cache access runs in a worker thread)."""
@@ -192,23 +197,23 @@ class BaseLM(ABC):
         if hit is not None:
             return hit
 
+        failed: list[Usage] = []
+
         async def attempt() -> Completion:
             scopes = acquire_request()
             try:
                 if self.rate_limiter is not None:
                     await self.rate_limiter.aacquire()
                 raw = await self._asend(call)
-                used = _request_usage(raw)
             except BaseException:
-                release_request(scopes, _FAILED_REQUEST)
+                self._spend(scopes, _FAILED_REQUEST, failed)
                 raise
-            release_request(scopes, used)
-            return raw
+            return self._accept(scopes, raw, failed)
 
         completion, attempts = await acall_with_retries(
             attempt, self.retry_policy, self._sleep or asyncio.sleep, model=self.model
         )
-        return await asyncio.to_thread(self._finish, cache, call, completion, attempts, started)
+        return await asyncio.to_thread(self._finish, cache, call, completion, attempts, started, failed)
 
     @abstractmethod
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
@@ -293,10 +298,39 @@ class BaseLM(ABC):
         logger.debug("%s: cache hit (%d tokens)", self.model, usage.total_tokens)
         return completion
 
+    def _accept(self, scopes: tuple[UsageScope, ...], raw: Any, failed: list[Usage]) -> Completion:
+        """Account one request that returned: a completion, or an empty one (a failed request,
+        raised as transient, unless it was cut at ``max_tokens``: an lm_function retries that)."""
+        try:
+            used = _request_usage(raw)
+        except BaseException:
+            self._spend(scopes, _FAILED_REQUEST, failed)
+            raise
+        if not raw.text.strip() and raw.finish_reason != "length":
+            self._spend(scopes, dataclasses.replace(used, calls=0, failed_requests=1), failed)
+            raise TransientLMError("the model returned an empty completion", model=self.model)
+        release_request(scopes, used)
+        return raw
+
+    def _spend(self, scopes: tuple[UsageScope, ...], usage: Usage, failed: list[Usage]) -> None:
+        """Account a failed request: in the usage scopes, in ``lm.usage`` and in the call's own."""
+        release_request(scopes, usage)
+        self._meter.add(usage)
+        failed.append(usage)
+
     def _finish(
-        self, cache: ResponseCache | None, call: _Call, raw: Completion, attempts: int, started: float
+        self,
+        cache: ResponseCache | None,
+        call: _Call,
+        raw: Completion,
+        attempts: int,
+        started: float,
+        failed: Sequence[Usage] = (),
     ) -> Completion:
-        usage = _request_usage(raw)
+        used = _request_usage(raw)
+        usage = used
+        for spent in failed:
+            usage = usage + spent
         completion = Completion(
             text=raw.text,
             usage=usage,
@@ -307,7 +341,7 @@ class BaseLM(ABC):
             finish_reason=raw.finish_reason,
             logprobs=raw.logprobs,
         )
-        if cache is not None and completion.text.strip():
+        if cache is not None and completion.text.strip() and completion.finish_reason != "length":
             entry = {
                 "text": completion.text,
                 "model": completion.model,
@@ -319,7 +353,7 @@ class BaseLM(ABC):
             if completion.logprobs is not None:
                 entry["logprobs"] = completion.logprobs
             cache.set(call.key, entry)
-        self._meter.add(usage)
+        self._meter.add(used)  # the failed requests were added as they failed
         logger.debug(
             "%s: %d attempt(s), %.3fs, %d tokens, cost %.6f",
             self.model,

@@ -22,7 +22,8 @@ function (HTTP client instrumentation, your own) are children of its span. Attri
 - lm_function spans, after the OpenTelemetry GenAI conventions: ``gen_ai.operation.name``
   (``"chat"``), ``gen_ai.request.model``, ``gen_ai.response.model``,
   ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``; and ``lmprog.cache_hit``,
-  ``lmprog.parse_retries``, ``lmprog.calls``, ``lmprog.requests``, ``lmprog.cost``,
+  ``lmprog.parse_retries``, ``lmprog.calls``, ``lmprog.requests`` (failed ones included),
+  ``lmprog.failed_requests``, ``lmprog.cost``,
   ``lmprog.messages`` (the last rendered messages, JSON) and ``lmprog.raw`` (the last completion);
 - a failed call: status ``ERROR`` with the error message, and ``error.type``.
 
@@ -174,6 +175,7 @@ class _OtelSink:
             "lmprog.parse_retries": span.parse_retries,
             "lmprog.calls": span.calls,
             "lmprog.requests": span.requests,
+            "lmprog.failed_requests": span.failed_requests,
             "lmprog.cost": span.cost,
         }
         requested = _requested_model(span)

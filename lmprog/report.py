@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmprog._secrets import redact
+from lmprog.optimize.mipro_result import MiproDetails
 
 if TYPE_CHECKING:
     from lmprog.optimize import OptimizationResult
@@ -95,7 +96,10 @@ def render_report(
 # -- data ------------------------------------------------------------------------------------------
 def _trials(result: OptimizationResult) -> list[_Trial]:
     """Trials in order: the optimizer's trial history when it keeps one, else its candidates."""
-    history = result.details.get("trial_history")
+    details = result.details
+    if isinstance(details, MiproDetails) and details.trial_history:
+        return [_Trial(f"trial {t.number}", t.score) for t in details.trial_history]
+    history = details.get("trial_history")  # another optimizer's, kept in its details dict
     if isinstance(history, list) and history:
         out = []
         for i, t in enumerate(history):
@@ -204,7 +208,7 @@ def _candidate_chart(result: OptimizationResult) -> str:
 
 def _cost_block(result: OptimizationResult) -> str:
     u = result.usage
-    total = max(1, u.calls)
+    total = max(1, u.requests + u.cache_hits)  # failed requests make requests outnumber calls
     req_w = (_W - 20) * u.requests / total
     parts = [
         f"<rect x='10' y='10' width='{req_w:.1f}' height='22' fill='{_ORANGE}'><title>{u.requests} "
@@ -215,6 +219,7 @@ def _cost_block(result: OptimizationResult) -> str:
     rows = [
         ("LM calls", u.calls),
         ("provider requests", u.requests),
+        ("failed requests", u.failed_requests),
         ("cache hits", u.cache_hits),
         ("prompt tokens", u.prompt_tokens),
         ("completion tokens", u.completion_tokens),
@@ -277,7 +282,9 @@ def _functions_block(result: OptimizationResult) -> str:
 
 
 def _details_block(result: OptimizationResult) -> str:
-    text = json.dumps(redact(result.details), indent=2, ensure_ascii=False, default=str, sort_keys=True)
+    details = result.details
+    plain = details.to_dict() if isinstance(details, MiproDetails) else dict(details)
+    text = json.dumps(redact(plain), indent=2, ensure_ascii=False, default=str, sort_keys=True)
     return f"<details><summary>optimizer details (JSON)</summary><pre>{_e(text)}</pre></details>"
 
 

@@ -60,8 +60,9 @@ class Span:
 
     lm spans also carry ``model``, the last rendered ``messages``, the last ``raw`` completion,
     ``parse_retries`` (completions rejected by the parser), ``calls`` (completions received),
-    ``requests`` (those that reached the provider), ``cache_hits``, token counts, ``cost`` and
-    ``cache_hit`` (every completion of the call came from the cache).
+    ``requests`` (every request sent to the provider, failed ones included), ``failed_requests``
+    (those that failed), ``cache_hits``, token counts, ``cost`` and ``cache_hit`` (every
+    completion of the call came from the cache).
     """
 
     id: str
@@ -80,6 +81,7 @@ class Span:
     parse_retries: int = 0
     calls: int = 0
     requests: int = 0
+    failed_requests: int = 0
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -103,7 +105,18 @@ class Span:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             cost=self.cost,
+            failed_requests=self.failed_requests,
         )
+
+    def add_usage(self, usage: Usage) -> None:
+        """Add ``usage`` to this span's own counts."""
+        self.calls += usage.calls
+        self.requests += usage.requests
+        self.failed_requests += usage.failed_requests
+        self.cache_hits += usage.cache_hits
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cost += usage.cost
 
     def walk(self) -> Iterator[Span]:
         """This span and all its descendants, depth first."""

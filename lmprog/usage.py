@@ -15,7 +15,10 @@ class Usage:
     """Usage of one call or a sum of calls.
 
     ``calls`` counts completions returned (cache hits included); ``cache_hits`` those that came
-    from the cache; ``requests`` those that reached the provider.
+    from the cache; ``requests`` every request sent to the provider, failed ones included (a
+    timeout, a 429, an empty completion...); ``failed_requests`` those of them that failed. Every
+    count means the same wherever a ``Usage`` appears: ``LM.usage``, ``track()`` scopes and
+    budgets, spans, evaluation and optimization results.
     """
 
     calls: int = 0
@@ -24,10 +27,16 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    failed_requests: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def describe_requests(self) -> str:
+        """``"12 requests"``, or ``"12 requests, 3 failed"`` when some failed."""
+        failed = f", {self.failed_requests} failed" if self.failed_requests else ""
+        return f"{self.requests} requests{failed}"
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -37,6 +46,7 @@ class Usage:
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost=self.cost + other.cost,
+            failed_requests=self.failed_requests + other.failed_requests,
         )
 
     def __sub__(self, other: Usage) -> Usage:
@@ -47,6 +57,7 @@ class Usage:
             prompt_tokens=self.prompt_tokens - other.prompt_tokens,
             completion_tokens=self.completion_tokens - other.completion_tokens,
             cost=self.cost - other.cost,
+            failed_requests=self.failed_requests - other.failed_requests,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -89,6 +89,7 @@ SAMPLES: dict[str, Any] = {
     "raw": "the completion",
     "errors": ["not an int"],
     "attempts": 3,
+    "max_tokens": 96,
     "model": "openai/gpt-4o-mini",
     "status_code": 429,
     "retry_after": 1.5,

@@ -104,12 +104,14 @@ def test_usage_is_exact_under_many_threads() -> None:
 def test_usage_scopes_see_every_request_retries_included_and_cache_hits() -> None:
     lm = StubLM([transient(), "blue"], cache=True)
     with track() as scope:
-        lm.complete(MESSAGES)
+        first = lm.complete(MESSAGES)
         lm.complete(MESSAGES)  # cache hit
     assert scope.total == Usage(
-        calls=2, requests=2, cache_hits=1, prompt_tokens=14, completion_tokens=6, cost=0.01
+        calls=2, requests=2, cache_hits=1, prompt_tokens=14, completion_tokens=6, cost=0.01, failed_requests=1
     )
-    assert lm.usage.requests == 1  # the LM counts completions, the scope counts provider requests
+    # one name, one meaning: the LM counts the failed request as the scope (and a budget) does
+    assert lm.usage == scope.total
+    assert first.usage.requests == first.attempts == 2 and first.usage.failed_requests == 1
 
 
 def test_a_usage_scope_limit_stops_requests_before_they_reach_the_provider() -> None:
@@ -135,7 +137,8 @@ def test_transient_errors_are_retried_with_jittered_exponential_backoff() -> Non
     assert len(lm.sleeps) == 3
     for n, slept in enumerate(lm.sleeps):
         assert 0.0 <= slept <= 0.5 * 2**n
-    assert lm.usage.calls == 1 and lm.usage.requests == 1
+    assert lm.usage.calls == 1 and lm.usage.requests == 4 and lm.usage.failed_requests == 3
+    assert c.usage == lm.usage
 
 
 def test_backoff_never_exceeds_backoff_max() -> None:
@@ -158,7 +161,7 @@ def test_after_the_last_retry_the_last_transient_error_is_raised() -> None:
     assert info.value is errors[2]
     assert isinstance(info.value, LMError)
     assert len(lm.sent) == 3 and len(lm.sleeps) == 2
-    assert lm.usage == Usage()
+    assert lm.usage == Usage(requests=3, failed_requests=3)  # no completion, three requests spent
 
 
 @pytest.mark.parametrize("error", [LMError("bad key", status_code=401), ValueError("bug")])

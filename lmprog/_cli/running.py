@@ -167,7 +167,7 @@ def results_table(result: OptimizationResult, seconds: float) -> Table:
     if baseline is not None and score is not None:
         table.add_row("change", f"{score - baseline:+.1f}")
     table.add_row("candidates scored", str(len(result.candidates)))
-    table.add_row("LM calls", f"{usage.calls} ({usage.requests} requests, {usage.cache_hits} cached)")
+    table.add_row("LM calls", f"{usage.calls} ({usage.describe_requests()}, {usage.cache_hits} cached)")
     table.add_row("tokens", str(usage.total_tokens))
     table.add_row("cost", f"${usage.cost:.4f}")
     table.add_row("time", f"{seconds:.1f}s")
@@ -217,7 +217,7 @@ def live_usage(err: Console, estimate: int, label: str) -> Iterator[UsageScope]:
 
 
 def _usage_line(u: Usage) -> str:
-    return f"({u.requests} requests, {u.cache_hits} cached, ${u.cost:.4f})"
+    return f"({u.describe_requests()}, {u.cache_hits} cached, ${u.cost:.4f})"
 
 
 def _cost_hint(task: Task, calls: int) -> str:

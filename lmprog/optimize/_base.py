@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +152,8 @@ class OptimizationResult:
     ``files`` the prompt files written, ``stopped_by`` the budget cap that ended the run, if any,
     ``kept`` why no prompt file was written when saving was asked for (the result was not measured,
     or did not beat the committed prompt files on the same validation data), else None.
+    ``details`` is what the optimizer reports besides (a dict; MIPRO's is typed, see
+    :class:`~lmprog.optimize.mipro.MiproDetails`). Every score is 0-100.
     ``warnings`` are problems the run met that did not stop it, one sentence each (also logged as
     warnings): for example ``"bootstrap: found no demo for classify: ..."`` when an optimizer that
     makes demos found none for a function, and why.
@@ -166,7 +168,7 @@ class OptimizationResult:
     files: list[Path] = field(default_factory=list)
     stopped_by: str | None = None
     seed: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    details: MutableMapping[str, Any] = field(default_factory=dict)
     kept: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -199,7 +201,7 @@ class OptimizationResult:
             )
         u = self.usage
         lines.append(
-            f"LM usage: {u.calls} calls ({u.requests} requests, {u.cache_hits} cache hits), "
+            f"LM usage: {u.calls} calls ({u.describe_requests()}, {u.cache_hits} cache hits), "
             f"{u.total_tokens} tokens, cost {u.cost:.4f}"
         )
         if self.stopped_by:

@@ -125,7 +125,7 @@ class BootstrapFewShot(Optimizer):
                     return found
                 found.runs += len(batch)
                 for i, res in zip(batch, result.results, strict=True):
-                    if res.error is not None or not _passes(res.score, self.metric_threshold):
+                    if res.error is not None or not _passes(res.value, self.metric_threshold):
                         continue
                     found.passed += 1
                     found.used.add(i)

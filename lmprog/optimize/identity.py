@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 #: bump when lmprog changes how a score is computed or what a stored study holds: older stored
-#: results are then never reused
+#: results are then never reused (the layout of MIPRO's records has its own version in the MIPRO
+#: study key, ``mipro_store.STORE_FORMAT``)
 FORMAT_VERSION = 3
 
 

@@ -98,6 +98,8 @@ class Cassette:
             "completion_tokens": completion.usage.completion_tokens,
             "cost": completion.usage.cost,
         }
+        if completion.finish_reason is not None:
+            response["finish_reason"] = completion.finish_reason
         with self._lock:
             entry = self.entries.get(request.key)
             if entry is None:
@@ -124,6 +126,7 @@ class Cassette:
                 cost=float(response.get("cost") or 0.0),
             ),
             model=str(response.get("model") or request.lm.model),
+            finish_reason=reason if isinstance(reason := response.get("finish_reason"), str) else None,
         )
 
     def _describe_miss(self, request: InterceptedRequest) -> str:

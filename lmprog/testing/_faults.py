@@ -60,7 +60,8 @@ class FaultyLM(BaseLM):
     ``timeout``, ``rate_limit`` (a 429 whose ``Retry-After`` header says ``retry_after`` seconds;
     ``None`` sends no header), ``server_error`` (a 500), ``connection_reset`` raise before ``inner``
     is asked; ``empty`` and ``truncated`` ask ``inner`` and return an empty completion or the first
-    half of its text (the request and its prompt tokens are spent, as with a real provider).
+    half of its text with ``finish_reason="length"``, as a provider cuts a reply at ``max_tokens``
+    (the request and its prompt tokens are spent, as with a real provider).
     Everything else is ``inner``'s answer.
 
     The wrapper is itself the LM that caches, retries and counts usage (``inner`` is only asked for
@@ -140,7 +141,8 @@ class FaultyLM(BaseLM):
 
     @property
     def raised(self) -> int:
-        """How many requests failed with an exception (each one is a provider request spent)."""
+        """How many requests the wrapper failed with an exception (each one is a provider request
+        spent); an ``empty`` completion fails too, in the LM (see ``usage.failed_requests``)."""
         counts = self.counts
         return sum(counts[k] for k in RAISED)
 
@@ -181,7 +183,8 @@ class FaultyLM(BaseLM):
             text = completion.text[: len(completion.text) // 2]
             share = len(text) / len(completion.text) if completion.text else 0.0
             tokens = round(completion.usage.completion_tokens * share)
-            return replace(completion, text=text, usage=replace(completion.usage, completion_tokens=tokens))
+            usage = replace(completion.usage, completion_tokens=tokens)
+            return replace(completion, text=text, usage=usage, finish_reason="length")
         return completion
 
 

@@ -12,8 +12,10 @@ from lmprog.errors import UsageError
 from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
-ScriptedResponse: TypeAlias = str | Mapping[str, Any] | BaseException
-"""A raw completion, a dict of output values by field name, or an exception to raise."""
+ScriptedResponse: TypeAlias = str | Mapping[str, Any] | Completion | BaseException
+"""A raw completion, a dict of output values by field name, a :class:`~lmprog.lm.Completion` (to
+give a ``finish_reason``, e.g. ``"length"`` for a reply cut at ``max_tokens``), or an exception to
+raise."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,11 @@ class ScriptedLM(BaseLM):
     ``responses`` is a list, used in order (one entry per request, retries included; running out
     raises :class:`~lmprog.errors.UsageError`), or a callable ``messages -> response``. A response
     is a raw completion string; a dict of output values keyed by output field name, rendered in
-    the exact format lmprog's parser expects; or an exception instance, raised to simulate a
-    provider failure (a ``TransientLMError`` is retried like a real one).
+    the exact format lmprog's parser expects; a :class:`~lmprog.lm.Completion`, whose ``text``,
+    ``finish_reason`` and ``logprobs`` are returned (``Completion("4", finish_reason="length")``
+    plays a reply cut at ``max_tokens``, ``Completion("")`` an empty one); or an exception
+    instance, raised to simulate a provider failure (a ``TransientLMError`` is retried like a
+    real one).
 
     Every request is recorded in :attr:`calls`. Token usage counts whitespace-separated words of
     the messages (prompt) and of the completion. The cache is off unless ``cache=True``, and
@@ -134,7 +139,8 @@ class ScriptedLM(BaseLM):
                 response = self._script[index]
         if self._respond is not None:
             response = self._respond(messages)
-        text = _render(response, structured="response_format" in params)
+        given = response if isinstance(response, Completion) else None
+        text = given.text if given is not None else _render(response, structured="response_format" in params)
         return Completion(
             text=text,
             usage=Usage(
@@ -142,6 +148,8 @@ class ScriptedLM(BaseLM):
                 completion_tokens=len(text.split()),
             ),
             model=self.model,
+            finish_reason=given.finish_reason if given is not None else None,
+            logprobs=given.logprobs if given is not None else None,
         )
 
 
@@ -157,5 +165,6 @@ def _render(response: ScriptedResponse, *, structured: bool) -> str:
             return json.dumps({str(k): to_jsonable(v) for k, v in response.items()}, ensure_ascii=False)
         return format_output(dict(response))
     raise UsageError(
-        f"a scripted response is a string, a dict of output values or an exception, got {response!r}"
+        "a scripted response is a string, a dict of output values, a Completion or an exception, "
+        f"got {response!r}"
     )
