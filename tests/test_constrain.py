@@ -7,8 +7,9 @@ import dataclasses
 import enum
 import json
 import random
-from typing import Any, Literal, Optional, TypedDict
+from typing import Annotated, Any, Literal, Optional, TypedDict
 
+import annotated_types as at
 import jsonschema
 import pytest
 from gbnf_engine import GBNF, TooDeep
@@ -112,6 +113,9 @@ KINDS: dict[str, Any] = {
     "several_fields": Verdict,
     "nested": Extraction,
     "dataclass": Point,
+    "constrained_int": Annotated[int, at.Ge(0)],
+    "list_constrained": list[Annotated[int, at.Interval(ge=-5, lt=100)]],
+    "optional_constrained": Optional[Annotated[float, Field(gt=0)]],  # noqa: UP045
 }
 
 
@@ -166,6 +170,8 @@ SAMPLED = [
     "list_dataclass",
     "typeddict",
     "dataclass",
+    "constrained_int",
+    "list_constrained",
 ]
 
 

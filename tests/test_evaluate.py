@@ -145,6 +145,45 @@ def test_a_metric_must_return_a_number():
     assert "metric <lambda> failed: TypeError: returned 'yes'" in result.results[0].error
 
 
+@pytest.mark.parametrize("value", [5, 1.5, -0.25, 100, float("nan"), float("inf")])
+def test_a_metric_value_outside_0_1_fails_that_example_naming_the_metric_and_the_value(value):
+    def graded(example, prediction):
+        return value if example.question == "q1" else True
+
+    result = evaluate(shout, rows(3), graded, progress=False)
+    bad = result.results[1]
+    assert bad.error == (
+        f"metric graded failed: ValueError: returned {value!r}, not a score in [0, 1]: a metric returns "
+        "a bool or a number from 0 to 1 (divide a count or a grade by its maximum)"
+    )
+    assert result.values == [1.0, 0.0, 1.0] and bad.value == 0.0
+    assert result.score == pytest.approx(200 / 3)  # never 500 or NaN
+    with pytest.raises(EvaluationError, match=r"metric graded failed: ValueError: returned"):
+        evaluate(shout, rows(3), graded, progress=False, max_errors=0)
+
+
+@pytest.mark.parametrize("value", [True, False, 0, 1, 0.0, 1.0, 0.5])
+def test_booleans_and_numbers_in_0_1_are_scores(value):
+    result = evaluate(shout, rows(2), lambda ex, pred: value, progress=False)
+    assert result.errors == [] and result.values == [float(value)] * 2
+    assert result.scores == [100 * float(value)] * 2
+
+
+def test_an_optimization_with_a_metric_out_of_range_stops_with_the_first_errors():
+    @lm_function
+    def echo(question: str) -> str:
+        """Repeat the question."""
+
+    def five(example, prediction):
+        return 5
+
+    with lmprog.context(lm=ScriptedLM(lambda m: "x"), load_prompts=False):
+        with pytest.raises(EvaluationError) as info:
+            lmprog.optimize(echo, rows(4), five, optimizer="bootstrap", save=False, progress=False)
+    assert "4 of 4 example(s) failed" in str(info.value)
+    assert "metric five failed: ValueError: returned 5, not a score in [0, 1]" in str(info.value)
+
+
 def test_bad_arguments_are_usage_errors():
     with pytest.raises(UsageError, match="threads"):
         evaluate(shout, rows(1), exact_match, threads=0)

@@ -27,6 +27,7 @@ from lmprog.cli._loading import (
     parse_inputs,
     python_files,
 )
+from lmprog.format import render_messages
 from lmprog.function import LMFunction
 from lmprog.lm import Completion, InterceptedRequest, intercept_requests
 from lmprog.trace import Span, Trace
@@ -38,14 +39,15 @@ def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) ->
     module, name = load_target(target)
     fn = get_lm_function(module, name, target)
     values = parse_inputs(inputs, fn)
+    fn.signature.check_inputs(values)  # the values given; placeholders are not checked
     placeholders = [f.name for f in fn.signature.inputs if f.name not in values and not f.has_default]
     values.update({name: f"<{name}>" for name in placeholders})
     with _no_lm_calls("lmprog show"):
-        messages = fn.messages(**values)
+        state = fn.state
+        messages = render_messages(fn.signature, values, instruction=state.instruction, demos=state.demos)
     if as_json:
         out.print_json(json.dumps(messages, ensure_ascii=False))
         return
-    state = fn.state
     status = promptfile.status(fn)
     out.print(f"[bold]{escape(promptfile.function_id(fn))}[/]", soft_wrap=True)
     out.print(f"prompt file: {escape(str(_relative(fn.prompt_file)))} ({escape(status)})", soft_wrap=True)

@@ -97,6 +97,8 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
             progress=False,
         )
     out.print(results_table(result, time.perf_counter() - started))
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if result.files:
         out.print("[bold]prompt files written[/] (review and commit them):")
         for file in result.files:

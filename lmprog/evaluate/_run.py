@@ -61,9 +61,10 @@ def evaluate(
     Each example's inputs are its keys matching the program's parameters (or the keys marked with
     ``Example.with_inputs``); ``program(**inputs)`` runs, awaited when it is async.
     ``metric(example, prediction, trace)`` scores it: it returns a bool or a number in [0, 1]
-    (``trace`` is passed only to a metric that takes a third argument or one named ``trace``).
-    Each :class:`ExampleResult` keeps that as ``value`` and shows it as ``score`` on 0-100, the
-    scale of every score (``EvaluationResult.score`` is the mean, 0-100).
+    (``trace`` is passed only to a metric that takes a third argument or one named ``trace``); any
+    other value (5, -1, NaN, ``"yes"``) fails that example with an error naming the metric and the
+    value. Each :class:`ExampleResult` keeps that as ``value`` and shows it as ``score`` on 0-100,
+    the scale of every score (``EvaluationResult.score`` is the mean, 0-100).
 
     ``threads`` examples run at once on joblib ``backend``: ``None`` means threads unless a
     ``joblib.parallel_config(backend=...)`` block selects another; a name (``"threading"``,
@@ -273,10 +274,16 @@ class _Task:
             value = self.metric(example, prediction)
         if isinstance(value, bool | numbers.Real):
             score = float(value)
-            if not math.isfinite(score):  # one NaN would make the mean, and every comparison, NaN
-                raise ValueError(f"returned {value!r}; a metric returns a finite number or a bool")
+            # one NaN would make the mean, and every comparison, NaN; a 5 would count as 500
+            if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+                raise ValueError(
+                    f"returned {value!r}, not a score in [0, 1]: a metric returns a bool or a number "
+                    "from 0 to 1 (divide a count or a grade by its maximum)"
+                )
             return score
-        raise TypeError(f"returned {value!r} ({type(value).__name__}); a metric returns a number or a bool")
+        raise TypeError(
+            f"returned {value!r} ({type(value).__name__}); a metric returns a bool or a number in [0, 1]"
+        )
 
 
 def _call(program: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

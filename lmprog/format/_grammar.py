@@ -7,7 +7,9 @@ rendered in — not a second format: a single ``Literal`` output is its bare lab
 order. Each :class:`~lmprog._types.TypeSpec` class has one entry in two registries
 (``functools.singledispatch``): :func:`text_rule` (the value as a whole completion or after
 ``name: ``) and :func:`json_rule` (the value inside JSON). Everything a grammar accepts is read
-back by the parser (``tests/test_constrain.py`` samples grammars and checks it).
+back by the parser (``tests/test_constrain.py`` samples grammars and checks it); constraints from
+``Annotated`` metadata (``Field(ge=0)``, a pattern) are left out of the grammar, so the parser may
+still refuse such a value (see :mod:`lmprog._constraints`).
 
 Numbers have a bounded digit count so that a small model cannot loop on ``0000...``; the bounds
 admit every float as ``repr``/``json.dumps`` write it (up to 17 significant digits after at most
@@ -22,6 +24,7 @@ import functools
 import json
 from typing import Any
 
+from lmprog.signature._constraints import ConstrainedSpec
 from lmprog.signature._specs import BoolSpec, ChoiceSpec, FloatSpec, IntSpec, StrSpec, TypeSpec, UnionSpec
 from lmprog.signature._specs_json import DictSpec, ListSpec, RecordSpec, TupleSpec
 
@@ -127,6 +130,11 @@ def _(spec: UnionSpec, g: Grammar, *, line: bool) -> str:
     return "(" + " | ".join([*options, '"none"'] if spec.optional else options) + ")"
 
 
+@text_rule.register
+def _(spec: ConstrainedSpec, g: Grammar, *, line: bool) -> str:
+    return text_rule(spec.inner, g, line=line)  # looser: the parser checks the constraints
+
+
 @text_rule.register(ListSpec)
 @text_rule.register(DictSpec)
 @text_rule.register(RecordSpec)
@@ -175,6 +183,11 @@ def _(spec: UnionSpec, g: Grammar) -> str:
 
 
 @json_rule.register
+def _(spec: ConstrainedSpec, g: Grammar) -> str:
+    return json_rule(spec.inner, g)
+
+
+@json_rule.register
 def _(spec: ListSpec, g: Grammar) -> str:
     def build() -> str:
         item = json_rule(spec.item, g)
@@ -207,6 +220,7 @@ def _(spec: DictSpec, g: Grammar) -> str:
 
 def _key_rule(spec: TypeSpec, g: Grammar) -> str:
     """A dict key: a JSON string holding the key's text form (keys are str, int or options)."""
+    spec = spec.base
     if isinstance(spec, ChoiceSpec):
         return (
             "(" + " | ".join(literal(json.dumps(label, ensure_ascii=False)) for label in spec.labels()) + ")"

@@ -5,6 +5,7 @@ twin of :func:`lmprog._grammar.json_rule`: both describe a value as JSON and bot
 from the specs the parser validates with. Records become ``$defs`` entries referenced by
 ``$ref`` (so recursive models work), with every field listed in ``required`` and no other
 properties (what OpenAI's strict mode asks for; an optional field is then sent as ``null``).
+Constraints from ``Annotated`` metadata become keywords (``minimum``, ``maxLength``, ``pattern``...).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import re
 from typing import Any
 
+from lmprog.signature._constraints import ConstrainedSpec, keywords
 from lmprog.signature._specs import BoolSpec, ChoiceSpec, FloatSpec, IntSpec, StrSpec, TypeSpec, UnionSpec
 from lmprog.signature._specs_json import DictSpec, ListSpec, RecordSpec, SetSpec, TupleSpec
 
@@ -112,9 +114,10 @@ def _(spec: TupleSpec, schemas: Schemas) -> dict[str, Any]:
 @value_schema.register
 def _(spec: DictSpec, schemas: Schemas) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "additionalProperties": value_schema(spec.value, schemas)}
-    if isinstance(spec.key, ChoiceSpec):
-        schema["propertyNames"] = {"enum": spec.key.labels()}
-    elif isinstance(spec.key, IntSpec):
+    key = spec.key.base  # a constraint on the keys is left to the parser
+    if isinstance(key, ChoiceSpec):
+        schema["propertyNames"] = {"enum": key.labels()}
+    elif isinstance(key, IntSpec):
         schema["propertyNames"] = {"pattern": "^-?[0-9]+$"}
     return schema
 
@@ -122,3 +125,16 @@ def _(spec: DictSpec, schemas: Schemas) -> dict[str, Any]:
 @value_schema.register
 def _(spec: RecordSpec, schemas: Schemas) -> dict[str, Any]:
     return schemas.record(spec)
+
+
+@value_schema.register
+def _(spec: ConstrainedSpec, schemas: Schemas) -> dict[str, Any]:
+    return with_keywords(value_schema(spec.inner, schemas), spec.constraints)
+
+
+def with_keywords(schema: dict[str, Any], constraints: tuple[Any, ...]) -> dict[str, Any]:
+    """``schema`` with the JSON-schema keywords of ``constraints`` (``minimum``, ``maxLength``...)
+    added where its type takes them (each option of an ``anyOf``)."""
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [with_keywords(option, constraints) for option in schema["anyOf"]]}
+    return {**schema, **keywords(constraints, schema.get("type"))}

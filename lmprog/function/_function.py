@@ -183,13 +183,16 @@ class LMFunction(Generic[P, R]):
 
     # -- calling -------------------------------------------------------------------------------
     def bind(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The input values of a call, by input field name, defaults applied."""
+        """The input values of a call, by input field name, defaults applied; an argument that
+        breaks a constraint of its annotation raises UsageError."""
         try:
             bound = self._py_signature.bind(*args, **kwargs)
         except TypeError as e:
             raise UsageError(f"bad arguments: {e}", function=self.signature.qualname) from e
         bound.apply_defaults()
-        return {k: v for k, v in bound.arguments.items() if k in self.signature.input_names}
+        values = {k: v for k, v in bound.arguments.items() if k in self.signature.input_names}
+        self.signature.check_inputs(values)  # constraints from Annotated metadata
+        return values
 
     def messages(self, *args: Any, **kwargs: Any) -> list[dict[str, str]]:
         """The exact messages the LM would see for this call (nothing is sent)."""

@@ -152,6 +152,9 @@ class OptimizationResult:
     or did not beat the committed prompt files on the same validation data), else None.
     ``details`` is what the optimizer reports besides (a dict; MIPRO's is typed, see
     :class:`~lmprog.optimize.mipro.MiproDetails`). Every score is 0-100.
+    ``warnings`` are problems the run met that did not stop it, one sentence each (also logged as
+    warnings): for example ``"bootstrap: found no demo for classify: ..."`` when an optimizer that
+    makes demos found none for a function, and why.
     """
 
     optimizer: str
@@ -165,6 +168,7 @@ class OptimizationResult:
     seed: int = 0
     details: MutableMapping[str, Any] = field(default_factory=dict)
     kept: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def measured(self) -> bool:
@@ -204,6 +208,7 @@ class OptimizationResult:
             lines.append("not measured: no validation score")
         if self.kept:
             lines.append(f"no prompt file written: {self.kept}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ __all__ = [
 #: bump when lmprog changes how a score is computed or what a stored study holds: older stored
 #: results are then never reused (the layout of MIPRO's records has its own version in the MIPRO
 #: study key, ``mipro_store.STORE_FORMAT``)
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def lm_identity(lm: Any) -> dict[str, Any]:

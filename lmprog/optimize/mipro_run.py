@@ -126,7 +126,7 @@ class MiproRun:
     def result(self, stopped: str | None, estimate: int) -> OptimizationResult:
         """The run's result from what the store and the studies hold."""
         rounds = [r for r in sorted(self.spaces) if r != BASELINE]
-        return build_result(
+        result = build_result(
             functions=self.task.functions,
             ids=self.ids,
             valset_size=len(self.task.valset),
@@ -140,6 +140,14 @@ class MiproRun:
             cost_aware=self.config.cost_aware,
             stopped=stopped,
         )
+        demo_sets = self.store.demo_sets()
+        if self.config.num_demo_sets > 0 and demo_sets:  # made (not cut short by a budget cap)
+            functions = self.task.functions
+            counts = {
+                fn: len(demo_sets.get(fid, [[]])) - 1 for fn, fid in zip(functions, self.ids, strict=True)
+            }
+            result.warnings = self.bootstrapper.demo_warnings(self.task, counts, None, "mipro", stopped)
+        return result
 
     # -- grounding and proposals -------------------------------------------------------------------
     def _bootstrap_demo_sets(self) -> DemoSets:

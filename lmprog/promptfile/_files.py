@@ -32,6 +32,7 @@ from lmprog.promptfile._atomic import (
     atomic_write_text as atomic_write_text,  # re-exported (cassettes, reports)
 )
 from lmprog.promptfile._atomic import remove_stale_temps
+from lmprog.promptfile._demofit import file_problems
 from lmprog.signature import Signature
 
 logger = logging.getLogger("lmprog.promptfile")
@@ -202,6 +203,13 @@ def load_state(fn: PromptFunction, path: Path | None = None) -> State | None:
             doc["signature_hash"],
             fn.signature_hash,
         )
+    problems = file_problems(fn.signature, target, doc.get("demos") or [])
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PromptFileError(
+            f"{problems[0]}{more}; the demos must fit {function_id(fn)}: fix them, or delete the file "
+            "or re-run lmprog optimize"
+        )
     optimized = doc.get("instruction_optimized", True)
     return State(instruction=doc["instruction"] if optimized else None, demos=tuple(doc.get("demos") or ()))
 
@@ -217,6 +225,9 @@ def status(fn: PromptFunction, path: Path | None = None) -> str:
         return f"corrupt: {e}"
     if doc["function"] != function_id(fn):
         return f"corrupt: {target}: made for {doc['function']}, not {function_id(fn)}"
+    problems = file_problems(fn.signature, target, doc.get("demos") or [])
+    if problems:
+        return "corrupt: " + "; ".join(problems)
     return "ok" if doc["signature_hash"] == fn.signature_hash else "stale"
 
 

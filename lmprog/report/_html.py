@@ -65,6 +65,7 @@ def render_report(
     ]
     if result.stopped_by:
         facts.append(("stopped by budget", result.stopped_by))
+    facts.extend(("warning", w) for w in result.warnings)
     cards = [
         ("baseline score", _fmt(result.baseline_score)),
         ("optimized score", _fmt(result.score)),

@@ -20,6 +20,7 @@ import typing_extensions
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from lmprog.signature._constraints import ConstraintError, constrain
 from lmprog.signature._specs import (
     MISSING,
     BoolSpec,
@@ -95,7 +96,11 @@ def type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and not typing.get_args(annotation):
         return annotation.__name__
     text = repr(annotation).replace("typing_extensions.", "").replace("typing.", "")
+    text = _FIELD_INFO.sub(r"\1", text)  # Annotated[int, Ge(ge=0)], not the whole FieldInfo
     return re.sub(r"\b(?:[A-Za-z_]\w*\.(?:<locals>\.)?)+(?=[A-Za-z_])", "", text)
+
+
+_FIELD_INFO = re.compile(r"FieldInfo\(annotation=NoneType, required=True, metadata=\[([^\]]*)\]\)")
 
 
 class _Builder:
@@ -103,13 +108,25 @@ class _Builder:
         self.namespace = namespace
         self.records: dict[Any, RecordSpec] = {}
 
-    def build(self, annotation: Any) -> TypeSpec:
+    def build(self, annotation: Any, *, lenient: bool = False) -> TypeSpec:
+        """The spec of ``annotation``; constraints in ``Annotated`` metadata wrap it (see
+        ``_constraints``). ``lenient``: a constraint that cannot apply is left out instead of
+        refused (pydantic model fields, which pydantic validates itself)."""
+        outer = annotation
+        metadata: list[Any] = []
         while typing.get_origin(annotation) in _WRAPPERS:
+            metadata.extend(getattr(annotation, "__metadata__", ()))
             annotation = typing.get_args(annotation)[0]
         origin = typing.get_origin(annotation)
         for matches, make in _KINDS:
             if matches(annotation, origin):
-                return make(self, annotation, origin)
+                spec = make(self, annotation, origin)
+                try:
+                    return constrain(spec, outer, metadata) if metadata else spec
+                except ConstraintError as error:
+                    if lenient:
+                        return spec
+                    raise UnsupportedType(outer, str(error)) from None
         raise UnsupportedType(annotation)
 
     def hints(self, cls: type) -> dict[str, Any]:
@@ -118,9 +135,9 @@ class _Builder:
         except Exception as error:  # NameError, TypeError...: any failure to resolve
             raise UnsupportedType(cls, f"cannot resolve its annotations ({error})") from error
 
-    def field(self, owner: type, name: str, annotation: Any) -> TypeSpec:
+    def field(self, owner: type, name: str, annotation: Any, *, lenient: bool = False) -> TypeSpec:
         try:
-            return self.build(annotation)
+            return self.build(annotation, lenient=lenient)
         except UnsupportedType as error:
             error.context.insert(0, f"field {name!r} of {owner.__name__}")
             raise
@@ -240,7 +257,7 @@ def _list(builder: _Builder, ann: Any, origin: Any) -> TypeSpec:
         raise UnsupportedType(ann, f"give the item type, e.g. {kind.__name__}[str]")
     item = builder.build(args[0])
     if kind is set:
-        if not isinstance(item, _SCALARS):
+        if not isinstance(item.base, _SCALARS):
             raise UnsupportedType(ann, "set items must be str, int, float, bool, Literal or Enum; use a list")
         return SetSpec(ann, item)
     return ListSpec(ann, item)
@@ -262,7 +279,7 @@ def _dict(builder: _Builder, ann: Any, origin: Any) -> TypeSpec:
     if len(args) != 2:
         raise UnsupportedType(ann, "give the key and value types, e.g. dict[str, int]")
     key = builder.build(args[0])
-    if not isinstance(key, StrSpec | IntSpec | ChoiceSpec):
+    if not isinstance(key.base, StrSpec | IntSpec | ChoiceSpec):
         raise UnsupportedType(ann, "dict keys must be str, int, Literal or Enum")
     return DictSpec(ann, key, builder.build(args[1]))
 
@@ -280,9 +297,11 @@ def _pydantic(builder: _Builder, ann: Any, origin: Any) -> TypeSpec:
         elif info.default_factory is not None:
             default = _call_factory(info.default_factory)
         alias = info.validation_alias if isinstance(info.validation_alias, str) else info.alias
+        # the field's constraints (pydantic keeps them apart) are checked as its value is read
+        annotated = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         spec.fields[name] = RecordField(
             name=name,
-            spec=builder.field(ann, name, info.annotation),
+            spec=builder.field(ann, name, annotated, lenient=True),
             annotation=info.annotation,
             required=required,
             default=default,

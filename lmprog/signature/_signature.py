@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import reprlib
 import sys
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lmprog.errors import SignatureError
+from lmprog._fingerprint import to_jsonable
+from lmprog.errors import SignatureError, UsageError
+from lmprog.signature._constraints import has_constraints
 from lmprog.signature._docstrings import (
     DocInfo,
     attribute_docs,
@@ -27,8 +30,8 @@ from lmprog.signature._docstrings import (
     parse_docstring,
     signature_comments,
 )
-from lmprog.signature._registry import UnsupportedType, build_spec
-from lmprog.signature._specs import MISSING, TypeSpec
+from lmprog.signature._registry import UnsupportedType, build_spec, type_name
+from lmprog.signature._specs import MISSING, Invalid, TypeSpec
 from lmprog.signature._specs_json import RecordSpec
 
 __all__ = ["MISSING", "Field", "Signature", "field_spec", "signature_from_function"]
@@ -66,6 +69,8 @@ class Signature:
     file: str | None = None
     line: int | None = None
     _record: RecordSpec | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: the inputs whose annotation holds constraints (``Annotated[int, Field(ge=0)]``)
+    _constrained: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -74,6 +79,26 @@ class Signature:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.outputs)
+
+    def check_inputs(self, values: Mapping[str, Any]) -> None:
+        """Raise :class:`UsageError` naming the function and the parameter when an argument
+        breaks a constraint of its annotation (only constrained inputs are checked)."""
+        for field in self.inputs:
+            if field.name not in self._constrained or field.name not in values:
+                continue
+            value = values[field.name]
+            if field.has_default and value is field.default:
+                continue
+            try:
+                field_spec(field).validate(to_jsonable(value))
+            except Invalid as error:
+                raise UsageError(
+                    f"argument {field.name}={reprlib.repr(value)} does not fit "
+                    f"{type_name(field.annotation)}: {error}",
+                    function=self.qualname,
+                    file=self.file,
+                    line=self.line,
+                ) from None
 
     def build_return(self, values: Mapping[str, Any]) -> Any:
         """The return value from output-field values: a model / dataclass / TypedDict instance
@@ -152,17 +177,25 @@ def signature_from_function(
             raise fail(error.describe(where, annotation)) from None
 
     inputs = []
+    constrained = []
     for parameter in parameters:
         annotation = hints.get(parameter.name, str)
-        inputs.append(
-            Field(
-                name=parameter.name,
-                annotation=annotation,
-                description=doc.params.get(parameter.name) or comments.get(parameter.name, ""),
-                default=MISSING if parameter.default is _EMPTY else parameter.default,
-                _spec=spec_of(annotation, f"parameter {parameter.name!r}"),
-            )
+        field = Field(
+            name=parameter.name,
+            annotation=annotation,
+            description=doc.params.get(parameter.name) or comments.get(parameter.name, ""),
+            default=MISSING if parameter.default is _EMPTY else parameter.default,
+            _spec=spec_of(annotation, f"parameter {parameter.name!r}"),
         )
+        if has_constraints(field_spec(field)):
+            constrained.append(field.name)
+            if field.has_default:
+                try:
+                    field_spec(field).validate(to_jsonable(field.default))
+                except Invalid as error:
+                    message = f"the default {field.default!r} breaks its constraint: {error}"
+                    raise fail(f"parameter {field.name!r}: {message}") from None
+        inputs.append(field)
 
     return_annotation = str if declared_return is _EMPTY else hints.get("return", declared_return)
     if return_annotation is None or return_annotation is type(None):
@@ -187,6 +220,7 @@ def signature_from_function(
         file=file,
         line=line,
         _record=record,
+        _constrained=tuple(constrained),
     )
 
 

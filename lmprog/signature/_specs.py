@@ -92,6 +92,11 @@ class TypeSpec(ABC):
     def noun(self) -> str:
         """What to reply with, as in "Reply with {noun} only." (``an integer``)."""
 
+    @property
+    def base(self) -> TypeSpec:
+        """The spec that reads the values: itself, or the one a constraint wraps."""
+        return self
+
     def hint(self) -> str:
         """The placeholder in a ``name: <hint>`` line: the noun without its article."""
         noun = self.noun()

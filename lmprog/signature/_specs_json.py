@@ -83,7 +83,7 @@ class ListSpec(JsonSpec):
 
     def _from_lines(self, body: str) -> Any | None:
         """Items written one per line behind ``-``, ``*``, ``1.``, ``1)`` or ``[1]`` markers."""
-        if not isinstance(self.item, StrSpec | _NumberSpec | BoolSpec | ChoiceSpec):
+        if not isinstance(self.item.base, StrSpec | _NumberSpec | BoolSpec | ChoiceSpec):
             return None
         items: list[Any] = []
         for line in body.split("\n"):

@@ -243,3 +243,36 @@ def test_a_changed_metric_or_model_never_reuses_the_stored_study(tmp_path: Path)
     assert other.details.study not in (first.details.study, zero.details.study)
     assert other.usage.requests > 0 and lm.calls
     assert other.score == pytest.approx(100 / 3, abs=0.1)  # what the stored winner scores on it
+
+
+def test_mipro_says_when_it_found_no_demo_for_a_function(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def never(example: Any, prediction: Any, trace: Any = None) -> bool:
+        return False  # no run passes: no bootstrapped demo
+
+    data = [{**row, "note": "a second label field"} for row in DATA]  # no labeled demo either
+    lm = ScriptedLM(Model(), cache=True)
+    with lmprog.context(lm=lm, load_prompts=False, cache_dir=tmp_path / "cache"):
+        with caplog.at_level("WARNING", logger="lmprog.optimize"):
+            result = optimize(
+                triage,
+                data[:9],
+                never,
+                valset=data[9:],
+                optimizer="mipro",
+                save=False,
+                apply=False,
+                storage=str(tmp_path / "study.db"),
+                progress=False,
+                num_trials=2,
+                num_instructions=2,
+                num_demo_sets=1,
+            )
+    assert result.states[classify].demos == ()
+    assert result.warnings == [
+        "mipro: found no demo for classify: no training run that passed the metric made a call to it "
+        "that fits; no training example with its inputs has its output(s) output (or exactly one field "
+        "besides its inputs)"
+    ]
+    assert result.warnings[0] in caplog.text
