@@ -47,10 +47,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lmprog.errors import UsageError
-from lmprog.format._read import ReadErrors, parse_multi, parse_single, parse_structured
+from lmprog.format._read import parse_multi, parse_single, parse_structured
 from lmprog.format._wire import render_output_value, render_plain, to_jsonable
-from lmprog.signature import Field, Signature, field_spec
-from lmprog.signature._specs import Invalid
+from lmprog.signature import Field, ParseFailure, Signature, field_spec
 
 __all__ = [
     "ParseFailure",
@@ -64,18 +63,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 _REPLY = "Reply with "
-
-
-class ParseFailure(ValueError):
-    """A completion could not be read as the declared output; ``errors`` are short messages
-    addressed to the model (they go into the retry message). ``validation``: the reply had the
-    right form but a validator refused a value (pydantic validators, field constraints);
-    otherwise it is a format failure."""
-
-    def __init__(self, errors: Sequence[str], *, validation: bool = False) -> None:
-        self.errors = list(errors) or ["the reply did not follow the format"]
-        self.validation = validation
-        super().__init__("; ".join(self.errors))
 
 
 def render_messages(
@@ -113,10 +100,8 @@ def parse_output(signature: Signature, text: str, *, structured: bool = False) -
         if signature.multi_output:
             return parse_multi(signature, text)
         return parse_single(signature, text)
-    except Invalid as error:
-        raise ParseFailure([str(error)], validation=error.validation) from None
-    except ReadErrors as error:
-        raise ParseFailure(error.errors, validation=error.validation) from None
+    except ParseFailure as failure:
+        raise ParseFailure(failure.problems) from None
     except Exception as error:  # a parser bug must not escape as anything but a parse failure
         _logger.warning("internal error parsing output of %s: %r", signature.qualname, error, exc_info=True)
         raise ParseFailure([f"internal parser error ({type(error).__name__})"]) from error

@@ -1,4 +1,9 @@
-"""Reading completions: the parser half of the wire format described in ``lmprog.prompt``."""
+"""Reading completions: the parser half of the wire format (described in ``lmprog.format._prompt``).
+
+Every failure is a :class:`~lmprog.signature.ParseFailure`: one problem from a type spec for a
+single output, one problem per bad field (located by field name) plus a ``missing line(s)``
+problem for a reply with several outputs.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +11,15 @@ import dataclasses
 from typing import Any
 
 from lmprog.format._wire import header_key, header_pattern, strip_output_header
-from lmprog.signature import Signature, field_spec
-from lmprog.signature._specs import Invalid
+from lmprog.signature import ParseFailure, Problem, Signature, field_spec
 from lmprog.signature._text import iter_json, unfence
-
-
-class ReadErrors(Exception):
-    """Several problems with one completion (``prompt.parse_output`` turns it into ParseFailure).
-    ``validation``: every problem is a validator's refusal of a well-formed value."""
-
-    def __init__(self, errors: list[str], *, validation: bool = False) -> None:
-        self.errors = errors
-        self.validation = validation
-        super().__init__("; ".join(errors))
 
 
 @dataclasses.dataclass
 class _Reading:
     values: dict[str, Any]
-    errors: list[str]
+    problems: list[Problem]
     found: int
-    validation: bool = False  # every error is a validator's refusal (none is a format error)
 
 
 def parse_single(signature: Signature, text: str) -> Any:
@@ -37,13 +30,13 @@ def parse_single(signature: Signature, text: str) -> Any:
     body = strip_output_header(text)
     try:
         return spec.parse_text(body)
-    except Invalid as error:
+    except ParseFailure as error:
         first = error
     cut = _cut_at_input_header(signature, body)
     if cut is not None:
         try:
             return spec.parse_text(cut)
-        except Invalid:
+        except ParseFailure:
             pass
     for candidate in iter_json(body, "{"):
         if isinstance(candidate, dict) and len(candidate) == 1:
@@ -51,7 +44,7 @@ def parse_single(signature: Signature, text: str) -> Any:
             if isinstance(key, str) and header_key(key) == "output":
                 try:
                     return spec.validate(value)
-                except Invalid:
+                except ParseFailure:
                     break
     raise first
 
@@ -65,8 +58,8 @@ def parse_structured(signature: Signature, text: str) -> Any:
         if signature.multi_output:
             reading = _read_json(signature, body)
             if reading is not None and reading.found:
-                if reading.errors:
-                    raise ReadErrors(reading.errors, validation=reading.validation)
+                if reading.problems:
+                    raise ParseFailure(reading.problems)
                 return signature.build_return(reading.values)
         else:
             for candidate in iter_json(body, "{"):
@@ -88,13 +81,13 @@ def parse_multi(signature: Signature, text: str) -> Any:
     for reading in readings:
         if reading is None:
             continue
-        if not reading.errors:
+        if not reading.problems:
             return signature.build_return(reading.values)
         if best is None or reading.found > best.found:
             best = reading
     if best is None:
-        raise ReadErrors(["the reply did not follow the format"])
-    raise ReadErrors(best.errors, validation=best.validation)
+        raise ParseFailure([])
+    raise ParseFailure(best.problems)
 
 
 def _read_headers(signature: Signature, body: str) -> _Reading:
@@ -127,8 +120,7 @@ def _read_headers(signature: Signature, body: str) -> _Reading:
     if not sections and len(outputs) == 1:
         sections[first.name] = preamble  # a one-field record answered bare
     values: dict[str, Any] = {}
-    errors: list[str] = []
-    validation = True
+    problems: list[Problem] = []
     for field in signature.outputs:
         if field.name not in sections:
             continue
@@ -137,13 +129,12 @@ def _read_headers(signature: Signature, body: str) -> _Reading:
             raw = raw.removesuffix("**").removesuffix("__")
         try:
             values[field.name] = field_spec(field).parse_text(raw)
-        except Invalid as error:
-            errors.append(f"{field.name}: {error}")
-            validation = validation and error.validation
+        except ParseFailure as error:
+            problems.extend(error.in_field(field.name).problems)
     missing = _missing(signature, values.keys() | sections.keys())
     if missing:
-        errors.insert(0, f"missing line(s): {', '.join(f'{name}:' for name in missing)}")
-    return _Reading(values, errors, found=len(sections), validation=validation and not missing)
+        problems.insert(0, Problem(f"missing line(s): {', '.join(f'{name}:' for name in missing)}"))
+    return _Reading(values, problems, found=len(sections))
 
 
 def _read_json(signature: Signature, body: str) -> _Reading | None:
@@ -162,18 +153,16 @@ def _read_json(signature: Signature, body: str) -> _Reading | None:
         if not matched:
             continue
         values: dict[str, Any] = {}
-        errors: list[str] = []
-        validation = True
+        problems: list[Problem] = []
         for name, raw in matched.items():
             try:
                 values[name] = field_spec(fields[name]).validate(raw)
-            except Invalid as error:
-                errors.append(f"{name}: {error}")
-                validation = validation and error.validation
+            except ParseFailure as error:
+                problems.extend(error.in_field(name).problems)
         missing = _missing(signature, matched.keys())
         if missing:
-            errors.insert(0, f"missing key(s): {', '.join(missing)}")
-        return _Reading(values, errors, found=len(matched), validation=validation and not missing)
+            problems.insert(0, Problem(f"missing key(s): {', '.join(missing)}"))
+        return _Reading(values, problems, found=len(matched))
     return None
 
 

@@ -23,8 +23,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from lmprog._fingerprint import to_jsonable
-from lmprog.signature import Field, Signature, field_spec
-from lmprog.signature._specs import Invalid
+from lmprog.signature import Field, ParseFailure, Signature, field_spec
 
 __all__ = ["DemoProblem", "demo_lines", "demo_problems", "file_problems", "fit_demo"]
 
@@ -57,7 +56,7 @@ def demo_problems(signature: Signature, demo: Mapping[str, Any]) -> list[DemoPro
     if whole:
         try:
             signature.record_spec().validate(demo["output"])
-        except Invalid as error:
+        except ParseFailure as error:
             problems.append(DemoProblem("output", f"output: {error}"))
         return problems
     for field in signature.outputs:
@@ -69,7 +68,7 @@ def demo_problems(signature: Signature, demo: Mapping[str, Any]) -> list[DemoPro
         values = {f.name: field_spec(f).validate(demo[f.name]) for f in signature.outputs if f.name in demo}
         try:
             signature.record_spec().construct(values)
-        except Invalid as error:
+        except ParseFailure as error:
             name = error.path.lstrip(".").split(".")[0].split("[")[0]
             problems.append(DemoProblem(name if name in outputs else None, f"output: {error}"))
     return problems
@@ -128,7 +127,7 @@ def _value_problems(kind: str, field: Field, value: Any) -> list[DemoProblem]:
         return []
     try:
         field_spec(field).validate(value)
-    except Invalid as error:
+    except ParseFailure as error:
         name = "output" if kind == field.name == "output" else f"{kind} {field.name!r}"
         return [DemoProblem(field.name, f"{name}: {error}")]
     return []

@@ -5,7 +5,7 @@
 :func:`constrain` wraps the spec of the annotated type in a :class:`ConstrainedSpec`: the wrapped
 spec reads the value as before, then pydantic checks the constraints on the value read (with the
 plain Python type of the spec, ``int`` or ``list[Any]``, so nested values are never validated
-twice). A value that breaks a constraint is an :class:`~lmprog._types.Invalid` marked
+twice). A value that breaks a constraint is an :class:`~lmprog._types.ParseFailure` marked
 ``validation``: the completion is retried with pydantic's message shown to the model. The prompt
 mentions the constraints it can put in words (``an integer (>= 0)``); JSON schemas carry them as
 keywords (``minimum``); grammars stay looser and leave them to this check.
@@ -30,11 +30,11 @@ import pydantic
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from lmprog.signature._failure import ParseFailure
 from lmprog.signature._specs import (
     BoolSpec,
     FloatSpec,
     IntSpec,
-    Invalid,
     StrSpec,
     TypeSpec,
     UnionSpec,
@@ -108,7 +108,7 @@ class ConstrainedSpec(TypeSpec):
         except ValidationError as error:
             items = error.errors(include_url=False)
             message = "; ".join(str(item["msg"]) for item in items[:3]) or str(error)
-            raise Invalid(message, validation=True) from None
+            raise ParseFailure(message, validation=True) from None
 
     def check_type(self) -> TypeAdapter[Any]:
         if self._adapter is None:

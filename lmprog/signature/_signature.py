@@ -30,8 +30,9 @@ from lmprog.signature._docstrings import (
     parse_docstring,
     signature_comments,
 )
+from lmprog.signature._failure import ParseFailure
 from lmprog.signature._registry import UnsupportedType, build_spec, type_name
-from lmprog.signature._specs import MISSING, Invalid, TypeSpec
+from lmprog.signature._specs import MISSING, TypeSpec
 from lmprog.signature._specs_json import RecordSpec
 
 __all__ = ["MISSING", "Field", "Signature", "field_spec", "signature_from_function"]
@@ -91,7 +92,7 @@ class Signature:
                 continue
             try:
                 field_spec(field).validate(to_jsonable(value))
-            except Invalid as error:
+            except ParseFailure as error:
                 raise UsageError(
                     f"argument {field.name}={reprlib.repr(value)} does not fit "
                     f"{type_name(field.annotation)}: {error}",
@@ -192,7 +193,7 @@ def signature_from_function(
             if field.has_default:
                 try:
                     field_spec(field).validate(to_jsonable(field.default))
-                except Invalid as error:
+                except ParseFailure as error:
                     message = f"the default {field.default!r} breaks its constraint: {error}"
                     raise fail(f"parameter {field.name!r}: {message}") from None
         inputs.append(field)

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from lmprog.signature._failure import ParseFailure
 from lmprog.signature._text import (
     NONE_WORDS,
     clean_text,
@@ -33,23 +34,6 @@ from lmprog.signature._text import (
 #: How many times a lone number may be repeated in a sentence and still be read as the answer.
 _MAX_REPEATS = 8
 _BOOL_WORDS = {"yes": True, "true": True, "no": False, "false": False}
-
-
-class Invalid(ValueError):
-    """A value does not fit its annotation. ``path`` locates it (``[2].name``); the message is
-    short and addressed to the model. ``validation``: the value had the right form but a
-    validator refused it (a pydantic validator or field constraint, a constructor's check), as
-    opposed to a reply in the wrong format."""
-
-    def __init__(self, message: str, path: str = "", *, validation: bool = False) -> None:
-        self.message = message
-        self.path = path
-        self.validation = validation
-        super().__init__(f"{path.lstrip('.')}: {message}" if path else message)
-
-    def under(self, segment: str) -> Invalid:
-        """The same error one level down: ``segment`` is ``[3]`` or ``.name``."""
-        return Invalid(self.message, segment + self.path, validation=self.validation)
 
 
 class _Missing(enum.Enum):
@@ -120,15 +104,15 @@ class TypeSpec(ABC):
 
     @abstractmethod
     def validate(self, value: Any) -> Any:
-        """Turn a JSON-decoded value into a value of the annotation, or raise :class:`Invalid`."""
+        """Turn a JSON-decoded value into a value of the annotation, or raise :class:`ParseFailure`."""
 
     @abstractmethod
     def parse_text(self, text: str, *, strict: bool = False) -> Any:
         """Read a completion fragment. ``strict`` accepts only the plain written form (used for
         union members); lenient mode also finds the value inside a sentence."""
 
-    def expected(self, text: str) -> Invalid:
-        return Invalid(f"expected {self.noun()}, got {snippet(text)}")
+    def expected(self, text: str) -> ParseFailure:
+        return ParseFailure(f"expected {self.noun()}, got {snippet(text)}")
 
 
 class StrSpec(TypeSpec):
@@ -150,7 +134,7 @@ class StrSpec(TypeSpec):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise Invalid(f"expected a string, got {snippet(value)}")
+        raise ParseFailure(f"expected a string, got {snippet(value)}")
 
     def parse_text(self, text: str, *, strict: bool = False) -> Any:
         return clean_text(text)
@@ -161,28 +145,30 @@ class _NumberSpec(TypeSpec):
 
     def _convert(self, number: float | int | None, source: Any) -> Any:
         if number is None:
-            raise self.expected(source) if isinstance(source, str) else Invalid(f"expected {self.noun()}")
+            if isinstance(source, str):
+                raise self.expected(source)
+            raise ParseFailure(f"expected {self.noun()}")
         if not self.integral:
             try:
                 return float(number)
             except OverflowError:
-                raise Invalid(f"number out of range: {snippet(source)}") from None
+                raise ParseFailure(f"number out of range: {snippet(source)}") from None
         if isinstance(number, float):
             if not number.is_integer():
-                raise Invalid(f"expected {self.noun()}, got {number!r}")
+                raise ParseFailure(f"expected {self.noun()}, got {number!r}")
             return int(number)
         return number
 
     def validate(self, value: Any) -> Any:
         if isinstance(value, bool):
-            raise Invalid(f"expected {self.noun()}, got {snippet(value)}")
+            raise ParseFailure(f"expected {self.noun()}, got {snippet(value)}")
         if isinstance(value, int):
             return self._convert(value, value)
         if isinstance(value, float):
             return self._convert(value if math.isfinite(value) else None, value)
         if isinstance(value, str):
             return self._convert(strict_number(value), value)
-        raise Invalid(f"expected {self.noun()}, got {snippet(value)}")
+        raise ParseFailure(f"expected {self.noun()}, got {snippet(value)}")
 
     def parse_text(self, text: str, *, strict: bool = False) -> Any:
         body = clean_text(text)
@@ -194,7 +180,7 @@ class _NumberSpec(TypeSpec):
             if len(found) == 1 and len(tokens) <= _MAX_REPEATS:
                 number = found.pop()
             elif tokens:
-                raise Invalid(f"expected {self.noun()} only, got several numbers in {snippet(body)}")
+                raise ParseFailure(f"expected {self.noun()} only, got several numbers in {snippet(body)}")
         return self._convert(number, body)
 
 
@@ -244,7 +230,7 @@ class BoolSpec(TypeSpec):
             return bool(value)
         if isinstance(value, str) and normalize_word(value) in _BOOL_WORDS:
             return _BOOL_WORDS[normalize_word(value)]
-        raise Invalid(f"expected true or false, got {snippet(value)}")
+        raise ParseFailure(f"expected true or false, got {snippet(value)}")
 
     def parse_text(self, text: str, *, strict: bool = False) -> Any:
         word = normalize_word(clean_text(text))
@@ -291,7 +277,7 @@ class ChoiceSpec(TypeSpec):
                 return option
         if isinstance(value, str | int | float) and normalize_word(str(value)) in self.keys:
             return self.keys[normalize_word(str(value))]
-        raise Invalid(f"expected {self.noun()}, got {snippet(value)}")
+        raise ParseFailure(f"expected {self.noun()}, got {snippet(value)}")
 
     def parse_text(self, text: str, *, strict: bool = False) -> Any:
         body = normalize_word(clean_text(text))
@@ -332,13 +318,13 @@ class UnionSpec(TypeSpec):
         if value is None and self.optional:
             return None
         exact = [m for m in self.members if type(value) in m.json_types]
-        first: Invalid | None = None
+        first: ParseFailure | None = None
         for member in [*exact, *(m for m in self.members if m not in exact)]:
             try:
                 return member.validate(value)
-            except Invalid as error:
+            except ParseFailure as error:
                 first = first or error
-        raise first or Invalid(f"expected {self.noun()}")
+        raise first or ParseFailure(f"expected {self.noun()}")
 
     def parse_text(self, text: str, *, strict: bool = False) -> Any:
         if self.optional and is_none_text(text):
@@ -346,15 +332,15 @@ class UnionSpec(TypeSpec):
         for member in self.members:
             try:
                 return member.parse_text(text, strict=True)
-            except Invalid:
+            except ParseFailure:
                 continue
         if strict:
             raise self.expected(text)
-        first: Invalid | None = None
+        first: ParseFailure | None = None
         for member in self.members:
             try:
                 return member.parse_text(text)
-            except Invalid as error:
+            except ParseFailure as error:
                 first = first or error
         raise first or self.expected(text)
 

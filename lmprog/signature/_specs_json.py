@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
-from lmprog.signature._specs import MISSING, BoolSpec, ChoiceSpec, Invalid, StrSpec, TypeSpec, _NumberSpec
+from lmprog.signature._failure import ParseFailure
+from lmprog.signature._specs import MISSING, BoolSpec, ChoiceSpec, StrSpec, TypeSpec, _NumberSpec
 from lmprog.signature._text import iter_json, unfence, whole_json
 
 _BULLET_RE = re.compile(r"\s*(?:[-*•]|\d{1,4}[.)]|\[\d{1,4}\])\s+(?P<item>\S.*)")
@@ -40,11 +41,11 @@ class JsonSpec(TypeSpec):
         listed = self._from_lines(body)
         if listed is not None:
             return listed
-        first: Invalid | None = None
+        first: ParseFailure | None = None
         for candidate in iter_json(body, self.opener):
             try:
                 return self.validate(candidate)
-            except Invalid as error:
+            except ParseFailure as error:
                 first = first or error
         raise first or self.expected(body)
 
@@ -69,7 +70,7 @@ class ListSpec(JsonSpec):
 
     def validate(self, value: Any) -> Any:
         if not isinstance(value, list | tuple):
-            raise Invalid(f"expected {self.noun()}")
+            raise ParseFailure(f"expected {self.noun()}")
         return self._collect(value)
 
     def _collect(self, values: Sequence[Any]) -> Any:
@@ -77,7 +78,7 @@ class ListSpec(JsonSpec):
         for index, item in enumerate(values):
             try:
                 out.append(self.item.validate(item))
-            except Invalid as error:
+            except ParseFailure as error:
                 raise error.under(f"[{index}]") from None
         return out
 
@@ -94,7 +95,7 @@ class ListSpec(JsonSpec):
                 return None
             try:
                 items.append(self.item.parse_text(match.group("item"), strict=True))
-            except Invalid:
+            except ParseFailure:
                 return None
         return self._finish(items) if items else None
 
@@ -130,12 +131,12 @@ class TupleSpec(ListSpec):
         if self.variadic:
             return tuple(super().validate(value))
         if not isinstance(value, list | tuple) or len(value) != len(self.items):
-            raise Invalid(f"expected a JSON list of {len(self.items)} items like {self.shape()}")
+            raise ParseFailure(f"expected a JSON list of {len(self.items)} items like {self.shape()}")
         out = []
         for index, (spec, item) in enumerate(zip(self.items, value, strict=True)):
             try:
                 out.append(spec.validate(item))
-            except Invalid as error:
+            except ParseFailure as error:
                 raise error.under(f"[{index}]") from None
         return tuple(out)
 
@@ -161,12 +162,12 @@ class DictSpec(JsonSpec):
 
     def validate(self, value: Any) -> Any:
         if not isinstance(value, dict):
-            raise Invalid(f"expected {self.noun()}")
+            raise ParseFailure(f"expected {self.noun()}")
         out = {}
         for key, item in value.items():
             try:
                 out[self.key.validate(key)] = self.value.validate(item)
-            except Invalid as error:
+            except ParseFailure as error:
                 raise error.under(f".{key}") from None
         return out
 
@@ -204,7 +205,7 @@ class RecordSpec(JsonSpec):
         if self.is_instance(value):
             return value
         if not isinstance(value, dict):
-            raise Invalid(f"expected a JSON object like {self.shape()}")
+            raise ParseFailure(f"expected a JSON object like {self.shape()}")
         return self._validate_object(value)
 
     def _validate_object(self, value: dict[str, Any]) -> Any:
@@ -216,10 +217,10 @@ class RecordSpec(JsonSpec):
                     checked[field.name] = field.spec.validate(
                         value[key] if key in value else value[field.name]
                     )
-                except Invalid as error:
+                except ParseFailure as error:
                     raise error.under(f".{field.name}") from None
             elif field.required:
-                raise Invalid(f"missing key {key!r}")
+                raise ParseFailure(f"missing key {key!r}")
         return self.construct(checked)
 
     def construct(self, values: Mapping[str, Any]) -> Any:
@@ -278,8 +279,8 @@ class TypedDictSpec(RecordSpec):
         return dict(values)
 
 
-def _invalid(error: Exception) -> Invalid:
-    """A short :class:`Invalid` from a validation error (pydantic's: located, at most three),
+def _invalid(error: Exception) -> ParseFailure:
+    """A short :class:`ParseFailure` from a validation error (pydantic's: located, at most three),
     marked as a validator's refusal rather than a format error."""
     if isinstance(error, ValidationError):
         items = error.errors(include_url=False)
@@ -292,9 +293,9 @@ def _invalid(error: Exception) -> Invalid:
                 for path, item in zip(paths[1:3], items[1:3], strict=True)
             )
             refused = not all(_is_shape_error(str(item["type"])) for item in items)
-            return Invalid(str(items[0]["msg"]) + others, paths[0], validation=refused)
+            return ParseFailure(str(items[0]["msg"]) + others, paths[0], validation=refused)
     text = " ".join(str(error).split())
-    return Invalid(text[:200] or type(error).__name__, validation=True)
+    return ParseFailure(text[:200] or type(error).__name__, validation=True)
 
 
 def _is_shape_error(kind: str) -> bool:
