@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from lmprog import settings
 from lmprog.errors import BudgetExceededError, LMError, TransientLMError, UsageError
 from lmprog.lm import LM, BaseLM, Completion, resolve_lm
 from lmprog.lm._ratelimit import RateLimiter
+from lmprog.lm._retry import RetryPolicy
 from lmprog.usage import Usage, track
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +188,38 @@ def test_acomplete_retries_with_the_injected_sleep() -> None:
     assert c.text == "async ok" and c.attempts == 2
     assert lm.sleeps == [1.5]
     assert lm.usage.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "sleeps", "failed"),
+    [
+        ([transient(retry_after=1.0), "", transient(retry_after=2.0), "ok"], 3, 3),  # "": empty completion
+        (
+            [transient(retry_after=1.0), "", transient(retry_after=2.0)],
+            3,
+            4,
+        ),  # the last repeats: retries run out
+        ([transient(retry_after=1.0), LMError("bad key", status_code=401)], 1, 2),
+    ],
+)
+def test_complete_and_acomplete_make_the_same_attempts(
+    script: list[str | BaseException], sleeps: int, failed: int
+) -> None:
+    def outcome(lm: StubLM, call: Any) -> tuple[Any, ...]:
+        try:
+            c = call()
+            result: Any = (c.text, c.attempts, c.usage)
+        except LMError as error:
+            result = type(error).__name__
+        return result, lm.sleeps, len(lm.sent), lm.usage
+
+    sync_lm, async_lm = StubLM(script), StubLM(script)
+    for lm in (sync_lm, async_lm):  # the same jitter for the empty completion's backoff
+        lm.retry_policy = RetryPolicy(3, 0.5, 30.0, rng=random.Random(3))
+    sync = outcome(sync_lm, lambda: sync_lm.complete(MESSAGES))
+    asynchronous = outcome(async_lm, lambda: asyncio.run(async_lm.acomplete(MESSAGES)))
+    assert sync == asynchronous
+    assert len(sync[1]) == sleeps and sync[3].failed_requests == failed
 
 
 def test_acomplete_uses_the_async_request_of_a_subclass() -> None:

@@ -18,6 +18,7 @@ from lmprog.lm._base import (
 )
 from lmprog.lm._cache import ResponseCache, cache_key, get_cache, without_secrets
 from lmprog.lm._client import LM, configured_model, default_model, resolve_lm
+from lmprog.lm._secrets import is_secret_param, redact, secret_values
 from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages
 
 __all__ = [
@@ -35,6 +36,9 @@ __all__ = [
     "default_model",
     "get_cache",
     "intercept_requests",
+    "is_secret_param",
+    "redact",
     "resolve_lm",
+    "secret_values",
     "without_secrets",
 ]

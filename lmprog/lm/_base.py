@@ -10,6 +10,7 @@ A provider implements one method, ``_request(messages, params) -> Completion`` (
 4. store the completion in the cache, unless it was cut at ``max_tokens`` (``finish_reason``
    ``"length"``: returned, never cached; lm_functions retry it with a larger budget).
 
+Steps 2 to 4 are one state machine (``_call.CallRun``) that the sync and async drivers share.
 Every provider request, failed ones and retries included, and every cache hit is counted once,
 the same way, in ``lm.usage`` and in the usage scopes of :func:`lmprog.usage.track` (which may
 refuse a request: budgets).
@@ -22,26 +23,25 @@ logs.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from lmprog._fingerprint import to_jsonable
-from lmprog.errors import TransientLMError, UsageError
+from lmprog.errors import UsageError
 from lmprog.lm._cache import ResponseCache, cache_key, get_cache, without_secrets
+from lmprog.lm._call import CallRun, PreparedCall
 from lmprog.lm._ratelimit import RateLimiter
-from lmprog.lm._retry import RetryPolicy, acall_with_retries, call_with_retries
+from lmprog.lm._retry import RetryPolicy
 from lmprog.lm._secrets import is_secret_param
 from lmprog.lm._types import Completion, ConstraintKind, Messages
 from lmprog.settings import current as current_settings
-from lmprog.usage import Usage, UsageMeter, UsageScope, acquire_request, release_request
-from lmprog.usage import record as record_usage
+from lmprog.usage import Usage, UsageMeter
 
 logger = logging.getLogger("lmprog.lm")
 
@@ -50,16 +50,6 @@ _TRANSPORT_PARAMS = frozenset({"timeout", "request_timeout", "stream_timeout", "
 
 
 _UNKNOWN = object()  # a constraint kind not asked for yet
-
-# What a provider request that raised adds to the usage (budgets count retries).
-_FAILED_REQUEST = Usage(requests=1, failed_requests=1)
-
-
-@dataclass(frozen=True)
-class _Call:
-    messages: Messages
-    send: dict[str, Any]  # what the provider receives (secrets included, rollout excluded)
-    key: str
 
 
 class BaseLM(ABC):
@@ -134,57 +124,48 @@ class BaseLM(ABC):
 
     def complete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
         """Return the completion of ``messages`` (cached, rate limited, retried)."""
-        started = time.perf_counter()
-        call = self._prepare(messages, params)
-        cache = self._cache()
-        hit = self._lookup(cache, call, started)
+        run = self._run(messages, params)
+        hit = run.lookup()
         if hit is not None:
             return hit
-
-        failed: list[Usage] = []  # what the failed attempts of this call spent
-
-        def attempt() -> Completion:
-            scopes = acquire_request()  # usage scopes (budgets) may refuse the request
+        sleep = self._sleep or time.sleep
+        while True:
+            scopes = run.begin()
             try:
                 if self.rate_limiter is not None:
                     self.rate_limiter.acquire()
-                raw = self._send(call)
-            except BaseException:
-                self._spend(scopes, _FAILED_REQUEST, failed)
-                raise
-            return self._accept(scopes, raw, failed)
-
-        completion, attempts = call_with_retries(
-            attempt, self.retry_policy, self._sleep or time.sleep, model=self.model
-        )
-        return self._finish(cache, call, completion, attempts, started, failed)
+                raw = self._send(run.call)
+            except BaseException as error:
+                wait: float | None = run.raised(scopes, error)
+            else:
+                wait = run.returned(scopes, raw)
+            if wait is None:
+                return run.finish()
+            sleep(wait)
 
     async def acomplete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
-        """The async twin of :meth:`complete` (cache access runs in a worker thread)."""
-        started = time.perf_counter()
-        call = self._prepare(messages, params)
-        cache = self._cache()
-        hit = await asyncio.to_thread(self._lookup, cache, call, started)
+        """The async twin of :meth:`complete` (cache access runs in a worker thread); ``sleep``
+        may be sync or async."""
+        run = self._run(messages, params)
+        hit = await asyncio.to_thread(run.lookup)
         if hit is not None:
             return hit
-
-        failed: list[Usage] = []
-
-        async def attempt() -> Completion:
-            scopes = acquire_request()
+        sleep: Callable[[float], Any] = self._sleep or asyncio.sleep
+        while True:
+            scopes = run.begin()
             try:
                 if self.rate_limiter is not None:
                     await self.rate_limiter.aacquire()
-                raw = await self._asend(call)
-            except BaseException:
-                self._spend(scopes, _FAILED_REQUEST, failed)
-                raise
-            return self._accept(scopes, raw, failed)
-
-        completion, attempts = await acall_with_retries(
-            attempt, self.retry_policy, self._sleep or asyncio.sleep, model=self.model
-        )
-        return await asyncio.to_thread(self._finish, cache, call, completion, attempts, started, failed)
+                raw = await self._asend(run.call)
+            except BaseException as error:
+                wait: float | None = run.raised(scopes, error)
+            else:
+                wait = run.returned(scopes, raw)
+            if wait is None:
+                return await asyncio.to_thread(run.finish)
+            pending = sleep(wait)
+            if isinstance(pending, Awaitable):
+                await pending
 
     @abstractmethod
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
@@ -204,7 +185,15 @@ class BaseLM(ABC):
         (neither: replies are read in the text format). lm_functions ask before each call."""
         return None
 
-    def _prepare(self, messages: Sequence[Mapping[str, str]], call_params: Mapping[str, Any]) -> _Call:
+    def _run(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> CallRun:
+        started = time.perf_counter()
+        run = CallRun(
+            self.model, self._prepare(messages, params), self._cache(), self.retry_policy, self._meter
+        )
+        run.started = started  # latency counts the preparation too
+        return run
+
+    def _prepare(self, messages: Sequence[Mapping[str, str]], call_params: Mapping[str, Any]) -> PreparedCall:
         msgs = _check_messages(messages)
         current = current_settings()
         merged: dict[str, Any] = {
@@ -220,7 +209,7 @@ class BaseLM(ABC):
         keyed = {k: v for k, v in merged.items() if k not in _TRANSPORT_PARAMS}
         if rollout:
             keyed["rollout"] = rollout
-        return _Call(msgs, merged, cache_key(self.model, msgs, keyed))
+        return PreparedCall(msgs, merged, cache_key(self.model, msgs, keyed))
 
     def _cache(self) -> ResponseCache | None:
         if _request_hook is not None:  # record/replay sees every request: no cache in between
@@ -228,113 +217,17 @@ class BaseLM(ABC):
         enabled = self.cache if self.cache is not None else current_settings().cache
         return get_cache(current_settings().cache_dir) if enabled else None
 
-    def _send(self, call: _Call) -> Completion:
+    def _send(self, call: PreparedCall) -> Completion:
         hook = _request_hook
         if hook is None:
             return self._request(call.messages, dict(call.send))
         request = InterceptedRequest(self, call.messages, without_secrets(call.send), call.key)
         return hook(request, lambda: self._request(call.messages, dict(call.send)))
 
-    async def _asend(self, call: _Call) -> Completion:
+    async def _asend(self, call: PreparedCall) -> Completion:
         if _request_hook is None:
             return await self._arequest(call.messages, dict(call.send))
         return await asyncio.to_thread(self._send, call)
-
-    def _lookup(self, cache: ResponseCache | None, call: _Call, started: float) -> Completion | None:
-        if cache is None:
-            return None
-        entry = cache.get(call.key)
-        if entry is None or not isinstance(entry.get("text"), str):
-            return None
-        usage = Usage(
-            calls=1,
-            requests=0,
-            cache_hits=1,
-            prompt_tokens=_int(entry.get("prompt_tokens")),
-            completion_tokens=_int(entry.get("completion_tokens")),
-            cost=0.0,
-        )
-        completion = Completion(
-            text=entry["text"],
-            usage=usage,
-            cache_hit=True,
-            model=str(entry.get("model") or self.model),
-            latency=time.perf_counter() - started,
-            attempts=0,
-            finish_reason=entry.get("finish_reason"),
-            logprobs=entry.get("logprobs"),
-        )
-        self._meter.add(usage)
-        record_usage(usage)
-        logger.debug("%s: cache hit (%d tokens)", self.model, usage.total_tokens)
-        return completion
-
-    def _accept(self, scopes: tuple[UsageScope, ...], raw: Any, failed: list[Usage]) -> Completion:
-        """Account one request that returned: a completion, or an empty one (a failed request,
-        raised as transient, unless it was cut at ``max_tokens``: an lm_function retries that)."""
-        try:
-            used = _request_usage(raw)
-        except BaseException:
-            self._spend(scopes, _FAILED_REQUEST, failed)
-            raise
-        if not raw.text.strip() and raw.finish_reason != "length":
-            self._spend(scopes, dataclasses.replace(used, calls=0, failed_requests=1), failed)
-            raise TransientLMError("the model returned an empty completion", model=self.model)
-        release_request(scopes, used)
-        completion: Completion = raw  # _request_usage checked its type
-        return completion
-
-    def _spend(self, scopes: tuple[UsageScope, ...], usage: Usage, failed: list[Usage]) -> None:
-        """Account a failed request: in the usage scopes, in ``lm.usage`` and in the call's own."""
-        release_request(scopes, usage)
-        self._meter.add(usage)
-        failed.append(usage)
-
-    def _finish(
-        self,
-        cache: ResponseCache | None,
-        call: _Call,
-        raw: Completion,
-        attempts: int,
-        started: float,
-        failed: Sequence[Usage] = (),
-    ) -> Completion:
-        used = _request_usage(raw)
-        usage = used
-        for spent in failed:
-            usage = usage + spent
-        completion = Completion(
-            text=raw.text,
-            usage=usage,
-            cache_hit=False,
-            model=raw.model or self.model,
-            latency=time.perf_counter() - started,
-            attempts=attempts,
-            finish_reason=raw.finish_reason,
-            logprobs=raw.logprobs,
-        )
-        if cache is not None and completion.text.strip() and completion.finish_reason != "length":
-            entry = {
-                "text": completion.text,
-                "model": completion.model,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cost": usage.cost,
-                "finish_reason": completion.finish_reason,
-            }
-            if completion.logprobs is not None:
-                entry["logprobs"] = completion.logprobs
-            cache.set(call.key, entry)
-        self._meter.add(used)  # the failed requests were added as they failed
-        logger.debug(
-            "%s: %d attempt(s), %.3fs, %d tokens, cost %.6f",
-            self.model,
-            attempts,
-            completion.latency,
-            usage.total_tokens,
-            usage.cost,
-        )
-        return completion
 
 
 # -- request interception (record/replay in tests: lmprog.testing.pytest_plugin) ---------------
@@ -369,13 +262,6 @@ def intercept_requests(hook: RequestHook) -> Iterator[None]:
             _request_hook = previous
 
 
-def _request_usage(raw: Completion) -> Usage:
-    """The usage of one successful provider request, whatever the provider filled in."""
-    if not isinstance(raw, Completion):
-        raise TypeError(f"_request must return a Completion, got {raw!r}")
-    return dataclasses.replace(raw.usage, calls=1, requests=1, cache_hits=0)
-
-
 def _split_secrets(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     public: dict[str, Any] = {}
     secret: dict[str, Any] = {}
@@ -398,7 +284,3 @@ def _check_messages(messages: Sequence[Mapping[str, str]]) -> Messages:
             raise UsageError(f"message {i} needs a string 'content', got {content!r}")
         out.append(dict(message))
     return out
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,22 +1,19 @@
 """Retrying transient LM failures: exponential backoff with full jitter, honouring ``retry_after``.
 
 Only :class:`~lmprog.errors.TransientLMError` is retried; every other exception propagates at
-once. After the last retry the last transient error is raised (it is an ``LMError``).
+once. After the last retry the last transient error is raised (it is an ``LMError``). The
+attempts themselves are driven by ``lmprog.lm._call.CallRun``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from lmprog.errors import TransientLMError, UsageError
 
 logger = logging.getLogger("lmprog.lm")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,45 +50,9 @@ class RetryPolicy:
         return self.rng.uniform(0.0, ceiling)
 
 
-def call_with_retries(
-    fn: Callable[[], T], policy: RetryPolicy, sleep: Callable[[float], Any], *, model: str = ""
-) -> tuple[T, int]:
-    """Call ``fn`` until it succeeds or retries run out; return its result and the attempt count."""
-    attempt = 1
-    while True:
-        try:
-            return fn(), attempt
-        except TransientLMError as e:
-            wait = _next_wait(policy, attempt, e, model)
-            if wait is None:
-                raise
-        sleep(wait)
-        attempt += 1
-
-
-async def acall_with_retries(
-    fn: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    sleep: Callable[[float], Awaitable[Any] | Any],
-    *,
-    model: str = "",
-) -> tuple[T, int]:
-    """The async twin of :func:`call_with_retries`; ``sleep`` may be sync or async."""
-    attempt = 1
-    while True:
-        try:
-            return await fn(), attempt
-        except TransientLMError as e:
-            wait = _next_wait(policy, attempt, e, model)
-            if wait is None:
-                raise
-        pending = sleep(wait)
-        if isinstance(pending, Awaitable):
-            await pending
-        attempt += 1
-
-
-def _next_wait(policy: RetryPolicy, attempt: int, error: TransientLMError, model: str) -> float | None:
+def next_wait(policy: RetryPolicy, attempt: int, error: TransientLMError, model: str) -> float | None:
+    """The pause after failed attempt number ``attempt`` (1-based), or None when the retries are
+    spent (then the caller raises ``error``)."""
     if attempt > policy.num_retries:
         if policy.num_retries:
             logger.warning("%s: giving up after %d attempts: %s", model, attempt, error)

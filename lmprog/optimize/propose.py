@@ -22,6 +22,7 @@ from lmprog.errors import BudgetExceededError, LmprogError
 from lmprog.format import to_jsonable
 from lmprog.function import LMFunction, lm_function
 from lmprog.optimize._base import provider_failed
+from lmprog.signature import type_name
 
 logger = logging.getLogger("lmprog.optimize.propose")
 
@@ -104,19 +105,14 @@ def describe_function(fn: LMFunction[..., Any], instruction: str | None = None) 
     lines = [f"name: {sig.name}"]
     for f in sig.inputs:
         lines.append(
-            f"input {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
+            f"input {f.name}: {type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
         )
     for f in sig.outputs:
         lines.append(
-            f"output {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
+            f"output {f.name}: {type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
         )
     lines.append(f"current instruction: {instruction if instruction is not None else sig.instruction}")
     return "\n".join(lines)
-
-
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return text or str(annotation).replace("typing.", "")
 
 
 _META = re.compile(

@@ -11,6 +11,7 @@ reading completions). May import: ``errors``. Nothing else of lmprog.
 from __future__ import annotations
 
 from lmprog.signature._failure import ParseFailure, Problem
+from lmprog.signature._registry import type_name
 from lmprog.signature._signature import Field, Signature, field_spec, signature_from_function
 from lmprog.signature._specs import MISSING
 
@@ -22,4 +23,5 @@ __all__ = [
     "Signature",
     "field_spec",
     "signature_from_function",
+    "type_name",
 ]

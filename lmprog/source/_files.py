@@ -281,24 +281,35 @@ def _bind_small(sf: SourceFile, small: cst.BaseSmallStatement, stmt: cst.CSTNode
     elif isinstance(small, cst.AnnAssign) and small.value is not None:
         for name in target_names(small.target):
             sf.bindings[name] = Binding("assign", top, stmt)
-    elif isinstance(small, cst.Import):
-        for alias in small.names:
+    elif isinstance(small, cst.Import | cst.ImportFrom):
+        for name, binding in import_bindings(small, top, stmt):
+            sf.bindings[name] = binding
+
+
+def import_bindings(
+    node: cst.Import | cst.ImportFrom, top: int = -1, stmt: cst.CSTNode | None = None
+) -> Iterator[tuple[str, Binding]]:
+    """The names an import statement binds, each with its :class:`Binding`: ``import a.b`` binds
+    ``a`` (target ``a``), ``import a.b as c`` binds ``c`` (target ``a.b``), ``from .m import x as
+    y`` binds ``y`` (target ``m``, attr ``x``, level 1). A star import binds nothing."""
+    if isinstance(node, cst.Import):
+        for alias in node.names:
             full = dotted(alias.name) or ""
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                sf.bindings[alias.asname.name.value] = Binding("import", top, stmt, target=full)
+                yield alias.asname.name.value, Binding("import", top, stmt, target=full)
             else:
                 head = full.split(".")[0]
-                sf.bindings[head] = Binding("import", top, stmt, target=head)
-    elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
-        module = dotted(small.module) if small.module is not None else ""
-        for alias in small.names:
-            name = dotted(alias.name) or ""
-            bound = name
-            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                bound = alias.asname.name.value
-            sf.bindings[bound] = Binding(
-                "from", top, stmt, target=module or "", attr=name, level=len(small.relative)
-            )
+                yield head, Binding("import", top, stmt, target=head)
+        return
+    if isinstance(node.names, cst.ImportStar):
+        return
+    module = dotted(node.module) if node.module is not None else ""
+    for alias in node.names:
+        name = dotted(alias.name) or ""
+        bound = name
+        if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+            bound = alias.asname.name.value
+        yield bound, Binding("from", top, stmt, target=module or "", attr=name, level=len(node.relative))
 
 
 def target_names(target: cst.BaseExpression) -> Iterator[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import libcst as cst
 
-from lmprog.source._files import Binding, dotted, target_names
+from lmprog.source._files import Binding, dotted, import_bindings, target_names
 
 
 @dataclass
@@ -224,28 +224,13 @@ class _Scanner(_Walker):
         return False
 
     def visit_Import(self, node: cst.Import) -> bool:
-        for alias in node.names:
-            full = dotted(alias.name) or ""
-            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                self._bind(
-                    alias.asname.name.value, Local("import", binding=Binding("import", -1, target=full))
-                )
-            else:
-                head = full.split(".")[0]
-                self._bind(head, Local("import", binding=Binding("import", -1, target=head)))
+        for name, binding in import_bindings(node):
+            self._bind(name, Local("import", binding=binding))
         return False
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
-        if isinstance(node.names, cst.ImportStar):
-            return False
-        module = dotted(node.module) if node.module is not None else ""
-        for alias in node.names:
-            name = dotted(alias.name) or ""
-            bound = name
-            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                bound = alias.asname.name.value
-            binding = Binding("from", -1, target=module or "", attr=name, level=len(node.relative))
-            self._bind(bound, Local("import", binding=binding))
+        for name, binding in import_bindings(node):
+            self._bind(name, Local("import", binding=binding))
         return False
 
     def visit_Global(self, node: cst.Global) -> bool:

@@ -1,15 +1,16 @@
 """Spans and call trees of a run (``with lmprog.trace() as t:``, ``@traced``), and their export
 to OpenTelemetry (``enable_otel``).
 
-Holds ``_spans`` and ``_otel``. May import: ``errors``, ``settings``, ``usage``, ``_version``,
+Holds ``_span`` (``Span``), ``_spans`` (collectors, sinks, opening spans), ``_traced``
+(``@traced``) and ``_otel``. May import: ``errors``, ``settings``, ``usage``, ``_version``,
 ``lm``. opentelemetry is imported on first use only.
 """
 
 from __future__ import annotations
 
 from lmprog.trace._otel import disable_otel, enable_otel, otel_enabled
+from lmprog.trace._span import Span
 from lmprog.trace._spans import (
-    Span,
     SpanSink,
     Trace,
     add_sink,
@@ -19,9 +20,9 @@ from lmprog.trace._spans import (
     remove_sink,
     span,
     trace,
-    traced,
     tracing_active,
 )
+from lmprog.trace._traced import traced
 
 __all__ = [
     "Span",

@@ -42,9 +42,9 @@ from pydantic_core import to_jsonable_python
 
 from lmprog._version import __version__
 from lmprog.errors import MissingDependencyError, UsageError
-from lmprog.lm import resolve_lm
-from lmprog.lm._secrets import redact, secret_values
-from lmprog.trace._spans import Span, add_sink, remove_sink
+from lmprog.lm import redact, resolve_lm, secret_values
+from lmprog.trace._span import Span
+from lmprog.trace._spans import add_sink, remove_sink
 
 if TYPE_CHECKING:
     from contextvars import Token

@@ -2,18 +2,15 @@
 
 A span is opened for every lm_function call and every ``@traced`` function, but only while someone
 listens: a collector (``with lmprog.trace() as t:``) in this context, or a process-wide span sink
-registered with :func:`add_sink` (OpenTelemetry export is one, see ``lmprog.otel``). When no one
-listens no span object is made, so tracing costs next to nothing. The current span and the active
-collectors live in contextvars: asyncio tasks inherit them, and the worker threads lmprog starts
-run in a copy of the caller's context, so parent links survive both.
+registered with :func:`add_sink` (OpenTelemetry export is one, see ``lmprog.trace.enable_otel``).
+When no one listens no span object is made, so tracing costs next to nothing. The current span and
+the active collectors live in contextvars: asyncio tasks inherit them, and the worker threads
+lmprog starts run in a copy of the caller's context, so parent links survive both.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect
-import itertools
 import json
 import logging
 import os
@@ -21,132 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
-
-from pydantic_core import to_jsonable_python
+from typing import Any, Protocol
 
 from lmprog import settings
-from lmprog.lm._secrets import redact
-from lmprog.usage import Usage
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from lmprog.trace._span import Span, new_id
 
 logger = logging.getLogger("lmprog.trace")
-
-_ids = itertools.count(1)
-_pid = os.getpid()
-
-
-def _new_id() -> str:
-    return f"{_pid:x}-{next(_ids):x}"
-
-
-def _after_fork() -> None:
-    """A forked child (a multiprocessing worker) numbers its spans under its own pid, so its span
-    ids never repeat the parent's or a sibling's."""
-    global _ids, _pid
-    _ids = itertools.count(1)
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
-@dataclass
-class Span:
-    """One call in the tree. ``kind`` is ``"lm"`` for lm_functions and ``"traced"`` otherwise.
-
-    lm spans also carry ``model``, the last rendered ``messages``, the last ``raw`` completion,
-    ``parse_retries`` (completions rejected by the parser), ``calls`` (completions received),
-    ``requests`` (every request sent to the provider, failed ones included), ``failed_requests``
-    (those that failed), ``cache_hits``, token counts, ``cost`` and ``cache_hit`` (every
-    completion of the call came from the cache).
-    """
-
-    id: str
-    parent_id: str | None
-    name: str
-    qualname: str
-    kind: str
-    inputs: dict[str, Any] = field(default_factory=dict)
-    output: Any = None
-    error: str | None = None
-    start: float = 0.0
-    end: float | None = None
-    model: str | None = None
-    messages: list[dict[str, str]] | None = None
-    raw: str | None = None
-    parse_retries: int = 0
-    calls: int = 0
-    requests: int = 0
-    failed_requests: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    cache_hit: bool | None = None
-    children: list[Span] = field(default_factory=list, repr=False)
-    #: the live object that ran (the LMFunction of an lm span); not serialized
-    obj: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.end is None else self.end - self.start
-
-    @property
-    def usage(self) -> Usage:
-        """The LM usage of this span alone (children not included)."""
-        return Usage(
-            calls=self.calls,
-            requests=self.requests,
-            cache_hits=self.cache_hits,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost=self.cost,
-            failed_requests=self.failed_requests,
-        )
-
-    def add_usage(self, usage: Usage) -> None:
-        """Add ``usage`` to this span's own counts."""
-        self.calls += usage.calls
-        self.requests += usage.requests
-        self.failed_requests += usage.failed_requests
-        self.cache_hits += usage.cache_hits
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.cost += usage.cost
-
-    def walk(self) -> Iterator[Span]:
-        """This span and all its descendants, depth first."""
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("children", "obj")}
-        data["inputs"] = to_jsonable_python(self.inputs, fallback=repr)
-        data["output"] = to_jsonable_python(self.output, fallback=repr)
-        redacted: dict[str, Any] = redact(data)
-        return redacted
-
-    def __getstate__(self) -> dict[str, Any]:
-        """For pickling (process workers send spans back): ``obj`` goes along only when it is an
-        lm_function (which pickles by reference); other live objects stay behind."""
-        state = dict(self.__dict__)
-        if state.get("kind") != "lm":  # the obj of an lm span is its LMFunction
-            state["obj"] = None
-        return state
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Span:
-        known = {
-            k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("children", "obj")
-        }
-        return cls(**known)
 
 
 class Trace:
@@ -313,7 +192,7 @@ def span(
         return _IDLE
     parent = _current.get()
     s = Span(
-        id=_new_id(),
+        id=new_id(),
         parent_id=parent.id if parent is not None else None,
         name=name,
         qualname=qualname,
@@ -372,88 +251,3 @@ def _notify(hook: _Hook, s: Span) -> None:
         hook(s)
     except Exception:
         logger.exception("span sink %r failed on span %s (%s)", hook, s.id, s.qualname)
-
-
-def _binder(f: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
-    """``(args, kwargs) -> inputs by parameter name, defaults applied`` for ``f``.
-
-    Plain signatures (no ``*args``, ``**kwargs`` or positional-only parameters) take a fast path
-    that skips ``inspect.Signature.bind``; any call it cannot bind falls back to the slow one.
-    """
-    sig = inspect.signature(f)
-    params = list(sig.parameters.values())
-
-    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError:
-            return {"args": list(args), **kwargs}
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    if not all(p.kind in plain for p in params):
-        return slow
-    names = tuple(p.name for p in params)
-    known = frozenset(names)
-    positional = tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    defaults = {p.name: p.default for p in params if p.default is not p.empty}
-
-    def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        if len(args) > len(positional):
-            return slow(args, kwargs)
-        values = dict(zip(positional, args, strict=False))
-        if not kwargs and len(values) == len(names):
-            return values
-        for k in kwargs:
-            if k in values or k not in known:
-                return slow(args, kwargs)
-        values.update(kwargs)
-        try:
-            return {n: values[n] if n in values else defaults[n] for n in names}
-        except KeyError:  # a required parameter is missing
-            return slow(args, kwargs)
-
-    return fast
-
-
-@overload
-def traced(fn: Callable[P, R], /) -> Callable[P, R]: ...
-@overload
-def traced(*, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-def traced(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
-    """Record a plain function (sync or async) as a span in the call tree."""
-
-    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-        bind = _binder(f)
-        label = name or f.__name__
-
-        if inspect.iscoroutinefunction(f):
-
-            @functools.wraps(f)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if not tracing_active():
-                    return await f(*args, **kwargs)
-                with span(label, f.__qualname__, "traced", bind(args, kwargs)) as s:
-                    out = await f(*args, **kwargs)
-                    if s is not None:
-                        s.output = out
-                    return out
-
-            async_wrapper.__lmprog_traced__ = True  # type: ignore[attr-defined]
-            return async_wrapper
-
-        @functools.wraps(f)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not tracing_active():
-                return f(*args, **kwargs)
-            with span(label, f.__qualname__, "traced", bind(args, kwargs)) as s:
-                out = f(*args, **kwargs)
-                if s is not None:
-                    s.output = out
-                return out
-
-        wrapper.__lmprog_traced__ = True  # type: ignore[attr-defined]
-        return wrapper
-
-    return wrap(fn) if fn is not None else wrap
