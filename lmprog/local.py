@@ -1,10 +1,10 @@
 """Old import path of the embedded model's client, kept for users: it now lives in
-:mod:`lmprog.lm` (``lmprog.lm._local``).
+:mod:`lmprog.lm`.
 """
 
 from __future__ import annotations
 
-from lmprog.lm._local import (
+from lmprog.lm import (
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_PACKAGE,
     SAMPLING_PARAMS,

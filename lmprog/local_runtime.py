@@ -1,10 +1,10 @@
 """Old import path of the embedded model's runtime settings, kept for users: it now lives in
-:mod:`lmprog.lm` (``lmprog.lm._local_runtime``).
+:mod:`lmprog.lm`.
 """
 
 from __future__ import annotations
 
-from lmprog.lm._local_runtime import (
+from lmprog.lm import (
     DEFAULT_SLOTS,
     INSTALL_COMMAND,
     MODEL_INSTALL_COMMAND,

@@ -13,6 +13,9 @@ the modules of its own package, nothing else. An import inside a function is all
 a heavy dependency (:data:`HEAVY`: measured at 0.1 s or more to import, or optional): never an
 lmprog module that does not itself load one at import time.
 
+Another package's private module (``lmprog.lm._secrets`` from ``lmprog.trace``) is never imported:
+a package lends names to others through its ``__init__`` only.
+
 Run ``python tests/test_layering.py [ROOT]`` to print the module map of a checkout (line counts,
 layers, cycles).
 """
@@ -235,6 +238,48 @@ def test_a_package_is_imported_from_outside_only() -> None:
     ]
     bad += [f"{e.source}:{e.line} imports the lmprog package" for e in imports() if e.target == "lmprog"]
     assert bad == []
+
+
+def private_owner(module: str) -> str | None:
+    """The package that owns ``module`` when it is private (``lmprog.lm`` for
+    ``lmprog.lm._secrets``: the part before its first ``_name``), else None."""
+    parts = module.split(".")
+    for index, part in enumerate(parts):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:index])
+    return None
+
+
+def private_imports(edges: list[Import]) -> list[str]:
+    """Imports of another package's private module (``lmprog.X._y`` from outside ``lmprog.X``)."""
+    bad = []
+    for e in edges:
+        owner = private_owner(e.target) if e.internal else None
+        if owner is not None and e.source != owner and not e.source.startswith(owner + "."):
+            bad.append(f"{e.source}:{e.line} imports {e.target}, private to {owner}")
+    return sorted(set(bad))
+
+
+def test_other_packages_import_through_the_owning_package() -> None:
+    """What a package lends to others is re-exported by its ``__init__``; its ``_modules`` are its own."""
+    assert private_imports(imports()) == []
+
+
+def test_the_private_import_rule_sees_a_reach_into_another_package(tmp_path: Path) -> None:
+    pkg = tmp_path / "lmprog"
+    for sub in ("lm", "trace"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_shared.py").write_text("")
+    (pkg / "lm" / "_secrets.py").write_text("")
+    (pkg / "lm" / "_base.py").write_text("from lmprog.lm._secrets import redact\nimport lmprog._shared\n")
+    (pkg / "trace" / "_spans.py").write_text(
+        "from lmprog.lm._secrets import redact\nfrom lmprog.lm import x\n"
+    )
+    assert private_imports(imports(pkg)) == [
+        "lmprog.trace._spans:1 imports lmprog.lm._secrets, private to lmprog.lm"
+    ]
 
 
 def test_imports_inside_functions_only_defer_heavy_dependencies() -> None:

@@ -24,9 +24,20 @@ import functools
 import json
 from typing import Any
 
-from lmprog.signature._constraints import ConstrainedSpec
-from lmprog.signature._specs import BoolSpec, ChoiceSpec, FloatSpec, IntSpec, StrSpec, TypeSpec, UnionSpec
-from lmprog.signature._specs_json import DictSpec, ListSpec, RecordSpec, TupleSpec
+from lmprog.signature import (
+    BoolSpec,
+    ChoiceSpec,
+    ConstrainedSpec,
+    DictSpec,
+    FloatSpec,
+    IntSpec,
+    ListSpec,
+    RecordSpec,
+    StrSpec,
+    TupleSpec,
+    TypeSpec,
+    UnionSpec,
+)
 
 #: Shared terminal rules, added to a grammar when used.
 BASE_RULES = {

@@ -11,8 +11,7 @@ import dataclasses
 from typing import Any
 
 from lmprog.format._wire import header_key, header_pattern, strip_output_header
-from lmprog.signature import ParseFailure, Problem, Signature, field_spec
-from lmprog.signature._text import iter_json, unfence
+from lmprog.signature import ParseFailure, Problem, Signature, field_spec, iter_json, unfence
 
 
 @dataclasses.dataclass

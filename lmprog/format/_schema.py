@@ -14,9 +14,22 @@ import functools
 import re
 from typing import Any
 
-from lmprog.signature._constraints import ConstrainedSpec, keywords
-from lmprog.signature._specs import BoolSpec, ChoiceSpec, FloatSpec, IntSpec, StrSpec, TypeSpec, UnionSpec
-from lmprog.signature._specs_json import DictSpec, ListSpec, RecordSpec, SetSpec, TupleSpec
+from lmprog.signature import (
+    BoolSpec,
+    ChoiceSpec,
+    ConstrainedSpec,
+    DictSpec,
+    FloatSpec,
+    IntSpec,
+    ListSpec,
+    RecordSpec,
+    SetSpec,
+    StrSpec,
+    TupleSpec,
+    TypeSpec,
+    UnionSpec,
+    constraint_keywords,
+)
 
 
 class Schemas:
@@ -137,4 +150,4 @@ def with_keywords(schema: dict[str, Any], constraints: tuple[Any, ...]) -> dict[
     added where its type takes them (each option of an ``anyOf``)."""
     if "anyOf" in schema:
         return {**schema, "anyOf": [with_keywords(option, constraints) for option in schema["anyOf"]]}
-    return {**schema, **keywords(constraints, schema.get("type"))}
+    return {**schema, **constraint_keywords(constraints, schema.get("type"))}

@@ -20,8 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lmprog._fingerprint import to_jsonable as to_jsonable  # re-exported: part of the wire vocabulary
-from lmprog.signature._specs import is_none_text
-from lmprog.signature._text import clean_text
+from lmprog.signature import clean_text, is_none_text
 
 _OUTPUT_HEADER_RE = re.compile(
     r"\A\s*(?:\*\*|__)?\s*output\s*(?:\*\*|__)?\s*:[ \t]*(?:\*\*|__)?", re.IGNORECASE

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog.format import output_values, to_jsonable
 from lmprog.function import LMFunction
-from lmprog.promptfile._demofit import demo_problems, fit_demo
+from lmprog.promptfile import demo_problems, fit_demo
 
 if TYPE_CHECKING:
     from lmprog.trace import Span

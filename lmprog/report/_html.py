@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmprog._version import __version__
-from lmprog.lm._secrets import redact
+from lmprog.lm import redact
 from lmprog.optimize.mipro_result import MiproDetails
 from lmprog.promptfile import atomic_write_text, function_id
 

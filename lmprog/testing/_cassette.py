@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmprog.errors import LmprogError, PromptFileError
-from lmprog.lm import Completion, InterceptedRequest, intercept_requests
-from lmprog.lm._secrets import redact
+from lmprog.lm import Completion, InterceptedRequest, intercept_requests, redact
 from lmprog.promptfile import atomic_write_text, dump_yaml, read_yaml
 from lmprog.trace import current_span, trace
 from lmprog.usage import Usage

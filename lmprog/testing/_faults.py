@@ -1,7 +1,7 @@
 """FaultyLM: an LM wrapper that injects provider failures at configurable rates, for reliability tests.
 
 The failures are the ones real providers produce, raised through the same translation the litellm
-client uses (:func:`lmprog._litellm.translate_error`), so they reach the retry logic exactly as a
+client uses (:func:`lmprog.lm.translate_error`), so they reach the retry logic exactly as a
 real failure would: a timeout, a 429 with a ``Retry-After`` header, a 500, a dropped connection.
 It can also return an empty or a truncated completion, as a provider does when it answers badly.
 
@@ -22,8 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lmprog.errors import UsageError
-from lmprog.lm import BaseLM, Completion, Messages, cache_key, without_secrets
-from lmprog.lm._litellm import translate_error
+from lmprog.lm import BaseLM, Completion, Messages, cache_key, translate_error, without_secrets
 
 #: The fault kinds, in the order their rates are laid out on [0, 1).
 RAISED = ("timeout", "rate_limit", "server_error", "connection_reset")

@@ -8,7 +8,7 @@ Holds ``_span`` (``Span``), ``_spans`` (collectors, sinks, opening spans), ``_tr
 
 from __future__ import annotations
 
-from lmprog.trace._otel import disable_otel, enable_otel, otel_enabled
+from lmprog.trace._otel import DEFAULT_MAX_LENGTH, INSTALL_COMMAND, disable_otel, enable_otel, otel_enabled
 from lmprog.trace._span import Span
 from lmprog.trace._spans import (
     SpanSink,
@@ -25,6 +25,8 @@ from lmprog.trace._spans import (
 from lmprog.trace._traced import traced
 
 __all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "INSTALL_COMMAND",
     "Span",
     "SpanSink",
     "Trace",
