@@ -3,12 +3,12 @@
 Two kinds, chosen by what the LM takes (:meth:`lmprog.lm.BaseLM.constraint_kind`):
 
 - ``"grammar"`` (the embedded llama.cpp model): a GBNF grammar of the *text* wire format, the
-  very form demos are rendered in (:mod:`lmprog._grammar`); sent as the request parameter
+  very form demos are rendered in (``lmprog.format._grammar``); sent as the request parameter
   ``grammar``. The reply is parsed as usual.
 - ``"json_schema"`` (litellm models for which ``litellm.supports_response_schema`` is true): an
   OpenAI-style ``response_format`` whose schema is a JSON object with one key per output field
-  (``{"output": ...}`` for a single output; :mod:`lmprog._schema`). The reply is read as that
-  object (:func:`lmprog._wire_read.parse_structured`), falling back to the text format.
+  (``{"output": ...}`` for a single output; ``lmprog.format._schema``). The reply is read as that
+  object (``lmprog.format._read.parse_structured``), falling back to the text format.
 
 Both are derived from the signature's type specs, so the prompt, the parser and the constraint
 cannot disagree. A single free-text output (``str``) needs no constraint under a grammar. The

@@ -1,15 +1,15 @@
 """GBNF grammars (llama.cpp) derived from type specs: what a constrained model may write.
 
-The grammar describes the *text wire format* of :mod:`lmprog.prompt` — the same form demos are
+The grammar describes the *text wire format* of :mod:`lmprog.format` — the same form demos are
 rendered in — not a second format: a single ``Literal`` output is its bare label, a bool
 ``yes``/``no``, a number its digits, JSON-shaped values one-line JSON with the separators
 ``json.dumps`` writes (``", "`` and ``": "``), several outputs ``name: value`` lines in field
-order. Each :class:`~lmprog._types.TypeSpec` class has one entry in two registries
+order. Each :class:`~lmprog.signature.TypeSpec` class has one entry in two registries
 (``functools.singledispatch``): :func:`text_rule` (the value as a whole completion or after
 ``name: ``) and :func:`json_rule` (the value inside JSON). Everything a grammar accepts is read
 back by the parser (``tests/test_constrain.py`` samples grammars and checks it); constraints from
 ``Annotated`` metadata (``Field(ge=0)``, a pattern) are left out of the grammar, so the parser may
-still refuse such a value (see :mod:`lmprog._constraints`).
+still refuse such a value (see ``lmprog.signature._constraints``).
 
 Numbers have a bounded digit count so that a small model cannot loop on ``0000...``; the bounds
 admit every float as ``repr``/``json.dumps`` write it (up to 17 significant digits after at most

@@ -90,7 +90,7 @@ def render_messages(
 
 def parse_output(signature: Signature, text: str, *, structured: bool = False) -> Any:
     """The return value read from a completion, or :class:`ParseFailure` (never another error).
-    ``structured``: the reply was constrained by a JSON schema (``lmprog.constrain``): read it as
+    ``structured``: the reply was constrained by a JSON schema (:func:`lmprog.format.json_schema`): read it as
     one JSON object keyed by output field names first."""
     if not isinstance(text, str):
         raise ParseFailure([f"expected text, got {type(text).__name__}"])

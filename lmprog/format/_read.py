@@ -49,7 +49,7 @@ def parse_single(signature: Signature, text: str) -> Any:
 
 
 def parse_structured(signature: Signature, text: str) -> Any:
-    """A reply constrained by :func:`lmprog.constrain.json_schema`: one JSON object with a key per
+    """A reply constrained by :func:`lmprog.format.json_schema`: one JSON object with a key per
     output field (``{"output": ...}`` for a single output). A reply that is no such object is
     read in the text format instead (a provider may ignore the schema)."""
     body = unfence(text)

@@ -1,7 +1,7 @@
 """JSON schemas derived from type specs, for providers with structured outputs.
 
-One registry entry per :class:`~lmprog._types.TypeSpec` class (``functools.singledispatch``), the
-twin of :func:`lmprog._grammar.json_rule`: both describe a value as JSON and both are derived
+One registry entry per :class:`~lmprog.signature.TypeSpec` class (``functools.singledispatch``), the
+twin of ``lmprog.format._grammar.json_rule``: both describe a value as JSON and both are derived
 from the specs the parser validates with. Records become ``$defs`` entries referenced by
 ``$ref`` (so recursive models work), with every field listed in ``required`` and no other
 properties (what OpenAI's strict mode asks for; an optional field is then sent as ``null``).

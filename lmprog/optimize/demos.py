@@ -1,8 +1,8 @@
 """Demonstrations: made from successful traces (bootstrapped) or from labeled examples.
 
-Every demo an optimizer makes fits its function's signature (:mod:`lmprog._demofit`): the same
-check ``lmprog check`` and loading a prompt file apply, so a written prompt file always loads. An
-input a labeled example lacks but that has a default is recorded with its default, as a call
+Every demo an optimizer makes fits its function's signature (``lmprog.promptfile.demo_problems``):
+the same check ``lmprog check`` and loading a prompt file apply, so a written prompt file always
+loads. An input a labeled example lacks but that has a default is recorded with its default, as a call
 renders it. An optimizer that finds no demo for a function says why (:func:`no_demo_warnings`).
 """
 

@@ -1,6 +1,6 @@
 """Whether a demo fits an lm_function's signature, and where each demo sits in a prompt file.
 
-A demo maps field names to JSON-friendly values (see :func:`lmprog.prompt.render_messages`). It
+A demo maps field names to JSON-friendly values (see :func:`lmprog.format.render_messages`). It
 fits its signature when:
 
 - every key is an input or an output of the function (a multi-output demo may instead hold the

@@ -5,7 +5,7 @@
 :func:`constrain` wraps the spec of the annotated type in a :class:`ConstrainedSpec`: the wrapped
 spec reads the value as before, then pydantic checks the constraints on the value read (with the
 plain Python type of the spec, ``int`` or ``list[Any]``, so nested values are never validated
-twice). A value that breaks a constraint is an :class:`~lmprog._types.ParseFailure` marked
+twice). A value that breaks a constraint is a :class:`~lmprog.signature.ParseFailure` marked
 ``validation``: the completion is retried with pydantic's message shown to the model. The prompt
 mentions the constraints it can put in words (``an integer (>= 0)``); JSON schemas carry them as
 keywords (``minimum``); grammars stay looser and leave them to this check.

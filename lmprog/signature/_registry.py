@@ -1,9 +1,9 @@
-"""From an annotation to its :class:`~lmprog._types.TypeSpec`: a registry of annotation kinds.
+"""From an annotation to its :class:`~lmprog.signature.TypeSpec`: a registry of annotation kinds.
 
 Each kind is a predicate over ``(annotation, origin)`` and a factory, tried in registration
 order (no if/elif chain over types). ``build_spec`` walks an annotation recursively and raises
 :class:`UnsupportedType` for anything the prompt format cannot carry (``bytes``, ``Any``,
-callables, arbitrary classes...), which ``signature.py`` turns into a ``SignatureError``.
+callables, arbitrary classes...), which ``_signature`` turns into a ``SignatureError``.
 """
 
 from __future__ import annotations

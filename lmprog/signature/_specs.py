@@ -2,9 +2,9 @@
 
 A :class:`TypeSpec` describes one annotation to a model (``noun``, ``hint``, ``shape``), reads it
 from a completion fragment (``parse_text``) and validates a JSON-decoded value (``validate``).
-Specs are built once, when an lm_function is decorated (see ``lmprog._registry``), so parsing
+Specs are built once, when an lm_function is decorated (see ``_registry``), so parsing
 never inspects annotations again. This module holds the base class and the scalar kinds (text,
-numbers, yes/no, options) plus unions; ``lmprog._types_json`` holds the JSON-shaped kinds.
+numbers, yes/no, options) plus unions; ``_specs_json`` holds the JSON-shaped kinds.
 
 Validation is lenient the way models need (``"42"`` for an integer, options compared without
 case or punctuation, a number where text is expected) but never guesses between two readings:

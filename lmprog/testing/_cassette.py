@@ -5,7 +5,7 @@ distinct provider request: the cache key of (model, messages, parameters), the f
 it, the model, the parameters, the messages, and the responses in the order they came. Requests
 are found again by their key, so replay is exact; a request made several times is answered with
 its recorded responses in order (the last one repeats). Entries are sorted, so recording the same
-calls again gives the same file. Secrets never reach the file (see ``lmprog._secrets``).
+calls again gives the same file. Secrets never reach the file (see :func:`lmprog.lm.redact`).
 """
 
 from __future__ import annotations
