@@ -54,8 +54,12 @@ class SignatureError(UsageError):
 class OutputParseError(LmprogError):
     """The model's output could not be parsed into the declared return type, after every retry.
 
-    ``raw`` is the last completion, ``errors`` the validation errors of that last attempt and
-    ``attempts`` how many completions were tried.
+    Attributes:
+        function: the lm_function's qualified name.
+        raw: the last completion.
+        errors: what was wrong with it, as shown to the model (one message per problem,
+            ``field: [path]: message``; see :class:`lmprog.signature.ParseFailure`).
+        attempts: how many completions were tried.
     """
 
     def __init__(self, function: str, raw: str, errors: Sequence[str], attempts: int) -> None:

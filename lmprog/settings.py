@@ -84,7 +84,23 @@ def _check(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def configure(**kwargs: Any) -> None:
-    """Change the process-wide settings, e.g. ``configure(lm="local", cache=False)``."""
+    """Change the process-wide settings.
+
+    The settings are the fields of :class:`Settings` (``lm``, ``cache``, ``cache_dir``, ``trace``,
+    ``prompt_dir``, ``load_prompts``, ``temperature``, ``max_tokens``, ``rollout``,
+    ``constrain``); the ones not given keep their value. A :func:`context` block overrides them
+    for its own context only.
+
+    Args:
+        **kwargs: the settings to change; paths may be strings (``~`` is expanded).
+
+    Raises:
+        UsageError: a name is not a setting (the message lists the known ones).
+
+    Example:
+        >>> import lmprog
+        >>> lmprog.configure(lm="local", cache=False)
+    """
     global _global
     values = _check(kwargs)
     with _global_lock:
@@ -108,7 +124,28 @@ def current() -> Settings:
 
 @contextmanager
 def context(**kwargs: Any) -> Iterator[Settings]:
-    """Override settings inside a ``with`` block, for this context (thread or asyncio task) only."""
+    """Override settings inside a ``with`` block, for this context only.
+
+    The override holds for the thread or asyncio task that entered the block, the tasks it
+    creates and the worker threads lmprog starts from it; other threads keep the global settings
+    (:func:`configure`). Blocks nest: an inner one overrides the outer one's values.
+
+    Args:
+        **kwargs: the settings to override (the fields of :class:`Settings`).
+
+    Yields:
+        The settings in force inside the block.
+
+    Raises:
+        UsageError: a name is not a setting.
+
+    Example:
+        >>> import lmprog
+        >>> from lmprog.testing import ScriptedLM
+        >>> with lmprog.context(lm=ScriptedLM(["billing"]), cache=False) as settings:
+        ...     settings.cache
+        False
+    """
     values = _check(kwargs)
     merged = {**(_override.get() or {}), **values}
     token = _override.set(merged)

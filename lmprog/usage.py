@@ -12,13 +12,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Usage:
-    """Usage of one call or a sum of calls.
+    """Usage of one call or a sum of calls (``a + b``, ``a - b``).
 
-    ``calls`` counts completions returned (cache hits included); ``cache_hits`` those that came
-    from the cache; ``requests`` every request sent to the provider, failed ones included (a
-    timeout, a 429, an empty completion...); ``failed_requests`` those of them that failed. Every
-    count means the same wherever a ``Usage`` appears: ``LM.usage``, ``track()`` scopes and
+    Every count means the same wherever a ``Usage`` appears: ``LM.usage``, ``track()`` scopes and
     budgets, spans, evaluation and optimization results.
+
+    Attributes:
+        calls: completions returned (cache hits included).
+        requests: every request sent to the provider, failed ones included (a timeout, a 429,
+            an empty completion...).
+        cache_hits: completions that came from the cache.
+        prompt_tokens: tokens sent (as the provider counted them; a cache hit counts its
+            original ones).
+        completion_tokens: tokens received.
+        cost: in US dollars, as litellm prices the model (0 for a cache hit or an unknown price).
+        failed_requests: the requests that failed.
     """
 
     calls: int = 0
@@ -133,7 +141,25 @@ _scopes: contextvars.ContextVar[tuple[UsageScope, ...]] = contextvars.ContextVar
 
 @contextmanager
 def track(limit: Callable[[Usage], None] | None = None) -> Iterator[UsageScope]:
-    """Account (and optionally cap, see :class:`UsageScope`) every LM call inside the block."""
+    """Account (and optionally cap) every LM call inside the block, in any LM.
+
+    Args:
+        limit: called with the usage so far (plus the requests in flight) before each provider
+            request; it raises (e.g. ``BudgetExceededError``) to refuse the request.
+
+    Yields:
+        The :class:`UsageScope`; ``.total`` is the :class:`Usage` of the calls made so far.
+
+    Example:
+        >>> from lmprog.testing import ScriptedLM
+        >>> from lmprog.usage import track
+        >>> lm = ScriptedLM(["blue"])
+        >>> with track() as scope:
+        ...     lm.complete([{"role": "user", "content": "Name a colour."}]).text
+        'blue'
+        >>> scope.total.calls, scope.total.requests
+        (1, 1)
+    """
     scope = UsageScope(limit)
     token = _scopes.set((*_scopes.get(), scope))
     try:

@@ -295,12 +295,28 @@ def split(items: Sequence[T], *parts: float | int, seed: int = 0, shuffle: bool 
     """Shuffle (seeded: the same seed gives the same split) and cut into consecutive parts.
 
     ``parts`` are all fractions (floats, summing to at most 1) or all sizes (ints, summing to at
-    most ``len(items)``). One list comes back per part, plus one more holding the rest when the
-    parts do not cover every item::
+    most ``len(items)``).
 
-        train, val, test = split(examples, 0.6, 0.2, 0.2)
-        train, rest = split(examples, 0.8)
-        train, val, _ = split(examples, 200, 100)   # the rest unused
+    Args:
+        items: the examples (any sequence).
+        *parts: the fractions or sizes of the parts, in order.
+        seed: the shuffle's seed.
+        shuffle: ``False`` cuts ``items`` in their order.
+
+    Returns:
+        One list per part, plus one more holding the rest when the parts do not cover every item.
+
+    Raises:
+        UsageError: no part, fractions and sizes mixed, or parts that add up to too much.
+
+    Example:
+        >>> from lmprog import split
+        >>> train, val, test = split(list(range(10)), 0.6, 0.2, 0.2)
+        >>> len(train), len(val), len(test)
+        (6, 2, 2)
+        >>> train, rest = split(list(range(10)), 8)
+        >>> len(rest)
+        2
     """
     if not parts:
         raise UsageError("split needs at least one fraction or size, e.g. split(data, 0.8)")

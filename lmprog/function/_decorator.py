@@ -80,6 +80,21 @@ def lm_function(
     Raises:
         SignatureError: the function's annotations cannot be carried by a prompt.
         UsageError: an option is out of range.
+
+    Example:
+        >>> from typing import Literal
+        >>> import lmprog
+        >>> from lmprog.testing import ScriptedLM
+        >>> @lmprog.lm_function(max_retries=2)
+        ... def classify(ticket: str) -> Literal["billing", "bug", "feature"]:
+        ...     '''Classify a support ticket by its topic.
+        ...
+        ...     Args:
+        ...         ticket: the customer's message, verbatim.
+        ...     '''
+        >>> with lmprog.context(lm=ScriptedLM(["Billing."])):
+        ...     classify("I was charged twice.")
+        'billing'
     """
 
     def wrap(f: Callable[..., Any]) -> LMFunction[Any, Any]:

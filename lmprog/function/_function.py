@@ -74,6 +74,9 @@ class LMFunction(Generic[P, R]):
         temperature: the sampling temperature for this function, if set.
         max_tokens: the completion cap, if any.
         constrain: constrained decoding for this function; ``None`` follows the settings.
+
+    Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
+    ``signature_hash`` identifies the signature a prompt file was written for.
     """
 
     #: how static analysis (:mod:`lmprog.source`, a lower layer) knows an lm_function

@@ -55,12 +55,24 @@ _UNKNOWN = object()  # a constraint kind not asked for yet
 class BaseLM(ABC):
     """The contract every LM client implements; thread-safe and usable from asyncio.
 
-    ``cache``: ``True``/``False`` forces the persistent cache on/off for this LM; ``None`` follows
-    ``settings.current().cache``. ``num_retries``, ``backoff_base``, ``backoff_max``: retry policy
-    for transient failures. ``rpm``: at most this many requests per minute (``None`` = no limit).
-    ``sleep``: the function used to wait between retries and for the rate limiter (tests pass a
-    recorder; in ``acomplete`` a sync callable is called as is, an async one awaited).
-    ``**params``: default request parameters (``temperature``, ``max_tokens``, ``api_key``...).
+    A subclass implements one method, ``_request(messages, params) -> Completion`` (and
+    optionally ``_arequest``); :meth:`complete` and :meth:`acomplete` wrap it with the cache,
+    retries, rate limit and usage accounting.
+
+    Args:
+        model: the model name (non-empty).
+        cache: ``True``/``False`` forces the persistent cache on/off for this LM; ``None``
+            follows the ``cache`` setting.
+        num_retries: retries of a transient failure (:class:`~lmprog.errors.TransientLMError`).
+        backoff_base: the first retry waits up to this many seconds, doubling each time.
+        backoff_max: the longest wait between retries (a provider's ``retry_after`` included).
+        rpm: at most this many requests per minute (``None``: no limit).
+        sleep: the function used to wait between retries and for the rate limiter (tests pass
+            a recorder; in ``acomplete`` a sync callable is called as is, an async one awaited).
+        **params: default request parameters (``temperature``, ``max_tokens``, ``api_key``...).
+
+    Raises:
+        UsageError: the model name is empty or ``cache`` is not a bool or None.
 
     :meth:`constraint_kind` says whether the provider takes a grammar or a JSON schema
     (constrained decoding, see :mod:`lmprog.format`); the constraint is a request parameter,
@@ -123,7 +135,23 @@ class BaseLM(ABC):
         self._meter.reset()
 
     def complete(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Completion:
-        """Return the completion of ``messages`` (cached, rate limited, retried)."""
+        """The completion of ``messages``: from the cache, or from the provider (rate limited,
+        transient failures retried).
+
+        Args:
+            messages: the chat messages, ``{"role": ..., "content": ...}`` dicts.
+            **params: request parameters for this call; they override the LM's defaults, which
+                override the settings' ``temperature`` and ``max_tokens``. ``None`` means unset.
+
+        Returns:
+            The completion, with this call's usage (failed attempts included) and latency.
+
+        Raises:
+            TransientLMError: the last transient failure, once the retries are spent.
+            LMError: a failure that is not worth retrying (bad key, bad request...).
+            BudgetExceededError: a usage budget (``lmprog.usage.track``) refused the request.
+            UsageError: the messages or a parameter are malformed.
+        """
         run = self._run(messages, params)
         hit = run.lookup()
         if hit is not None:

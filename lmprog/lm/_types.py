@@ -18,13 +18,18 @@ CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = ("grammar", "json_schema")
 class Completion:
     """One completion and what it cost.
 
-    ``usage`` is this call's usage (``calls=1``; ``requests`` every provider request it took,
-    failed ones included, 0 for a cache hit); ``latency`` the wall time of the whole call in
-    seconds (retries included); ``attempts`` how many provider requests it took (0 for a cache
-    hit). ``finish_reason`` is the provider's (``"stop"``, ``"length"`` when cut at
-    ``max_tokens``: such a completion is never cached; None when unknown); ``logprobs`` the
-    OpenAI-style per-token list (``token``, ``logprob``, ``top_logprobs``) when the request asked
-    for ``logprobs`` and the provider returned them.
+    Attributes:
+        text: the completion's text.
+        usage: this call's usage (``calls=1``; ``requests`` every provider request it took,
+            failed ones included, 0 for a cache hit).
+        cache_hit: it came from the persistent cache.
+        model: the model that answered.
+        latency: the wall time of the whole call in seconds (retries included).
+        attempts: how many provider requests it took (0 for a cache hit).
+        finish_reason: the provider's (``"stop"``; ``"length"`` when cut at ``max_tokens``: such
+            a completion is never cached; None when unknown).
+        logprobs: the OpenAI-style per-token list (``token``, ``logprob``, ``top_logprobs``) when
+            the request asked for ``logprobs`` and the provider returned them.
     """
 
     text: str

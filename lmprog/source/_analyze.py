@@ -26,8 +26,25 @@ def analyze(program: Any, entry: str | None = None) -> ProgramSource:
     lm_functions among them, their call sites, the types of their signatures and the constants
     they read. Code in the standard library and site-packages is not followed.
 
-    ``program`` is a function (plain, ``@traced`` or an lm_function) or a module, whose
-    functions are all roots unless ``entry`` names one of them.
+    Args:
+        program: a function (plain, ``@traced`` or an lm_function) or a module, whose functions
+            are all roots unless ``entry`` names one of them.
+        entry: the name of the entry function inside a module ``program``.
+
+    Returns:
+        The program's :class:`ProgramSource`: the lm_functions it reaches, its call graph and
+        ``program_hash``.
+
+    Raises:
+        MissingDependencyError: libcst is not installed.
+        UsageError: ``program`` is neither a function nor a module, ``entry`` is not in it, or
+            its source cannot be found.
+
+    Example:
+        >>> import lmprog
+        >>> source = lmprog.analyze(pipeline)  # doctest: +SKIP
+        >>> [f.key for f in source.functions]  # doctest: +SKIP
+        ['app.classify', 'app.answer']
     """
     resolver = Resolver()
     walker = Walker(resolver)

@@ -58,6 +58,19 @@ class ScriptedLM(BaseLM):
     ``calls[i].constraint``; the script is not checked against it, except that a dict response
     to a request carrying a ``response_format`` is written as the JSON object a provider with
     structured outputs returns.
+
+    Example:
+        >>> import lmprog
+        >>> from lmprog.testing import ScriptedLM
+        >>> @lmprog.lm_function
+        ... def sentiment(review: str) -> bool:
+        ...     '''Whether the review is positive.'''
+        >>> lm = ScriptedLM(["maybe", {"output": True}])  # a bad reply, then a good one
+        >>> with lmprog.context(lm=lm):
+        ...     sentiment("Loved it.")
+        True
+        >>> len(lm.calls)  # the bad reply was retried with the errors shown to the model
+        2
     """
 
     def __init__(

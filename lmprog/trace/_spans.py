@@ -121,7 +121,24 @@ def adopt(spans: list[Span]) -> None:
 
 @contextmanager
 def trace() -> Iterator[Trace]:
-    """Collect the call trees of everything run inside the block (threads started by lmprog too)."""
+    """Collect the call trees of everything run inside the block (threads started by lmprog too).
+
+    Yields:
+        A :class:`Trace`: ``.spans`` (every finished span, by start time), ``.roots`` (the tops
+        of the call trees), ``.lm_spans()``, ``.to_jsonl(path)``.
+
+    Example:
+        >>> import lmprog
+        >>> from lmprog.testing import ScriptedLM
+        >>> @lmprog.lm_function
+        ... def capital(country: str) -> str:
+        ...     '''The capital of the country.'''
+        >>> with lmprog.context(lm=ScriptedLM(["Paris"])), lmprog.trace() as t:
+        ...     capital("France")
+        'Paris'
+        >>> [(s.name, s.kind, s.output) for s in t.spans]
+        [('capital', 'lm', 'Paris')]
+    """
     t = Trace()
     token = _collectors.set((*_collectors.get(), t))
     try:

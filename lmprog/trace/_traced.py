@@ -64,7 +64,31 @@ def traced(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def traced(*, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def traced(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
-    """Record a plain function (sync or async) as a span in the call tree."""
+    """Record a plain function (sync or async) as a span in the call tree.
+
+    The span holds the call's inputs by parameter name, its output or error and its duration; the
+    lm_functions it calls become its children. Nothing is recorded (and the cost is one check)
+    when no :func:`trace` block or span sink listens.
+
+    Args:
+        fn: the function (when used bare: ``@traced``).
+        name: the span's name (default: the function's name).
+
+    Returns:
+        The wrapped function, with the same signature; or, called with ``name`` only, a
+        decorator that makes one.
+
+    Example:
+        >>> import lmprog
+        >>> @lmprog.traced
+        ... def shout(text: str) -> str:
+        ...     return text.upper()
+        >>> with lmprog.trace() as t:
+        ...     shout("hi")
+        'HI'
+        >>> [(s.name, s.inputs, s.output) for s in t.roots]
+        [('shout', {'text': 'hi'}, 'HI')]
+    """
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         bind = _binder(f)
