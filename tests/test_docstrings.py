@@ -24,6 +24,7 @@ MODULES = [
     "lmprog.function._function",
     "lmprog.lm._client",
     "lmprog.lm._base",
+    "lmprog.optimize.budget",
 ]
 
 
@@ -53,4 +54,5 @@ def test_the_public_names_have_runnable_examples() -> None:
         for test in doctest.DocTestFinder(exclude_empty=True).find(module, name):
             if test.examples:
                 covered.add(test.name.rpartition(".")[2])
-    assert {"configure", "context", "split", "trace", "traced", "track", "ScriptedLM"} <= covered
+    public = {"configure", "context", "split", "trace", "traced", "track", "ScriptedLM", "Budget"}
+    assert public | {"lm_function"} <= covered

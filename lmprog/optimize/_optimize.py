@@ -54,13 +54,36 @@ def optimize(
 ) -> OptimizationResult:
     """Optimize the instructions and demos of every lm_function ``program`` reaches.
 
-    ``program`` is a function (plain, ``@traced`` or an lm_function) or a module, whose entry point
-    is ``entry`` (a name), else its only ``@traced`` function. ``trainset``/``valset`` are rows or
-    a JSONL/CSV path; without a ``valset``, optimizers that need one split the training set in
-    half (seeded). ``optimizer`` is ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``
-    or an Optimizer; ``options`` go to its constructor. ``budget`` caps provider requests, cost and
-    trials. The chosen states are applied to the functions (``apply``) and written to their prompt
-    files (``save``).
+    Args:
+        program: a function (plain, ``@traced`` or an lm_function) or a module, whose entry
+            point is ``entry`` (a name), else its only ``@traced`` function.
+        trainset: rows (dicts or :class:`~lmprog.Example`) or a JSONL/CSV path.
+        metric: ``metric(example, prediction, trace=None) -> float | bool`` in [0, 1].
+        valset: rows or a path; without one, optimizers that need it split the training set in
+            half (seeded).
+        optimizer: ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"`` or an
+            Optimizer object.
+        budget: caps on provider requests, cost and trials, never exceeded.
+        seed: makes sampling and splits reproducible.
+        save: write the chosen states to the functions' prompt files.
+        entry: the entry function of a module ``program``.
+        threads: examples evaluated in parallel.
+        progress: show progress bars.
+        apply: apply the chosen states to the functions in this process.
+        **options: passed to a named optimizer's constructor.
+
+    Returns:
+        The :class:`OptimizationResult`: the chosen states, their score (0-100), every candidate
+        scored, the usage and the files written.
+
+    Raises:
+        UsageError: an empty training set, a program that reaches no lm_function, an unknown
+            optimizer or bad options.
+
+    Example:
+        >>> result = lmprog.optimize(pipeline, "train.jsonl", metrics.exact_match)  # doctest: +SKIP
+        >>> result.score, result.files  # doctest: +SKIP
+        (82.5, [PosixPath('prompts/classify.yaml')])
     """
     opt = make_optimizer(optimizer, options)
     budget = budget or Budget()

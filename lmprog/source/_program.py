@@ -32,11 +32,19 @@ class Part:
 class ProgramSource:
     """The static picture of a program, from its entry point to the lm_functions it reaches.
 
-    Keys are qualified names, ``module.qualname`` (``proj.llm.Triage.classify``). ``functions``
-    holds the reachable LMFunction objects in discovery order (breadth first from the entry,
-    callees in source order); ``call_graph`` maps every reached function to the sorted keys of the
-    functions it calls or refers to; ``program_hash`` changes when any reached function, type or
-    constant changes meaningfully (not for comments or formatting).
+    Keys are qualified names, ``module.qualname`` (``proj.llm.Triage.classify``). What
+    :func:`analyze` returns; :meth:`render` gives the listing optimizers ground proposals in.
+
+    Attributes:
+        entry: the entry point's key.
+        functions: the reachable LMFunction objects in discovery order (breadth first from the
+            entry, callees in source order).
+        call_graph: every reached function's key -> the sorted keys of the functions it calls
+            or refers to.
+        program_hash: changes when any reached function, type or constant changes meaningfully
+            (not for comments or formatting).
+        call_sites: where each lm_function is called, by key.
+        warnings: what the analysis could not follow, one sentence each.
     """
 
     entry: str
