@@ -358,6 +358,9 @@ def module_map(root: Path = ROOT) -> str:
         lines.append(f"- {len(component)} modules: " + ", ".join(component))
     lazy = [e for e in edges if e.where == "function" and e.internal]
     lines += ["", f"lmprog imports inside functions: {len(lazy)}"]
+    private = private_imports(edges)
+    lines += ["", f"Imports of another package's private module: {len(private)}"]
+    lines += [f"- {line}" for line in private]
     return "\n".join(lines)
 
 
