@@ -183,17 +183,31 @@ def load_dataset(
 ) -> list[Example]:
     """Read rows into examples.
 
-    ``path_or_rows`` is a path (``.jsonl``/``.ndjson``: one JSON object a line; ``.json``: an array of
-    objects; ``.csv``/``.tsv``: a header row then one row a line, every value a string) or an
-    iterable of dicts/Examples (Examples are kept as they are). ``format`` overrides the suffix.
+    Args:
+        path_or_rows: a path (``.jsonl``/``.ndjson``: one JSON object a line; ``.json``: an
+            array of objects; ``.csv``/``.tsv``: a header row then one row a line, every value a
+            string) or an iterable of dicts/Examples (Examples are kept as they are).
+        limit: keep the first rows only.
+        required: keys every row must have.
+        inputs: mark these keys as the inputs of every row (see :meth:`Example.with_inputs`).
+        format: overrides the file's suffix (``"jsonl"``, ``"json"``, ``"csv"``, ``"tsv"``).
+        encoding: the file's text encoding (a UTF-8 byte-order mark is skipped).
+        name: names an in-memory collection in messages (``trainset[3]``; default ``data``).
 
-    ``limit`` keeps the first rows only; ``required`` names keys every row must have; ``inputs``
-    marks these keys as the inputs of every row (see :meth:`Example.with_inputs`); ``name`` names
-    an in-memory collection in messages (``trainset[3]``; default ``data``).
+    Returns:
+        The examples, in the order of the rows.
 
-    A malformed file raises :class:`DatasetError` naming the file, the line and the problem
-    (invalid JSON, a row that is not an object, a wrong column count, an empty file, a missing
-    required key).
+    Raises:
+        DatasetError: a malformed file or row, naming the file, the line and the problem
+            (invalid JSON, a row that is not an object, a wrong column count, an empty file, a
+            missing required key).
+        UsageError: a negative ``limit``, or a single mapping instead of rows.
+
+    Example:
+        >>> from lmprog import load_dataset
+        >>> data = load_dataset([{"question": "2 + 2?", "answer": "4"}], required=["answer"])
+        >>> data[0].answer, data[0]["question"]
+        ('4', '2 + 2?')
     """
     if limit is not None and limit < 0:
         raise UsageError(f"limit must be >= 0, got {limit}")
