@@ -21,11 +21,13 @@ from lmprog.optimize.mipro_config import MiproConfig
 from lmprog.optimize.search import (
     OWNER_ATTR,
     Space,
+    finished_elsewhere,
     is_orphan,
     live_count,
     new_owner,
     optuna_state,
     rank_among_live,
+    tell_once,
 )
 
 if TYPE_CHECKING:
@@ -141,19 +143,27 @@ class RoundSearch:
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _run(self, r: int, space: Space, trial: optuna.trial.Trial) -> None:
+        import optuna
+
         study = self.study(r)
-        config = space.suggest(trial)
-        trial.set_user_attr("config", {k: list(v) for k, v in config.items()})
-        trial.set_user_attr("config_key", space.key(config))
+        try:
+            config = space.suggest(trial)
+            trial.set_user_attr("config", {k: list(v) for k, v in config.items()})
+            trial.set_user_attr("config_key", space.key(config))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another worker popped the same enqueued trial and finished it first (see tell_once)
+            logger.info("mipro: trial %d of round %d was finished by another worker", trial.number, r)
+            return
         try:
             res = self.task.evaluate(self._minibatch(r, trial.number), space.states(config))
         except (BudgetExceededError, LMError) as e:
             # no score, and not the configuration's fault: left RUNNING, marked interrupted, so the
             # next run re-runs it under the same number (as the uninterrupted run would have)
-            trial.set_user_attr("lmprog_interrupted", type(e).__name__)
+            if not finished_elsewhere(study, trial):
+                trial.set_user_attr("lmprog_interrupted", type(e).__name__)
             raise
         values: Any = [res.score, prompt_tokens(res)] if self.config.cost_aware else res.score
-        study.tell(trial, values)
+        tell_once(study, trial, values)
 
     def _interrupted(self, frozen: optuna.trial.FrozenTrial) -> bool:
         owner = frozen.user_attrs.get(OWNER_ATTR) or {}

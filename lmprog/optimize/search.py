@@ -203,6 +203,31 @@ def live_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def tell_once(study: optuna.Study, trial: optuna.trial.Trial, values: Any) -> bool:
+    """Record ``trial``'s result, unless another worker already finished it; False then.
+
+    Optuna's SQLite storage cannot lock a row, so two workers asking at the same moment may both
+    pop the same enqueued (WAITING) trial. Both then evaluate the same configuration on the same
+    seeded minibatch, so the second result equals the first: it is dropped instead of failing the
+    run with "Cannot tell a COMPLETE trial" (PostgreSQL locks the row and never gets here)."""
+    import optuna
+
+    try:
+        study.tell(trial, values)
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        if not finished_elsewhere(study, trial):
+            raise
+        logger.info("trial %d was finished by another worker; its result is kept", trial.number)
+        return False
+    return True
+
+
+def finished_elsewhere(study: optuna.Study, trial: optuna.trial.Trial) -> bool:
+    """Whether ``trial`` is already finished in the storage (by another worker)."""
+    frozen = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
+    return bool(frozen) and frozen[0].state.is_finished()
+
+
 def optuna_state(name: str) -> optuna.trial.TrialState:
     import optuna
 
