@@ -3,14 +3,15 @@
 Examples run in parallel through joblib. With thread backends (the default) each example runs in
 a copy of the caller's context, so everything set with ``lmprog.context(...)``, state overrides
 from ``use_states`` and the current trace span are seen inside the program exactly as in the
-caller. Process and cluster backends (``"loky"``, ``"multiprocessing"``, a registered dask or ray
-backend) get a copy of the caller's settings (the LM included, which must pickle), of the states
+caller. Process and cluster backends (``"loky"``, ``"multiprocessing"``, ``"dask"``, ``"ray"``)
+get a copy of the caller's settings (the LM included, which must pickle), of the states
 set on lm_functions and of the ``use_states`` overrides; the program and the metric must pickle
 (lm_functions pickle by reference to their module). Each example's spans and usage come back:
 the spans join the caller's trace under its current span, the usage the caller's ``track()``
-scopes (a budget cap is checked in the caller as results arrive, not before each request of a
-worker). An LM object sent to a worker is a copy: its ``usage`` and a ScriptedLM's ``calls`` stay
-in the worker.
+scopes. On a cluster (``"dask"``, ``"ray"``, see ``_cluster``) the caller's caps are held by a
+ledger every worker reserves each request from, so a budget cannot be overrun; on ``"loky"`` and
+``"multiprocessing"`` a cap is checked in the caller as results arrive. An LM object sent to a
+worker is a copy: its ``usage`` and a ScriptedLM's ``calls`` stay in the worker.
 """
 
 from __future__ import annotations
@@ -27,17 +28,19 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from lmprog import settings
 from lmprog.data import Example, load_dataset, select_inputs
 from lmprog.errors import BudgetExceededError, DatasetError, EvaluationError, UsageError
+from lmprog.evaluate._cluster import CLUSTER_BACKENDS, LedgerHandle, LedgerScope, cluster_backend
 from lmprog.evaluate._results import EvaluationResult, ExampleResult, ProgressBar, usage_from_spans
 from lmprog.evaluate._workers import portable, settings_snapshot, streams, uses_threads
 from lmprog.function import LMFunction, State, states_in_force, use_states
 from lmprog.trace import Span, Trace, adopt, trace
-from lmprog.usage import Usage, record
+from lmprog.usage import Usage, joined, record
 
 __all__ = ["EvaluationResult", "ExampleResult", "evaluate", "usage_from_spans"]
 
@@ -51,6 +54,7 @@ def evaluate(
     *,
     threads: int = 8,
     backend: Any = None,
+    cluster: Any = None,
     max_errors: int | None = None,
     progress: bool | Literal["auto"] = "auto",
     display_table: bool | int = False,
@@ -69,7 +73,11 @@ def evaluate(
     ``threads`` examples run at once on joblib ``backend``: ``None`` means threads unless a
     ``joblib.parallel_config(backend=...)`` block selects another; a name (``"threading"``,
     ``"sequential"``, ``"loky"``, a registered ``"dask"``/``"ray"``) or a joblib backend object
-    picks one explicitly.
+    picks one explicitly. ``"dask"`` and ``"ray"`` run on a cluster (extras ``lmprog[distributed]``,
+    ``lmprog[ray]``): ``cluster`` is a ``distributed.Client`` or a scheduler address
+    (``"tcp://host:8786"``; None: the default client), or for ray the address given to
+    ``ray.init`` when ray is not running yet. The program, metric and settings (the LM included)
+    must pickle; the response cache is shared by the workers that see the same ``cache_dir``.
 
     A failing example (missing input, program error, metric error) is recorded with score 0 and
     the run goes on (a ``BudgetExceededError`` stops the run and propagates); once more than
@@ -89,10 +97,46 @@ def evaluate(
             f"metric must be callable as metric(example, prediction, trace=None), got {metric!r}"
         )
     examples = load_dataset(data)
+    _program_inputs(program)  # a program evaluate cannot call fails before any cluster is reached
+    on_cluster = isinstance(backend, str) and backend in CLUSTER_BACKENDS
+    if cluster is not None and not on_cluster:
+        raise UsageError(f'cluster={cluster!r} is for backend="dask" or "ray", not backend={backend!r}')
+    in_process = threads == 1 or (not on_cluster and uses_threads(backend))
+    stack = ExitStack()
+    ledger = None
+    if on_cluster and not in_process:
+        ledger = stack.enter_context(cluster_backend(backend, cluster))
+        backend = None  # the cluster's joblib backend is active inside the stack
+    with stack:
+        return _evaluate(
+            program,
+            examples,
+            metric,
+            threads,
+            backend,
+            in_process,
+            ledger,
+            max_errors,
+            progress,
+            display_table,
+        )
+
+
+def _evaluate(
+    program: Callable[..., Any],
+    examples: list[Example],
+    metric: Callable[..., float | bool],
+    threads: int,
+    backend: Any,
+    in_process: bool,
+    ledger: LedgerHandle | None,
+    max_errors: int | None,
+    progress: bool | Literal["auto"],
+    display_table: bool | int,
+) -> EvaluationResult:
     spec = _program_inputs(program)
     program_name = _name(program)
     metric_name = _name(metric)
-    in_process = threads == 1 or uses_threads(backend)
     task = _Task(
         program=program,
         metric=metric,
@@ -102,6 +146,7 @@ def evaluate(
         context=contextvars.copy_context() if in_process else None,
         settings_values=None if in_process else settings_snapshot(backend),
         states=None if in_process else states_in_force(),
+        ledger=ledger,
     )
 
     from joblib import Parallel, delayed
@@ -202,7 +247,7 @@ class _Outcome:
         )
 
 
-@dataclass
+@dataclass(eq=False)  # hashable: joblib's dask backend keys what it scatters by the function
 class _Task:
     program: Callable[..., Any]
     metric: Callable[..., float | bool]
@@ -212,12 +257,14 @@ class _Task:
     context: contextvars.Context | None
     settings_values: dict[str, Any] | None
     states: dict[LMFunction[..., Any], State] | None = None
+    ledger: LedgerHandle | None = None
 
     def __call__(self, index: int, example: Example) -> _Outcome:
         if self.context is not None:
             return settings.run_in_context(self.context, self._run, index, example)
         # In another process: the caller's settings and lm_function states, in a fresh context.
-        with settings.context(**(self.settings_values or {})), use_states(self.states or {}):
+        budget = joined(LedgerScope(self.ledger)) if self.ledger is not None else nullcontext()
+        with settings.context(**(self.settings_values or {})), use_states(self.states or {}), budget:
             return self._run(index, example)
 
     def _run(self, index: int, example: Example) -> _Outcome:
