@@ -145,6 +145,16 @@ def cluster_backend(backend: str, cluster: Any) -> Iterator[LedgerHandle | None]
             ray.kill(handle.actor)
 
 
+def cluster_slots(backend: str) -> int | None:
+    """How many examples the cluster can run at once when it caps it (ray's pool takes at most one
+    process per CPU of the cluster), else None."""
+    if backend != "ray":
+        return None
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
+
+
 @contextmanager
 def _dask_client(cluster: Any) -> Iterator[Any]:
     try:

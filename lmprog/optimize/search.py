@@ -57,7 +57,7 @@ def _with_driver(url: str) -> str:
             import psycopg  # noqa: F401
         except ImportError as e:
             raise MissingDependencyError(
-                f"storage {scheme}://...: PostgreSQL needs its driver: pip install \"lmprog[postgres]\""
+                f'storage {scheme}://...: PostgreSQL needs its driver: pip install "lmprog[postgres]"'
             ) from e
     return f"{scheme}://{rest}"
 
