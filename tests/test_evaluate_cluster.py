@@ -84,7 +84,7 @@ def test_a_scheduler_address_or_the_default_client_reaches_the_cluster(client: A
 def test_the_cluster_argument_needs_a_cluster_backend(client: Any) -> None:
     with pytest.raises(UsageError, match="cluster="):
         evaluate(capital, rows("France"), city_matches, backend="loky", cluster=client)
-    with pytest.raises(UsageError, match="distributed.Client"):
+    with pytest.raises(UsageError, match=r"distributed\.Client"):
         evaluate(capital, rows("France"), city_matches, backend="dask", cluster=3)
 
 
