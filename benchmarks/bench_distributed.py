@@ -219,7 +219,8 @@ def report(state: dict[str, Any]) -> str:
         "study, 2 optimizers) contend for them; the latency-bound work itself needs no CPU. Both",
         "workers of a shared study run the steps before the search (bootstrapping, the baseline,",
         "proposals) at the same time, sharing the cache only once one has written it: hence more",
-        "provider requests than one worker. The trials are split between them; each full evaluation is stored once.",
+        "provider requests than one worker. The trials are split between them; each full",
+        "evaluation is stored once.",
         "",
     ]
     return "\n".join(lines)
