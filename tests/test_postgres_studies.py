@@ -30,6 +30,20 @@ def test_a_postgresql_url_gets_the_psycopg_driver() -> None:
     assert storage_url("postgresql+psycopg2://u@h/x") == "postgresql+psycopg2://u@h/x"  # chosen: kept
 
 
+def test_without_the_driver_a_postgresql_url_names_the_extra() -> None:
+    # a fresh interpreter where psycopg cannot be imported (None in sys.modules blocks the import)
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from lmprog.errors import MissingDependencyError\n"
+        "from lmprog.optimize.search import storage_url\n"
+        "try:\n    storage_url('postgresql://u@h/x')\n"
+        "except MissingDependencyError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "lmprog[postgres]"' in done.stdout
+
+
 def test_an_optuna_study_lives_on_the_server(postgres_url: str) -> None:
     import optuna
 
