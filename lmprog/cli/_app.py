@@ -1,6 +1,7 @@
 """The ``lmprog`` command line (typer + rich).
 
-Commands: ``optimize`` and ``eval`` run a program on data; ``show`` prints the exact messages an
+Commands: ``optimize`` and ``eval`` run a program on data; ``worker`` joins an optimization
+started with ``optimize --storage URL --study NAME``; ``show`` prints the exact messages an
 lm_function sends; ``check`` fails CI when a committed prompt file is stale or corrupt;
 ``export`` writes a Dotprompt file; ``trace show`` draws a saved trace. Programs are named as
 ``path/to/file.py:function``; the file is imported as a module (its ``__main__`` block does not
