@@ -137,14 +137,20 @@ def test_a_worker_joins_the_optimization_and_reruns_the_trials_of_a_killed_one(
 ) -> None:
     env = {**project(tmp_path), "SLOW_APP_DELAY": "0.05"}
     first = start(optimize_command(postgres_url), tmp_path, env)
-    # kill it once its search has started (a trial of round 0 is under way)
+    # kill it while a trial of round 0 is under way: frozen (SIGSTOP) while we look, so that the
+    # trial cannot finish between the look and the kill
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and first.poll() is None:
+    killed = False
+    while time.monotonic() < deadline and first.poll() is None and not killed:
         if trial_states(postgres_url).get("tickets-r0", Counter())["RUNNING"]:
-            break
-        time.sleep(0.1)
-    assert first.poll() is None, "the first worker ended before its search started"
-    first.send_signal(signal.SIGKILL)
+            first.send_signal(signal.SIGSTOP)
+            if trial_states(postgres_url)["tickets-r0"]["RUNNING"]:
+                first.send_signal(signal.SIGKILL)
+                killed = True
+            else:
+                first.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    assert killed, "the first worker ended before its search started"
     first.wait(timeout=60)
     assert trial_states(postgres_url)["tickets-r0"]["RUNNING"] >= 1
     joined = finish(start(worker_command(postgres_url), tmp_path, env))

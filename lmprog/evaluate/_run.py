@@ -101,6 +101,8 @@ def evaluate(
     if cluster is not None and not on_cluster:
         raise UsageError(f'cluster={cluster!r} is for backend="dask" or "ray", not backend={backend!r}')
     in_process = threads == 1 or (not on_cluster and uses_threads(backend))
+    if on_cluster and threads == 1:
+        logger.warning("evaluate(backend=%r, threads=1) runs the examples here, one at a time", backend)
     stack = ExitStack()
     ledger = None
     if on_cluster and not in_process:
