@@ -168,6 +168,28 @@ def track(limit: Callable[[Usage], None] | None = None) -> Iterator[UsageScope]:
         _scopes.reset(token)
 
 
+@contextmanager
+def joined(scope: UsageScope) -> Iterator[UsageScope]:
+    """Make an existing scope (a subclass that accounts elsewhere, e.g. in a ledger shared by the
+    workers of a cluster) count every LM call inside the block, like ``track()`` does."""
+    token = _scopes.set((*_scopes.get(), scope))
+    try:
+        yield scope
+    finally:
+        _scopes.reset(token)
+
+
+def limits_in_force() -> list[tuple[Callable[[Usage], None], Usage]]:
+    """The caps of the ``track(limit=...)`` scopes active here, each with what its scope used so far
+    (requests in flight included): what workers elsewhere must check their requests against."""
+    out = []
+    for s in _scopes.get():
+        if s.limit is not None:
+            with s._lock:
+                out.append((s.limit, s._total + Usage(requests=s._inflight)))
+    return out
+
+
 def acquire_request() -> tuple[UsageScope, ...]:
     """Called by LMs before each provider request; returns the scopes to release afterwards."""
     scopes = _scopes.get()

@@ -70,6 +70,9 @@ HEAVY = {
     "joblib": "0.3 s",
     "cloudpickle": "0.1 s (process workers only)",
     "rich": "0.1 s (progress display only)",
+    "distributed": "optional extra (evaluate on a dask cluster)",
+    "ray": "optional extra (evaluate on a ray cluster)",
+    "psycopg": "optional extra (PostgreSQL storage)",
 }
 
 

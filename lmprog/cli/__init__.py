@@ -1,9 +1,10 @@
-"""The ``lmprog`` command line (typer + rich): ``optimize``, ``eval``, ``show``, ``check``,
-``export``, ``trace show``.
+"""The ``lmprog`` command line (typer + rich): ``optimize``, ``worker``, ``eval``, ``show``,
+``check``, ``export``, ``trace show``.
 
 Holds ``_app`` (the commands), ``_loading`` (user files, targets, data), ``_running`` (optimize
-and eval with progress) and ``_inspecting`` (prompts, prompt files, traces). The top layer: may
-import anything in lmprog; nothing imports it.
+and eval with progress), ``_jobs`` (optimizations that workers on other machines join) and
+``_inspecting`` (prompts, prompt files, traces). The top layer: may import anything in lmprog;
+nothing imports it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lmprog.cli._app import (
     show,
     trace_app,
     trace_show,
+    worker,
 )
 
 __all__ = [
@@ -38,4 +40,5 @@ __all__ = [
     "show",
     "trace_app",
     "trace_show",
+    "worker",
 ]

@@ -1,6 +1,7 @@
 """The ``lmprog`` command line (typer + rich).
 
-Commands: ``optimize`` and ``eval`` run a program on data; ``show`` prints the exact messages an
+Commands: ``optimize`` and ``eval`` run a program on data; ``worker`` joins an optimization
+started with ``optimize --storage URL --study NAME``; ``show`` prints the exact messages an
 lm_function sends; ``check`` fails CI when a committed prompt file is stale or corrupt;
 ``export`` writes a Dotprompt file; ``trace show`` draws a saved trace. Programs are named as
 ``path/to/file.py:function``; the file is imported as a module (its ``__main__`` block does not
@@ -54,6 +55,16 @@ Model = Annotated[
     ),
 ]
 Threads = Annotated[int, typer.Option("--threads", min=1, help="examples run in parallel")]
+Storage = Annotated[
+    str | None,
+    typer.Option("--storage", help="optuna storage: postgresql://user:pw@host/db, or a SQLite file"),
+]
+StaleAfter = Annotated[
+    float | None,
+    typer.Option(
+        "--stale-after", min=1, help="seconds after which a trial of a silent worker on another host re-runs"
+    ),
+]
 
 
 @app.callback()
@@ -86,8 +97,22 @@ def optimize(
     threads: Threads = 8,
     report: Annotated[Path | None, typer.Option("--report", help="write an HTML report here")] = None,
     save: Annotated[bool, typer.Option("--save/--no-save", help="write the prompt files")] = True,
+    storage: Storage = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="name the study (with --storage: `lmprog worker` can join it)"),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", min=1, help="minibatch trials in total, over all workers")
+    ] = None,
+    stale_after: StaleAfter = None,
 ) -> None:
-    """Optimize the prompts of every lm_function a program reaches, and write their prompt files."""
+    """Optimize the prompts of every lm_function a program reaches, and write their prompt files.
+
+    With --storage URL (e.g. postgresql://user:password@host/db) and --study NAME, the search
+    lives in that database: more `lmprog optimize` commands with the same arguments, or `lmprog
+    worker --storage URL --study NAME` on other machines, share its trials (--trials is the total).
+    """
     from lmprog.cli._running import OptimizeArgs, run_optimize
 
     args = OptimizeArgs(
@@ -104,15 +129,48 @@ def optimize(
         threads,
         report,
         save,
+        storage,
+        study,
+        trials,
+        stale_after,
     )
     from lmprog.cli._running import optimize_exit_code
 
     with _errors():
+        if storage is not None and study is not None:
+            from lmprog.cli._jobs import publish_job
+
+            publish_job(args)
         result = run_optimize(args, _out(), _err())
     code = optimize_exit_code(result, save)
     if code:
         _err().print("[bold red]nothing optimized[/] (see above); exit status 1", soft_wrap=True)
     raise typer.Exit(code)
+
+
+@app.command()
+def worker(
+    storage: Annotated[str, typer.Option("--storage", help="the optimization's storage URL")],
+    study: Annotated[str, typer.Option("--study", help="the optimization's --study name")],
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="examples run in parallel (default: as published)")
+    ] = None,
+    stale_after: StaleAfter = None,
+) -> None:
+    """Join an optimization started with `lmprog optimize ... --storage URL --study NAME`.
+
+    Runs the same program, data and metric (read from the storage; run it from the same folder of
+    a checkout of the same project) on the shared study, and ends with the search. It writes no
+    prompt file: the `lmprog optimize` command that started the optimization does.
+    """
+    from lmprog.cli._jobs import load_job
+    from lmprog.cli._running import run_optimize
+
+    with _errors():
+        args = load_job(storage, study, threads)
+        if stale_after is not None:
+            args.stale_after = stale_after
+        run_optimize(args, _out(), _err())
 
 
 @app.command("eval")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -52,6 +52,25 @@ class OptimizeArgs:
     threads: int = 8
     report: Path | None = None
     save: bool = True
+    storage: str | None = None
+    study: str | None = None
+    trials: int | None = None
+    stale_after: float | None = None
+
+    def optimizer_options(self) -> dict[str, Any]:
+        """The options of the shared-study flags, for the optimizer (MIPRO only)."""
+        given = {
+            "storage": self.storage,
+            "study_name": self.study,
+            "num_trials": self.trials,
+            "stale_after": self.stale_after,
+        }
+        options = {k: v for k, v in given.items() if v is not None}
+        if options and self.optimizer != "mipro":
+            flags = {"storage": "--storage", "study_name": "--study", "num_trials": "--trials"}
+            named = ", ".join(flags.get(k, "--stale-after") for k in options)
+            raise CLIError(f"{named}: only --optimizer mipro keeps a study (not {self.optimizer})")
+        return options
 
 
 def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> OptimizationResult:
@@ -62,7 +81,7 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
     train = load_rows(args.train, program, "train")
     val = load_rows(args.val, program, "val") if args.val else None
     budget = Budget(args.max_calls, args.max_cost, args.max_trials)
-    opt = make_optimizer(args.optimizer)
+    opt = make_optimizer(args.optimizer, args.optimizer_options())
     try:
         task = make_task(
             program, train, metric, val, opt, budget=budget, seed=args.seed, threads=args.threads
@@ -146,9 +165,9 @@ def run_eval(
     return result.score
 
 
-def make_optimizer(name: str) -> Optimizer:
+def make_optimizer(name: str, options: dict[str, Any] | None = None) -> Optimizer:
     try:
-        return build(name, {})
+        return build(name, options or {})
     except UsageError as e:
         raise CLIError(f"--optimizer {name}: {e}") from e
 

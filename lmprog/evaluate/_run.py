@@ -3,41 +3,43 @@
 Examples run in parallel through joblib. With thread backends (the default) each example runs in
 a copy of the caller's context, so everything set with ``lmprog.context(...)``, state overrides
 from ``use_states`` and the current trace span are seen inside the program exactly as in the
-caller. Process and cluster backends (``"loky"``, ``"multiprocessing"``, a registered dask or ray
-backend) get a copy of the caller's settings (the LM included, which must pickle), of the states
+caller. Process and cluster backends (``"loky"``, ``"multiprocessing"``, ``"dask"``, ``"ray"``)
+get a copy of the caller's settings (the LM included, which must pickle), of the states
 set on lm_functions and of the ``use_states`` overrides; the program and the metric must pickle
 (lm_functions pickle by reference to their module). Each example's spans and usage come back:
 the spans join the caller's trace under its current span, the usage the caller's ``track()``
-scopes (a budget cap is checked in the caller as results arrive, not before each request of a
-worker). An LM object sent to a worker is a copy: its ``usage`` and a ScriptedLM's ``calls`` stay
-in the worker.
+scopes. On a cluster (``"dask"``, ``"ray"``, see ``_cluster``) the caller's caps are held by a
+ledger every worker reserves each request from, so a budget cannot be overrun; on ``"loky"`` and
+``"multiprocessing"`` a cap is checked in the caller as results arrive. An LM object sent to a
+worker is a copy: its ``usage`` and a ScriptedLM's ``calls`` stay in the worker.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextvars
-import dataclasses
 import inspect
 import logging
-import math
-import numbers
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from contextlib import ExitStack
 from typing import Any, Literal
 
-from lmprog import settings
-from lmprog.data import Example, load_dataset, select_inputs
-from lmprog.errors import BudgetExceededError, DatasetError, EvaluationError, UsageError
+from lmprog.data import Example, load_dataset
+from lmprog.errors import BudgetExceededError, EvaluationError, UsageError
+from lmprog.evaluate._cluster import (
+    CLUSTER_BACKENDS,
+    LedgerHandle,
+    cluster_backend,
+    cluster_slots,
+)
 from lmprog.evaluate._results import EvaluationResult, ExampleResult, ProgressBar, usage_from_spans
-from lmprog.evaluate._workers import portable, settings_snapshot, streams, uses_threads
-from lmprog.function import LMFunction, State, states_in_force, use_states
-from lmprog.trace import Span, Trace, adopt, trace
-from lmprog.usage import Usage, record
+from lmprog.evaluate._task import Inputs, Task
+from lmprog.evaluate._workers import settings_snapshot, streams, uses_threads
+from lmprog.function import LMFunction, states_in_force
+from lmprog.trace import adopt
+from lmprog.usage import record
 
 __all__ = ["EvaluationResult", "ExampleResult", "evaluate", "usage_from_spans"]
 
@@ -51,6 +53,7 @@ def evaluate(
     *,
     threads: int = 8,
     backend: Any = None,
+    cluster: Any = None,
     max_errors: int | None = None,
     progress: bool | Literal["auto"] = "auto",
     display_table: bool | int = False,
@@ -69,7 +72,11 @@ def evaluate(
     ``threads`` examples run at once on joblib ``backend``: ``None`` means threads unless a
     ``joblib.parallel_config(backend=...)`` block selects another; a name (``"threading"``,
     ``"sequential"``, ``"loky"``, a registered ``"dask"``/``"ray"``) or a joblib backend object
-    picks one explicitly.
+    picks one explicitly. ``"dask"`` and ``"ray"`` run on a cluster (extras ``lmprog[distributed]``,
+    ``lmprog[ray]``): ``cluster`` is a ``distributed.Client`` or a scheduler address
+    (``"tcp://host:8786"``; None: the default client), or for ray the address given to
+    ``ray.init`` when ray is not running yet. The program, metric and settings (the LM included)
+    must pickle; the response cache is shared by the workers that see the same ``cache_dir``.
 
     A failing example (missing input, program error, metric error) is recorded with score 0 and
     the run goes on (a ``BudgetExceededError`` stops the run and propagates); once more than
@@ -89,11 +96,51 @@ def evaluate(
             f"metric must be callable as metric(example, prediction, trace=None), got {metric!r}"
         )
     examples = load_dataset(data)
+    _program_inputs(program)  # a program evaluate cannot call fails before any cluster is reached
+    on_cluster = isinstance(backend, str) and backend in CLUSTER_BACKENDS
+    if cluster is not None and not on_cluster:
+        raise UsageError(f'cluster={cluster!r} is for backend="dask" or "ray", not backend={backend!r}')
+    in_process = threads == 1 or (not on_cluster and uses_threads(backend))
+    if on_cluster and threads == 1:
+        logger.warning("evaluate(backend=%r, threads=1) runs the examples here, one at a time", backend)
+    stack = ExitStack()
+    ledger = None
+    if on_cluster and not in_process:
+        backend_name = str(backend)
+        ledger = stack.enter_context(cluster_backend(backend_name, cluster))
+        backend = None  # the cluster's joblib backend is active inside the stack
+        threads = min(threads, cluster_slots(backend_name) or threads)
+    with stack:
+        return _evaluate(
+            program,
+            examples,
+            metric,
+            threads,
+            backend,
+            in_process,
+            ledger,
+            max_errors,
+            progress,
+            display_table,
+        )
+
+
+def _evaluate(
+    program: Callable[..., Any],
+    examples: list[Example],
+    metric: Callable[..., float | bool],
+    threads: int,
+    backend: Any,
+    in_process: bool,
+    ledger: LedgerHandle | None,
+    max_errors: int | None,
+    progress: bool | Literal["auto"],
+    display_table: bool | int,
+) -> EvaluationResult:
     spec = _program_inputs(program)
     program_name = _name(program)
     metric_name = _name(metric)
-    in_process = threads == 1 or uses_threads(backend)
-    task = _Task(
+    task = Task(
         program=program,
         metric=metric,
         metric_name=metric_name,
@@ -102,6 +149,7 @@ def evaluate(
         context=contextvars.copy_context() if in_process else None,
         settings_values=None if in_process else settings_snapshot(backend),
         states=None if in_process else states_in_force(),
+        ledger=ledger,
     )
 
     from joblib import Parallel, delayed
@@ -163,148 +211,6 @@ def evaluate(
     return final
 
 
-# -- one example ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Inputs:
-    names: tuple[str, ...]
-    optional: frozenset[str]
-    extra_ok: bool
-
-
-@dataclass
-class _Outcome:
-    """What a worker sends back (picklable for process backends: spans instead of a Trace)."""
-
-    index: int
-    example: Example
-    prediction: Any
-    value: float
-    error: str | None
-    exception: BaseException | None
-    trace: Trace | None
-    spans: list[Span] | None
-    usage: Usage
-    seconds: float
-    metric_spans: list[Span] = dataclasses.field(default_factory=list)
-
-    def result(self) -> ExampleResult:
-        tr = self.trace if self.trace is not None else Trace.from_spans(list(self.spans or []))
-        return ExampleResult(
-            example=self.example,
-            prediction=self.prediction,
-            value=self.value,
-            error=self.error,
-            trace=tr,
-            usage=self.usage,
-            seconds=self.seconds,
-            index=self.index,
-            exception=self.exception,
-        )
-
-
-@dataclass
-class _Task:
-    program: Callable[..., Any]
-    metric: Callable[..., float | bool]
-    metric_name: str
-    metric_mode: str
-    inputs: _Inputs
-    context: contextvars.Context | None
-    settings_values: dict[str, Any] | None
-    states: dict[LMFunction[..., Any], State] | None = None
-
-    def __call__(self, index: int, example: Example) -> _Outcome:
-        if self.context is not None:
-            return settings.run_in_context(self.context, self._run, index, example)
-        # In another process: the caller's settings and lm_function states, in a fresh context.
-        with settings.context(**(self.settings_values or {})), use_states(self.states or {}):
-            return self._run(index, example)
-
-    def _run(self, index: int, example: Example) -> _Outcome:
-        spec = self.inputs
-        prediction: Any = None
-        error: str | None = None
-        exception: BaseException | None = None
-        value = 0.0
-        started = time.perf_counter()
-        with trace() as program_trace:
-            try:
-                kwargs = select_inputs(
-                    example, spec.names, optional=spec.optional, extra_ok=spec.extra_ok, index=index
-                )
-                prediction = _call(self.program, kwargs)
-            except Exception as e:
-                exception, error = e, _describe(e)
-        seconds = time.perf_counter() - started
-        if example.input_keys is None:
-            example = example.with_inputs(*(k for k in spec.names if k in example))
-        usage = usage_from_spans(program_trace.spans)
-        metric_spans: list[Span] = []
-        if exception is None:
-            with trace() as metric_trace:
-                try:
-                    value = self._score(example, prediction, program_trace)  # in [0, 1]
-                except Exception as e:
-                    exception, error = e, f"metric {self.metric_name} failed: {_describe(e)}"
-            metric_spans = metric_trace.spans
-            usage = usage + usage_from_spans(metric_spans)
-        in_process = self.context is not None
-        if not in_process and exception is not None:
-            exception = portable(exception)
-        return _Outcome(
-            index=index,
-            example=example,
-            prediction=prediction,
-            value=value,
-            error=error,
-            exception=exception,
-            trace=program_trace if in_process else None,
-            spans=None if in_process else program_trace.spans,
-            usage=usage,
-            seconds=seconds,
-            metric_spans=[] if in_process else metric_spans,
-        )
-
-    def _score(self, example: Example, prediction: Any, tr: Trace) -> float:
-        if self.metric_mode == "positional":
-            value = self.metric(example, prediction, tr)
-        elif self.metric_mode == "keyword":
-            value = self.metric(example, prediction, trace=tr)
-        else:
-            value = self.metric(example, prediction)
-        if isinstance(value, bool | numbers.Real):
-            score = float(value)
-            # one NaN would make the mean, and every comparison, NaN; a 5 would count as 500
-            if not (math.isfinite(score) and 0.0 <= score <= 1.0):
-                raise ValueError(
-                    f"returned {value!r}, not a score in [0, 1]: a metric returns a bool or a number "
-                    "from 0 to 1 (divide a count or a grade by its maximum)"
-                )
-            return score
-        raise TypeError(
-            f"returned {value!r} ({type(value).__name__}); a metric returns a bool or a number in [0, 1]"
-        )
-
-
-def _call(program: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    out = program(**kwargs)
-    if not inspect.isawaitable(out):
-        return out
-
-    async def wait() -> Any:
-        return await out
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wait())
-    # An event loop already runs in this thread (sequential backend called from async code):
-    # run the coroutine on a loop of its own in a helper thread, in this context.
-    ctx = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(ctx.run, asyncio.run, wait()).result()
-
-
 def _close(outcomes: Any) -> None:
     """Stop joblib's generator: pending examples are cancelled (the ones running finish)."""
     close = getattr(outcomes, "close", None)
@@ -315,12 +221,8 @@ def _close(outcomes: Any) -> None:
         close()
 
 
-def _describe(e: BaseException) -> str:
-    return str(e) if isinstance(e, DatasetError) else f"{type(e).__name__}: {e}"
-
-
 # -- set-up helpers -------------------------------------------------------------------------------
-def _program_inputs(program: Callable[..., Any]) -> _Inputs:
+def _program_inputs(program: Callable[..., Any]) -> Inputs:
     """The parameters a program takes from an example."""
     if not callable(program):
         raise UsageError(f"program must be callable, got {program!r}")
@@ -329,7 +231,7 @@ def _program_inputs(program: Callable[..., Any]) -> _Inputs:
         names = tuple(func.signature.input_names)
         params = inspect.signature(func.fn).parameters
         optional = {n for n in names if n in params and params[n].default is not inspect.Parameter.empty}
-        return _Inputs(names, frozenset(optional), extra_ok=False)
+        return Inputs(names, frozenset(optional), extra_ok=False)
     try:
         params = inspect.signature(program).parameters
     except (TypeError, ValueError) as e:
@@ -344,7 +246,7 @@ def _program_inputs(program: Callable[..., Any]) -> _Inputs:
             "each example's inputs by keyword"
         )
     named = [p for p in params.values() if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)]
-    return _Inputs(
+    return Inputs(
         names=tuple(p.name for p in named),
         optional=frozenset(p.name for p in named if p.default is not P.empty),
         extra_ok=any(p.kind is P.VAR_KEYWORD for p in params.values()),

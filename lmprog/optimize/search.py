@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmprog.errors import MissingDependencyError
 from lmprog.function import LMFunction, State
 
 if TYPE_CHECKING:
@@ -33,15 +34,32 @@ DEFAULT_STORAGE_DIR = Path(".lmprog")
 
 
 def storage_url(storage: str | Path | None) -> str:
-    """An optuna storage URL: ``None`` = ``sqlite:///.lmprog/optuna.db``; a path = a SQLite file."""
+    """An optuna storage URL: ``None`` = ``sqlite:///.lmprog/optuna.db``; a path = a SQLite file;
+    ``postgresql://user:password@host/db`` = PostgreSQL through psycopg (``lmprog[postgres]``)."""
     if storage is None:
         DEFAULT_STORAGE_DIR.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{DEFAULT_STORAGE_DIR / 'optuna.db'}"
     text = str(storage)
     if "://" in text:
-        return text
+        return _with_driver(text)
     Path(text).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{text}"
+
+
+def _with_driver(url: str) -> str:
+    """A PostgreSQL URL without a driver gets psycopg (3), the driver of the ``postgres`` extra
+    (SQLAlchemy would pick psycopg2); a missing driver is an error naming the extra."""
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        scheme = "postgresql+psycopg"
+    if scheme == "postgresql+psycopg":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as e:
+            raise MissingDependencyError(
+                f'storage {scheme}://...: PostgreSQL needs its driver: pip install "lmprog[postgres]"'
+            ) from e
+    return f"{scheme}://{rest}"
 
 
 def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
