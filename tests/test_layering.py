@@ -67,6 +67,7 @@ HEAVY = {
     "joblib": "0.3 s",
     "cloudpickle": "0.1 s (process workers only)",
     "rich": "0.1 s (progress display only)",
+    "bm25s": "optional extra (knn: retrieved demos), with scipy",
 }
 
 

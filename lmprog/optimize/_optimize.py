@@ -15,7 +15,9 @@ from lmprog.evaluate import evaluate
 from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
+from lmprog.optimize.balance import label_counts
 from lmprog.optimize.budget import Budget
+from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.mipro import MIPRO
 from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
 from lmprog.trace import trace
@@ -28,6 +30,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "bootstrap": BootstrapFewShot,
     "random_search": RandomSearch,
     "mipro": MIPRO,
+    "knn": KNNFewShot,
 }
 
 
@@ -57,8 +60,8 @@ def optimize(
     ``program`` is a function (plain, ``@traced`` or an lm_function) or a module, whose entry point
     is ``entry`` (a name), else its only ``@traced`` function. ``trainset``/``valset`` are rows or
     a JSONL/CSV path; without a ``valset``, optimizers that need one split the training set in
-    half (seeded). ``optimizer`` is ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``
-    or an Optimizer; ``options`` go to its constructor. ``budget`` caps provider requests, cost and
+    half (seeded). ``optimizer`` is ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``,
+    ``"knn"`` (retrieved demos) or an Optimizer; ``options`` go to its constructor. ``budget`` caps provider requests, cost and
     trials. The chosen states are applied to the functions (``apply``) and written to their prompt
     files (``save``).
     """
@@ -78,7 +81,9 @@ def optimize(
             result = opt.run(task)
             if task.valset and result.score is None and result.stopped_by is None:
                 try:
-                    result.score = task.evaluate(task.valset, result.states).score
+                    final = task.evaluate(task.valset, result.states)
+                    result.score = final.score
+                    result.label_counts = label_counts(task.functions, final)[0]
                 except BudgetExceededError as e:
                     result.stopped_by = e.what
             # a result is written only over committed prompt files it beats (see saving.py)

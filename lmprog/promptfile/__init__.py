@@ -1,7 +1,8 @@
 """Prompt files: the optimized state of an lm_function (:class:`State`) as a reviewable YAML file;
 staleness, the Dotprompt export, and the atomic file writes prompt files, cassettes and reports use.
 
-Holds ``_files`` (``State``, paths, read/write, staleness), ``_dotprompt`` and ``_atomic``. Reads
+Holds ``_files`` (``State``, paths, read/write, staleness), ``_pool`` (the retrieved-demo pool
+of ``optimizer="knn"``), ``_dotprompt`` and ``_atomic``. Reads
 an lm_function through the :class:`PromptFunction` protocol: it sits below ``function`` and never
 imports it. May import: ``errors``, ``settings``, ``_fingerprint``, ``signature``, ``format``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from lmprog.promptfile._atomic import atomic_write_text
 from lmprog.promptfile._dotprompt import export_dotprompt
+from lmprog.promptfile._pool import DEFAULT_MAX_POOL, DemoPool
 from lmprog.promptfile._files import (
     HEADER,
     SCHEMA_VERSION,
@@ -28,6 +30,8 @@ from lmprog.promptfile._files import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_POOL",
+    "DemoPool",
     "HEADER",
     "SCHEMA_VERSION",
     "PromptFunction",
