@@ -217,6 +217,20 @@ def test_show_prints_the_exact_messages_with_demos(project: Path) -> None:
     assert "ticket: Refund me" in out
 
 
+def test_show_displays_a_knn_pool_and_the_demos_retrieved_for_the_inputs(project: Path) -> None:
+    code, out = invoke(
+        "optimize", "prog.py:pipeline", "--train", "train.jsonl", "-m", "exact_match", "--optimizer", "knn"
+    )
+    assert code == 0, out
+    assert "knn:" in (project / "prompts" / "prog.classify.yaml").read_text()
+    code, out = invoke("show", "prog.py:classify", "-i", "ticket=Please refund the invoice")
+    assert code == 0, out
+    assert "retrieved demos (knn): the 4 nearest of a pool of 8, by BM25 over ticket" in out
+    assert out.count("assistant") == 4
+    # the nearest training example is the last demo, right before the question
+    assert out.rindex("Please refund my order") > out.rindex("The invoice is wrong")
+
+
 def test_check_passes_then_fails_on_stale_and_corrupt_files(project: Path) -> None:
     code, out = invoke("check", ".")
     assert code == 0, out

@@ -44,7 +44,9 @@ def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) ->
     values.update({name: f"<{name}>" for name in placeholders})
     with _no_lm_calls("lmprog show"):
         state = fn.state
-        messages = render_messages(fn.signature, values, instruction=state.instruction, demos=state.demos_for(values))
+        messages = render_messages(
+            fn.signature, values, instruction=state.instruction, demos=state.demos_for(values)
+        )
     if as_json:
         out.print_json(json.dumps(messages, ensure_ascii=False))
         return

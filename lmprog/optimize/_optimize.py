@@ -14,8 +14,8 @@ from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.evaluate import evaluate
 from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
-from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.balance import label_counts
+from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.budget import Budget
 from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.mipro import MIPRO
@@ -61,9 +61,9 @@ def optimize(
     is ``entry`` (a name), else its only ``@traced`` function. ``trainset``/``valset`` are rows or
     a JSONL/CSV path; without a ``valset``, optimizers that need one split the training set in
     half (seeded). ``optimizer`` is ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``,
-    ``"knn"`` (retrieved demos) or an Optimizer; ``options`` go to its constructor. ``budget`` caps provider requests, cost and
-    trials. The chosen states are applied to the functions (``apply``) and written to their prompt
-    files (``save``).
+    ``"knn"`` (retrieved demos) or an Optimizer; ``options`` go to its constructor. ``budget``
+    caps provider requests, cost and trials. The chosen states are applied to the functions
+    (``apply``) and written to their prompt files (``save``).
     """
     opt = make_optimizer(optimizer, options)
     budget = budget or Budget()

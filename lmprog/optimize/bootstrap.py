@@ -261,9 +261,14 @@ class RandomSearch(BootstrapFewShot):
                 cand.collapsed = is_collapsed(cand.label_counts, expected)
                 candidates.append(cand)
                 logger.info(
-                    "random_search: %s scored %.1f%s", label, result.score, " (collapsed)" if cand.collapsed else ""
+                    "random_search: %s scored %.1f%s",
+                    label,
+                    result.score,
+                    " (collapsed)" if cand.collapsed else "",
                 )
-                if best is None or rank_key(cand.score, cand.collapsed) > rank_key(best.score, best.collapsed):
+                if best is None or rank_key(cand.score, cand.collapsed) > rank_key(
+                    best.score, best.collapsed
+                ):
                     best = cand
         except BudgetExceededError as e:
             stopped = e.what

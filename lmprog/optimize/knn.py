@@ -81,6 +81,7 @@ class KNNFewShot(Optimizer):
         unknown = [f for f in fields if f not in inputs]
         if unknown:
             raise UsageError(
-                f"knn: fields {unknown} are not inputs of {fn.signature.qualname} (inputs: {', '.join(inputs)})"
+                f"knn: fields {unknown} are not inputs of {fn.signature.qualname} "
+                f"(inputs: {', '.join(inputs)})"
             )
         return DemoPool(k=self.k, demos=tuple(demos), fields=tuple(fields), embedder=self.embedder)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from lmprog.promptfile._atomic import atomic_write_text
 from lmprog.promptfile._dotprompt import export_dotprompt
-from lmprog.promptfile._pool import DEFAULT_MAX_POOL, DemoPool
 from lmprog.promptfile._files import (
     HEADER,
     SCHEMA_VERSION,
@@ -28,12 +27,13 @@ from lmprog.promptfile._files import (
     status,
     write,
 )
+from lmprog.promptfile._pool import DEFAULT_MAX_POOL, DemoPool
 
 __all__ = [
     "DEFAULT_MAX_POOL",
-    "DemoPool",
     "HEADER",
     "SCHEMA_VERSION",
+    "DemoPool",
     "PromptFunction",
     "State",
     "atomic_write_text",

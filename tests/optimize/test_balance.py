@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Literal
 
@@ -46,7 +47,7 @@ def test_sample_labeled_balances_and_interleaves_labels() -> None:
     labels = [d["output"] for d in demos]
     # 6 positive and 2 negative examples: an unbalanced sample would be mostly positive
     assert sorted(labels) == ["negative", "negative", "positive", "positive"]
-    assert all(a != b for a, b in zip(labels, labels[1:], strict=False))  # labels take turns
+    assert all(a != b for a, b in itertools.pairwise(labels))  # labels take turns
 
 
 def test_balance_uses_the_rarer_label_once_it_runs_out_then_fills() -> None:
