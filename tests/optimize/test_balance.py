@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -140,3 +141,30 @@ def test_bootstrap_demos_from_a_collapsed_model_are_topped_up_with_the_other_lab
     assert len(labels) == 4 and sorted(labels) == ["negative", "negative", "positive", "positive"]
     assert labels[-1] != labels[-2]
     assert result.label_counts == {"sentiment": {"positive": 5}}  # reported as measured
+
+
+def test_mipro_never_returns_a_collapsed_configuration_over_one_that_is_not(tmp_path: Path) -> None:
+    with lmprog.context(lm=ScriptedLM(biased_model), load_prompts=False, cache_dir=tmp_path / "cache"):
+        result = optimize(
+            sentiment,
+            TRAIN,
+            metric,
+            valset=VAL,
+            optimizer="mipro",
+            save=False,
+            apply=False,
+            storage=str(tmp_path / "study.db"),
+            progress=False,
+            num_trials=4,
+            minibatch_size=5,
+            num_instructions=1,
+            num_demo_sets=1,
+            full_eval_every=2,
+            threads=1,
+        )
+    baseline = next(c for c in result.candidates if c.label == "baseline")
+    assert baseline.score == pytest.approx(80.0) and baseline.collapsed
+    assert result.baseline_score == pytest.approx(80.0)
+    assert result.score == pytest.approx(60.0)  # the best configuration that is not collapsed
+    assert result.states[sentiment].demos
+    assert result.label_counts == {"sentiment": {"negative": 3, "positive": 2}}
