@@ -150,8 +150,9 @@ def build_result(
     stopped: str | None,
 ) -> OptimizationResult:
     """The result of a MIPRO run: the best configuration by full evaluation (the baseline
-    included; one whose predictions collapsed to one label only when every one did), every fully evaluated candidate (in the order the run made them), and the details:
-    the trial history and (``cost_aware``) the Pareto front, read from the rounds' ``studies``."""
+    included; one whose predictions collapsed to one label only when every one did), every fully
+    evaluated candidate (in the order the run made them), and the details: the trial history and
+    (``cost_aware``) the Pareto front, read from the rounds' ``studies``."""
     candidates: list[Candidate] = []
     best: Candidate | None = None
     baseline = None
