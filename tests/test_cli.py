@@ -130,6 +130,8 @@ def test_optimize_prints_estimate_results_files_and_writes_report(project: Path)
     baseline = float(out.split("baseline score")[1].split()[0])
     optimized = float(out.split("optimized score")[1].split()[0])
     assert optimized > baseline
+    predicted = out.split("classify predicted")[1].splitlines()[0]  # the chosen candidate's labels
+    assert "billing" in predicted and "bug" in predicted
     assert "prompts/prog.classify.yaml" in out
     doc = yaml.safe_load((project / "prompts" / "prog.classify.yaml").read_text())
     assert doc["function"] == "prog:classify" and doc["demos"]
@@ -222,6 +224,7 @@ def test_show_displays_a_knn_pool_and_the_demos_retrieved_for_the_inputs(project
         "optimize", "prog.py:pipeline", "--train", "train.jsonl", "-m", "exact_match", "--optimizer", "knn"
     )
     assert code == 0, out
+    assert "4 retrieved demo(s) of a pool of 8" in out
     assert "knn:" in (project / "prompts" / "prog.classify.yaml").read_text()
     code, out = invoke("show", "prog.py:classify", "-i", "ticket=Please refund the invoice")
     assert code == 0, out
