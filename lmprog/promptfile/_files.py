@@ -9,8 +9,10 @@ keys, and it has a safe loader that reports line numbers. One file per lm_functi
 
 A file records the ``signature_hash`` of the function it was made for; when the function's
 signature or docstring changes the file is stale: calls log a warning naming the file and still use
-it, and ``lmprog check`` fails. Writes are atomic (a temporary file renamed over the old one) and
-deterministic: writing the same state twice gives the same bytes.
+it, and ``lmprog check`` fails. A function optimized with ``optimizer="knn"`` has a ``knn:``
+section besides: the pool its calls retrieve their demos from (:mod:`lmprog.promptfile._pool`).
+Writes are atomic (a temporary file renamed over the old one) and deterministic: writing the same
+state twice gives the same bytes.
 """
 
 from __future__ import annotations

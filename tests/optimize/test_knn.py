@@ -140,3 +140,13 @@ def test_the_pool_is_bounded_and_balanced(lm: ScriptedLM) -> None:
     pool = result.states[topic].pool
     assert pool is not None
     assert sorted(d["output"] for d in pool.demos) == ["cooking"] * 2 + ["finance"] * 2 + ["sport"] * 2
+
+
+def test_an_embedder_is_recorded_in_the_prompt_file(lm: ScriptedLM) -> None:
+    pool = DemoPool(
+        k=3, demos=({"text": "a", "output": "sport"},), fields=("text",), embedder="openai/emb-small"
+    )
+    path = promptfile.write(topic, State(pool=pool))
+    assert "  embedder: openai/emb-small\n" in path.read_text()
+    loaded = promptfile.load_state(topic)
+    assert loaded is not None and loaded.pool == pool
