@@ -17,15 +17,14 @@ output field, :func:`label_field`), optimizers therefore:
 
 from __future__ import annotations
 
+import enum
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 from lmprog.format import output_values, to_jsonable
 from lmprog.function import LMFunction
-from lmprog.signature import field_spec
-from lmprog.signature._specs import BoolSpec, ChoiceSpec
 
 if TYPE_CHECKING:
     from lmprog.evaluate import EvaluationResult
@@ -39,9 +38,19 @@ def label_field(fn: LMFunction[..., Any]) -> str | None:
     """The output field whose values are ``fn``'s labels: its first ``Literal``, ``Enum`` or
     ``bool`` output; None when no output is categorical."""
     for out in fn.signature.outputs:
-        if isinstance(field_spec(out), ChoiceSpec | BoolSpec):
+        if is_categorical(out.annotation):
             return out.name
     return None
+
+
+def is_categorical(annotation: Any) -> bool:
+    """Whether values of ``annotation`` are a few labels: a ``Literal``, an ``Enum`` or ``bool``
+    (inside ``Annotated`` too)."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if annotation is bool or get_origin(annotation) is Literal:
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
 
 
 def label_of(value: Any) -> str:

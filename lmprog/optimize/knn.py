@@ -20,7 +20,7 @@ from lmprog.errors import UsageError
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import OptimizationResult, Optimizer, Task
 from lmprog.optimize.demos import no_demo_warnings, no_labeled_demo_reason, sample_labeled
-from lmprog.promptfile._pool import DEFAULT_MAX_POOL, DemoPool
+from lmprog.promptfile import DEFAULT_MAX_POOL, DemoPool
 
 logger = logging.getLogger("lmprog.optimize")
 

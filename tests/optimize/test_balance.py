@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import random
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
 import lmprog
 from lmprog import lm_function
 from lmprog.optimize import optimize
-from lmprog.optimize.balance import balance, is_collapsed, label_field, rank_key
+from lmprog.optimize.balance import balance, is_categorical, is_collapsed, label_field, rank_key
 from lmprog.optimize.demos import sample_labeled
 from lmprog.testing import ScriptedLM
 
@@ -168,3 +169,13 @@ def test_mipro_never_returns_a_collapsed_configuration_over_one_that_is_not(tmp_
     assert result.score == pytest.approx(60.0)  # the best configuration that is not collapsed
     assert result.states[sentiment].demos
     assert result.label_counts == {"sentiment": {"negative": 3, "positive": 2}}
+
+
+class Priority(enum.Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+def test_enum_and_annotated_outputs_are_categorical() -> None:
+    assert is_categorical(Priority) and is_categorical(Annotated[bool, "flag"])
+    assert is_categorical(Literal[1, 2]) and not is_categorical(str) and not is_categorical(int)
