@@ -130,6 +130,8 @@ def test_optimize_prints_estimate_results_files_and_writes_report(project: Path)
     baseline = float(out.split("baseline score")[1].split()[0])
     optimized = float(out.split("optimized score")[1].split()[0])
     assert optimized > baseline
+    predicted = out.split("classify predicted")[1].splitlines()[0]  # the chosen candidate's labels
+    assert "billing" in predicted and "bug" in predicted
     assert "prompts/prog.classify.yaml" in out
     doc = yaml.safe_load((project / "prompts" / "prog.classify.yaml").read_text())
     assert doc["function"] == "prog:classify" and doc["demos"]
@@ -215,6 +217,21 @@ def test_show_prints_the_exact_messages_with_demos(project: Path) -> None:
     assert "prompts/prog.classify.yaml (ok)" in out
     assert "demos: 4" in out and out.count("assistant") == 4
     assert "ticket: Refund me" in out
+
+
+def test_show_displays_a_knn_pool_and_the_demos_retrieved_for_the_inputs(project: Path) -> None:
+    code, out = invoke(
+        "optimize", "prog.py:pipeline", "--train", "train.jsonl", "-m", "exact_match", "--optimizer", "knn"
+    )
+    assert code == 0, out
+    assert "4 retrieved demo(s) of a pool of 8" in out
+    assert "knn:" in (project / "prompts" / "prog.classify.yaml").read_text()
+    code, out = invoke("show", "prog.py:classify", "-i", "ticket=Please refund the invoice")
+    assert code == 0, out
+    assert "retrieved demos (knn): the 4 nearest of a pool of 8, by BM25 over ticket" in out
+    assert out.count("assistant") == 4
+    # the nearest training example is the last demo, right before the question
+    assert out.rindex("Please refund my order") > out.rindex("The invoice is wrong")
 
 
 def test_check_passes_then_fails_on_stale_and_corrupt_files(project: Path) -> None:
@@ -429,7 +446,9 @@ def test_optimize_that_does_not_beat_the_committed_file_keeps_it_and_exits_1(pro
     assert code == 0, out
     committed = project / "prompts" / "prog.classify.yaml"
     before = committed.read_bytes()
-    code, out = invoke(*args, "--metric", "zero.py:always_zero")
+    # another seed: other candidates, so the one kept (every score is 0, and the zero-shot one,
+    # answering "bug" to everything, is collapsed) is not the committed configuration itself
+    code, out = invoke(*args, "--metric", "zero.py:always_zero", "--seed", "1")
     assert code == 1, out
     assert "no prompt file written" in out and "does not beat" in out and "nothing optimized" in out
     assert committed.read_bytes() == before

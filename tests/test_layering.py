@@ -73,6 +73,7 @@ HEAVY = {
     "distributed": "optional extra (evaluate on a dask cluster)",
     "ray": "optional extra (evaluate on a ray cluster)",
     "psycopg": "optional extra (PostgreSQL storage)",
+    "bm25s": "optional extra (knn: retrieved demos), with scipy",
 }
 
 

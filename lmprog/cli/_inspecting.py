@@ -44,7 +44,9 @@ def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) ->
     values.update({name: f"<{name}>" for name in placeholders})
     with _no_lm_calls("lmprog show"):
         state = fn.state
-        messages = render_messages(fn.signature, values, instruction=state.instruction, demos=state.demos)
+        messages = render_messages(
+            fn.signature, values, instruction=state.instruction, demos=state.demos_for(values)
+        )
     if as_json:
         out.print_json(json.dumps(messages, ensure_ascii=False))
         return
@@ -53,6 +55,13 @@ def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) ->
     out.print(f"prompt file: {escape(str(_relative(fn.prompt_file)))} ({escape(status)})", soft_wrap=True)
     origin = "optimized" if state.instruction is not None else "from the docstring"
     out.print(f"instruction: {origin}; demos: {len(state.demos)}; {len(messages)} message(s)")
+    if state.pool is not None:
+        by = f"embedding model {state.pool.embedder}" if state.pool.embedder else "BM25"
+        out.print(
+            f"retrieved demos (knn): the {state.pool.k} nearest of a pool of {len(state.pool.demos)}, "
+            f"by {by} over {', '.join(state.pool.fields)}; shown for these inputs",
+            soft_wrap=True,
+        )
     if placeholders:
         out.print(
             f"[dim]no value given for {', '.join(placeholders)}: shown as <name> (use --input NAME=VALUE)[/]"

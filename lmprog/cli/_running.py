@@ -191,7 +191,12 @@ def results_table(result: OptimizationResult, seconds: float) -> Table:
         table.add_row("stopped by budget", result.stopped_by)
     for fn, state in result.states.items():
         inst = "optimized" if state.instruction is not None else "docstring"
-        table.add_row(fn.signature.qualname, f"instruction: {inst}, {len(state.demos)} demo(s)")
+        demos = f"{len(state.demos)} demo(s)"
+        if state.pool is not None:
+            demos = f"{state.pool.k} retrieved demo(s) of a pool of {len(state.pool.demos)}"
+        table.add_row(fn.signature.qualname, f"instruction: {inst}, {demos}")
+    for qualname, counts in result.label_counts.items():
+        table.add_row(f"{qualname} predicted", ", ".join(f"{label} {n}" for label, n in counts.items()))
     return table
 
 

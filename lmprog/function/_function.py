@@ -143,7 +143,7 @@ class LMFunction(Generic[P, R]):
 
     @instruction.setter
     def instruction(self, value: str | None) -> None:
-        self.state = State(instruction=value, demos=self.state.demos)
+        self.state = State(instruction=value, demos=self.state.demos, pool=self.state.pool)
 
     @property
     def demos(self) -> list[Mapping[str, Any]]:
@@ -200,8 +200,9 @@ class LMFunction(Generic[P, R]):
     def messages(self, *args: Any, **kwargs: Any) -> list[dict[str, str]]:
         """The exact messages the LM would see for this call (nothing is sent)."""
         state = self.state
+        values = self.bind(*args, **kwargs)
         return render_messages(
-            self.signature, self.bind(*args, **kwargs), instruction=state.instruction, demos=state.demos
+            self.signature, values, instruction=state.instruction, demos=state.demos_for(values)
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -86,7 +86,7 @@ class _Run:
         self.lm = resolve_lm(func.lm)
         state = func.state
         self.messages = render_messages(
-            func.signature, inputs, instruction=state.instruction, demos=state.demos
+            func.signature, inputs, instruction=state.instruction, demos=state.demos_for(inputs)
         )
         self.params: dict[str, Any] = {}
         if func.temperature is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lmprog.errors import EvaluationError, LMError, OutputParseError, TransientLMError
 from lmprog.evaluate import evaluate
 from lmprog.function import LMFunction, State, use_states
+from lmprog.optimize.balance import format_counts
 from lmprog.optimize.budget import Budget
 from lmprog.usage import Usage
 
@@ -137,6 +138,10 @@ class Candidate:
     label: str = ""
     evaluated_on: int = 0
     prompt_tokens: float | None = None
+    #: per categorical function (qualname): validation predictions per label (see ``balance``)
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: whether those predictions collapsed to one label while the validation labels did not
+    collapsed: bool = False
 
 
 @dataclass
@@ -154,7 +159,9 @@ class OptimizationResult:
     :class:`~lmprog.optimize.mipro.MiproDetails`). Every score is 0-100.
     ``warnings`` are problems the run met that did not stop it, one sentence each (also logged as
     warnings): for example ``"bootstrap: found no demo for classify: ..."`` when an optimizer that
-    makes demos found none for a function, and why.
+    makes demos found none for a function, and why. ``label_counts`` are the chosen
+    configuration's validation predictions per label, per function with a categorical output
+    (``{"classify": {"negative": 21, "positive": 29}}``), when it was scored.
     """
 
     optimizer: str
@@ -169,6 +176,7 @@ class OptimizationResult:
     details: MutableMapping[str, Any] = field(default_factory=dict)
     kept: str | None = None
     warnings: list[str] = field(default_factory=list)
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def measured(self) -> bool:
@@ -192,9 +200,13 @@ class OptimizationResult:
             lines.append(f"baseline score: {self.baseline_score:.1f}")
         if self.score is not None:
             lines.append(f"optimized score: {self.score:.1f}")
+        lines.extend(f"predicted labels: {line}" for line in format_counts(self.label_counts))
         for fn, state in self.states.items():
+            demos = f"{len(state.demos)} demos"
+            if state.pool is not None:
+                demos = f"{state.pool.k} retrieved demos of a pool of {len(state.pool.demos)}"
             lines.append(
-                f"  {fn.signature.qualname}: {len(state.demos)} demos, "
+                f"  {fn.signature.qualname}: {demos}, "
                 f"instruction {'optimized' if state.instruction is not None else 'from docstring'}"
             )
         u = self.usage

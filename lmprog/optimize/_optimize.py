@@ -14,8 +14,10 @@ from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.evaluate import evaluate
 from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
+from lmprog.optimize.balance import label_counts
 from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.budget import Budget
+from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.mipro import MIPRO
 from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
 from lmprog.trace import trace
@@ -28,6 +30,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "bootstrap": BootstrapFewShot,
     "random_search": RandomSearch,
     "mipro": MIPRO,
+    "knn": KNNFewShot,
 }
 
 
@@ -61,8 +64,8 @@ def optimize(
         metric: ``metric(example, prediction, trace=None) -> float | bool`` in [0, 1].
         valset: rows or a path; without one, optimizers that need it split the training set in
             half (seeded).
-        optimizer: ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"`` or an
-            Optimizer object.
+        optimizer: ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``, ``"knn"``
+            (retrieved demos) or an Optimizer object.
         budget: caps on provider requests, cost and trials, never exceeded.
         seed: makes sampling and splits reproducible.
         save: write the chosen states to the functions' prompt files.
@@ -101,7 +104,9 @@ def optimize(
             result = opt.run(task)
             if task.valset and result.score is None and result.stopped_by is None:
                 try:
-                    result.score = task.evaluate(task.valset, result.states).score
+                    final = task.evaluate(task.valset, result.states)
+                    result.score = final.score
+                    result.label_counts = label_counts(task.functions, final)[0]
                 except BudgetExceededError as e:
                     result.stopped_by = e.what
             # a result is written only over committed prompt files it beats (see saving.py)

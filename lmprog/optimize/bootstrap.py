@@ -18,6 +18,7 @@ from lmprog import settings
 from lmprog.errors import BudgetExceededError
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
+from lmprog.optimize.balance import balance, is_collapsed, label_counts, label_field, rank_key
 from lmprog.optimize.demos import (
     Demo,
     demos_from_traces,
@@ -154,7 +155,13 @@ class BootstrapFewShot(Optimizer):
         for fn in task.functions:
             boot = found.demos.get(fn, [])[:k_boot]
             labeled = sample_labeled(fn, unused, self.max_labeled_demos - len(boot), rng)
-            states[fn] = State(demos=tuple(boot + labeled))
+            demos = boot + labeled
+            if label_field(fn) is not None:
+                # categorical: the same number of demos, label-balanced; per label the bootstrapped
+                # ones first, labeled ones where the passing runs left a label out
+                more = sample_labeled(fn, unused, len(unused), rng)
+                demos = balance(fn, found.demos.get(fn, []) + more, len(demos))
+            states[fn] = State(demos=tuple(demos))
         return states
 
     def run(self, task: Task) -> OptimizationResult:
@@ -214,7 +221,9 @@ class RandomSearch(BootstrapFewShot):
 
     Candidates: no demos, labeled demos only, bootstrapped demos in a seeded order, then
     ``num_candidates`` more bootstrapped sets from shuffled training sets with a random number of
-    demos each. ``Budget.max_trials`` caps how many candidates are scored.
+    demos each. ``Budget.max_trials`` caps how many candidates are scored. A candidate whose
+    validation predictions collapse to one label is never kept over one whose do not
+    (:mod:`.balance`).
     """
 
     name = "random_search"
@@ -248,9 +257,18 @@ class RandomSearch(BootstrapFewShot):
                 result = task.evaluate(task.valset, states)
                 pending = None
                 cand = Candidate(states, result.score, label, len(task.valset))
+                cand.label_counts, expected = label_counts(task.functions, result)
+                cand.collapsed = is_collapsed(cand.label_counts, expected)
                 candidates.append(cand)
-                logger.info("random_search: %s scored %.1f", label, result.score)
-                if best is None or (cand.score or 0) > (best.score or 0):
+                logger.info(
+                    "random_search: %s scored %.1f%s",
+                    label,
+                    result.score,
+                    " (collapsed)" if cand.collapsed else "",
+                )
+                if best is None or rank_key(cand.score, cand.collapsed) > rank_key(
+                    best.score, best.collapsed
+                ):
                     best = cand
         except BudgetExceededError as e:
             stopped = e.what
@@ -273,6 +291,7 @@ class RandomSearch(BootstrapFewShot):
             stopped_by=stopped,
             details=details,
             warnings=self.demo_warnings(task, counts, boots, stopped=stopped),
+            label_counts=best.label_counts,
         )
 
     def candidate_states(

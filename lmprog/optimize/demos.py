@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog.format import output_values, to_jsonable
 from lmprog.function import LMFunction
+from lmprog.optimize.balance import balance
 from lmprog.promptfile import demo_problems, fit_demo
 
 if TYPE_CHECKING:
@@ -95,11 +96,12 @@ def demos_from_traces(
 def sample_labeled(
     fn: LMFunction[..., Any], examples: Sequence[Mapping[str, Any]], k: int, rng: random.Random | None = None
 ) -> list[Demo]:
-    """Up to ``k`` labeled demos for ``fn`` (a seeded sample when ``rng`` is given, else the first)."""
+    """Up to ``k`` labeled demos for ``fn`` (a seeded sample when ``rng`` is given, else the
+    first), label-balanced and interleaved when its output is categorical (:mod:`.balance`)."""
     demos = [d for d in (labeled_demo(fn, ex) for ex in examples) if d is not None]
     if rng is not None:
         rng.shuffle(demos)
-    return demos[: max(0, k)]
+    return balance(fn, demos, k)
 
 
 def no_labeled_demo_reason(fn: LMFunction[..., Any], examples: Sequence[Mapping[str, Any]]) -> str:

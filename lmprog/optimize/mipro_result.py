@@ -150,8 +150,9 @@ def build_result(
     stopped: str | None,
 ) -> OptimizationResult:
     """The result of a MIPRO run: the best configuration by full evaluation (the baseline
-    included), every fully evaluated candidate (in the order the run made them), and the details:
-    the trial history and (``cost_aware``) the Pareto front, read from the rounds' ``studies``."""
+    included; one whose predictions collapsed to one label only when every one did), every fully
+    evaluated candidate (in the order the run made them), and the details: the trial history and
+    (``cost_aware``) the Pareto front, read from the rounds' ``studies``."""
     candidates: list[Candidate] = []
     best: Candidate | None = None
     baseline = None
@@ -162,6 +163,8 @@ def build_result(
         label = "baseline" if entry.round == BASELINE else f"round {entry.round}"
         cand = Candidate(space.states(entry.config), entry.score, label, valset_size)
         cand.prompt_tokens = entry.prompt_tokens
+        cand.label_counts = {q: dict(c) for q, c in entry.label_counts.items()}
+        cand.collapsed = entry.collapsed
         candidates.append(cand)
         if entry.round == BASELINE:
             baseline = cand.score
@@ -187,6 +190,7 @@ def build_result(
         seed=seed,
         stopped_by=stopped,
         details=details,
+        label_counts=best.label_counts if best else {},
     )
 
 
@@ -223,6 +227,10 @@ def pareto_front(studies: Mapping[int, optuna.Study]) -> list[ParetoPoint]:
 
 
 def _better(a: Candidate, b: Candidate) -> bool:
+    """Not collapsed to one label before collapsed (``balance.rank_key``), then the higher score,
+    then fewer prompt tokens."""
+    if a.collapsed != b.collapsed:
+        return not a.collapsed
     if (a.score or 0) != (b.score or 0):
         return (a.score or 0) > (b.score or 0)
     return (a.prompt_tokens or 0) < (b.prompt_tokens or 0)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from lmprog.errors import BudgetExceededError
 from lmprog.optimize._base import OptimizationResult, Task
+from lmprog.optimize.balance import is_collapsed, label_counts
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.mipro_config import MiproConfig
 from lmprog.optimize.mipro_result import build_result
@@ -246,6 +247,17 @@ class MiproRun:
         self, r: int, space: Space, config: Mapping[str, tuple[int, int]], due: str, step: int | None
     ) -> None:
         res = self.task.evaluate(self.task.valset, space.states(config))
-        record = FullEvaluation(space.key(config), r, dict(config), res.score, prompt_tokens(res), due, step)
+        counts, expected = label_counts(self.task.functions, res)
+        record = FullEvaluation(
+            space.key(config),
+            r,
+            dict(config),
+            res.score,
+            prompt_tokens(res),
+            due,
+            step,
+            label_counts=counts,
+            collapsed=is_collapsed(counts, expected),
+        )
         self.store.put_full_evaluation(record)  # one write: the evaluation and its due point,
         self.store.mark_due_done(due)  # and the point again, should another worker's record replace it

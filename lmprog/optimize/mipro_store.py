@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmprog.errors import UsageError
@@ -56,7 +56,9 @@ class FullEvaluation:
     original program), ``due`` names the point of the search that asked for it (``"baseline"``,
     ``"r0-4"`` after four trials of round 0, ``"r0-end"``) and ``step`` is that point's number of
     finished trials (None at the end of a round). ``score`` is 0-100; ``prompt_tokens`` the mean
-    prompt tokens per example.
+    prompt tokens per example. ``label_counts`` are the predictions per label of each categorical
+    function, and ``collapsed`` whether they collapsed to one label (see ``balance``); records
+    stored before these existed read as not collapsed.
     """
 
     key: str
@@ -66,6 +68,8 @@ class FullEvaluation:
     prompt_tokens: float
     due: str
     step: int | None = None
+    label_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    collapsed: bool = False
 
     def order(self) -> tuple[int, float, str]:
         """Where the record falls in the run: by round, then by the point that asked for it.
@@ -82,6 +86,8 @@ class FullEvaluation:
             "prompt_tokens": self.prompt_tokens,
             "due": self.due,
             "step": self.step,
+            "label_counts": {q: dict(c) for q, c in self.label_counts.items()},
+            "collapsed": self.collapsed,
         }
 
     @classmethod
@@ -95,6 +101,11 @@ class FullEvaluation:
             prompt_tokens=float(raw["prompt_tokens"]),
             due=str(raw["due"]),
             step=None if step is None else int(step),
+            label_counts={
+                str(q): {str(label): int(n) for label, n in dict(c).items()}
+                for q, c in dict(raw.get("label_counts") or {}).items()
+            },
+            collapsed=bool(raw.get("collapsed", False)),
         )
 
 

@@ -2,9 +2,10 @@
 staleness, the Dotprompt export, and the atomic file writes prompt files, cassettes and reports use.
 
 Holds ``_files`` (``State``, paths, read/write, staleness), ``_demofit`` (whether a demo fits a
-signature), ``_dotprompt`` and ``_atomic``. Reads an lm_function through the
-:class:`PromptFunction` protocol: it sits below ``function`` and never imports it. May import:
-``errors``, ``settings``, ``_fingerprint``, ``signature``, ``format``.
+signature), ``_pool`` (the retrieved-demo pool of ``optimizer="knn"``), ``_dotprompt`` and
+``_atomic``. Reads an lm_function through the :class:`PromptFunction` protocol: it sits below
+``function`` and never imports it. May import: ``errors``, ``settings``, ``_fingerprint``,
+``signature``, ``format``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from lmprog.promptfile._files import (
     status,
     write,
 )
+from lmprog.promptfile._pool import DEFAULT_MAX_POOL, DemoPool
 
 __all__ = [
+    "DEFAULT_MAX_POOL",
     "HEADER",
     "SCHEMA_VERSION",
+    "DemoPool",
     "PromptFunction",
     "State",
     "atomic_write_text",

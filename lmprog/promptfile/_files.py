@@ -9,8 +9,10 @@ keys, and it has a safe loader that reports line numbers. One file per lm_functi
 
 A file records the ``signature_hash`` of the function it was made for; when the function's
 signature or docstring changes the file is stale: calls log a warning naming the file and still use
-it, and ``lmprog check`` fails. Writes are atomic (a temporary file renamed over the old one) and
-deterministic: writing the same state twice gives the same bytes.
+it, and ``lmprog check`` fails. A function optimized with ``optimizer="knn"`` has a ``knn:``
+section besides: the pool its calls retrieve their demos from (:mod:`lmprog.promptfile._pool`).
+Writes are atomic (a temporary file renamed over the old one) and deterministic: writing the same
+state twice gives the same bytes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from lmprog.promptfile._atomic import (
     atomic_write_text as atomic_write_text,  # re-exported (cassettes, reports)
 )
 from lmprog.promptfile._atomic import remove_stale_temps
-from lmprog.promptfile._demofit import file_problems
+from lmprog.promptfile._demofit import demo_problems, file_problems
+from lmprog.promptfile._pool import DemoPool, pool_from_doc, pool_problems
 from lmprog.signature import Signature
 
 logger = logging.getLogger("lmprog.promptfile")
@@ -47,11 +50,17 @@ class State:
     instruction and its demonstrations.
 
     ``instruction=None`` means the docstring's instruction. Each demo maps input and output field
-    names to values.
+    names to values. With a ``pool`` (:class:`~lmprog.promptfile.DemoPool`), each call's demos
+    are the pool's nearest to its inputs instead of ``demos``.
     """
 
     instruction: str | None = None
     demos: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    pool: DemoPool | None = None
+
+    def demos_for(self, inputs: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+        """The demos of a call with these input values: retrieved from the pool when there is one."""
+        return self.pool.retrieve(inputs) if self.pool is not None else self.demos
 
 
 class PromptFunction(Protocol):
@@ -112,6 +121,8 @@ def render(fn: PromptFunction, state: State, provenance: Mapping[str, Any] | Non
         "instruction_optimized": state.instruction is not None,
         "demos": [to_jsonable(dict(d)) for d in state.demos],
     }
+    if state.pool is not None:
+        doc["knn"] = state.pool.to_doc()
     if provenance:
         doc["provenance"] = dict(provenance)
     return HEADER + dump_yaml(doc)
@@ -154,6 +165,10 @@ def read(path: Path) -> dict[str, Any]:
         raise fail("demos", "must be a list of mappings")
     if "provenance" in doc and not isinstance(doc["provenance"], dict):
         raise fail("provenance", "must be a mapping")
+    if "knn" in doc:
+        problems = pool_problems(doc["knn"])
+        if problems:
+            raise fail("knn", "; ".join(problems))
     return doc
 
 
@@ -203,7 +218,7 @@ def load_state(fn: PromptFunction, path: Path | None = None) -> State | None:
             doc["signature_hash"],
             fn.signature_hash,
         )
-    problems = file_problems(fn.signature, target, doc.get("demos") or [])
+    problems = _demo_problems(fn, target, doc)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise PromptFileError(
@@ -211,7 +226,11 @@ def load_state(fn: PromptFunction, path: Path | None = None) -> State | None:
             "or re-run lmprog optimize"
         )
     optimized = doc.get("instruction_optimized", True)
-    return State(instruction=doc["instruction"] if optimized else None, demos=tuple(doc.get("demos") or ()))
+    return State(
+        instruction=doc["instruction"] if optimized else None,
+        demos=tuple(doc.get("demos") or ()),
+        pool=pool_from_doc(doc["knn"]) if "knn" in doc else None,
+    )
 
 
 def status(fn: PromptFunction, path: Path | None = None) -> str:
@@ -225,10 +244,27 @@ def status(fn: PromptFunction, path: Path | None = None) -> str:
         return f"corrupt: {e}"
     if doc["function"] != function_id(fn):
         return f"corrupt: {target}: made for {doc['function']}, not {function_id(fn)}"
-    problems = file_problems(fn.signature, target, doc.get("demos") or [])
+    problems = _demo_problems(fn, target, doc)
     if problems:
         return "corrupt: " + "; ".join(problems)
     return "ok" if doc["signature_hash"] == fn.signature_hash else "stale"
+
+
+def _demo_problems(fn: PromptFunction, target: Path, doc: Mapping[str, Any]) -> list[str]:
+    """Every demo of the file (its ``demos`` and its ``knn`` pool) that does not fit ``fn``."""
+    problems = list(file_problems(fn.signature, target, doc.get("demos") or []))
+    knn = doc.get("knn")
+    if isinstance(knn, Mapping):
+        for index, demo in enumerate(knn.get("pool") or []):
+            problems += [
+                f"{target}:{_line_of(target.read_text(encoding='utf-8'), 'knn')}: knn pool demo {index + 1}: "
+                f"{problem.message}"
+                for problem in demo_problems(fn.signature, demo)
+            ]
+        unknown = [f for f in knn.get("fields") or () if f not in fn.signature.input_names]
+        if unknown:
+            problems.append(f"{target}: knn: fields {unknown} are not inputs of {function_id(fn)}")
+    return problems
 
 
 def _line_of(text: str, key: str) -> int:

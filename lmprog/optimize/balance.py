@@ -1,0 +1,152 @@
+"""Demo selection that cannot collapse: label-balanced demo sets, and a collapse check on
+validation predictions.
+
+A small model shown few-shot demos that end on one label tends to answer that label for every
+input. Where an lm_function's output is categorical (its first ``Literal``, ``Enum`` or ``bool``
+output field, :func:`label_field`), optimizers therefore:
+
+- pick demos label-balanced and interleaved (:func:`balance`): labels take turns, round-robin, in
+  the order they first appear in the (seeded) candidate list, so every label gets an equal share
+  (as far as the examples allow) and the last demos before the question are all different labels;
+- count the validation predictions per label (:func:`label_counts`), and rank candidates with
+  :func:`rank_key`: a configuration is *collapsed* (:func:`is_collapsed`) when, for some function,
+  every prediction it made on validation data is one label while the validation labels for it
+  hold at least two. A collapsed configuration scores no better than the constant answer and is
+  never chosen over one that is not, whatever their scores; among equals the score decides.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
+
+from lmprog.format import output_values, to_jsonable
+from lmprog.function import LMFunction
+
+if TYPE_CHECKING:
+    from lmprog.evaluate import EvaluationResult
+
+Demo = dict[str, Any]
+#: per function qualname: label -> count
+LabelCounts = dict[str, dict[str, int]]
+
+
+def label_field(fn: LMFunction[..., Any]) -> str | None:
+    """The output field whose values are ``fn``'s labels: its first ``Literal``, ``Enum`` or
+    ``bool`` output; None when no output is categorical."""
+    for out in fn.signature.outputs:
+        if is_categorical(out.annotation):
+            return out.name
+    return None
+
+
+def is_categorical(annotation: Any) -> bool:
+    """Whether values of ``annotation`` are a few labels: a ``Literal``, an ``Enum`` or ``bool``
+    (inside ``Annotated`` too)."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if annotation is bool or get_origin(annotation) is Literal:
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+
+
+def label_of(value: Any) -> str:
+    """A label as text (an enum by its value, ``true``/``false`` for bool)."""
+    plain = to_jsonable(value)
+    return plain if isinstance(plain, str) else json.dumps(plain)
+
+
+def balance(fn: LMFunction[..., Any], demos: Sequence[Mapping[str, Any]], k: int) -> list[Demo]:
+    """Up to ``k`` of ``demos``, label-balanced and interleaved when ``fn``'s output is
+    categorical (else the first ``k``). Within a label the earlier demos are preferred, and labels
+    take turns in the order they first appear in ``demos``, so a seeded shuffle of ``demos`` makes
+    a seeded balanced set. Demos without the label field are used only after all labelled ones."""
+    name = label_field(fn)
+    chosen = [dict(d) for d in demos[: max(0, k)]] if name is None else _round_robin(demos, name, k)
+    return chosen
+
+
+def _round_robin(demos: Sequence[Mapping[str, Any]], name: str, k: int) -> list[Demo]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    rest: list[Mapping[str, Any]] = []
+    for demo in demos:
+        if name in demo:
+            groups.setdefault(label_of(demo[name]), []).append(demo)
+        else:
+            rest.append(demo)
+    out: list[Demo] = []
+    depth = 0
+    while len(out) < k and any(depth < len(g) for g in groups.values()):
+        for group in groups.values():
+            if depth < len(group) and len(out) < k:
+                out.append(dict(group[depth]))
+        depth += 1
+    out.extend(dict(d) for d in rest[: max(0, k - len(out))])
+    return out
+
+
+def label_counts(
+    functions: Sequence[LMFunction[..., Any]], result: EvaluationResult
+) -> tuple[LabelCounts, LabelCounts]:
+    """Per categorical function (by qualname): how often each label was predicted on the examples
+    of ``result`` (from the lm calls in their traces), and how often each label is the expected
+    one (from the examples that carry a label for that function)."""
+    predicted: LabelCounts = {}
+    expected: LabelCounts = {}
+    for fn in functions:
+        name = label_field(fn)
+        if name is None:
+            continue
+        pred: Counter[str] = Counter()
+        gold: Counter[str] = Counter()
+        for res in result.results:
+            for span in res.trace.spans if res.trace is not None else []:
+                if span.obj is not fn or span.kind != "lm" or span.error is not None:
+                    continue
+                try:
+                    pred[label_of(output_values(fn.signature, span.output)[name])] += 1
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    continue
+            truth = _expected_label(fn, name, res.example)
+            if truth is not None:
+                gold[truth] += 1
+        predicted[fn.signature.qualname] = dict(sorted(pred.items()))
+        expected[fn.signature.qualname] = dict(sorted(gold.items()))
+    return predicted, expected
+
+
+def _expected_label(fn: LMFunction[..., Any], name: str, example: Mapping[str, Any]) -> str | None:
+    if name in example:
+        return label_of(example[name])
+    others = [key for key in example if key not in fn.signature.input_names]
+    if len(fn.signature.output_names) == 1 and len(others) == 1:
+        return label_of(example[others[0]])
+    return None
+
+
+def is_collapsed(predicted: LabelCounts, expected: LabelCounts) -> bool:
+    """Whether some function predicted one label only (at least two predictions) while its
+    expected labels on the same examples hold two or more."""
+    for qualname, counts in predicted.items():
+        gold = expected.get(qualname, {})
+        if len(counts) == 1 and sum(counts.values()) >= 2 and len(gold) >= 2:
+            return True
+    return False
+
+
+def rank_key(score: float | None, collapsed: bool) -> tuple[int, float]:
+    """Sort key of a scored candidate, larger is better: any non-collapsed one above every
+    collapsed one, then by score (an unscored candidate counts as 0)."""
+    return (0 if collapsed else 1, score or 0.0)
+
+
+def format_counts(counts: LabelCounts) -> list[str]:
+    """``"qualname: label N, label M"`` lines for a summary."""
+    return [
+        f"{qualname}: " + ", ".join(f"{label} {n}" for label, n in per.items())
+        for qualname, per in counts.items()
+        if per
+    ]
