@@ -41,12 +41,14 @@ make_callable(__name__, "evaluate", "optimize", "trace")
 if TYPE_CHECKING:
     from lmprog import metrics
     from lmprog.lm import LM, BaseLM, Completion
+    from lmprog.metrics import Feedback
     from lmprog.source import ProgramSource, analyze
 
 _LAZY = {
     "LM": "lmprog.lm",
     "BaseLM": "lmprog.lm",
     "Completion": "lmprog.lm",
+    "Feedback": "lmprog.metrics",
     "analyze": "lmprog.source",
     "ProgramSource": "lmprog.source",
 }
@@ -75,6 +77,7 @@ __all__ = [
     "EvaluationError",
     "EvaluationResult",
     "Example",
+    "Feedback",
     "ExampleResult",
     "LMError",
     "LMFunction",

@@ -36,6 +36,7 @@ from lmprog.errors import BudgetExceededError, DatasetError, EvaluationError, Us
 from lmprog.evaluate._results import EvaluationResult, ExampleResult, ProgressBar, usage_from_spans
 from lmprog.evaluate._workers import portable, settings_snapshot, streams, uses_threads
 from lmprog.function import LMFunction, State, states_in_force, use_states
+from lmprog.metrics import Feedback
 from lmprog.trace import Span, Trace, adopt, trace
 from lmprog.usage import Usage, record
 
@@ -47,7 +48,7 @@ logger = logging.getLogger("lmprog.evaluate")
 def evaluate(
     program: Callable[..., Any],
     data: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
-    metric: Callable[..., float | bool],
+    metric: Callable[..., float | bool | Feedback],
     *,
     threads: int = 8,
     backend: Any = None,
@@ -61,7 +62,9 @@ def evaluate(
     Each example's inputs are its keys matching the program's parameters (or the keys marked with
     ``Example.with_inputs``); ``program(**inputs)`` runs, awaited when it is async.
     ``metric(example, prediction, trace)`` scores it: it returns a bool or a number in [0, 1]
-    (``trace`` is passed only to a metric that takes a third argument or one named ``trace``); any
+    or a :class:`~lmprog.metrics.Feedback` (a score with a text saying why, kept as the result's
+    ``feedback``; a failed example gets one holding its error) (``trace`` is passed only to a metric
+    that takes a third argument or one named ``trace``); any
     other value (5, -1, NaN, ``"yes"``) fails that example with an error naming the metric and the
     value. Each :class:`ExampleResult` keeps that as ``value`` and shows it as ``score`` on 0-100,
     the scale of every score (``EvaluationResult.score`` is the mean, 0-100).
@@ -186,6 +189,7 @@ class _Outcome:
     usage: Usage
     seconds: float
     metric_spans: list[Span] = dataclasses.field(default_factory=list)
+    feedback: Feedback | None = None
 
     def result(self) -> ExampleResult:
         tr = self.trace if self.trace is not None else Trace.from_spans(list(self.spans or []))
@@ -199,13 +203,14 @@ class _Outcome:
             seconds=self.seconds,
             index=self.index,
             exception=self.exception,
+            feedback=self.feedback,
         )
 
 
 @dataclass
 class _Task:
     program: Callable[..., Any]
-    metric: Callable[..., float | bool]
+    metric: Callable[..., float | bool | Feedback]
     metric_name: str
     metric_mode: str
     inputs: _Inputs
@@ -226,6 +231,7 @@ class _Task:
         error: str | None = None
         exception: BaseException | None = None
         value = 0.0
+        feedback: Feedback | None = None
         started = time.perf_counter()
         with trace() as program_trace:
             try:
@@ -243,11 +249,13 @@ class _Task:
         if exception is None:
             with trace() as metric_trace:
                 try:
-                    value = self._score(example, prediction, program_trace)  # in [0, 1]
+                    value, feedback = self._score(example, prediction, program_trace)  # in [0, 1]
                 except Exception as e:
                     exception, error = e, f"metric {self.metric_name} failed: {_describe(e)}"
             metric_spans = metric_trace.spans
             usage = usage + usage_from_spans(metric_spans)
+        if error is not None:  # what went wrong is the feedback (a reply that did not parse...)
+            feedback = Feedback(0.0, error)
         in_process = self.context is not None
         if not in_process and exception is not None:
             exception = portable(exception)
@@ -263,26 +271,32 @@ class _Task:
             usage=usage,
             seconds=seconds,
             metric_spans=[] if in_process else metric_spans,
+            feedback=feedback,
         )
 
-    def _score(self, example: Example, prediction: Any, tr: Trace) -> float:
+    def _score(self, example: Example, prediction: Any, tr: Trace) -> tuple[float, Feedback | None]:
         if self.metric_mode == "positional":
             value = self.metric(example, prediction, tr)
         elif self.metric_mode == "keyword":
             value = self.metric(example, prediction, trace=tr)
         else:
             value = self.metric(example, prediction)
+        feedback = value if isinstance(value, Feedback) else None
+        if feedback is not None:
+            value = feedback.score
         if isinstance(value, bool | numbers.Real):
             score = float(value)
             # one NaN would make the mean, and every comparison, NaN; a 5 would count as 500
             if not (math.isfinite(score) and 0.0 <= score <= 1.0):
                 raise ValueError(
-                    f"returned {value!r}, not a score in [0, 1]: a metric returns a bool or a number "
-                    "from 0 to 1 (divide a count or a grade by its maximum)"
+                    f"returned {'Feedback with score ' if feedback else ''}{value!r}, not a score in "
+                    "[0, 1]: a metric returns a bool or a number from 0 to 1 (divide a count or a grade "
+                    "by its maximum)"
                 )
-            return score
+            return score, feedback
         raise TypeError(
-            f"returned {value!r} ({type(value).__name__}); a metric returns a bool or a number in [0, 1]"
+            f"returned {'Feedback with score ' if feedback else ''}{value!r} ({type(value).__name__}); "
+            "a metric returns a bool, a number in [0, 1] or a Feedback(score, text)"
         )
 
 
