@@ -17,6 +17,7 @@ from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
 from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
 from lmprog.optimize.budget import Budget
 from lmprog.optimize.mipro import MIPRO
+from lmprog.optimize.reflect import Reflect
 from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
 from lmprog.trace import trace
 from lmprog.usage import track
@@ -28,6 +29,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "bootstrap": BootstrapFewShot,
     "random_search": RandomSearch,
     "mipro": MIPRO,
+    "reflect": Reflect,
 }
 
 
@@ -57,10 +59,10 @@ def optimize(
     ``program`` is a function (plain, ``@traced`` or an lm_function) or a module, whose entry point
     is ``entry`` (a name), else its only ``@traced`` function. ``trainset``/``valset`` are rows or
     a JSONL/CSV path; without a ``valset``, optimizers that need one split the training set in
-    half (seeded). ``optimizer`` is ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``
-    or an Optimizer; ``options`` go to its constructor. ``budget`` caps provider requests, cost and
-    trials. The chosen states are applied to the functions (``apply``) and written to their prompt
-    files (``save``).
+    half (seeded). ``optimizer`` is ``"labeled"``, ``"bootstrap"``, ``"random_search"``,
+    ``"mipro"``, ``"reflect"`` or an Optimizer; ``options`` go to its constructor. ``budget`` caps
+    provider requests, cost and trials. The chosen states are applied to the functions
+    (``apply``) and written to their prompt files (``save``).
     """
     opt = make_optimizer(optimizer, options)
     budget = budget or Budget()
