@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -130,7 +130,8 @@ class Reflect(Optimizer):
         cfg = self.config
         if cfg.study_name:
             return cfg.study_name
-        settings_ = {k: v for k, v in asdict(cfg).items() if k not in ("storage", "study_name", "testset")}
+        skip = ("storage", "study_name", "testset", "reflection_lm")
+        settings_ = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in skip}
         settings_["reflection_lm"] = models_identity([], {"r": cfg.reflection_lm})["r"]
         ident = {
             "store": STORE_FORMAT,

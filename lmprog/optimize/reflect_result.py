@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lmprog.errors import UsageError
@@ -77,6 +77,25 @@ class ReflectDetails(MutableMapping[str, Any]):
         if not isinstance(result.details, cls):
             raise UsageError(f"the result of optimizer {result.optimizer!r} has no reflect details")
         return result.details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The details as plain data (for JSON)."""
+        return {
+            "study": self.study,
+            "estimated_calls": self.estimated_calls,
+            "candidates": [c.to_json() for c in self.candidates],
+            "front": list(self.front),
+            "iterations": [i.to_json() for i in self.iterations],
+            "best_scores": list(self.best_scores),
+            "edits": [asdict(e) for e in self.edits],
+            "accepted": self.accepted,
+            "false_accepts": self.false_accepts,
+            "false_accept_rate": self.false_accept_rate,
+            "test_score": self.test_score,
+            "baseline_test_score": self.baseline_test_score,
+            "val_test_gap": self.val_test_gap,
+            **self.extra,
+        }
 
     # -- the mapping holds only what optimize() adds ----------------------------------------------
     def __getitem__(self, key: str) -> Any:

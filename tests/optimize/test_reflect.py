@@ -125,6 +125,15 @@ def test_feedback_and_failing_spans_reach_the_reflection_prompt() -> None:
     assert details.false_accept_rate == 0.0
 
 
+def test_the_reflection_lm_is_configurable() -> None:
+    reflector = Model()
+    task_model = Model()
+    result = run(task_model, num_iterations=1, minibatch_size=6, seed=1, reflection_lm=ScriptedLM(reflector))
+    assert len(reflector.reflections) == 1 and not task_model.reflections
+    assert result.score is not None and result.baseline_score is not None
+    assert result.score > result.baseline_score
+
+
 def test_history_of_earlier_edits_reaches_the_reflection_prompt() -> None:
     model = Model(vague_first=True)
     run(model, num_iterations=3, minibatch_size=9, seed=0, merge=False)
@@ -266,3 +275,17 @@ def test_bad_settings_and_a_foreign_storage_are_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": 99, "studies": {}}))
     with pytest.raises(UsageError, match="store format 99"):
         ReflectStore(path, "k")
+
+
+def test_the_report_shows_iterations_the_candidate_tree_and_the_edits_as_diffs() -> None:
+    from lmprog.report import render_report
+
+    result = run(num_iterations=2, minibatch_size=6, seed=1, testset=DATA[:6])
+    page = render_report(result)
+    assert "<h2>Iterations</h2>" in page and "<h2>Candidate tree</h2>" in page
+    assert "<td>topic</td>" in page and "<td>accepted</td>" in page
+    assert "2 edit(s) accepted by the minibatch gate, 0 of them" in page
+    assert "validation → test gap 0.0" in page
+    assert "0: " in page and "1: " in page and "(edit of topic)" in page and "★" in page
+    assert "+Map the keyword to the topic:" in page  # the accepted edit's diff
+    assert "&quot;false_accept_rate&quot;: 0.0" in page  # the details as JSON (escaped)
