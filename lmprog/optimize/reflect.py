@@ -44,6 +44,7 @@ from lmprog.optimize.reflect_front import choose_parent, merge_pair
 from lmprog.optimize.reflect_prompt import describe_history, describe_runs, reflect_instruction
 from lmprog.optimize.reflect_result import ReflectDetails, best_candidate, build_result, states_of
 from lmprog.optimize.reflect_store import STORE_FORMAT, CandidateRecord, IterationRecord, ReflectStore
+from lmprog.optimize.search import DEFAULT_STORAGE_DIR
 from lmprog.promptfile import function_id
 
 __all__ = ["Reflect", "ReflectConfig", "ReflectDetails"]
@@ -59,10 +60,11 @@ class ReflectConfig:
     examples are run per iteration; ``gate`` and ``gate_alpha`` choose the acceptance rule (see
     the module docstring); ``merge``/``max_merges`` enable merges; ``reflection_lm`` writes the
     edits (None: the task LM); ``init`` is ``"none"`` or ``"bootstrap"`` (start from bootstrapped
-    demos, at most ``max_demos`` per function); ``storage`` is a JSON file holding the run's records
-    (None: in memory, no resume) under ``study_name`` (default: a digest of everything the run
-    depends on); ``listing_tokens`` caps the program listing; ``testset`` (rows or a file) is
-    scored at the end to report the validation -> test gap.
+    demos, at most ``max_demos`` per function); ``storage`` is a JSON file holding the run's
+    records (default ``.lmprog/reflect.json``; ``":memory:"`` keeps them for this run only) under
+    ``study_name`` (default: a digest of everything the run depends on); ``listing_tokens`` caps
+    the program listing; ``testset`` (rows or a file) is scored at the end to report the
+    validation -> test gap.
     """
 
     num_iterations: int = 20
@@ -88,6 +90,14 @@ class ReflectConfig:
             raise UsageError(f"reflect: gate_alpha must be in (0, 1], got {self.gate_alpha}")
         if self.init not in ("none", "bootstrap"):
             raise UsageError(f"reflect: init must be 'none' or 'bootstrap', got {self.init!r}")
+
+
+def storage_path(storage: str | Path | None) -> Path | None:
+    """The JSON file of a run's records: ``.lmprog/reflect.json`` by default, None (in memory, no
+    resume) for ``":memory:"``."""
+    if storage is None:
+        return DEFAULT_STORAGE_DIR / "reflect.json"
+    return None if str(storage) == ":memory:" else Path(storage)
 
 
 def sign_test(before: list[float], after: list[float]) -> float:
@@ -149,7 +159,7 @@ class Reflect(Optimizer):
         cfg = self.config
         ids = [function_id(fn) for fn in task.functions]
         key = self.study_key(task)
-        store = ReflectStore(cfg.storage, key)
+        store = ReflectStore(storage_path(cfg.storage), key)
         logger.info("reflect: study %s", key)
         run = _Run(cfg, task, store, ids, self._listing(task))
         stopped = None

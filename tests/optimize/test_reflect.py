@@ -88,6 +88,7 @@ def run(
     model: Model | None = None, folder: Path | None = None, budget: Budget | None = None, **options: Any
 ) -> OptimizationResult:
     lm = ScriptedLM(model or Model(), cache=folder is not None)
+    options.setdefault("storage", ":memory:")
     extra = {"cache_dir": folder / "cache"} if folder is not None else {"cache": False}
     with lmprog.context(lm=lm, load_prompts=False, **extra):
         return optimize(
