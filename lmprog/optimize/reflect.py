@@ -157,6 +157,11 @@ class Reflect(Optimizer):
     # -- the run ------------------------------------------------------------------------------------
     def run(self, task: Task) -> OptimizationResult:
         cfg = self.config
+        if not task.valset:
+            raise UsageError(
+                "reflect needs validation data to score candidates on: pass valset=, or at least 4 "
+                "training rows (half of them are then split off for validation)"
+            )
         ids = [function_id(fn) for fn in task.functions]
         key = self.study_key(task)
         store = ReflectStore(storage_path(cfg.storage), key)

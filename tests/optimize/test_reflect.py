@@ -272,6 +272,8 @@ def test_a_resumed_run_ends_with_the_prompts_of_an_uninterrupted_one(tmp_path: P
 def test_bad_settings_and_a_foreign_storage_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="gate"):
         Reflect(gate="vote")  # type: ignore[arg-type]
+    with lmprog.context(lm=ScriptedLM(Model()), cache=False), pytest.raises(UsageError, match="valid"):
+        optimize(triage, DATA[:3], metric, optimizer="reflect", save=False, storage=":memory:")
     path = tmp_path / "runs.json"
     path.write_text(json.dumps({"format": 99, "studies": {}}))
     with pytest.raises(UsageError, match="store format 99"):
