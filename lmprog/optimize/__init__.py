@@ -1,10 +1,10 @@
 """``optimize()``: improve the prompts of every lm_function a program reaches, from data.
 
 The optimizer contract is :class:`Optimizer` (``_base``); each optimizer lives in its own module
-(``bootstrap``: labeled, bootstrap, random search; ``mipro``) and shares the pieces in ``demos``,
-``propose``, ``search``, ``identity``, ``budget`` and ``saving``. May import every layer below it
-(``evaluate``, ``function``, ``promptfile``, ``trace``, ``data``, ``lm``...) and, on first use,
-``source`` (libcst) and optuna.
+(``bootstrap``: labeled, bootstrap, random search; ``mipro``; ``reflect``) and shares the pieces
+in ``demos``, ``propose``, ``search``, ``identity``, ``budget`` and ``saving``. May import every
+layer below it (``evaluate``, ``function``, ``promptfile``, ``trace``, ``data``, ``lm``...) and, on
+first use, ``source`` (libcst) and optuna.
 """
 
 from __future__ import annotations

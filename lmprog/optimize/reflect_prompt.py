@@ -85,6 +85,21 @@ def describe_run(fn: LMFunction[..., Any], number: int, result: ExampleResult) -
     return "\n".join(lines)
 
 
+def blame(fn: LMFunction[..., Any], result: EvaluationResult) -> int:
+    """How much the minibatch blames ``fn``: over the examples that lost points, 2 for each in
+    which a call of ``fn`` failed, 1 for each whose feedback names ``fn``."""
+    total = 0
+    for r in result.results:
+        if r.value >= 1.0:
+            continue
+        spans = r.trace.spans if r.trace else []
+        if any(s.kind == "lm" and s.obj is fn and s.error is not None for s in spans):
+            total += 2
+        if r.feedback is not None and r.feedback.about(*_names(fn)):
+            total += 1
+    return total
+
+
 def describe_runs(fn: LMFunction[..., Any], result: EvaluationResult) -> str:
     """Every run of a minibatch, the failed and low-scoring ones first."""
     ordered = sorted(result.results, key=lambda r: (r.value, r.index))

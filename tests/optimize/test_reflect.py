@@ -63,9 +63,10 @@ class Model:
     """Task answers depend on the instruction; the seed topic reply for "broken" never parses.
     The reflection model fixes whichever function its prompt names; prompts are recorded."""
 
-    def __init__(self, vague_first: bool = False) -> None:
+    def __init__(self, vague_first: bool = False, topic_ok: bool = False) -> None:
         self.reflections: list[str] = []
         self.vague_first = vague_first
+        self.topic_ok = topic_ok
 
     def __call__(self, messages: list[dict[str, str]]) -> Any:
         system, user = messages[0]["content"], messages[-1]["content"]
@@ -75,7 +76,7 @@ class Model:
                 return "Read the ticket carefully and pick its topic."
             return GOOD_TOPIC if "name: topic" in user else GOOD_URGENCY
         ticket = user.rsplit("ticket: ", 1)[-1].split("\n", 1)[0]
-        if system.startswith("Map the keyword"):
+        if system.startswith("Map the keyword") or (self.topic_ok and system.startswith("Classify")):
             return next(label for label, word in LABELS.items() if word in ticket)
         if system.startswith("Classify"):
             return "dunno" if "broken" in ticket else "billing"
@@ -133,6 +134,17 @@ def test_the_reflection_lm_is_configurable() -> None:
     assert len(reflector.reflections) == 1 and not task_model.reflections
     assert result.score is not None and result.baseline_score is not None
     assert result.score > result.baseline_score
+
+
+@pytest.mark.parametrize("select", ["round_robin", "blame"])
+def test_the_function_to_edit_is_taken_round_robin_or_by_blame(select: str) -> None:
+    # only urgency loses points: round-robin starts with topic anyway, blame goes to urgency
+    model = Model(topic_ok=True)
+    result = run(model, num_iterations=1, minibatch_size=6, seed=1, select=select)
+    (first,) = ReflectDetails.of(result).iterations
+    expected = topic if select == "round_robin" else urgency
+    assert first.function == function_id(expected)
+    assert f"name: {expected.name}" in model.reflections[0]
 
 
 def test_history_of_earlier_edits_reaches_the_reflection_prompt() -> None:
