@@ -1,6 +1,6 @@
 """Reflective optimization: a model reads the traces of a few runs and the metric's feedback and
 rewrites one function's instruction; edits that help on the minibatch are validated, and parents
-are drawn from the Pareto front of per-example best candidates (after GEPA, Agrawal et al. 2025).
+are drawn from the Pareto front of per-example best candidates (after GEPA, Agrawal et al.).
 
 Each iteration (:meth:`Reflect.run`), decided by the seed and the stored records before it:
 
@@ -25,25 +25,29 @@ front, parents, merges), ``reflect_prompt`` (what the reflection model sees), ``
 (records), ``reflect_result`` (result and details).
 
 ``init="bootstrap"`` first bootstraps demos (as ``optimizer="bootstrap"`` does) that every candidate
-keeps, so the result has both. Records are stored as they complete (:mod:`reflect_store`): with a
-``storage=`` file a killed run resumes and ends with the same prompts. The result's ``details`` is a
-:class:`~lmprog.optimize.reflect_result.ReflectDetails`.
+keeps, so the result has both. Records are stored as they complete (:mod:`reflect_store`, in
+``.lmprog/reflect.json`` or ``storage=``): a killed run resumes and ends with the same prompts.
+The result's ``details`` is a :class:`~lmprog.optimize.reflect_result.ReflectDetails`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from typing import Any
 
 from lmprog.data import Example, load_dataset
 from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.optimize._base import OptimizationResult, Optimizer, Task
-from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
-from lmprog.optimize.reflect_config import ReflectConfig, sign_test, storage_path
+from lmprog.optimize.reflect_config import (
+    ReflectConfig,
+    estimate_calls,
+    sign_test,
+    storage_path,
+    study_key,
+)
 from lmprog.optimize.reflect_result import ReflectDetails, best_candidate, build_result, states_of
 from lmprog.optimize.reflect_run import ReflectRun
-from lmprog.optimize.reflect_store import STORE_FORMAT, ReflectStore
+from lmprog.optimize.reflect_store import ReflectStore
 from lmprog.promptfile import function_id
 
 __all__ = ["Reflect", "ReflectConfig", "ReflectDetails", "sign_test"]
@@ -68,33 +72,11 @@ class Reflect(Optimizer):
     # -- planning -----------------------------------------------------------------------------------
     def estimate_calls(self, task: Task) -> int:
         """An upper estimate of the LM calls of a fresh run (cache hits make the real count lower)."""
-        cfg = self.config
-        per_example = max(1, len(task.functions))
-        val = len(task.valset) * per_example
-        batch = min(cfg.minibatch_size, len(task.trainset)) * per_example
-        boot = (
-            min(len(task.trainset), 2 * max(task.threads, 8)) * per_example if cfg.init == "bootstrap" else 0
-        )
-        test = 2 * len(self._testset()) * per_example
-        return boot + val + cfg.num_iterations * (1 + 2 * batch + val) + test
+        return estimate_calls(self.config, task, len(self._testset()))
 
     def study_key(self, task: Task) -> str:
-        cfg = self.config
-        if cfg.study_name:
-            return cfg.study_name
-        skip = ("storage", "study_name", "testset", "reflection_lm")
-        settings_ = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in skip}
-        settings_["reflection_lm"] = models_identity([], {"r": cfg.reflection_lm})["r"]
-        ident = {
-            "store": STORE_FORMAT,
-            "context": score_context(task),
-            "functions": [function_id(f) + ":" + f.signature_hash for f in task.functions],
-            "train": data_fingerprint(task.trainset),
-            "val": data_fingerprint(task.valset),
-            "seed": task.seed,
-            "config": settings_,
-        }
-        return "reflect-" + digest(ident)
+        """The key of this run's records in the storage (see :func:`reflect_config.study_key`)."""
+        return study_key(self.config, task)
 
     # -- the run ------------------------------------------------------------------------------------
     def run(self, task: Task) -> OptimizationResult:

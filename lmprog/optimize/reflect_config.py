@@ -1,17 +1,22 @@
-"""The settings of a reflective run (:class:`ReflectConfig`), where its records are stored, and the
-paired sign test its acceptance gate may use."""
+"""The settings of a reflective run (:class:`ReflectConfig`) and what follows from them before it
+starts: its call estimate, the key of its records and where they are stored; and the paired sign
+test its acceptance gate may use."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from lmprog.errors import UsageError
+from lmprog.optimize._base import Task
+from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
+from lmprog.optimize.reflect_store import STORE_FORMAT
 from lmprog.optimize.search import DEFAULT_STORAGE_DIR
+from lmprog.promptfile import function_id
 
-__all__ = ["ReflectConfig", "sign_test", "storage_path"]
+__all__ = ["ReflectConfig", "estimate_calls", "sign_test", "storage_path", "study_key"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +78,37 @@ def sign_test(before: list[float], after: list[float]) -> float:
     if n == 0:
         return 1.0
     return float(sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n)
+
+
+def estimate_calls(config: ReflectConfig, task: Task, test_size: int = 0) -> int:
+    """An upper estimate of the LM calls of a fresh run: the bootstrap (``init="bootstrap"``), the
+    seed's validation, per iteration a reflection, two minibatch runs and a validation, and the
+    test set scored twice (cache hits make the real count lower)."""
+    per_example = max(1, len(task.functions))
+    val = len(task.valset) * per_example
+    batch = min(config.minibatch_size, len(task.trainset)) * per_example
+    boot = 0
+    if config.init == "bootstrap":
+        boot = min(len(task.trainset), 2 * max(task.threads, 8)) * per_example
+    return boot + val + config.num_iterations * (1 + 2 * batch + val) + 2 * test_size * per_example
+
+
+def study_key(config: ReflectConfig, task: Task) -> str:
+    """The key of a run's records: ``study_name`` when given, else a digest of everything the
+    records depend on (the score context, functions, data, seed, settings, reflection LM). The
+    storage path and the test set are not part of it: they change no record."""
+    if config.study_name:
+        return config.study_name
+    skip = ("storage", "study_name", "testset", "reflection_lm")
+    settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in skip}
+    settings["reflection_lm"] = models_identity([], {"r": config.reflection_lm})["r"]
+    ident = {
+        "store": STORE_FORMAT,
+        "context": score_context(task),
+        "functions": [function_id(f) + ":" + f.signature_hash for f in task.functions],
+        "train": data_fingerprint(task.trainset),
+        "val": data_fingerprint(task.valset),
+        "seed": task.seed,
+        "config": settings,
+    }
+    return "reflect-" + digest(ident)

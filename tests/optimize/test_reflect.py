@@ -304,3 +304,26 @@ def test_the_report_shows_iterations_the_candidate_tree_and_the_edits_as_diffs()
     assert "0: " in page and "1: " in page and "(edit of topic)" in page and "★" in page
     assert "+Map the keyword to the topic:" in page  # the accepted edit's diff
     assert "&quot;false_accept_rate&quot;: 0.0" in page  # the details as JSON (escaped)
+
+
+def test_the_estimate_is_an_upper_bound_and_the_study_key_follows_the_settings() -> None:
+    from lmprog.optimize import make_task
+    from lmprog.optimize.reflect_config import ReflectConfig, estimate_calls, study_key
+
+    result = run(num_iterations=4, minibatch_size=3, seed=1, init="bootstrap", testset=DATA[:6])
+    details = ReflectDetails.of(result)
+    assert result.usage.requests <= details.estimated_calls
+    task = make_task(triage, DATA[:9], metric, DATA[9:], Reflect(), seed=1)
+    base = ReflectConfig()
+    assert estimate_calls(base, task) < estimate_calls(ReflectConfig(num_iterations=21), task)
+    keys = {
+        study_key(c, task)
+        for c in (
+            base,
+            ReflectConfig(minibatch_size=4),
+            ReflectConfig(gate="paired"),
+            ReflectConfig(merge=False),
+        )
+    }
+    assert len(keys) == 4
+    assert study_key(ReflectConfig(storage="elsewhere.json", testset=DATA[:2]), task) == study_key(base, task)
