@@ -16,6 +16,7 @@ from typing import Any
 from lmprog import settings
 from lmprog.errors import BudgetExceededError, LmprogError
 from lmprog.evaluate import EvaluationResult
+from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Task, provider_failed
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.propose import check_instruction, clean_instruction, describe_function
@@ -37,7 +38,7 @@ class ReflectRun:
     def __init__(self, cfg: ReflectConfig, task: Task, store: ReflectStore, ids: list[str], listing: str):
         self.cfg, self.task, self.store, self.ids, self.listing = cfg, task, store, ids, listing
 
-    def states(self, record: CandidateRecord) -> dict[Any, Any]:
+    def states(self, record: CandidateRecord) -> dict[LMFunction[..., Any], State]:
         return states_of(record, self.task.functions, self.ids, self.store.demos() or {})
 
     def start(self) -> None:
@@ -163,7 +164,7 @@ class ReflectRun:
     def _reflect(
         self,
         i: int,
-        fn: Any,
+        fn: LMFunction[..., Any],
         fid: str,
         parent: CandidateRecord,
         before: EvaluationResult,
