@@ -25,7 +25,13 @@ __all__ = ["describe_history", "describe_runs", "reflect_instruction"]
 MAX_VALUE_CHARS = 400
 
 
-@lm_function(name="lmprog_reflect_instruction", max_retries=1)
+#: an instruction is at most MAX_INSTRUCTION_CHARS (700) characters: a reply longer than this many
+#: tokens is a model rambling on, and is not retried with a larger budget (measured with the
+#: 135M embedded model: every reflection ran on to 2 x 1024 tokens, about 90 s each)
+REFLECTION_MAX_TOKENS = 320
+
+
+@lm_function(name="lmprog_reflect_instruction", max_retries=0, max_tokens=REFLECTION_MAX_TOKENS)
 def reflect_instruction(program: str, function: str, runs: str, history: str) -> str:
     """Improve the instruction of one language-model function of a Python program from how it did.
 

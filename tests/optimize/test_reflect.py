@@ -327,3 +327,19 @@ def test_the_estimate_is_an_upper_bound_and_the_study_key_follows_the_settings()
     }
     assert len(keys) == 4
     assert study_key(ReflectConfig(storage="elsewhere.json", testset=DATA[:2]), task) == study_key(base, task)
+
+
+def test_a_rambling_reflection_is_cut_once_and_refused_without_a_retry() -> None:
+    from lmprog.lm import Completion
+
+    calls: list[int] = []
+
+    def model(messages: list[dict[str, str]]) -> Any:
+        if messages[0]["content"].startswith("Improve the instruction"):
+            calls.append(1)
+            return Completion("Map the keyword " * 100, finish_reason="length")
+        return Model()(messages)
+
+    result = run(Model(), num_iterations=1, minibatch_size=6, seed=1, reflection_lm=ScriptedLM(model))
+    (first,) = ReflectDetails.of(result).iterations
+    assert len(calls) == 1 and first.note is not None and "cut off at max_tokens=320" in first.note
