@@ -41,12 +41,14 @@ make_callable(__name__, "evaluate", "optimize", "trace")
 if TYPE_CHECKING:
     from lmprog import metrics
     from lmprog.lm import LM, BaseLM, Completion
+    from lmprog.metrics import Feedback
     from lmprog.source import ProgramSource, analyze
 
 _LAZY = {
     "LM": "lmprog.lm",
     "BaseLM": "lmprog.lm",
     "Completion": "lmprog.lm",
+    "Feedback": "lmprog.metrics",
     "analyze": "lmprog.source",
     "ProgramSource": "lmprog.source",
 }
@@ -76,6 +78,7 @@ __all__ = [
     "EvaluationResult",
     "Example",
     "ExampleResult",
+    "Feedback",
     "LMError",
     "LMFunction",
     "LmprogError",

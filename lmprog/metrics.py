@@ -1,9 +1,11 @@
 """Ready metrics and the lookup they share: which field of the example is the label, which part of
 the prediction is the answer.
 
-A metric is any callable ``metric(example, prediction, trace=None) -> float | bool`` (a score in
-[0, 1]; a two-argument ``metric(example, prediction)`` works as well). ``trace`` is the
-:class:`~lmprog.trace.Trace` of the program's run on that example.
+A metric is any callable ``metric(example, prediction, trace=None) -> float | bool | Feedback``
+(a score in [0, 1]; a two-argument ``metric(example, prediction)`` works as well). ``trace`` is the
+:class:`~lmprog.trace.Trace` of the program's run on that example. A metric that can say *why* a
+prediction is wrong returns :class:`Feedback`: the score with a text (and, optionally, a text per
+lm_function); the reflective optimizer shows those texts to the model that rewrites the prompts.
 
 The ready metrics (:data:`exact_match`, :data:`f1`, :data:`contains`) find their values this way:
 
@@ -27,6 +29,7 @@ import string
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from lmprog.trace import Trace
 
 __all__ = [
+    "Feedback",
     "Metric",
     "MetricFn",
     "contains",
@@ -50,8 +54,45 @@ __all__ = [
     "prediction_of",
 ]
 
-MetricFn = Callable[..., "float | bool"]
-"""The type of a metric: ``(example, prediction, trace=None) -> float | bool``."""
+MetricFn = Callable[..., "float | bool | Feedback"]
+"""The type of a metric: ``(example, prediction, trace=None) -> float | bool | Feedback``."""
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A metric's score with the reasons for it.
+
+    ``score`` is a bool or a number in [0, 1] (checked like a plain score); ``text`` says what was
+    right or wrong with the prediction (for whoever improves the prompts); ``for_function`` maps an
+    lm_function's name (or qualified name) to feedback about that step alone, e.g.
+    ``Feedback(0.5, "the total is wrong", for_function={"extract": "missed the second amount"})``.
+    ``evaluate`` keeps it on each :class:`~lmprog.evaluate.ExampleResult` (``.feedback``), and
+    writes feedback of its own for an example whose run or metric failed (the error, a reply that
+    did not parse).
+    """
+
+    score: float | bool
+    text: str | None = None
+    for_function: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None and not isinstance(self.text, str):
+            raise UsageError(f"Feedback.text must be a str or None, got {type(self.text).__name__}")
+        if self.for_function is not None:
+            if not isinstance(self.for_function, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.for_function.items()
+            ):
+                raise UsageError("Feedback.for_function must map function names (str) to texts (str)")
+            object.__setattr__(self, "for_function", dict(self.for_function))
+
+    def about(self, *names: str) -> str | None:
+        """The feedback for the first of ``names`` (a function's name, qualified name...) found in
+        ``for_function``, else None."""
+        for name in names:
+            if self.for_function and name in self.for_function:
+                return self.for_function[name]
+        return None
+
 
 LABEL_KEYS = ("answer", "label", "output")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

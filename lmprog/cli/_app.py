@@ -83,7 +83,7 @@ def optimize(
         str | None, typer.Option("--val", help="validation data (default: half of --train when needed)")
     ] = None,
     optimizer: Annotated[
-        str, typer.Option("--optimizer", help="mipro, random_search, bootstrap, labeled, knn")
+        str, typer.Option("--optimizer", help="mipro, reflect, random_search, bootstrap, labeled, knn")
     ] = "mipro",
     max_calls: Annotated[
         int | None, typer.Option("--max-calls", min=0, help="hard cap on provider requests")

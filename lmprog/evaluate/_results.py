@@ -18,6 +18,7 @@ from lmprog.usage import Usage
 if TYPE_CHECKING:
     from rich.console import Group
 
+    from lmprog.metrics import Feedback
     from lmprog.trace import Span, Trace
 
 
@@ -43,6 +44,12 @@ class ExampleResult:
     seconds: float
     index: int = 0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    feedback: Feedback | None = None
+
+    @property
+    def feedback_text(self) -> str | None:
+        """The feedback's text (the error of a failed example), or None."""
+        return None if self.feedback is None else self.feedback.text
 
     @property
     def score(self) -> float:

@@ -38,6 +38,7 @@ from lmprog.evaluate._results import EvaluationResult, ExampleResult, ProgressBa
 from lmprog.evaluate._task import Inputs, Task
 from lmprog.evaluate._workers import settings_snapshot, streams, uses_threads
 from lmprog.function import LMFunction, states_in_force
+from lmprog.metrics import Feedback
 from lmprog.trace import adopt
 from lmprog.usage import record
 
@@ -49,7 +50,7 @@ logger = logging.getLogger("lmprog.evaluate")
 def evaluate(
     program: Callable[..., Any],
     data: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
-    metric: Callable[..., float | bool],
+    metric: Callable[..., float | bool | Feedback],
     *,
     threads: int = 8,
     backend: Any = None,
@@ -64,7 +65,9 @@ def evaluate(
     Each example's inputs are its keys matching the program's parameters (or the keys marked with
     ``Example.with_inputs``); ``program(**inputs)`` runs, awaited when it is async.
     ``metric(example, prediction, trace)`` scores it: it returns a bool or a number in [0, 1]
-    (``trace`` is passed only to a metric that takes a third argument or one named ``trace``); any
+    or a :class:`~lmprog.metrics.Feedback` (a score with a text saying why, kept as the result's
+    ``feedback``; a failed example gets one holding its error) (``trace`` is passed only to a metric
+    that takes a third argument or one named ``trace``); any
     other value (5, -1, NaN, ``"yes"``) fails that example with an error naming the metric and the
     value. Each :class:`ExampleResult` keeps that as ``value`` and shows it as ``score`` on 0-100,
     the scale of every score (``EvaluationResult.score`` is the mean, 0-100).
@@ -128,7 +131,7 @@ def evaluate(
 def _evaluate(
     program: Callable[..., Any],
     examples: list[Example],
-    metric: Callable[..., float | bool],
+    metric: Callable[..., float | bool | Feedback],
     threads: int,
     backend: Any,
     in_process: bool,

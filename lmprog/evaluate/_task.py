@@ -24,6 +24,7 @@ from lmprog.evaluate._cluster import LedgerHandle, LedgerScope
 from lmprog.evaluate._results import ExampleResult, usage_from_spans
 from lmprog.evaluate._workers import portable
 from lmprog.function import LMFunction, State, use_states
+from lmprog.metrics import Feedback
 from lmprog.trace import Span, Trace, trace
 from lmprog.usage import Usage, joined
 
@@ -51,6 +52,7 @@ class Outcome:
     usage: Usage
     seconds: float
     metric_spans: list[Span] = dataclasses.field(default_factory=list)
+    feedback: Feedback | None = None
 
     def result(self) -> ExampleResult:
         tr = self.trace if self.trace is not None else Trace.from_spans(list(self.spans or []))
@@ -64,13 +66,14 @@ class Outcome:
             seconds=self.seconds,
             index=self.index,
             exception=self.exception,
+            feedback=self.feedback,
         )
 
 
 @dataclass(eq=False)  # hashable: joblib's dask backend keys what it scatters by the function
 class Task:
     program: Callable[..., Any]
-    metric: Callable[..., float | bool]
+    metric: Callable[..., float | bool | Feedback]
     metric_name: str
     metric_mode: str
     inputs: Inputs
@@ -93,6 +96,7 @@ class Task:
         error: str | None = None
         exception: BaseException | None = None
         value = 0.0
+        feedback: Feedback | None = None
         started = time.perf_counter()
         with trace() as program_trace:
             try:
@@ -110,11 +114,13 @@ class Task:
         if exception is None:
             with trace() as metric_trace:
                 try:
-                    value = self._score(example, prediction, program_trace)  # in [0, 1]
+                    value, feedback = self._score(example, prediction, program_trace)  # in [0, 1]
                 except Exception as e:
                     exception, error = e, f"metric {self.metric_name} failed: {describe(e)}"
             metric_spans = metric_trace.spans
             usage = usage + usage_from_spans(metric_spans)
+        if error is not None:  # what went wrong is the feedback (a reply that did not parse...)
+            feedback = Feedback(0.0, error)
         in_process = self.context is not None
         if not in_process and exception is not None:
             exception = portable(exception)
@@ -130,26 +136,32 @@ class Task:
             usage=usage,
             seconds=seconds,
             metric_spans=[] if in_process else metric_spans,
+            feedback=feedback,
         )
 
-    def _score(self, example: Example, prediction: Any, tr: Trace) -> float:
+    def _score(self, example: Example, prediction: Any, tr: Trace) -> tuple[float, Feedback | None]:
         if self.metric_mode == "positional":
             value = self.metric(example, prediction, tr)
         elif self.metric_mode == "keyword":
             value = self.metric(example, prediction, trace=tr)
         else:
             value = self.metric(example, prediction)
+        feedback = value if isinstance(value, Feedback) else None
+        if feedback is not None:
+            value = feedback.score
         if isinstance(value, bool | numbers.Real):
             score = float(value)
             # one NaN would make the mean, and every comparison, NaN; a 5 would count as 500
             if not (math.isfinite(score) and 0.0 <= score <= 1.0):
                 raise ValueError(
-                    f"returned {value!r}, not a score in [0, 1]: a metric returns a bool or a number "
-                    "from 0 to 1 (divide a count or a grade by its maximum)"
+                    f"returned {'Feedback with score ' if feedback else ''}{value!r}, not a score in "
+                    "[0, 1]: a metric returns a bool or a number from 0 to 1 (divide a count or a grade "
+                    "by its maximum)"
                 )
-            return score
+            return score, feedback
         raise TypeError(
-            f"returned {value!r} ({type(value).__name__}); a metric returns a bool or a number in [0, 1]"
+            f"returned {'Feedback with score ' if feedback else ''}{value!r} ({type(value).__name__}); "
+            "a metric returns a bool, a number in [0, 1] or a Feedback(score, text)"
         )
 
 

@@ -1,7 +1,8 @@
 """``optimize()``: improve the prompts of every lm_function a program reaches, from data.
 
 The optimizer contract is :class:`Optimizer` (``_base``); each optimizer lives in its own module
-(``bootstrap``: labeled, bootstrap, random search; ``mipro``; ``knn``: retrieved demos) and shares
+(``bootstrap``: labeled, bootstrap, random search; ``mipro``; ``reflect``: reflective
+instruction edits; ``knn``: retrieved demos) and shares
 the pieces in ``demos``, ``balance`` (label-balanced demos, the collapse check), ``propose``,
 ``search``, ``identity``, ``budget`` and ``saving``. May import every layer below it
 (``evaluate``, ``function``, ``promptfile``, ``trace``, ``data``, ``lm``...) and, on first use,

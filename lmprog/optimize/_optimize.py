@@ -19,6 +19,7 @@ from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSe
 from lmprog.optimize.budget import Budget
 from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.mipro import MIPRO
+from lmprog.optimize.reflect import Reflect
 from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
 from lmprog.trace import trace
 from lmprog.usage import track
@@ -31,6 +32,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "random_search": RandomSearch,
     "mipro": MIPRO,
     "knn": KNNFewShot,
+    "reflect": Reflect,
 }
 
 
@@ -64,8 +66,8 @@ def optimize(
         metric: ``metric(example, prediction, trace=None) -> float | bool`` in [0, 1].
         valset: rows or a path; without one, optimizers that need it split the training set in
             half (seeded).
-        optimizer: ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``, ``"knn"``
-            (retrieved demos) or an Optimizer object.
+        optimizer: ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``, ``"reflect"``,
+            ``"knn"`` (retrieved demos) or an Optimizer object.
         budget: caps on provider requests, cost and trials, never exceeded.
         seed: makes sampling and splits reproducible.
         save: write the chosen states to the functions' prompt files.

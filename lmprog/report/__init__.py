@@ -1,6 +1,7 @@
 """A self-contained HTML report of an optimization (``lmprog optimize --report``).
 
-Holds ``_html``. May import: ``optimize`` (the result it shows) and the layers below.
+Holds ``_html`` and ``_reflect`` (the sections of a reflective run). May import: ``optimize``
+(the result it shows) and the layers below.
 """
 
 from __future__ import annotations

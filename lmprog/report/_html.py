@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from lmprog._version import __version__
 from lmprog.lm import redact
 from lmprog.optimize.mipro_result import MiproDetails
+from lmprog.optimize.reflect_result import ReflectDetails
 from lmprog.promptfile import atomic_write_text, function_id
+from lmprog.report._reflect import reflect_sections
 
 if TYPE_CHECKING:
     from lmprog.optimize import OptimizationResult
@@ -77,6 +79,7 @@ def render_report(
     sections = [
         _section("Score per trial", _trial_chart(trials, result.baseline_score), "trials"),
         _section("Per-candidate scores", _candidate_chart(result), "candidates"),
+        *_reflect_blocks(result),
         _section("Cost and calls", _cost_block(result), "cost"),
         _section("Chosen prompts", _functions_block(result), "prompts"),
         _section("Details", _details_block(result), "details"),
@@ -89,6 +92,13 @@ def render_report(
     head = f"<meta charset='utf-8'><title>{_e(heading)}</title><style>{_CSS}</style>"
     page = f"<!DOCTYPE html>\n<html lang='en'><head>{head}</head><body>{body}</body></html>\n"
     return str(redact(page))
+
+
+def _reflect_blocks(result: OptimizationResult) -> list[str]:
+    details = result.details
+    if not isinstance(details, ReflectDetails):
+        return []
+    return [_section(title, content, anchor) for title, content, anchor in reflect_sections(details)]
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -279,7 +289,7 @@ def _functions_block(result: OptimizationResult) -> str:
 
 def _details_block(result: OptimizationResult) -> str:
     details = result.details
-    plain = details.to_dict() if isinstance(details, MiproDetails) else dict(details)
+    plain = details.to_dict() if isinstance(details, MiproDetails | ReflectDetails) else dict(details)
     text = json.dumps(redact(plain), indent=2, ensure_ascii=False, default=str, sort_keys=True)
     return f"<details><summary>optimizer details (JSON)</summary><pre>{_e(text)}</pre></details>"
 
