@@ -36,8 +36,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp loads: no busy-wait
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lmprog_programs
 import tasks
@@ -45,6 +44,7 @@ import tasks
 import lmprog
 from lmprog.function import LMFunction, State, use_states
 
+HERE = Path(__file__).resolve().parent
 TASKS: dict[str, dict[str, Any]] = {"trec": {}, "banking77": {"intents": 10}, "scone": {}, "iris": {}}
 CONDITIONS = {"off": False, "on": True}
 METHODS = ("zero-shot", "bootstrap")
@@ -140,7 +140,8 @@ def render(rows: list[dict[str, Any]], args: Any) -> str:
             for field in ("score", "parse_failures"):
                 for cond in CONDITIONS:
                     r = by.get((name, cond, method))
-                    cells.append("" if r is None else f"{r[field]:.1f}" if field == "score" else str(r[field]))
+                    value = "" if r is None else r[field]
+                    cells.append(f"{value:.1f}" if field == "score" and r is not None else str(value))
         n = next((r["n_test"] for r in rows if r["task"] == name), "")
         # columns: zero-shot scores, zero-shot failures, bootstrap scores, bootstrap failures
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")

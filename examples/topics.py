@@ -21,9 +21,9 @@ after one topic; with a few demonstrations it tells the topics apart.
 Speed and reproducibility: the examples are sent one at a time with llama.cpp's prompt cache on
 (``LMPROG_LLAMA_PROMPT_CACHE=1``), so the instruction and demos every prompt shares are read once
 per demo set instead of once per example: measured 5x faster than four requests at once on the
-model's slots without the cache (``--threads 4``). The prompt cache makes an answer depend on the request before it;
-with one request at a time and the response cache off, every run sends the same requests in the
-same order, so the run is reproducible at temperature 0.
+model's slots without the cache (``--threads 4``). The prompt cache makes an answer depend on
+the request before it; with one request at a time and the response cache off, every run sends
+the same requests in the same order, so the run is reproducible at temperature 0.
 """
 
 from __future__ import annotations
@@ -114,8 +114,10 @@ def main() -> None:
 
     print(f"model: {args.lm}   optimizer: {args.optimizer}   seed: {args.seed}")
     print(f"train: {len(train)} examples   test: {len(test)} examples (held out)")
-    print(f"majority-class baseline:  {baseline:5.1f}   (always {majority!r}, the test split's most common label)")
-    print(f"zero-shot test accuracy:  {before.score:5.1f}   ({counts([r.prediction for r in before.results])})")
+    print(f"majority-class baseline:  {baseline:5.1f}   (always {majority!r}, the most common test label)")
+    print(
+        f"zero-shot test accuracy:  {before.score:5.1f}   ({counts([r.prediction for r in before.results])})"
+    )
     print(f"optimized test accuracy:  {after.score:5.1f}   ({counts([r.prediction for r in after.results])})")
     print(f"demos: {len(topic.demos)}   instruction: {topic.instruction!r}")
     print(f"optimizer LM calls: {result.usage.calls}")
