@@ -127,12 +127,13 @@ def measure(
     }
 
 
-def render(rows: list[dict[str, Any]], args: Any) -> str:
+def render(rows: list[dict[str, Any]], args: Any, majority: dict[str, float], notes: str = "") -> str:
+    """The Markdown report; ``notes`` (a ``## Notes`` section written by hand) is kept at the end."""
     by = {row_key(r): r for r in rows}
     lines = [
-        "| task | n test | zero-shot off | zero-shot on | parse failures off | parse failures on "
-        "| bootstrap off | bootstrap on | parse failures off | parse failures on |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| task | n test | majority baseline | zero-shot off | zero-shot on | parse failures off "
+        "| parse failures on | bootstrap off | bootstrap on | parse failures off | parse failures on |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in args.tasks.split(","):
         cells = []
@@ -144,7 +145,8 @@ def render(rows: list[dict[str, Any]], args: Any) -> str:
                     cells.append(f"{value:.1f}" if field == "score" and r is not None else str(value))
         n = next((r["n_test"] for r in rows if r["task"] == name), "")
         # columns: zero-shot scores, zero-shot failures, bootstrap scores, bootstrap failures
-        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+        base = f"{majority[name]:.1f}" if name in majority else ""
+        lines.append(f"| {name} | {n} | {base} | " + " | ".join(cells) + " |")
     detail = [
         "",
         "| task | constrain | method | score | parse failures | test requests | optimizer requests "
@@ -159,13 +161,22 @@ def render(rows: list[dict[str, Any]], args: Any) -> str:
             f"| {preds} | {r['seconds']:.0f} | {' '.join(map(str, r['load_average']))} |"
         )
     head = (
+        "# Constrained decoding off vs on: zero-shot and optimized scores on the embedded model\n\n"
+        "`python benchmarks/bench_before_after.py` (SmolLM2-135M-Instruct Q4_1 through xllamacpp). "
         f"Test exact match in % on {args.n_test} seeded test examples per task (train {args.n_train}), "
-        f"seed {args.seed}, bootstrap budget {args.budget} LM calls (4 bootstrapped + 4 labeled "
-        f"demos, one round), evaluate threads={args.threads}. `off`: `constrain=False`; `on`: the "
-        "default grammar. Parse failures: test examples with no usable answer after the library's "
-        "retries (scored 0)."
+        f"seed {args.seed}, bootstrap budget {args.budget} LM calls (up to 4 demos: bootstrapped ones, "
+        f"topped up with labeled ones; one round), evaluate threads={args.threads}. "
+        "`off`: `constrain=False`; `on`: the default grammar. Parse failures: test examples with no usable answer after the library's "
+        "retries (scored 0). Majority baseline: the test split's most common label, every time."
     )
-    return head + "\n\n" + "\n".join(lines + detail) + "\n"
+    return head + "\n\n" + "\n".join(lines + detail) + "\n" + (f"\n{notes}" if notes else "")
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written ``## Notes`` section of an earlier report, if any."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    index = text.find("\n## Notes")
+    return text[index + 1 :] if index >= 0 else ""
 
 
 def main() -> None:
@@ -185,12 +196,16 @@ def main() -> None:
     jsonl, md = args.out.with_suffix(".jsonl"), args.out.with_suffix(".md")
     rows = load_rows(jsonl)
     done = {row_key(r) for r in rows}
+    notes = kept_notes(md)
+    majority: dict[str, float] = {}
     for name in args.tasks.split(","):
         try:
             splits = tasks.load(name, (args.n_train, 0, args.n_test), args.seed, **TASKS[name])
         except tasks.TaskUnavailable as e:
             print(f"{name}: skipped ({e})", file=sys.stderr, flush=True)
             continue
+        _, hits = collections.Counter(row["label"] for row in splits.test).most_common(1)[0]
+        majority[name] = 100.0 * hits / len(splits.test)
         program, metric = lmprog_programs.BUILDERS[name](splits)
         for method in METHODS:
             for constrain in CONDITIONS:
@@ -199,14 +214,14 @@ def main() -> None:
                 row = measure(name, splits, program, metric, constrain, method, args)
                 append_row(jsonl, row)
                 rows.append(row)
-                md.write_text(render(rows, args), encoding="utf-8")
+                md.write_text(render(rows, args, majority, notes), encoding="utf-8")
                 print(
                     f"{name:10} {method:10} constrain {constrain:3} score {row['score']:5.1f} "
                     f"failures {row['parse_failures']:2} {row['seconds']:.0f}s",
                     file=sys.stderr,
                     flush=True,
                 )
-    md.write_text(render(rows, args), encoding="utf-8")
+    md.write_text(render(rows, args, majority, notes), encoding="utf-8")
 
 
 if __name__ == "__main__":
