@@ -167,7 +167,8 @@ def render(rows: list[dict[str, Any]], args: Any, majority: dict[str, float], no
         f"seed {args.seed}, bootstrap budget {args.budget} LM calls (up to 4 demos: bootstrapped ones, "
         f"topped up with labeled ones; one round), evaluate threads={args.threads}. "
         "`off`: `constrain=False`; `on`: the default grammar. Parse failures: test examples with "
-        "no usable answer after the library's retries (scored 0). Majority baseline: the test split's most common label, every time."
+        "no usable answer after the library's retries (scored 0). Majority baseline: the test "
+        "split's most common label, every time."
     )
     return head + "\n\n" + "\n".join(lines + detail) + "\n" + (f"\n{notes}" if notes else "")
 
