@@ -110,7 +110,7 @@ METER = Meter()
 
 def litellm_module() -> Any:
     """litellm, imported the way lmprog imports it (local price list, quiet logs), metered."""
-    from lmprog import _litellm
+    from lmprog.lm import _litellm
 
     module = _litellm.load_litellm()
     METER.install(module)
@@ -119,7 +119,8 @@ def litellm_module() -> Any:
 
 def dspy_model_name(model: str) -> str:
     """The litellm model name DSPy should use for ``model`` (lmprog's provider for local ones)."""
-    from lmprog import _litellm, local
+    from lmprog.lm import _litellm
+    from lmprog.lm import _local as local
 
     if not local.is_local_model(model):
         return model

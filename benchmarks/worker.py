@@ -177,7 +177,7 @@ class LmprogRunner(Runner):
                 fn.name: [_short(d, fn.signature.output_names) for d in state.demos]
                 for fn, state in result.states.items()
             },
-            "details": {k: v for k, v in result.details.items() if k in ("runs", "passed", "trials")},
+            "details": {k: v for k, v in _plain(result.details).items() if k in ("runs", "passed", "trials")},
             "instructions": {
                 fn.name: state.instruction for fn, state in result.states.items() if state.instruction
             },
@@ -185,7 +185,7 @@ class LmprogRunner(Runner):
 
     def evaluate(self, program: Any) -> dict[str, Any]:
         res = self.lmprog.evaluate(program, self.splits.test, self.metric, threads=1, progress=False)
-        scores = [r.score for r in res.results]
+        scores = [r.value for r in res.results]  # the metric's values in [0, 1], as DSPy's
         preds = [r.prediction for r in res.results]
         errors = sum(r.error is not None for r in res.results)
         out = self._summary(self.splits.test, scores, preds, errors)
@@ -287,6 +287,11 @@ class DspyRunner(Runner):
         out = self._summary(rows, scores, preds, errors)
         out["framework_calls"] = len(self.lm.history) - calls_before
         return out
+
+
+def _plain(details: Any) -> dict[str, Any]:
+    """An optimizer's details as a plain dict (MIPRO's are typed, with ``to_dict()``)."""
+    return details.to_dict() if hasattr(details, "to_dict") else dict(details)
 
 
 def _short(demo: Any, names: Any) -> str:

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lmprog._callable_module import make_callable
+from lmprog._version import __version__
 from lmprog.data import Example, load_dataset, split
 from lmprog.errors import (
     BudgetExceededError,
@@ -24,6 +25,7 @@ from lmprog.errors import (
     PromptFileError,
     SignatureError,
     TransientLMError,
+    TruncatedOutputError,
     UsageError,
 )
 from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
@@ -40,8 +42,6 @@ if TYPE_CHECKING:
     from lmprog import metrics
     from lmprog.lm import LM, BaseLM, Completion
     from lmprog.source import ProgramSource, analyze
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "LM": "lmprog.lm",
@@ -86,6 +86,7 @@ __all__ = [
     "PromptFileError",
     "SignatureError",
     "TransientLMError",
+    "TruncatedOutputError",
     "Usage",
     "UsageError",
     "__version__",

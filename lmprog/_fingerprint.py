@@ -1,18 +1,23 @@
 """Stable fingerprints of code and data: the same in every process and checkout.
 
 Code is identified by its module, qualified name and source text (and the plain values its closure
-captured), never by a memory address; data by the canonical JSON of its rows.
+captured), never by a memory address; data by the canonical JSON of its rows; any other value by
+its JSON-friendly view (:func:`to_jsonable`, also how values are written on the wire).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import functools
 import hashlib
 import inspect
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 
 def digest(value: Any, size: int = 16) -> str:
@@ -75,3 +80,29 @@ def _plain(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(map(str, value))
     return type(value).__qualname__
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-friendly view of a value: Enums by value, models and dataclasses as dicts, tuples
+    and sets as lists (sets sorted), dict keys as strings; anything unknown as its ``repr``."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {_json_key(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, set | frozenset):
+        items = [to_jsonable(item) for item in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True, default=repr))
+    if isinstance(value, list | tuple):
+        return [to_jsonable(item) for item in value]
+    return repr(value)
+
+
+def _json_key(key: Any) -> str:
+    plain = to_jsonable(key)
+    return plain if isinstance(plain, str) else json.dumps(plain)

@@ -54,8 +54,12 @@ class SignatureError(UsageError):
 class OutputParseError(LmprogError):
     """The model's output could not be parsed into the declared return type, after every retry.
 
-    ``raw`` is the last completion, ``errors`` the validation errors of that last attempt and
-    ``attempts`` how many completions were tried.
+    Attributes:
+        function: the lm_function's qualified name.
+        raw: the last completion.
+        errors: what was wrong with it, as shown to the model (one message per problem,
+            ``field: [path]: message``; see :class:`lmprog.signature.ParseFailure`).
+        attempts: how many completions were tried.
     """
 
     def __init__(self, function: str, raw: str, errors: Sequence[str], attempts: int) -> None:
@@ -67,6 +71,32 @@ class OutputParseError(LmprogError):
         super().__init__(
             f"{function}: could not parse the model output after {attempts} attempt(s): "
             f"{'; '.join(self.errors)}. Last completion: {shown!r}"
+        )
+
+
+class TruncatedOutputError(OutputParseError):
+    """The model's reply was cut off at ``max_tokens`` (``finish_reason == "length"``), and so was
+    the retry with a larger token budget (or no larger budget was possible).
+
+    A cut reply is never parsed, even when its beginning would parse, and never cached. ``raw`` is
+    the last, incomplete completion, ``max_tokens`` the budget it was cut at (None when unknown),
+    ``attempts`` how many completions were tried; ``errors`` says what happened.
+    """
+
+    def __init__(self, function: str, raw: str, attempts: int, max_tokens: int | None) -> None:
+        self.function = function
+        self.raw = raw
+        self.attempts = attempts
+        self.max_tokens = max_tokens
+        budget = f"max_tokens={max_tokens}" if max_tokens is not None else "the token limit"
+        self.errors = [f"the reply was cut off at {budget} (finish_reason 'length')"]
+        shown = raw if len(raw) <= 300 else raw[:300] + "..."
+        LmprogError.__init__(
+            self,
+            f"{function}: the model's reply was cut off at {budget} after {attempts} attempt(s) (a "
+            "cut reply is retried once with a larger token budget); raise the function's max_tokens "
+            f"(@lm_function(max_tokens=...)) or ask for a shorter answer. Last (incomplete) "
+            f"completion: {shown!r}",
         )
 
 

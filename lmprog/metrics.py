@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from lmprog.errors import UsageError
 
 if TYPE_CHECKING:
@@ -59,8 +61,21 @@ class Metric:
     """A metric built from ``compare(label, predicted) -> float | bool`` on values found by the
     lookup described in this module's docstring.
 
-    ``Metric(lambda gold, pred: float(gold in pred), name="substring")`` is a complete metric;
-    :meth:`on` picks the fields it reads.
+    Calling it, ``metric(example, prediction, trace=None)``, returns a score in [0, 1]; a list of
+    labels scores the best match. :meth:`on` picks the fields it reads.
+
+    Args:
+        compare: compares one label with the predicted value.
+        name: its name in results and reports (default: ``compare``'s).
+        label: the example's field holding the label (default: ``answer``, ``label``, ``output``
+            or the only non-input field).
+        pred: the prediction's field to compare (default: the field named like the label).
+
+    Example:
+        >>> from lmprog.metrics import Metric
+        >>> substring = Metric(lambda gold, pred: gold in pred, name="substring")
+        >>> substring({"question": "q", "answer": "Paris"}, "It is Paris.")
+        1.0
     """
 
     def __init__(
@@ -136,11 +151,29 @@ def contains_score(gold: Any, predicted: Any) -> float:
 
 
 exact_match = Metric(exact_match_score, name="exact_match")
-"""Normalized exact match (see :func:`normalize_text`)."""
+"""Normalized exact match (see :func:`normalize_text`): 1.0 or 0.0.
+
+Example:
+    >>> from lmprog import metrics
+    >>> metrics.exact_match({"answer": "The Eiffel Tower"}, "eiffel tower!")
+    1.0
+"""
 f1 = Metric(f1_score, name="f1")
-"""SQuAD token F1 between label and prediction."""
+"""SQuAD token F1 between label and prediction, in [0, 1].
+
+Example:
+    >>> from lmprog import metrics
+    >>> metrics.f1({"answer": "New York City"}, "New York")
+    0.8
+"""
 contains = Metric(contains_score, name="contains")
-"""Whether the label appears (normalized, whole words) in the prediction."""
+"""Whether the label appears (normalized, whole words) in the prediction: 1.0 or 0.0.
+
+Example:
+    >>> from lmprog import metrics
+    >>> metrics.contains({"answer": "Paris"}, "The capital is Paris.")
+    1.0
+"""
 
 
 # -- lookup ---------------------------------------------------------------------------------------
@@ -207,8 +240,6 @@ def _label_name(example: Any) -> str | None:
 
 def _fields(value: Any) -> dict[str, Any] | None:
     """The named fields of a structured value, or None for a plain value."""
-    from pydantic import BaseModel
-
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, BaseModel):

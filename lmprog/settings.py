@@ -16,12 +16,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from lmprog.errors import UsageError
-
-if TYPE_CHECKING:
-    from lmprog.lm import BaseLM
 
 T = TypeVar("T")
 
@@ -39,7 +36,9 @@ class Settings:
     """The effective settings. Read them with :func:`current`.
 
     - ``lm``: the LM used by lm_functions that name none: a model string (``"local"``,
-      ``"openai/gpt-4o-mini"``...) or an ``LM`` object. ``None`` picks a default (see ``resolve_lm``).
+      ``"openai/gpt-4o-mini"``...) or an ``LM`` object. ``None`` picks a default (see
+      ``lmprog.lm.resolve_lm``, which checks the value: settings sit below the LM clients and
+      hold it as a plain object).
     - ``cache``: use the persistent response cache. ``cache_dir``: where it lives.
     - ``trace``: record spans for lm_functions and ``@traced`` functions.
     - ``prompt_dir``: where prompt files are written and read; ``None`` = next to the user's module.
@@ -48,12 +47,12 @@ class Settings:
       function's ``temperature`` take precedence).
     - ``rollout``: a number that makes cache keys distinct without changing the request, so that
       repeated samples at a temperature above 0 are drawn anew (optimizers set it).
-    - ``constrain``: constrained decoding (see ``lmprog.constrain``): a grammar for the embedded
+    - ``constrain``: constrained decoding (see ``lmprog.format``): a grammar for the embedded
       model, a JSON schema for providers with structured outputs. ``False`` sends neither (an
       lm_function's own ``constrain`` takes precedence).
     """
 
-    lm: str | BaseLM | None = None
+    lm: object = None
     cache: bool = True
     cache_dir: Path = dataclasses.field(default_factory=_default_cache_dir)
     trace: bool = True
@@ -85,7 +84,23 @@ def _check(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def configure(**kwargs: Any) -> None:
-    """Change the process-wide settings, e.g. ``configure(lm="local", cache=False)``."""
+    """Change the process-wide settings.
+
+    The settings are the fields of :class:`Settings` (``lm``, ``cache``, ``cache_dir``, ``trace``,
+    ``prompt_dir``, ``load_prompts``, ``temperature``, ``max_tokens``, ``rollout``,
+    ``constrain``); the ones not given keep their value. A :func:`context` block overrides them
+    for its own context only.
+
+    Args:
+        **kwargs: the settings to change; paths may be strings (``~`` is expanded).
+
+    Raises:
+        UsageError: a name is not a setting (the message lists the known ones).
+
+    Example:
+        >>> import lmprog
+        >>> lmprog.configure(lm="local", cache=False)
+    """
     global _global
     values = _check(kwargs)
     with _global_lock:
@@ -109,7 +124,28 @@ def current() -> Settings:
 
 @contextmanager
 def context(**kwargs: Any) -> Iterator[Settings]:
-    """Override settings inside a ``with`` block, for this context (thread or asyncio task) only."""
+    """Override settings inside a ``with`` block, for this context only.
+
+    The override holds for the thread or asyncio task that entered the block, the tasks it
+    creates and the worker threads lmprog starts from it; other threads keep the global settings
+    (:func:`configure`). Blocks nest: an inner one overrides the outer one's values.
+
+    Args:
+        **kwargs: the settings to override (the fields of :class:`Settings`).
+
+    Yields:
+        The settings in force inside the block.
+
+    Raises:
+        UsageError: a name is not a setting.
+
+    Example:
+        >>> import lmprog
+        >>> from lmprog.testing import ScriptedLM
+        >>> with lmprog.context(lm=ScriptedLM(["billing"]), cache=False) as settings:
+        ...     settings.cache
+        False
+    """
     values = _check(kwargs)
     merged = {**(_override.get() or {}), **values}
     token = _override.set(merged)

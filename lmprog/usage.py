@@ -12,10 +12,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Usage:
-    """Usage of one call or a sum of calls.
+    """Usage of one call or a sum of calls (``a + b``, ``a - b``).
 
-    ``calls`` counts completions returned (cache hits included); ``cache_hits`` those that came
-    from the cache; ``requests`` those that reached the provider.
+    Every count means the same wherever a ``Usage`` appears: ``LM.usage``, ``track()`` scopes and
+    budgets, spans, evaluation and optimization results.
+
+    Attributes:
+        calls: completions returned (cache hits included).
+        requests: every request sent to the provider, failed ones included (a timeout, a 429,
+            an empty completion...).
+        cache_hits: completions that came from the cache.
+        prompt_tokens: tokens sent (as the provider counted them; a cache hit counts its
+            original ones).
+        completion_tokens: tokens received.
+        cost: in US dollars, as litellm prices the model (0 for a cache hit or an unknown price).
+        failed_requests: the requests that failed.
     """
 
     calls: int = 0
@@ -24,10 +35,16 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    failed_requests: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def describe_requests(self) -> str:
+        """``"12 requests"``, or ``"12 requests, 3 failed"`` when some failed."""
+        failed = f", {self.failed_requests} failed" if self.failed_requests else ""
+        return f"{self.requests} requests{failed}"
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -37,6 +54,7 @@ class Usage:
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost=self.cost + other.cost,
+            failed_requests=self.failed_requests + other.failed_requests,
         )
 
     def __sub__(self, other: Usage) -> Usage:
@@ -47,6 +65,7 @@ class Usage:
             prompt_tokens=self.prompt_tokens - other.prompt_tokens,
             completion_tokens=self.completion_tokens - other.completion_tokens,
             cost=self.cost - other.cost,
+            failed_requests=self.failed_requests - other.failed_requests,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,13 +141,53 @@ _scopes: contextvars.ContextVar[tuple[UsageScope, ...]] = contextvars.ContextVar
 
 @contextmanager
 def track(limit: Callable[[Usage], None] | None = None) -> Iterator[UsageScope]:
-    """Account (and optionally cap, see :class:`UsageScope`) every LM call inside the block."""
+    """Account (and optionally cap) every LM call inside the block, in any LM.
+
+    Args:
+        limit: called with the usage so far (plus the requests in flight) before each provider
+            request; it raises (e.g. ``BudgetExceededError``) to refuse the request.
+
+    Yields:
+        The :class:`UsageScope`; ``.total`` is the :class:`Usage` of the calls made so far.
+
+    Example:
+        >>> from lmprog.testing import ScriptedLM
+        >>> from lmprog.usage import track
+        >>> lm = ScriptedLM(["blue"])
+        >>> with track() as scope:
+        ...     lm.complete([{"role": "user", "content": "Name a colour."}]).text
+        'blue'
+        >>> scope.total.calls, scope.total.requests
+        (1, 1)
+    """
     scope = UsageScope(limit)
     token = _scopes.set((*_scopes.get(), scope))
     try:
         yield scope
     finally:
         _scopes.reset(token)
+
+
+@contextmanager
+def joined(scope: UsageScope) -> Iterator[UsageScope]:
+    """Make an existing scope (a subclass that accounts elsewhere, e.g. in a ledger shared by the
+    workers of a cluster) count every LM call inside the block, like ``track()`` does."""
+    token = _scopes.set((*_scopes.get(), scope))
+    try:
+        yield scope
+    finally:
+        _scopes.reset(token)
+
+
+def limits_in_force() -> list[tuple[Callable[[Usage], None], Usage]]:
+    """The caps of the ``track(limit=...)`` scopes active here, each with what its scope used so far
+    (requests in flight included): what workers elsewhere must check their requests against."""
+    out = []
+    for s in _scopes.get():
+        if s.limit is not None:
+            with s._lock:
+                out.append((s.limit, s._total + Usage(requests=s._inflight)))
+    return out
 
 
 def acquire_request() -> tuple[UsageScope, ...]:

@@ -34,3 +34,25 @@ def _guarded_connect(self: socket.socket, address: object) -> object:
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a real PostgreSQL server on 127.0.0.1 (see ``pg_server``), or a skip saying why
+    there is none."""
+    pytest.importorskip("psycopg", reason='needs the driver: pip install "lmprog[postgres]"')
+    from pg_server import Unavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except Unavailable as e:
+        pytest.skip(f"no PostgreSQL server: {e}")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    from pg_server import new_database
+
+    return new_database(postgres_server)

@@ -2,7 +2,7 @@
 and check whether a string is in the language (via an equivalent Python regex, recursion
 unrolled to a fixed depth).
 
-It covers the subset ``lmprog._grammar`` emits: string literals, character classes, rule
+It covers the subset ``lmprog.format._grammar`` emits: string literals, character classes, rule
 references, groups, ``|``, ``* + ?`` and ``{m,n}``. llama.cpp's own parser is the authority;
 this one exists so that property tests can run without a model.
 """

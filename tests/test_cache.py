@@ -11,6 +11,7 @@ import pytest
 
 from lmprog import settings
 from lmprog.cache import CACHE_FILENAME, ResponseCache, cache_key, get_cache, is_secret_param
+from lmprog.lm import Completion
 from lmprog.testing import ScriptedLM
 
 FAKE_KEY = "sk-FAKE-9f8e7d6c5b4a-do-not-store"
@@ -231,13 +232,16 @@ def test_cache_follows_settings_when_lm_says_none(cache_dir: Path) -> None:
     assert (cache_dir / CACHE_FILENAME).exists()
 
 
-def test_failed_and_empty_completions_are_not_cached(cache_dir: Path) -> None:
-    lm = ScriptedLM([ValueError("boom"), "  ", "real"], cache=True)
+def test_failed_empty_and_truncated_completions_are_not_cached(cache_dir: Path) -> None:
+    cut = Completion("four and", finish_reason="length")
+    lm = ScriptedLM([ValueError("boom"), "  ", cut, "real"], cache=True)
     with pytest.raises(ValueError):
         lm.complete(MESSAGES)
-    assert lm.complete(MESSAGES).text == "  "
-    assert lm.complete(MESSAGES).text == "real"
+    truncated = lm.complete(MESSAGES)  # the empty completion failed and was retried
+    assert (truncated.text, truncated.finish_reason, truncated.attempts) == ("four and", "length", 2)
+    assert lm.complete(MESSAGES).text == "real"  # the truncated one was not cached
     assert lm.complete(MESSAGES).cache_hit
+    assert len(lm.calls) == 4
 
 
 def test_api_key_reaches_the_provider_but_never_the_cache_file(cache_dir: Path) -> None:

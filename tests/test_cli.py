@@ -253,6 +253,62 @@ def test_check_passes_then_fails_on_stale_and_corrupt_files(project: Path) -> No
     assert "corrupt" in out and "prog.classify.yaml:3: invalid YAML" in out
 
 
+def test_check_fails_on_demos_that_do_not_fit_the_signature_naming_file_and_line(project: Path) -> None:
+    code, out = invoke(
+        "optimize",
+        "prog.py:pipeline",
+        "--train",
+        "train.jsonl",
+        "-m",
+        "exact_match",
+        "--optimizer",
+        "labeled",
+    )
+    assert code == 0, out
+    path = project / "prompts" / "prog.classify.yaml"
+    assert invoke("check")[0] == 0
+    lines = path.read_text().splitlines()
+    outputs = [i for i, line in enumerate(lines) if line.startswith("  output: ")]
+    lines[outputs[1]] = "  label: bug"  # an output key renamed: the file keeps its signature hash
+    path.write_text("\n".join(lines) + "\n")
+    del sys.modules["prog"]
+    code, out = invoke("check")
+    assert code == 1, out
+    assert "corrupt" in out and f"prog.classify.yaml:{outputs[1] + 1}: demo 2: 'label' is not a field" in out
+    assert "1 corrupt" in out
+
+    lines[outputs[1]] = "  output: refund"  # a value that is not one of the Literal's options
+    path.write_text("\n".join(lines) + "\n")
+    del sys.modules["prog"]
+    code, out = invoke("check")
+    assert code == 1, out
+    assert f"prog.classify.yaml:{outputs[1] + 1}: demo 2: output: expected exactly one of" in out
+
+    # a call names the file and the line too
+    code, out = invoke("show", "prog.py:classify", "-i", "ticket=Refund me")
+    assert code == 2, out  # a PromptFileError is reported as an error of the command
+    assert f"prog.classify.yaml:{outputs[1] + 1}: demo 2: output: expected exactly one of" in " ".join(
+        out.split()
+    )
+
+
+def test_show_fills_constrained_inputs_with_placeholders_and_checks_given_values(project: Path) -> None:
+    (project / "ranked.py").write_text(
+        "from typing import Annotated\n"
+        "from pydantic import Field\n"
+        "from lmprog import lm_function\n\n\n"
+        "@lm_function\n"
+        "def rank(rating: Annotated[int, Field(ge=1, le=5)]) -> str:\n"
+        '    """Describe the rating."""\n'
+    )
+    code, out = invoke("show", "ranked.py:rank")
+    assert code == 0, out
+    assert "rating: <rating>" in out
+    code, out = invoke("show", "ranked.py:rank", "-i", "rating=9")
+    assert code == 2
+    assert "argument rating=9 does not fit Annotated[int, Ge(ge=1), Le(le=5)]" in " ".join(out.split())
+
+
 def test_check_skips_tests_and_virtualenvs_and_reports_import_errors(project: Path) -> None:
     (project / "tests").mkdir()
     (project / "tests" / "test_prog.py").write_text(

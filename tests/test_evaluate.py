@@ -12,13 +12,13 @@ import pytest
 import lmprog
 from lmprog import lm_function, settings
 from lmprog.data import Example, load_dataset
-from lmprog.errors import EvaluationError, UsageError
+from lmprog.errors import EvaluationError, TransientLMError, UsageError
 from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
 from lmprog.function import State, use_states
 from lmprog.metrics import exact_match
 from lmprog.testing import ScriptedLM
 from lmprog.trace import Trace, current_span, trace, traced
-from lmprog.usage import Usage
+from lmprog.usage import Usage, track
 
 
 def rows(n: int) -> list[dict[str, str]]:
@@ -66,7 +66,7 @@ def test_data_may_be_a_file(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"question": "a", "answer": "A"}\n{"question": "b", "answer": "x"}\n', encoding="utf-8")
     result = evaluate(shout, path, exact_match, progress=False)
-    assert result.scores == [1.0, 0.0]
+    assert result.scores == [100.0, 0.0]
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -137,12 +137,51 @@ def test_a_metric_that_raises_is_that_examples_error():
     bad = result.results[1]
     assert bad.error == "metric picky failed: KeyError: 'gold'"
     assert bad.prediction == "Q1" and bad.score == 0.0
-    assert result.scores == [1.0, 0.0, 1.0]
+    assert result.scores == [100.0, 0.0, 100.0]
 
 
 def test_a_metric_must_return_a_number():
     result = evaluate(shout, rows(1), lambda ex, pred: "yes", progress=False)
     assert "metric <lambda> failed: TypeError: returned 'yes'" in result.results[0].error
+
+
+@pytest.mark.parametrize("value", [5, 1.5, -0.25, 100, float("nan"), float("inf")])
+def test_a_metric_value_outside_0_1_fails_that_example_naming_the_metric_and_the_value(value):
+    def graded(example, prediction):
+        return value if example.question == "q1" else True
+
+    result = evaluate(shout, rows(3), graded, progress=False)
+    bad = result.results[1]
+    assert bad.error == (
+        f"metric graded failed: ValueError: returned {value!r}, not a score in [0, 1]: a metric returns "
+        "a bool or a number from 0 to 1 (divide a count or a grade by its maximum)"
+    )
+    assert result.values == [1.0, 0.0, 1.0] and bad.value == 0.0
+    assert result.score == pytest.approx(200 / 3)  # never 500 or NaN
+    with pytest.raises(EvaluationError, match=r"metric graded failed: ValueError: returned"):
+        evaluate(shout, rows(3), graded, progress=False, max_errors=0)
+
+
+@pytest.mark.parametrize("value", [True, False, 0, 1, 0.0, 1.0, 0.5])
+def test_booleans_and_numbers_in_0_1_are_scores(value):
+    result = evaluate(shout, rows(2), lambda ex, pred: value, progress=False)
+    assert result.errors == [] and result.values == [float(value)] * 2
+    assert result.scores == [100 * float(value)] * 2
+
+
+def test_an_optimization_with_a_metric_out_of_range_stops_with_the_first_errors():
+    @lm_function
+    def echo(question: str) -> str:
+        """Repeat the question."""
+
+    def five(example, prediction):
+        return 5
+
+    with lmprog.context(lm=ScriptedLM(lambda m: "x"), load_prompts=False):
+        with pytest.raises(EvaluationError) as info:
+            lmprog.optimize(echo, rows(4), five, optimizer="bootstrap", save=False, progress=False)
+    assert "4 of 4 example(s) failed" in str(info.value)
+    assert "metric five failed: ValueError: returned 5, not a score in [0, 1]" in str(info.value)
 
 
 def test_bad_arguments_are_usage_errors():
@@ -441,6 +480,37 @@ def test_usage_counts_parse_retries_and_failures():
     assert peru.usage.calls == 2
     assert result.usage.calls == len(lm.calls) == 4
     assert result.usage.completion_tokens == lm.usage.completion_tokens
+
+
+def test_failed_requests_count_the_same_in_evaluate_the_lm_spans_and_budgets():
+    """One name, one meaning: every request sent counts in ``requests``, failed or not."""
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def respond(messages):
+        country = country_in(messages)
+        with lock:
+            seen[country] = seen.get(country, 0) + 1
+            first = seen[country] == 1
+        if country == "Peru" or first:  # one failure each, and Peru fails for good
+            return TransientLMError("the server had an error", model="scripted", status_code=500)
+        return {"output": CAPITALS[country]}
+
+    lm = ScriptedLM(respond, num_retries=1)
+    with lmprog.context(lm=lm), track() as scope:
+        result = evaluate(geo, countries(), exact_match, threads=4, progress=False)
+    assert result.score == 75.0 and [r.ok for r in result.results] == [True, True, True, False]
+    # France, Italy, Spain: a failed request, then the answer; Peru: two failed requests
+    assert len(lm.calls) == 8
+    assert result.usage.requests == lm.usage.requests == scope.total.requests == 8
+    assert result.usage.failed_requests == lm.usage.failed_requests == 5
+    assert result.usage == lm.usage == scope.total and result.usage.calls == 3
+    assert "3 call(s) (8 requests, 5 failed, 0 cached)" in result.summary()
+    peru = result.results[3]
+    assert peru.usage == Usage(requests=2, failed_requests=2)
+    (span,) = peru.trace.lm_spans()
+    assert (span.requests, span.failed_requests, span.calls) == (2, 2, 0)
+    assert all(r.usage.requests == 2 and r.usage.failed_requests == 1 for r in result.results[:3])
 
 
 def test_an_lm_function_is_a_program():

@@ -89,6 +89,7 @@ SAMPLES: dict[str, Any] = {
     "raw": "the completion",
     "errors": ["not an int"],
     "attempts": 3,
+    "max_tokens": 96,
     "model": "openai/gpt-4o-mini",
     "status_code": 429,
     "retry_after": 1.5,
@@ -168,7 +169,7 @@ def test_spans_and_results_pickle_with_their_lm_function() -> None:
 
 
 # -- process backends ---------------------------------------------------------------------------
-def check_run(backend: str) -> None:
+def check_run(backend: str, cluster: Any = None) -> None:
     countries = ("France", "Atlantis", "Italy", "Peru", "Spain", "Atlantis")
     capital.instruction = "Name the capital city of the country."
     with track() as scope, trace() as caller_trace:
@@ -176,7 +177,13 @@ def check_run(backend: str) -> None:
         @traced
         def outer() -> EvaluationResult:
             return evaluate(
-                pipeline, rows(*countries), city_matches, threads=2, backend=backend, progress=False
+                pipeline,
+                rows(*countries),
+                city_matches,
+                threads=2,
+                backend=backend,
+                cluster=cluster,
+                progress=False,
             )
 
         result = outer()

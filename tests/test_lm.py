@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -14,9 +15,10 @@ import httpx
 import pytest
 
 from lmprog import settings
-from lmprog._ratelimit import RateLimiter
 from lmprog.errors import BudgetExceededError, LMError, TransientLMError, UsageError
 from lmprog.lm import LM, BaseLM, Completion, resolve_lm
+from lmprog.lm._ratelimit import RateLimiter
+from lmprog.lm._retry import RetryPolicy
 from lmprog.usage import Usage, track
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,12 +106,14 @@ def test_usage_is_exact_under_many_threads() -> None:
 def test_usage_scopes_see_every_request_retries_included_and_cache_hits() -> None:
     lm = StubLM([transient(), "blue"], cache=True)
     with track() as scope:
-        lm.complete(MESSAGES)
+        first = lm.complete(MESSAGES)
         lm.complete(MESSAGES)  # cache hit
     assert scope.total == Usage(
-        calls=2, requests=2, cache_hits=1, prompt_tokens=14, completion_tokens=6, cost=0.01
+        calls=2, requests=2, cache_hits=1, prompt_tokens=14, completion_tokens=6, cost=0.01, failed_requests=1
     )
-    assert lm.usage.requests == 1  # the LM counts completions, the scope counts provider requests
+    # one name, one meaning: the LM counts the failed request as the scope (and a budget) does
+    assert lm.usage == scope.total
+    assert first.usage.requests == first.attempts == 2 and first.usage.failed_requests == 1
 
 
 def test_a_usage_scope_limit_stops_requests_before_they_reach_the_provider() -> None:
@@ -135,7 +139,8 @@ def test_transient_errors_are_retried_with_jittered_exponential_backoff() -> Non
     assert len(lm.sleeps) == 3
     for n, slept in enumerate(lm.sleeps):
         assert 0.0 <= slept <= 0.5 * 2**n
-    assert lm.usage.calls == 1 and lm.usage.requests == 1
+    assert lm.usage.calls == 1 and lm.usage.requests == 4 and lm.usage.failed_requests == 3
+    assert c.usage == lm.usage
 
 
 def test_backoff_never_exceeds_backoff_max() -> None:
@@ -158,7 +163,7 @@ def test_after_the_last_retry_the_last_transient_error_is_raised() -> None:
     assert info.value is errors[2]
     assert isinstance(info.value, LMError)
     assert len(lm.sent) == 3 and len(lm.sleeps) == 2
-    assert lm.usage == Usage()
+    assert lm.usage == Usage(requests=3, failed_requests=3)  # no completion, three requests spent
 
 
 @pytest.mark.parametrize("error", [LMError("bad key", status_code=401), ValueError("bug")])
@@ -183,6 +188,38 @@ def test_acomplete_retries_with_the_injected_sleep() -> None:
     assert c.text == "async ok" and c.attempts == 2
     assert lm.sleeps == [1.5]
     assert lm.usage.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "sleeps", "failed"),
+    [
+        ([transient(retry_after=1.0), "", transient(retry_after=2.0), "ok"], 3, 3),  # "": empty completion
+        (
+            [transient(retry_after=1.0), "", transient(retry_after=2.0)],
+            3,
+            4,
+        ),  # the last repeats: retries run out
+        ([transient(retry_after=1.0), LMError("bad key", status_code=401)], 1, 2),
+    ],
+)
+def test_complete_and_acomplete_make_the_same_attempts(
+    script: list[str | BaseException], sleeps: int, failed: int
+) -> None:
+    def outcome(lm: StubLM, call: Any) -> tuple[Any, ...]:
+        try:
+            c = call()
+            result: Any = (c.text, c.attempts, c.usage)
+        except LMError as error:
+            result = type(error).__name__
+        return result, lm.sleeps, len(lm.sent), lm.usage
+
+    sync_lm, async_lm = StubLM(script), StubLM(script)
+    for lm in (sync_lm, async_lm):  # the same jitter for the empty completion's backoff
+        lm.retry_policy = RetryPolicy(3, 0.5, 30.0, rng=random.Random(3))
+    sync = outcome(sync_lm, lambda: sync_lm.complete(MESSAGES))
+    asynchronous = outcome(async_lm, lambda: asyncio.run(async_lm.acomplete(MESSAGES)))
+    assert sync == asynchronous
+    assert len(sync[1]) == sleeps and sync[3].failed_requests == failed
 
 
 def test_acomplete_uses_the_async_request_of_a_subclass() -> None:
@@ -309,7 +346,7 @@ def test_importing_lmprog_never_imports_litellm() -> None:
 
 
 def _litellm() -> Any:
-    from lmprog._litellm import load_litellm
+    from lmprog.lm._litellm import load_litellm
 
     return load_litellm()
 
@@ -319,7 +356,7 @@ def _response(status: int, headers: dict[str, str] | None = None) -> httpx.Respo
 
 
 def test_litellm_errors_translate_to_lmprog_errors() -> None:
-    from lmprog._litellm import translate_error
+    from lmprog.lm._litellm import translate_error
 
     litellm = _litellm()
     m = "gpt-4o-mini"
@@ -344,7 +381,7 @@ def test_litellm_errors_translate_to_lmprog_errors() -> None:
 
 
 def test_retry_after_is_read_from_response_headers() -> None:
-    from lmprog._litellm import translate_error
+    from lmprog.lm._litellm import translate_error
 
     litellm = _litellm()
     seconds = litellm.RateLimitError("slow", "openai", "m", response=_response(429, {"Retry-After": "7"}))
@@ -360,7 +397,7 @@ def test_retry_after_is_read_from_response_headers() -> None:
 
 
 def test_translation_redacts_the_api_key_from_messages() -> None:
-    from lmprog._litellm import translate_error
+    from lmprog.lm._litellm import translate_error
 
     litellm = _litellm()
     error = litellm.AuthenticationError(f"Incorrect API key provided: {FAKE_KEY}", "openai", "m")

@@ -576,3 +576,18 @@ def test_output_values_and_to_jsonable() -> None:
 def test_round_trip_examples(annotation: Any, value: Any) -> None:
     sig = returning(annotation)
     assert parse_output(sig, format_output(output_values(sig, value))) == value
+
+
+def test_the_reply_format_is_passed_to_retries_not_searched_for() -> None:
+    from lmprog.format import reply_format
+
+    assert reply_format(CLASSIFY) == "Reply with exactly one of: billing, bug, feature."
+    assert render_messages(CLASSIFY, {"ticket": "t"})[0]["content"].endswith(reply_format(CLASSIFY))
+    # the format comes from the signature even when the conversation holds no system message
+    retried = retry_messages(
+        [{"role": "user", "content": "ticket: t"}], "maybe", ["bad"], reply_format(CLASSIFY)
+    )
+    assert retried[-1]["content"] == (
+        "Your reply could not be used:\n- bad\n\nReply with exactly one of: billing, bug, feature."
+    )
+    assert reply_format(ANSWER) == "Reply with these lines:\nreasoning: <text>\nanswer: <one of: yes, no>"

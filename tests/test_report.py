@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -94,6 +95,22 @@ def test_report_uses_the_trial_history_when_the_optimizer_keeps_one() -> None:
     trials_svg = page.split("id='trials'")[1].split("</section>")[0]
     assert trials_svg.count("class='trial'") == 7
     assert "trial 5: 90.0" in trials_svg
+
+
+def test_report_reads_mipro_details_by_attribute() -> None:
+    from lmprog.optimize.mipro import MiproDetails, TrialRecord
+
+    result = make_result()
+    history = [TrialRecord(i, i // 3, s, f"k{i}") for i, s in enumerate([20.0, 45.0, 95.0, 70.0])]
+    result.details = MiproDetails("mipro-x", 99, 4, [("bad", "too short")], {"m:f": ["A."]}, history)
+    result.details["validation"] = {"key": "v", "examples": 20}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated read by key
+        page = render_report(result)
+    trials_svg = page.split("id='trials'")[1].split("</section>")[0]
+    assert trials_svg.count("class='trial'") == 4 and "trial 2: 95.0" in trials_svg
+    block = page.split("id='details'")[1]
+    assert "mipro-x" in block and "too short" in block and "&quot;examples&quot;: 20" in block
 
 
 def test_report_escapes_content_and_is_self_contained() -> None:

@@ -482,7 +482,7 @@ def test_dispatch_tables_partials_static_class_methods_and_async(tmp_path: Path)
 
 
 def test_canonical_text_ignores_formatting_not_meaning() -> None:
-    from lmprog._source.canon import canonical_text
+    from lmprog.source._canon import canonical_text
 
     def same(a: str, b: str) -> bool:
         return canonical_text(textwrap.dedent(a)) == canonical_text(textwrap.dedent(b))

@@ -246,3 +246,29 @@ def test_traced_inputs_bind_like_the_signature() -> None:
     assert [list(i) for i in inputs[2:4]] == [["a", "b", "c"]] * 2
     assert inputs[5] == {"args": [1, 2, 3]} and inputs[6] == {"args": [1], "d": 1}
     assert all(s.error and s.error.startswith("TypeError") for s in t.spans[5:])
+
+
+def test_span_usage_is_one_usage_read_through_by_the_count_attributes(tmp_path: Path) -> None:
+    lm = ScriptedLM(["the fact"])
+    with lmprog.context(lm=lm), lmprog.trace() as t:
+        extract("some text")
+    (s,) = t.spans
+    assert isinstance(s.usage, lmprog.Usage)
+    assert (
+        (s.calls, s.requests, s.prompt_tokens, s.completion_tokens)
+        == (
+            s.usage.calls,
+            s.usage.requests,
+            s.usage.prompt_tokens,
+            s.usage.completion_tokens,
+        )
+        == (1, 1, lm.usage.prompt_tokens, 2)
+    )
+    s.cost = 0.5  # old writers of a count still work, through the one Usage
+    assert s.usage.cost == 0.5
+    data = s.to_dict()
+    assert "usage" not in data and {k: data[k] for k in s.usage.to_dict()} == s.usage.to_dict()
+    path = tmp_path / "one.jsonl"
+    t.to_jsonl(path)
+    (back,) = Trace.from_jsonl(path).spans
+    assert back.usage == s.usage and back.cost == 0.5

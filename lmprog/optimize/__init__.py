@@ -1,215 +1,25 @@
-"""``optimize()``: improve the prompts of every lm_function a program reaches, from data."""
+"""``optimize()``: improve the prompts of every lm_function a program reaches, from data.
+
+The optimizer contract is :class:`Optimizer` (``_base``); each optimizer lives in its own module
+(``bootstrap``: labeled, bootstrap, random search; ``mipro``) and shares the pieces in ``demos``,
+``propose``, ``search``, ``identity``, ``budget`` and ``saving``. May import every layer below it
+(``evaluate``, ``function``, ``promptfile``, ``trace``, ``data``, ``lm``...) and, on first use,
+``source`` (libcst) and optuna.
+"""
 
 from __future__ import annotations
 
-import inspect
-import logging
-import types
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import Any
-
-from lmprog.errors import BudgetExceededError, UsageError
-from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
-from lmprog.optimize.bootstrap import BootstrapFewShot, LabeledFewShot, RandomSearch
+from lmprog.optimize._optimize import (
+    OPTIMIZERS,
+    discover_functions,
+    make_optimizer,
+    make_task,
+    optimize,
+    register_optimizer,
+    resolve_program,
+)
 from lmprog.optimize.budget import Budget
-from lmprog.optimize.saving import save_verdict, validation_provenance
-from lmprog.usage import track
-
-logger = logging.getLogger("lmprog.optimize")
-
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "labeled": LabeledFewShot,
-    "bootstrap": BootstrapFewShot,
-    "random_search": RandomSearch,
-}
-
-
-def register_optimizer(name: str, factory: Callable[..., Optimizer]) -> None:
-    """Make ``optimize(..., optimizer=name)`` use ``factory(**options)``."""
-    OPTIMIZERS[name] = factory
-
-
-def optimize(
-    program: Callable[..., Any] | types.ModuleType,
-    trainset: Iterable[Mapping[str, Any]] | str | Path,
-    metric: Callable[..., Any],
-    valset: Iterable[Mapping[str, Any]] | str | Path | None = None,
-    optimizer: str | Optimizer = "mipro",
-    budget: Budget | None = None,
-    seed: int = 0,
-    save: bool = True,
-    *,
-    entry: str | None = None,
-    threads: int = 8,
-    progress: bool = True,
-    apply: bool = True,
-    **options: Any,
-) -> OptimizationResult:
-    """Optimize the instructions and demos of every lm_function ``program`` reaches.
-
-    ``program`` is a function (plain, ``@traced`` or an lm_function) or a module, whose entry point
-    is ``entry`` (a name), else its only ``@traced`` function. ``trainset``/``valset`` are rows or
-    a JSONL/CSV path; without a ``valset``, optimizers that need one split the training set in
-    half (seeded). ``optimizer`` is ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``
-    or an Optimizer; ``options`` go to its constructor. ``budget`` caps provider requests, cost and
-    trials. The chosen states are applied to the functions (``apply``) and written to their prompt
-    files (``save``).
-    """
-    opt = make_optimizer(optimizer, options)
-    budget = budget or Budget()
-    with track(limit=budget.check) as scope:  # discovery runs count against the budget too
-        task = make_task(
-            program, trainset, metric, valset, opt, budget=budget, seed=seed, entry=entry, threads=threads
-        )
-        task.progress = progress
-        logger.info(
-            "%s: estimated LM calls (upper bound, before cache hits): %d", opt.name, opt.estimate_calls(task)
-        )
-        # every optimization starts from the docstrings with no demos, whatever prompt files say,
-        # so the same command gives the same result however often it is run
-        with use_states({f: State() for f in task.functions}):
-            result = opt.run(task)
-            if task.valset and result.score is None and result.stopped_by is None:
-                try:
-                    result.score = task.evaluate(task.valset, result.states).score
-                except BudgetExceededError as e:
-                    result.stopped_by = e.what
-            # a result is written only over committed prompt files it beats (see saving.py)
-            verdict = save_verdict(task, result) if save else None
-    result.usage = scope.total
-    if apply:
-        result.apply()
-    if save and verdict is not None:
-        result.kept = verdict
-        logger.warning("%s: no prompt file written: %s", opt.name, verdict)
-    elif save:
-        from lmprog import promptfile
-
-        result.details.setdefault("validation", validation_provenance(task))
-        result.files = promptfile.save_result(result)
-    logger.info("%s", result.summary())
-    return result
-
-
-def make_task(
-    program: Callable[..., Any] | types.ModuleType,
-    trainset: Iterable[Mapping[str, Any]] | str | Path,
-    metric: Callable[..., Any],
-    valset: Iterable[Mapping[str, Any]] | str | Path | None,
-    optimizer: Optimizer,
-    *,
-    budget: Budget | None = None,
-    seed: int = 0,
-    entry: str | None = None,
-    threads: int = 8,
-) -> Task:
-    """The task ``optimize()`` runs: the program, loaded data (validation split off the training
-    set when the optimizer needs one and none is given) and the lm_functions it reaches."""
-    from lmprog.data import load_dataset, split
-
-    fn = resolve_program(program, entry)
-    train = load_dataset(trainset)
-    if not train:
-        raise UsageError("optimize() needs a non-empty training set")
-    if valset is not None:
-        val = load_dataset(valset)
-    elif optimizer.needs_valset and len(train) >= 4:
-        train, val = split(train, 0.5, 0.5, seed=seed)
-    else:
-        val = []
-    task = Task(fn, train, val, metric, budget or Budget(), seed, threads=threads, progress=False)
-    task.functions = discover_functions(task)
-    if not task.functions:
-        raise UsageError(f"{_name(fn)} reaches no lm_function: nothing to optimize")
-    return task
-
-
-def resolve_program(
-    program: Callable[..., Any] | types.ModuleType, entry: str | None = None
-) -> Callable[..., Any]:
-    """The callable to run: ``program`` itself, or a module's entry point."""
-    if not isinstance(program, types.ModuleType):
-        if entry is not None:
-            raise UsageError("entry= is only for modules")
-        if not callable(program):
-            raise UsageError(f"program must be a function or a module, got {program!r}")
-        return program
-    if entry is not None:
-        obj = getattr(program, entry, None)
-        if not callable(obj):
-            raise UsageError(f"module {program.__name__} has no function {entry!r}")
-        return obj
-    traced = [
-        name
-        for name, obj in vars(program).items()
-        if getattr(obj, "__lmprog_traced__", False) and getattr(obj, "__module__", None) == program.__name__
-    ]
-    if len(traced) == 1:
-        entry_fn: Callable[..., Any] = getattr(program, traced[0])
-        return entry_fn
-    candidates = sorted(
-        name
-        for name, obj in vars(program).items()
-        if (inspect.isfunction(obj) or isinstance(obj, LMFunction))
-        and getattr(obj, "__module__", None) == program.__name__
-    )
-    found = "several @traced functions" if traced else "no @traced function"
-    raise UsageError(
-        f"module {program.__name__} has {found}; pass entry= one of: {', '.join(candidates) or '(none)'}"
-    )
-
-
-def discover_functions(task: Task) -> list[LMFunction]:
-    """The lm_functions the program reaches: from static analysis, else from one traced run."""
-    if isinstance(task.program, LMFunction):
-        return [task.program]
-    try:
-        from lmprog.source import analyze
-
-        found = list(analyze(task.program).functions)
-    except (ImportError, UsageError) as e:
-        logger.debug("static analysis unavailable (%s); discovering lm_functions by running", e)
-        found = []
-    if found:
-        return found
-    from lmprog.trace import trace
-
-    with trace() as t:
-        _probe(task)
-    seen: list[LMFunction] = []
-    for span in t.spans:
-        if isinstance(span.obj, LMFunction) and span.obj not in seen:
-            seen.append(span.obj)
-    return seen
-
-
-def _probe(task: Task) -> None:
-    from lmprog.evaluate import evaluate
-
-    evaluate(task.program, task.trainset[:1], task.metric, threads=1, progress=False)
-
-
-def make_optimizer(optimizer: str | Optimizer, options: Mapping[str, Any]) -> Optimizer:
-    if isinstance(optimizer, Optimizer):
-        if options:
-            raise UsageError(f"options {sorted(options)} are for named optimizers only")
-        return optimizer
-    if optimizer not in OPTIMIZERS and optimizer == "mipro":
-        from lmprog.optimize import mipro  # noqa: F401  (registers itself)
-    factory = OPTIMIZERS.get(optimizer)
-    if factory is None:
-        raise UsageError(f"unknown optimizer {optimizer!r}; choose one of {sorted([*OPTIMIZERS, 'mipro'])}")
-    try:
-        return factory(**options)
-    except TypeError as e:
-        raise UsageError(f"bad options for optimizer {optimizer!r}: {e}") from e
-
-
-def _name(fn: Any) -> str:
-    return getattr(fn, "__qualname__", repr(fn))
-
 
 __all__ = [
     "OPTIMIZERS",
@@ -218,8 +28,10 @@ __all__ = [
     "OptimizationResult",
     "Optimizer",
     "Task",
+    "discover_functions",
     "make_optimizer",
     "make_task",
     "optimize",
     "register_optimizer",
+    "resolve_program",
 ]

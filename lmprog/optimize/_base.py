@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import EvaluationError, LMError, OutputParseError, TransientLMError
+from lmprog.evaluate import evaluate
 from lmprog.function import LMFunction, State, use_states
 from lmprog.optimize.budget import Budget
 from lmprog.usage import Usage
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lmprog.optimize")
 
-States = Mapping[LMFunction, State]
+States = Mapping[LMFunction[..., Any], State]
 Metric = Callable[..., Any]
 
 
@@ -37,13 +39,11 @@ class Task:
     seed: int
     threads: int = 8
     progress: bool = True
-    functions: list[LMFunction] = field(default_factory=list)
+    functions: list[LMFunction[..., Any]] = field(default_factory=list)
 
     def evaluate(
         self, data: Sequence[Example], states: States | None = None, **kwargs: Any
     ) -> EvaluationResult:
-        from lmprog.evaluate import evaluate
-
         with use_states(states or {}):
             kwargs.setdefault("progress", "auto" if self.progress else False)
             result = evaluate(self.program, data, self.metric, threads=self.threads, **kwargs)
@@ -95,8 +95,6 @@ def _prompt_fixable(error: BaseException) -> bool:
 
 def raised_in(error: BaseException | None) -> str:
     """``function (file:line)`` of the innermost frame of ``error`` outside lmprog itself."""
-    import traceback
-
     frames = traceback.extract_tb(error.__traceback__) if error is not None else []
     own = [f for f in frames if not _is_lmprog_file(f.filename)]
     if not own:
@@ -134,7 +132,7 @@ def check_provider(result: EvaluationResult) -> None:
 class Candidate:
     """One configuration an optimizer scored: the states of the lm_functions and its score."""
 
-    states: dict[LMFunction, State]
+    states: dict[LMFunction[..., Any], State]
     score: float | None
     label: str = ""
     evaluated_on: int = 0
@@ -152,10 +150,15 @@ class OptimizationResult:
     ``files`` the prompt files written, ``stopped_by`` the budget cap that ended the run, if any,
     ``kept`` why no prompt file was written when saving was asked for (the result was not measured,
     or did not beat the committed prompt files on the same validation data), else None.
+    ``details`` is what the optimizer reports besides (a dict; MIPRO's is typed, see
+    :class:`~lmprog.optimize.mipro.MiproDetails`). Every score is 0-100.
+    ``warnings`` are problems the run met that did not stop it, one sentence each (also logged as
+    warnings): for example ``"bootstrap: found no demo for classify: ..."`` when an optimizer that
+    makes demos found none for a function, and why.
     """
 
     optimizer: str
-    states: dict[LMFunction, State]
+    states: dict[LMFunction[..., Any], State]
     score: float | None
     baseline_score: float | None = None
     candidates: list[Candidate] = field(default_factory=list)
@@ -163,8 +166,9 @@ class OptimizationResult:
     files: list[Path] = field(default_factory=list)
     stopped_by: str | None = None
     seed: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    details: MutableMapping[str, Any] = field(default_factory=dict)
     kept: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def measured(self) -> bool:
@@ -195,7 +199,7 @@ class OptimizationResult:
             )
         u = self.usage
         lines.append(
-            f"LM usage: {u.calls} calls ({u.requests} requests, {u.cache_hits} cache hits), "
+            f"LM usage: {u.calls} calls ({u.describe_requests()}, {u.cache_hits} cache hits), "
             f"{u.total_tokens} tokens, cost {u.cost:.4f}"
         )
         if self.stopped_by:
@@ -204,6 +208,7 @@ class OptimizationResult:
             lines.append("not measured: no validation score")
         if self.kept:
             lines.append(f"no prompt file written: {self.kept}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
 

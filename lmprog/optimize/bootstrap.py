@@ -18,7 +18,13 @@ from lmprog import settings
 from lmprog.errors import BudgetExceededError
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Candidate, OptimizationResult, Optimizer, Task
-from lmprog.optimize.demos import Demo, demos_from_traces, sample_labeled
+from lmprog.optimize.demos import (
+    Demo,
+    demos_from_traces,
+    no_demo_warnings,
+    no_labeled_demo_reason,
+    sample_labeled,
+)
 
 logger = logging.getLogger("lmprog.optimize")
 
@@ -33,7 +39,7 @@ def _passes(score: float | None, threshold: float | None) -> bool:
 class Bootstrapped:
     """Demos per function from passing traces, and which training examples produced them."""
 
-    demos: dict[LMFunction, list[Demo]]
+    demos: dict[LMFunction[..., Any], list[Demo]]
     used: set[int]
     runs: int = 0
     passed: int = 0
@@ -61,7 +67,13 @@ class LabeledFewShot(Optimizer):
         states = {
             fn: State(demos=tuple(sample_labeled(fn, task.trainset, self.k, rng))) for fn in task.functions
         }
-        return OptimizationResult(self.name, states, score=None, seed=task.seed)
+        result = OptimizationResult(self.name, states, score=None, seed=task.seed)
+        if self.k > 0:
+            counts = {fn: len(st.demos) for fn, st in states.items()}
+            result.warnings = no_demo_warnings(
+                self.name, counts, lambda fn: no_labeled_demo_reason(fn, task.trainset)
+            )
+        return result
 
 
 class BootstrapFewShot(Optimizer):
@@ -113,7 +125,7 @@ class BootstrapFewShot(Optimizer):
                     return found
                 found.runs += len(batch)
                 for i, res in zip(batch, result.results, strict=True):
-                    if res.error is not None or not _passes(res.score, self.metric_threshold):
+                    if res.error is not None or not _passes(res.value, self.metric_threshold):
                         continue
                     found.passed += 1
                     found.used.add(i)
@@ -135,7 +147,7 @@ class BootstrapFewShot(Optimizer):
 
     def states_from(
         self, task: Task, found: Bootstrapped, rng: random.Random, max_boot: int | None = None
-    ) -> dict[LMFunction, State]:
+    ) -> dict[LMFunction[..., Any], State]:
         k_boot = self.max_bootstrapped_demos if max_boot is None else max_boot
         unused = [ex for i, ex in enumerate(task.trainset) if i not in found.used]
         states = {}
@@ -160,7 +172,41 @@ class BootstrapFewShot(Optimizer):
             seed=task.seed,
             stopped_by=stopped,
             details={"runs": found.runs, "passed": found.passed},
+            warnings=self.demo_warnings(
+                task, {fn: len(st.demos) for fn, st in states.items()}, [found], stopped=stopped
+            ),
         )
+
+    def demo_warnings(
+        self,
+        task: Task,
+        counts: dict[LMFunction[..., Any], int],
+        boots: list[Bootstrapped] | None,
+        name: str | None = None,
+        stopped: str | None = None,
+    ) -> list[str]:
+        """A warning for every function with no demo (``counts``), saying why: the budget cap
+        that stopped the run (``stopped``), what the bootstrap runs (``boots``, None when
+        unknown) and the labeled examples gave."""
+        if self.max_bootstrapped_demos <= 0 and self.max_labeled_demos <= 0:
+            return []
+        runs = sum(b.runs for b in boots or [])
+        passed = sum(b.passed for b in boots or [])
+        used: set[int] = set().union(*(b.used for b in boots)) if boots else set()
+
+        def reason(fn: LMFunction[..., Any]) -> str:
+            parts = [f"the budget ({stopped}) stopped the run"] if stopped else []
+            if self.max_bootstrapped_demos > 0:
+                if boots is None or passed:
+                    parts.append("no training run that passed the metric made a call to it that fits")
+                else:
+                    parts.append(f"none of {runs} training run(s) passed the metric")
+            if self.max_labeled_demos > 0:
+                unused = [ex for i, ex in enumerate(task.trainset) if i not in used]
+                parts.append(no_labeled_demo_reason(fn, unused))
+            return "; ".join(p for p in parts if p)
+
+        return no_demo_warnings(name or self.name, counts, reason)
 
 
 class RandomSearch(BootstrapFewShot):
@@ -188,9 +234,13 @@ class RandomSearch(BootstrapFewShot):
         stopped = None
         best: Candidate | None = None
         details: dict[str, Any] = {}
-        pending: tuple[str, dict[LMFunction, State]] | None = None
+        pending: tuple[str, dict[LMFunction[..., Any], State]] | None = None
+        boots: list[Bootstrapped] = []
+        counts = {fn: 0 for fn in task.functions}
         try:
-            for label, states in self.candidate_states(task):
+            for label, states in self.candidate_states(task, boots):
+                for fn, st in states.items():
+                    counts[fn] = max(counts.get(fn, 0), len(st.demos))
                 if task.budget.max_trials is not None and len(candidates) >= task.budget.max_trials:
                     stopped = "max_trials"
                     break
@@ -222,10 +272,14 @@ class RandomSearch(BootstrapFewShot):
             seed=task.seed,
             stopped_by=stopped,
             details=details,
+            warnings=self.demo_warnings(task, counts, boots, stopped=stopped),
         )
 
-    def candidate_states(self, task: Task) -> Iterator[tuple[str, dict[LMFunction, State]]]:
-        """Candidate states, made lazily (each bootstrap reuses the response cache)."""
+    def candidate_states(
+        self, task: Task, boots: list[Bootstrapped] | None = None
+    ) -> Iterator[tuple[str, dict[LMFunction[..., Any], State]]]:
+        """Candidate states, made lazily (each bootstrap reuses the response cache); each
+        bootstrap's findings are appended to ``boots`` when given."""
         yield ("zero-shot", {fn: State() for fn in task.functions})
         rng = random.Random(task.seed)
         yield (
@@ -242,6 +296,8 @@ class RandomSearch(BootstrapFewShot):
                 crng.shuffle(order)
             n_boot = self.max_bootstrapped_demos if k == 0 else crng.randint(1, self.max_bootstrapped_demos)
             found = self.bootstrap(task, order, max_demos=n_boot)
+            if boots is not None:
+                boots.append(found)
             states = self.states_from(task, found, crng, n_boot)
             label = f"bootstrap #{k} ({n_boot} demos)"
             if found.budget_error is not None:

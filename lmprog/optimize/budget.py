@@ -12,10 +12,18 @@ from lmprog.usage import Usage
 class Budget:
     """A hard cap the optimizer never exceeds.
 
-    ``max_calls`` counts requests that reach the provider (cache hits are free, retries count);
-    ``max_cost`` is in the provider's currency as litellm prices it; ``max_trials`` caps search
-    trials (candidate evaluations). ``None`` means no cap. When a cap is reached the optimizer
-    stops and returns the best result found so far.
+    When a cap is reached the optimizer stops and returns the best result found so far
+    (``OptimizationResult.stopped_by`` names the cap). ``None`` means no cap.
+
+    Attributes:
+        max_calls: requests that reach the provider (cache hits are free, retries count).
+        max_cost: in the provider's currency, as litellm prices it.
+        max_trials: search trials (candidate evaluations).
+
+    Example:
+        >>> from lmprog import Budget
+        >>> Budget(max_calls=500, max_cost=0.50)
+        Budget(max_calls=500, max_cost=0.5, max_trials=None)
     """
 
     max_calls: int | None = None

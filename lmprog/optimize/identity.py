@@ -13,7 +13,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lmprog import settings
 from lmprog._fingerprint import code_identity, data_fingerprint, digest
+from lmprog.lm import resolve_lm
 
 if TYPE_CHECKING:
     from lmprog.function import LMFunction
@@ -34,14 +36,13 @@ __all__ = [
 ]
 
 #: bump when lmprog changes how a score is computed or what a stored study holds: older stored
-#: results are then never reused
-FORMAT_VERSION = 2
+#: results are then never reused (the layout of MIPRO's records has its own version in the MIPRO
+#: study key, ``mipro_store.STORE_FORMAT``)
+FORMAT_VERSION = 3
 
 
 def lm_identity(lm: Any) -> dict[str, Any]:
     """The identity of an LM (an object or a model name) with its default request parameters."""
-    from lmprog.lm import resolve_lm
-
     try:
         resolved = resolve_lm(lm)
     except Exception as e:  # an LM that cannot be resolved here is named by what was given
@@ -51,12 +52,10 @@ def lm_identity(lm: Any) -> dict[str, Any]:
 
 
 def models_identity(
-    functions: Sequence[LMFunction], extra: Mapping[str, Any] | None = None
+    functions: Sequence[LMFunction[..., Any]], extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Every model a run's scores depend on: the default LM, each function's own LM, and the
     sampling settings (global defaults and per function)."""
-    from lmprog import settings
-
     current = settings.current()
     ident: dict[str, Any] = {
         "default": lm_identity(None),
@@ -77,7 +76,7 @@ def models_identity(
     return ident
 
 
-def program_identity(program: Callable[..., Any], functions: Sequence[LMFunction]) -> str:
+def program_identity(program: Callable[..., Any], functions: Sequence[LMFunction[..., Any]]) -> str:
     """``analyze(program).program_hash``; without static analysis, the functions' signature hashes
     and the entry point's code."""
     try:

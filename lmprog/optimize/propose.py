@@ -19,9 +19,10 @@ from typing import Any
 
 from lmprog import settings
 from lmprog.errors import BudgetExceededError, LmprogError
+from lmprog.format import to_jsonable
 from lmprog.function import LMFunction, lm_function
 from lmprog.optimize._base import provider_failed
-from lmprog.prompt import to_jsonable
+from lmprog.signature import type_name
 
 logger = logging.getLogger("lmprog.optimize.propose")
 
@@ -99,24 +100,19 @@ def format_rows(rows: Sequence[Mapping[str, Any]], limit: int = 8, max_chars: in
     return "\n".join(out)
 
 
-def describe_function(fn: LMFunction, instruction: str | None = None) -> str:
+def describe_function(fn: LMFunction[..., Any], instruction: str | None = None) -> str:
     sig = fn.signature
     lines = [f"name: {sig.name}"]
     for f in sig.inputs:
         lines.append(
-            f"input {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
+            f"input {f.name}: {type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
         )
     for f in sig.outputs:
         lines.append(
-            f"output {f.name}: {_type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
+            f"output {f.name}: {type_name(f.annotation)}" + (f" - {f.description}" if f.description else "")
         )
     lines.append(f"current instruction: {instruction if instruction is not None else sig.instruction}")
     return "\n".join(lines)
-
-
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return text or str(annotation).replace("typing.", "")
 
 
 _META = re.compile(
@@ -140,7 +136,7 @@ def clean_instruction(text: str) -> str:
     return text
 
 
-def check_instruction(text: str, fn: LMFunction) -> str | None:
+def check_instruction(text: str, fn: LMFunction[..., Any]) -> str | None:
     """Why a proposed instruction is rejected, or None when it is acceptable.
 
     Rejected: empty or too short, longer than ``MAX_INSTRUCTION_CHARS``, leaking the proposer's
@@ -245,7 +241,7 @@ class GroundedProposer:
 
     def propose(
         self,
-        fn: LMFunction,
+        fn: LMFunction[..., Any],
         n: int,
         *,
         data_summary: str,

@@ -19,23 +19,26 @@ function without a usable file runs on its docstring).
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from lmprog import promptfile
+from lmprog._version import __version__
 from lmprog.errors import BudgetExceededError, PromptFileError
 from lmprog.function import LMFunction, State
+from lmprog.lm import configured_model
 from lmprog.optimize._base import OptimizationResult, Task
 from lmprog.optimize.identity import validation_key
 
 logger = logging.getLogger("lmprog.optimize")
 
 
-def committed(functions: list[LMFunction]) -> dict[LMFunction, dict[str, Any]]:
+def committed(functions: list[LMFunction[..., Any]]) -> dict[LMFunction[..., Any], dict[str, Any]]:
     """The usable committed prompt file of each function that has one: its parsed document."""
-    from lmprog import promptfile
-
-    found: dict[LMFunction, dict[str, Any]] = {}
+    found: dict[LMFunction[..., Any], dict[str, Any]] = {}
     for fn in functions:
         path = promptfile.prompt_path(fn)
         if not path.exists():
@@ -53,7 +56,7 @@ def committed(functions: list[LMFunction]) -> dict[LMFunction, dict[str, Any]]:
 
 
 def recorded_score(
-    docs: Mapping[LMFunction, Mapping[str, Any]], functions: list[LMFunction], key: str
+    docs: Mapping[LMFunction[..., Any], Mapping[str, Any]], functions: list[LMFunction[..., Any]], key: str
 ) -> float | None:
     """The committed configuration's recorded validation score, when every function has a file
     written by one run measured under ``key``; else None (not comparable)."""
@@ -81,8 +84,6 @@ def save_verdict(task: Task, result: OptimizationResult) -> str | None:
             "not measured (no validation set), and committed prompt files exist; pass a validation "
             "set to compare with them, or delete them to start over"
         )
-    from lmprog import promptfile
-
     states = {fn: State() for fn in task.functions}
     for fn in docs:
         loaded = promptfile.load_state(fn)
@@ -121,3 +122,22 @@ def validation_provenance(task: Task) -> dict[str, Any] | None:
     if not task.valset:
         return None
     return {"key": validation_key(task), "examples": len(task.valset)}
+
+
+def save_result(result: OptimizationResult) -> list[Path]:
+    """Write the prompt file of every function an optimization chose a state for."""
+    prov_common: dict[str, Any] = {
+        "optimizer": result.optimizer,
+        "score": None if result.score is None else round(result.score, 2),
+        "baseline_score": None if result.baseline_score is None else round(result.baseline_score, 2),
+        "seed": result.seed,
+        "model": configured_model(),
+        "lm_calls": result.usage.calls,
+        "lm_requests": result.usage.requests,
+        "cost": round(result.usage.cost, 6),
+        "lmprog_version": __version__,
+        "date": _dt.date.today().isoformat(),
+    }
+    if result.details.get("validation"):  # what makes the recorded score comparable (saving.py)
+        prov_common["validation"] = dict(result.details["validation"])
+    return [promptfile.write(fn, state, prov_common) for fn, state in result.states.items()]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmprog.errors import MissingDependencyError
 from lmprog.function import LMFunction, State
 
 if TYPE_CHECKING:
@@ -33,15 +34,32 @@ DEFAULT_STORAGE_DIR = Path(".lmprog")
 
 
 def storage_url(storage: str | Path | None) -> str:
-    """An optuna storage URL: ``None`` = ``sqlite:///.lmprog/optuna.db``; a path = a SQLite file."""
+    """An optuna storage URL: ``None`` = ``sqlite:///.lmprog/optuna.db``; a path = a SQLite file;
+    ``postgresql://user:password@host/db`` = PostgreSQL through psycopg (``lmprog[postgres]``)."""
     if storage is None:
         DEFAULT_STORAGE_DIR.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{DEFAULT_STORAGE_DIR / 'optuna.db'}"
     text = str(storage)
     if "://" in text:
-        return text
+        return _with_driver(text)
     Path(text).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{text}"
+
+
+def _with_driver(url: str) -> str:
+    """A PostgreSQL URL without a driver gets psycopg (3), the driver of the ``postgres`` extra
+    (SQLAlchemy would pick psycopg2); a missing driver is an error naming the extra."""
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        scheme = "postgresql+psycopg"
+    if scheme == "postgresql+psycopg":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as e:
+            raise MissingDependencyError(
+                f'storage {scheme}://...: PostgreSQL needs its driver: pip install "lmprog[postgres]"'
+            ) from e
+    return f"{scheme}://{rest}"
 
 
 def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
@@ -73,7 +91,7 @@ _OPEN_ATTEMPTS = 6
 class Space:
     """The candidates of one search round: per function (by id), instructions and demo sets."""
 
-    functions: tuple[LMFunction, ...]
+    functions: tuple[LMFunction[..., Any], ...]
     ids: tuple[str, ...]
     instructions: Mapping[str, Sequence[str]]
     demo_sets: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
@@ -89,7 +107,7 @@ class Space:
             config[fid] = (int(ii), int(di))
         return config
 
-    def states(self, config: Mapping[str, tuple[int, int]]) -> dict[LMFunction, State]:
+    def states(self, config: Mapping[str, tuple[int, int]]) -> dict[LMFunction[..., Any], State]:
         out = {}
         for fn, fid in zip(self.functions, self.ids, strict=True):
             ii, di = config[fid]
@@ -201,6 +219,31 @@ def live_count(study: optuna.Study) -> int:
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+def tell_once(study: optuna.Study, trial: optuna.trial.Trial, values: Any) -> bool:
+    """Record ``trial``'s result, unless another worker already finished it; False then.
+
+    Optuna's SQLite storage cannot lock a row, so two workers asking at the same moment may both
+    pop the same enqueued (WAITING) trial. Both then evaluate the same configuration on the same
+    seeded minibatch, so the second result equals the first: it is dropped instead of failing the
+    run with "Cannot tell a COMPLETE trial" (PostgreSQL locks the row and never gets here)."""
+    import optuna
+
+    try:
+        study.tell(trial, values)
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        if not finished_elsewhere(study, trial):
+            raise
+        logger.info("trial %d was finished by another worker; its result is kept", trial.number)
+        return False
+    return True
+
+
+def finished_elsewhere(study: optuna.Study, trial: optuna.trial.Trial) -> bool:
+    """Whether ``trial`` is already finished in the storage (by another worker)."""
+    frozen = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
+    return bool(frozen) and frozen[0].state.is_finished()
 
 
 def optuna_state(name: str) -> optuna.trial.TrialState:

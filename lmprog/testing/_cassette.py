@@ -5,7 +5,7 @@ distinct provider request: the cache key of (model, messages, parameters), the f
 it, the model, the parameters, the messages, and the responses in the order they came. Requests
 are found again by their key, so replay is exact; a request made several times is answered with
 its recorded responses in order (the last one repeats). Entries are sorted, so recording the same
-calls again gives the same file. Secrets never reach the file (see ``lmprog._secrets``).
+calls again gives the same file. Secrets never reach the file (see :func:`lmprog.lm.redact`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmprog._secrets import redact
-from lmprog.errors import LmprogError
-from lmprog.lm import Completion, InterceptedRequest, intercept_requests
+from lmprog.errors import LmprogError, PromptFileError
+from lmprog.lm import Completion, InterceptedRequest, intercept_requests, redact
+from lmprog.promptfile import atomic_write_text, dump_yaml, read_yaml
+from lmprog.trace import current_span, trace
 from lmprog.usage import Usage
 
 CASSETTE_VERSION = 1
@@ -78,8 +79,6 @@ class Cassette:
     @contextmanager
     def activate(self) -> Iterator[Cassette]:
         """Route every LM request made inside the block, in any thread, through this cassette."""
-        from lmprog.trace import trace
-
         with trace(), intercept_requests(self._handle):  # the trace names the calling function
             yield self
 
@@ -98,6 +97,8 @@ class Cassette:
             "completion_tokens": completion.usage.completion_tokens,
             "cost": completion.usage.cost,
         }
+        if completion.finish_reason is not None:
+            response["finish_reason"] = completion.finish_reason
         with self._lock:
             entry = self.entries.get(request.key)
             if entry is None:
@@ -124,6 +125,7 @@ class Cassette:
                 cost=float(response.get("cost") or 0.0),
             ),
             model=str(response.get("model") or request.lm.model),
+            finish_reason=reason if isinstance(reason := response.get("finish_reason"), str) else None,
         )
 
     def _describe_miss(self, request: InterceptedRequest) -> str:
@@ -152,9 +154,6 @@ class Cassette:
 
     # -- the file --------------------------------------------------------------------------------
     def _load(self) -> None:
-        from lmprog.errors import PromptFileError
-        from lmprog.promptfile import read_yaml
-
         try:
             doc = read_yaml(self.path, what="cassette")
         except PromptFileError as e:
@@ -178,7 +177,6 @@ class Cassette:
 
     def render(self) -> str:
         """The file text: entries sorted by function, first user message and key."""
-        from lmprog.promptfile import dump_yaml
 
         def order(e: Entry) -> tuple[str, str, str]:
             user = next((m.get("content", "") for m in e.messages if m.get("role") == "user"), "")
@@ -191,14 +189,10 @@ class Cassette:
 
     def save(self) -> Path:
         """Write the cassette atomically (an unchanged one is left untouched)."""
-        from lmprog.promptfile import atomic_write_text
-
         return atomic_write_text(self.path, self.render())
 
 
 def _calling_function() -> str:
     """The lm_function whose call is in flight here (from the current trace span), if known."""
-    from lmprog.trace import current_span
-
     span = current_span()
     return span.qualname if span is not None and span.kind == "lm" else "?"

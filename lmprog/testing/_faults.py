@@ -1,7 +1,7 @@
 """FaultyLM: an LM wrapper that injects provider failures at configurable rates, for reliability tests.
 
 The failures are the ones real providers produce, raised through the same translation the litellm
-client uses (:func:`lmprog._litellm.translate_error`), so they reach the retry logic exactly as a
+client uses (:func:`lmprog.lm.translate_error`), so they reach the retry logic exactly as a
 real failure would: a timeout, a 429 with a ``Retry-After`` header, a 500, a dropped connection.
 It can also return an empty or a truncated completion, as a provider does when it answers badly.
 
@@ -21,10 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lmprog._litellm import translate_error
-from lmprog.cache import cache_key, without_secrets
 from lmprog.errors import UsageError
-from lmprog.lm import BaseLM, Completion, Messages
+from lmprog.lm import BaseLM, Completion, Messages, cache_key, translate_error, without_secrets
 
 #: The fault kinds, in the order their rates are laid out on [0, 1).
 RAISED = ("timeout", "rate_limit", "server_error", "connection_reset")
@@ -60,7 +58,8 @@ class FaultyLM(BaseLM):
     ``timeout``, ``rate_limit`` (a 429 whose ``Retry-After`` header says ``retry_after`` seconds;
     ``None`` sends no header), ``server_error`` (a 500), ``connection_reset`` raise before ``inner``
     is asked; ``empty`` and ``truncated`` ask ``inner`` and return an empty completion or the first
-    half of its text (the request and its prompt tokens are spent, as with a real provider).
+    half of its text with ``finish_reason="length"``, as a provider cuts a reply at ``max_tokens``
+    (the request and its prompt tokens are spent, as with a real provider).
     Everything else is ``inner``'s answer.
 
     The wrapper is itself the LM that caches, retries and counts usage (``inner`` is only asked for
@@ -140,7 +139,8 @@ class FaultyLM(BaseLM):
 
     @property
     def raised(self) -> int:
-        """How many requests failed with an exception (each one is a provider request spent)."""
+        """How many requests the wrapper failed with an exception (each one is a provider request
+        spent); an ``empty`` completion fails too, in the LM (see ``usage.failed_requests``)."""
         counts = self.counts
         return sum(counts[k] for k in RAISED)
 
@@ -181,7 +181,8 @@ class FaultyLM(BaseLM):
             text = completion.text[: len(completion.text) // 2]
             share = len(text) / len(completion.text) if completion.text else 0.0
             tokens = round(completion.usage.completion_tokens * share)
-            return replace(completion, text=text, usage=replace(completion.usage, completion_tokens=tokens))
+            usage = replace(completion.usage, completion_tokens=tokens)
+            return replace(completion, text=text, usage=usage, finish_reason="length")
         return completion
 
 

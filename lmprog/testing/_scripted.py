@@ -8,12 +8,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
+from lmprog.format import format_output, to_jsonable
 from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
-ScriptedResponse: TypeAlias = str | Mapping[str, Any] | BaseException
-"""A raw completion, a dict of output values by field name, or an exception to raise."""
+ScriptedResponse: TypeAlias = str | Mapping[str, Any] | Completion | BaseException
+"""A raw completion, a dict of output values by field name, a :class:`~lmprog.lm.Completion` (to
+give a ``finish_reason``, e.g. ``"length"`` for a reply cut at ``max_tokens``), or an exception to
+raise."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,11 @@ class ScriptedLM(BaseLM):
     ``responses`` is a list, used in order (one entry per request, retries included; running out
     raises :class:`~lmprog.errors.UsageError`), or a callable ``messages -> response``. A response
     is a raw completion string; a dict of output values keyed by output field name, rendered in
-    the exact format lmprog's parser expects; or an exception instance, raised to simulate a
-    provider failure (a ``TransientLMError`` is retried like a real one).
+    the exact format lmprog's parser expects; a :class:`~lmprog.lm.Completion`, whose ``text``,
+    ``finish_reason`` and ``logprobs`` are returned (``Completion("4", finish_reason="length")``
+    plays a reply cut at ``max_tokens``, ``Completion("")`` an empty one); or an exception
+    instance, raised to simulate a provider failure (a ``TransientLMError`` is retried like a
+    real one).
 
     Every request is recorded in :attr:`calls`. Token usage counts whitespace-separated words of
     the messages (prompt) and of the completion. The cache is off unless ``cache=True``, and
@@ -51,6 +58,19 @@ class ScriptedLM(BaseLM):
     ``calls[i].constraint``; the script is not checked against it, except that a dict response
     to a request carrying a ``response_format`` is written as the JSON object a provider with
     structured outputs returns.
+
+    Example:
+        >>> import lmprog
+        >>> from lmprog.testing import ScriptedLM
+        >>> @lmprog.lm_function
+        ... def sentiment(review: str) -> bool:
+        ...     '''Whether the review is positive.'''
+        >>> lm = ScriptedLM(["maybe", {"output": True}])  # a bad reply, then a good one
+        >>> with lmprog.context(lm=lm):
+        ...     sentiment("Loved it.")
+        True
+        >>> len(lm.calls)  # the bad reply was retried with the errors shown to the model
+        2
     """
 
     def __init__(
@@ -84,8 +104,6 @@ class ScriptedLM(BaseLM):
     def fingerprint(self) -> dict[str, Any]:
         """The LM's fingerprint plus its script: a list by its responses, a callable by its code
         (so a ScriptedLM with other answers is another model to stored results)."""
-        from lmprog._fingerprint import code_identity, digest
-
         ident = super().fingerprint()
         if self._script is not None:
             ident["script"] = digest([repr(r) for r in self._script])
@@ -134,7 +152,8 @@ class ScriptedLM(BaseLM):
                 response = self._script[index]
         if self._respond is not None:
             response = self._respond(messages)
-        text = _render(response, structured="response_format" in params)
+        given = response if isinstance(response, Completion) else None
+        text = given.text if given is not None else _render(response, structured="response_format" in params)
         return Completion(
             text=text,
             usage=Usage(
@@ -142,6 +161,8 @@ class ScriptedLM(BaseLM):
                 completion_tokens=len(text.split()),
             ),
             model=self.model,
+            finish_reason=given.finish_reason if given is not None else None,
+            logprobs=given.logprobs if given is not None else None,
         )
 
 
@@ -151,11 +172,10 @@ def _render(response: ScriptedResponse, *, structured: bool) -> str:
     if isinstance(response, str):
         return response
     if isinstance(response, Mapping):
-        from lmprog.prompt import format_output, to_jsonable
-
         if structured:
             return json.dumps({str(k): to_jsonable(v) for k, v in response.items()}, ensure_ascii=False)
         return format_output(dict(response))
     raise UsageError(
-        f"a scripted response is a string, a dict of output values or an exception, got {response!r}"
+        "a scripted response is a string, a dict of output values, a Completion or an exception, "
+        f"got {response!r}"
     )

@@ -113,9 +113,9 @@ def test_search_finds_the_good_instruction_and_beats_the_baseline(tmp_path: Path
     assert result.score == 100.0
     assert result.states[classify].instruction is not None
     assert result.states[classify].instruction.startswith("GOOD")
-    assert result.details["trials"] == 8
-    history = result.details["trial_history"]
-    assert [h["number"] for h in history] == list(range(8)) and {h["round"] for h in history} == {0, 1}
+    assert result.details.trials == 8
+    history = result.details.trial_history
+    assert [h.number for h in history] == list(range(8)) and {h.round for h in history} == {0, 1}
     assert result.usage.requests > 0
 
 
@@ -130,19 +130,19 @@ def test_later_rounds_see_earlier_scores(tmp_path: Path) -> None:
 
 def test_guards_reject_and_replace_bad_proposals(tmp_path: Path) -> None:
     bad = [
-        "",
+        "Be brief.",  # (an empty reply is a failed request, retried: it never reaches the guards)
         "Reply in JSON with a field label.",
         "history: none. program: def triage",
         "x" * 900,
         "GOOD: map the keyword to its label.",
     ]
     result = run(Model(proposals=bad), tmp_path, num_instructions=3, rounds=1)
-    reasons = [why for _, why in result.details["rejected_proposals"]]
+    reasons = [why for _, why in result.details.rejected_proposals]
     assert any("too short" in r for r in reasons)
     assert any("output format" in r for r in reasons)
     assert any("leaks" in r for r in reasons)
     assert any("longer than" in r for r in reasons)
-    (instructions,) = result.details["instructions"].values()
+    (instructions,) = result.details.instructions.values()
     assert instructions[0] == "Classify the ticket."  # the original is always a candidate
     assert "GOOD: map the keyword to its label." in instructions
     assert all(check_instruction(i, classify) is None for i in instructions[1:])
@@ -163,10 +163,10 @@ def test_same_seed_same_result_and_seed_zero_is_a_seed(tmp_path: Path) -> None:
     a = run(Model(), tmp_path / "a", seed=0)
     b = run(Model(), tmp_path / "b", seed=0)
     c = run(Model(), tmp_path / "c", seed=1)
-    assert a.details["instructions"] == b.details["instructions"]
+    assert a.details.instructions == b.details.instructions
     assert [x.score for x in a.candidates] == [x.score for x in b.candidates]
     assert a.states[classify] == b.states[classify]
-    assert a.details["study"] != c.details["study"]
+    assert a.details.study != c.details.study
 
 
 def test_budget_is_never_exceeded_and_the_best_so_far_is_returned(tmp_path: Path) -> None:
@@ -179,30 +179,30 @@ def test_budget_is_never_exceeded_and_the_best_so_far_is_returned(tmp_path: Path
 def test_max_trials(tmp_path: Path) -> None:
     result = run(Model(), tmp_path, budget=Budget(max_trials=3))
     assert result.stopped_by == "max_trials"
-    assert result.details["trials"] == 3
+    assert result.details.trials == 3
 
 
 def test_resume_after_an_interrupted_study_loses_no_trial_and_repeats_no_call(tmp_path: Path) -> None:
     # first run is "killed" by a call budget in the middle of the search
     first = run(Model(), tmp_path, budget=Budget(max_calls=60))
     assert first.stopped_by == "max_calls"
-    done_before = first.details["trials"]
+    done_before = first.details.trials
     assert done_before >= 1
     # the same command again: continues the same study from storage, cache answers repeated calls
     model = Model()
     second = run(model, tmp_path)
-    assert second.details["study"] == first.details["study"]
-    assert second.details["trials"] == 8
-    assert second.details["instructions"] == first.details["instructions"] or done_before < 4
+    assert second.details.study == first.details.study
+    assert second.details.trials == 8
+    assert second.details.instructions == first.details.instructions or done_before < 4
     assert model.summary_prompts == []  # the data summary was persisted, not asked again
     assert second.score == 100.0
 
 
 def test_cost_aware_reports_a_pareto_front(tmp_path: Path) -> None:
     result = run(Model(), tmp_path, cost_aware=True)
-    front = result.details["pareto"]
-    assert front and all({"score", "prompt_tokens"} <= set(p) for p in front)
-    scores = [p["score"] for p in front]
+    front = result.details.pareto
+    assert front and all(p.prompt_tokens > 0 for p in front)
+    scores = [p.score for p in front]
     assert scores == sorted(scores, reverse=True)
 
 
@@ -222,7 +222,7 @@ def test_a_changed_metric_or_model_never_reuses_the_stored_study(tmp_path: Path)
     first = run(Model(), tmp_path)
     assert first.score == 100.0
     zero = run(Model(), tmp_path, metric=always_zero)
-    assert zero.details["study"] != first.details["study"]
+    assert zero.details.study != first.details.study
     assert zero.score == 0.0 and zero.baseline_score == 0.0  # measured with the new metric
     # another model (same name, other answers), without the response cache of the first
     lm = ScriptedLM(Stubborn(), cache=False)
@@ -240,6 +240,39 @@ def test_a_changed_metric_or_model_never_reuses_the_stored_study(tmp_path: Path)
             progress=False,
             **opts,
         )
-    assert other.details["study"] not in (first.details["study"], zero.details["study"])
+    assert other.details.study not in (first.details.study, zero.details.study)
     assert other.usage.requests > 0 and lm.calls
     assert other.score == pytest.approx(100 / 3, abs=0.1)  # what the stored winner scores on it
+
+
+def test_mipro_says_when_it_found_no_demo_for_a_function(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def never(example: Any, prediction: Any, trace: Any = None) -> bool:
+        return False  # no run passes: no bootstrapped demo
+
+    data = [{**row, "note": "a second label field"} for row in DATA]  # no labeled demo either
+    lm = ScriptedLM(Model(), cache=True)
+    with lmprog.context(lm=lm, load_prompts=False, cache_dir=tmp_path / "cache"):
+        with caplog.at_level("WARNING", logger="lmprog.optimize"):
+            result = optimize(
+                triage,
+                data[:9],
+                never,
+                valset=data[9:],
+                optimizer="mipro",
+                save=False,
+                apply=False,
+                storage=str(tmp_path / "study.db"),
+                progress=False,
+                num_trials=2,
+                num_instructions=2,
+                num_demo_sets=1,
+            )
+    assert result.states[classify].demos == ()
+    assert result.warnings == [
+        "mipro: found no demo for classify: no training run that passed the metric made a call to it "
+        "that fits; no training example with its inputs has its output(s) output (or exactly one field "
+        "besides its inputs)"
+    ]
+    assert result.warnings[0] in caplog.text

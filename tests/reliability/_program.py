@@ -104,8 +104,9 @@ def check_backoff(lm: FaultyLM, sleeps: Sleeps) -> dict[int, int]:
     followed the n-th consecutive failure of a call, by n.
 
     Within one thread, the requests of one call come in a row: a run of faults on one request is
-    one call's retries. After the n-th fault of a run, the wait is the fault's ``Retry-After`` (a
-    429) or at most ``backoff_base * 2**(n-1)`` (full jitter), never above ``backoff_max``.
+    one call's retries (an empty completion is a failed request, retried like a raised fault).
+    After the n-th fault of a run, the wait is the fault's ``Retry-After`` (a 429) or at most
+    ``backoff_base * 2**(n-1)`` (full jitter), never above ``backoff_max``.
     """
     policy = lm.retry_policy
     by_attempt: dict[int, int] = defaultdict(int)
@@ -115,7 +116,7 @@ def check_backoff(lm: FaultyLM, sleeps: Sleeps) -> dict[int, int]:
         waits = list(sleeps.by_thread.get(thread, []))
         run_key, run = None, 0
         for event in (e for e in lm.events if e.thread == thread):
-            if event.kind not in ("timeout", "rate_limit", "server_error", "connection_reset"):
+            if event.kind not in ("timeout", "rate_limit", "server_error", "connection_reset", "empty"):
                 run_key, run = None, 0
                 continue
             run = run + 1 if event.key == run_key else 1

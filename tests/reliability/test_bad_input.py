@@ -45,7 +45,7 @@ def test_rows_with_missing_or_odd_inputs_fail_alone_naming_their_line(tmp_path: 
     assert missing.index == 1
     assert missing.describe_error().startswith(f"{path}, line 2")
     assert "ticket" in missing.describe_error()
-    assert [r.score for r in result.results] == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert [r.score for r in result.results] == [100.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     assert result.results[2].prediction == "billing"
 
 
@@ -233,4 +233,4 @@ def test_an_interrupted_optimization_keeps_its_trials_and_cache(tmp_path: Path) 
     assert not {json.dumps(c.messages) for c in first.calls}.intersection(
         json.dumps(c.messages) for c in again.calls
     )
-    assert result.details["trials"] == 6 and result.score == 100.0
+    assert result.details.trials == 6 and result.score == 100.0

@@ -18,7 +18,7 @@ from lmprog import evaluate
 from lmprog.evaluate import EvaluationResult
 from lmprog.optimize import optimize
 from lmprog.testing import FaultyLM, ScriptedLM
-from lmprog.usage import track
+from lmprog.usage import Usage, track
 
 from ._program import DATA, Model, Sleeps, check_backoff, classify, metric, triage
 
@@ -61,10 +61,11 @@ def test_evaluate_under_transient_faults_equals_the_fault_free_run() -> None:
     waits = check_backoff(lm, sleeps)
     assert waits.get(2, 0) > 0, "some calls failed twice in a row"
     assert sum(waits.values()) == lm.raised
-    # usage: three independent counts agree exactly
-    assert len(inner.calls) == len(clean_inner.calls) == lm.usage.requests == lm.counts["ok"]
-    assert result.usage == clean.usage == lm.usage  # spans == LM meter
-    assert scope.requests == lm.usage.requests + lm.raised  # budgets also count failed requests
+    # usage: independent counts agree exactly, and every request counts, failed ones included
+    assert len(inner.calls) == len(clean_inner.calls) == lm.counts["ok"] == lm.usage.requests - lm.raised
+    assert lm.usage.failed_requests == lm.raised
+    assert result.usage == lm.usage == scope  # spans == LM meter == track() scope (budgets)
+    assert result.usage - Usage(requests=lm.raised, failed_requests=lm.raised) == clean.usage == clean_scope
     assert scope.prompt_tokens == clean_scope.prompt_tokens
     assert result.usage.prompt_tokens == sum(
         len(m["content"].split()) for c in inner.calls for m in c.messages
@@ -85,11 +86,11 @@ def test_evaluate_under_bad_completions_gives_every_example_a_score_or_an_error(
     # a bad completion is a parse retry: it is counted like any other completion
     parse_retries = sum(s.parse_retries for r in result.results for s in r.trace.spans)
     assert parse_retries > 0
-    assert len(inner.calls) == lm.usage.requests == result.usage.requests
-    assert result.usage.calls == lm.usage.calls
-    assert result.usage.prompt_tokens == lm.usage.prompt_tokens
-    assert result.usage.completion_tokens == lm.usage.completion_tokens
-    assert scope.requests == lm.usage.requests + lm.raised
+    # an empty completion is a failed request (retried), a truncated one a completion (retried
+    # by the lm_function with a larger budget); every request counts, the same everywhere
+    assert len(inner.calls) + lm.raised == lm.usage.requests
+    assert lm.usage.failed_requests == lm.raised + lm.counts["empty"]
+    assert result.usage == lm.usage == scope
     check_backoff(lm, sleeps)
 
 
@@ -103,7 +104,7 @@ def test_evaluate_records_an_error_for_each_call_that_runs_out_of_retries() -> N
     for r in failed:
         assert r.score == 0.0 and r.prediction is None
         assert r.error.startswith("TransientLMError: scripted: ") and "server had an error" in r.error
-    assert all(r.score in (0.0, 1.0) for r in result.results if r.ok)
+    assert all(r.score in (0.0, 100.0) for r in result.results if r.ok)
     check_backoff(lm, sleeps)
 
 
@@ -143,11 +144,12 @@ def test_mipro_under_transient_faults_chooses_what_the_fault_free_run_chooses(tm
     assert result.states == clean.states
     assert result.states[classify].instruction.startswith("GOOD")
     assert [(c.label, c.score) for c in result.candidates] == [(c.label, c.score) for c in clean.candidates]
-    assert result.details["instructions"] == clean.details["instructions"]
-    assert result.details["trials"] == clean.details["trials"] == 6
+    assert result.details.instructions == clean.details.instructions
+    assert result.details.trials == clean.details.trials == 6
     # usage: the same completions, plus exactly the failed requests
-    assert len(inner.calls) == len(clean_inner.calls) == lm.usage.requests
-    assert result.usage.requests == clean.usage.requests + lm.raised
+    assert len(inner.calls) == len(clean_inner.calls) == lm.usage.requests - lm.raised
+    assert result.usage.requests == clean.usage.requests + lm.raised == lm.usage.requests
+    assert result.usage.failed_requests == lm.usage.failed_requests == lm.raised
     assert result.usage.calls == clean.usage.calls == lm.usage.calls
     assert result.usage.cache_hits == clean.usage.cache_hits == lm.usage.cache_hits
     assert result.usage.prompt_tokens == clean.usage.prompt_tokens == lm.usage.prompt_tokens
@@ -162,6 +164,7 @@ def test_mipro_under_bad_completions_finishes(tmp_path: Path) -> None:
     result = run_mipro(lm, tmp_path)
     assert lm.counts["empty"] > 0 and lm.counts["truncated"] > 0
     assert result.score is not None and result.baseline_score is not None
-    assert result.details["trials"] == 6
-    assert result.usage.requests == lm.usage.requests + lm.raised == len(inner.calls) + lm.raised
+    assert result.details.trials == 6
+    assert result.usage.requests == lm.usage.requests == len(inner.calls) + lm.raised
+    assert result.usage.failed_requests == lm.usage.failed_requests == lm.raised + lm.counts["empty"]
     check_backoff(lm, sleeps)

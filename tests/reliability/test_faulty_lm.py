@@ -9,11 +9,11 @@ from collections import Counter
 
 import pytest
 
-from lmprog._retry import RetryPolicy
 from lmprog.errors import TransientLMError, UsageError
 from lmprog.lm import BaseLM
+from lmprog.lm._retry import RetryPolicy
 from lmprog.testing import FaultyLM, ScriptedLM
-from lmprog.usage import track
+from lmprog.usage import Usage, track
 
 from ._program import Sleeps, check_backoff
 
@@ -89,7 +89,7 @@ def test_backoff_grows_and_gives_up_after_the_last_retry() -> None:
     assert check_backoff(lm, sleeps) == {1: 1, 2: 1, 3: 1, 4: 1}
     assert inner.calls == []
     assert scope.total.requests == 5  # every failed request counts (budgets see retries)
-    assert lm.usage.requests == 0  # no completion was returned
+    assert lm.usage == scope.total == Usage(requests=5, failed_requests=5)  # no completion, 5 requests
 
 
 def test_retry_after_is_honoured_and_capped() -> None:
@@ -104,19 +104,32 @@ def test_retry_after_is_honoured_and_capped() -> None:
 
 def test_empty_and_truncated_completions_spend_the_request() -> None:
     inner = ScriptedLM(lambda m: "one two three four five six seven eight", cache=True)
-    lm = FaultyLM(inner, empty=0.5, truncated=0.5, seed=2)
-    texts = Counter(ask(lm, i) for i in range(30))
-    assert set(texts) == {"", "one two three four "}
-    assert len(inner.calls) == 30 == lm.usage.requests
-    assert lm.usage.completion_tokens == 4 * lm.counts["truncated"]  # half the words survive
-    assert lm.usage.prompt_tokens == sum(2 for _ in inner.calls)
+    sleeps = Sleeps()
+    lm = FaultyLM(inner, empty=0.5, truncated=0.5, seed=2, num_retries=20, sleep=sleeps)
+    replies = [lm.complete([{"role": "user", "content": f"question {i}"}]) for i in range(30)]
+    # an empty completion is a failed request, retried; a truncated one is returned, marked as cut
+    assert {(c.text, c.finish_reason) for c in replies} == {("one two three four ", "length")}
+    empty = lm.counts["empty"]
+    assert empty > 0 and lm.counts["truncated"] == 30
+    assert len(inner.calls) == 30 + empty == lm.usage.requests
+    assert lm.usage.failed_requests == empty and lm.usage.calls == 30
+    assert lm.usage.completion_tokens == 4 * 30  # half the words survive
+    assert lm.usage.prompt_tokens == 2 * len(inner.calls)  # an empty reply's prompt is spent too
+    assert check_backoff(lm, sleeps)  # every empty completion was followed by a backoff wait
 
 
-def test_empty_completions_are_not_cached_truncated_ones_are() -> None:
-    lm = FaultyLM(ScriptedLM(lambda m: "a full answer"), empty=1.0, cache=True)
-    assert ask(lm, 0) == ""
-    assert ask(lm, 0) == ""
-    assert lm.usage.cache_hits == 0
+def test_empty_and_truncated_completions_are_never_cached() -> None:
+    lm = FaultyLM(ScriptedLM(lambda m: "a full answer"), empty=1.0, cache=True, num_retries=1, sleep=Sleeps())
+    with pytest.raises(TransientLMError, match="empty completion"):
+        ask(lm, 0)
+    with pytest.raises(TransientLMError, match="empty completion"):
+        ask(lm, 0)
+    assert lm.usage == Usage(requests=4, failed_requests=4, prompt_tokens=8)
+    cut = FaultyLM(ScriptedLM(lambda m: "a full answer"), truncated=1.0, cache=True)
+    first = cut.complete([{"role": "user", "content": "question 0"}])
+    again = cut.complete([{"role": "user", "content": "question 0"}])
+    assert first.finish_reason == again.finish_reason == "length" and first.text == "a full"
+    assert not again.cache_hit and cut.usage.cache_hits == 0 and cut.usage.requests == 2
 
 
 def test_inner_defaults_and_credentials_reach_the_inner_request() -> None:
@@ -144,7 +157,8 @@ def test_async_requests_meet_faults_too() -> None:
 
     assert asyncio.run(main()) == [f"echo: question {i}" for i in range(20)]
     assert lm.raised > 0 and len(sleeps.all) == lm.raised
-    assert len(inner.calls) == 20 == lm.usage.requests
+    assert len(inner.calls) == 20 == lm.usage.requests - lm.usage.failed_requests
+    assert lm.usage.failed_requests == lm.raised and lm.usage.calls == 20
 
 
 def test_bad_arguments() -> None:

@@ -1,7 +1,8 @@
 """Fuzzing at the edges where outside text enters: completions reaching an lm_function (the parser
 itself is fuzzed in tests/test_parse_fuzz.py) and prompt files reaching the loader.
 
-A completion gives a valid value of the return type or an OutputParseError, nothing else. A prompt
+A completion gives a valid value of the return type or an OutputParseError (a blank one a
+TransientLMError: an empty reply is a failed request), nothing else. A prompt
 file gives a State the function can render, or a PromptFileError (UsageError for demos that do
 not fit the function), nothing else.
 """
@@ -25,7 +26,7 @@ from pydantic import BaseModel, TypeAdapter
 
 import lmprog
 from lmprog import lm_function, promptfile
-from lmprog.errors import LmprogError, OutputParseError, PromptFileError, UsageError
+from lmprog.errors import LmprogError, OutputParseError, PromptFileError, TransientLMError, UsageError
 from lmprog.function import LMFunction, State
 from lmprog.prompt import render_messages
 from lmprog.testing import ScriptedLM
@@ -118,13 +119,15 @@ def _is_valid(annotation: Any, value: Any) -> bool:
 @given(text=COMPLETIONS)
 def test_an_lm_function_returns_a_valid_value_or_raises_output_parse_error(index: int, text: str) -> None:
     fn = FUNCTIONS[index]
-    lm = ScriptedLM(lambda messages: text)
+    lm = ScriptedLM(lambda messages: text, num_retries=0)
     with lmprog.context(lm=lm, load_prompts=False, cache=False):
         try:
             value = fn(question="q")
         except OutputParseError as e:
             assert e.raw == text and e.attempts == 2 and e.errors
             assert len(str(e)) < 4000, "the error message must stay readable"
+        except TransientLMError as e:
+            assert not text.strip() and "empty completion" in str(e)
         else:
             assert _is_valid(ANNOTATIONS[index], value), value
     assert len(lm.calls) in (1, 2)
@@ -137,11 +140,13 @@ def test_an_async_lm_function_behaves_the_same(text: str) -> None:
     async def judge(question: str) -> Verdict:
         """Judge."""
 
-    with lmprog.context(lm=ScriptedLM(lambda messages: text), load_prompts=False, cache=False):
+    with lmprog.context(lm=ScriptedLM(lambda messages: text, num_retries=0), load_prompts=False, cache=False):
         try:
             value = asyncio.run(judge(question="q"))
         except OutputParseError as e:
             assert e.raw == text
+        except TransientLMError as e:
+            assert not text.strip() and "empty completion" in str(e)
         else:
             assert isinstance(value, Verdict)
 

@@ -125,7 +125,7 @@ def test_a_resumed_run_writes_the_prompt_files_of_the_uninterrupted_run(
     assert [(c.label, c.score) for c in resumed.candidates] == [
         (c.label, c.score) for c in uninterrupted.candidates
     ]
-    assert resumed.details["trial_history"] == uninterrupted.details["trial_history"]
+    assert resumed.details.trial_history == uninterrupted.details.trial_history
     with sqlite3.connect(tmp_path / "study.db") as conn:
         states = dict(conn.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
     assert states == {"COMPLETE": 6}, "a trial was left unfinished, or run twice"

@@ -1,1 +1,0 @@
-"""Implementation of :mod:`lmprog.source` (static analysis with libcst)."""

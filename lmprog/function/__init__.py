@@ -1,0 +1,37 @@
+"""The ``@lm_function`` decorator and ``LMFunction``, the callable it returns (sync or async), with
+its per-function state.
+
+Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMFunction``,
+``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy) and
+``_pickle`` (how an lm_function travels to process workers). May import every layer below it:
+``signature``, ``lm``, ``format``, ``trace``, ``promptfile`` and (on first use, for its libcst)
+``source``.
+"""
+
+from __future__ import annotations
+
+from lmprog.function._decorator import LMFunctionDecorator, lm_function
+from lmprog.function._function import (
+    SHORT_OUTPUT_TOKENS,
+    AsyncLMFunction,
+    LMFunction,
+    states_in_force,
+    use_states,
+)
+from lmprog.function._run import FORMAT_RETRIES, MAX_RETRY_TOKENS, TRUNCATION_RETRIES, RunSpec
+from lmprog.promptfile import State
+
+__all__ = [
+    "FORMAT_RETRIES",
+    "MAX_RETRY_TOKENS",
+    "SHORT_OUTPUT_TOKENS",
+    "TRUNCATION_RETRIES",
+    "AsyncLMFunction",
+    "LMFunction",
+    "LMFunctionDecorator",
+    "RunSpec",
+    "State",
+    "lm_function",
+    "states_in_force",
+    "use_states",
+]

@@ -1,0 +1,116 @@
+"""The ``@lm_function`` decorator, typed so that a call of the decorated function has its declared
+return type in a type checker: ``@lm_function def classify(ticket: str) -> Label`` makes
+``classify`` an ``LMFunction[(ticket: str), Label]``, and an ``async def`` an
+``AsyncLMFunction`` whose call returns ``Awaitable[Label]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from lmprog.function._function import AsyncLMFunction, LMFunction
+from lmprog.lm import BaseLM
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class LMFunctionDecorator(Protocol):
+    """What ``lm_function(...)`` with options returns: a decorator keeping the function's types."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncLMFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> LMFunction[P, R]: ...
+
+
+@overload
+def lm_function(fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncLMFunction[P, R]: ...
+@overload
+def lm_function(fn: Callable[P, R], /) -> LMFunction[P, R]: ...
+@overload
+def lm_function(
+    *,
+    lm: str | BaseLM | None = None,
+    max_retries: int = 2,
+    temperature: float | None = None,
+    name: str | None = None,
+    max_tokens: int | None = None,
+    constrain: bool | None = None,
+) -> LMFunctionDecorator: ...
+def lm_function(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    lm: str | BaseLM | None = None,
+    max_retries: int = 2,
+    temperature: float | None = None,
+    name: str | None = None,
+    max_tokens: int | None = None,
+    constrain: bool | None = None,
+) -> Any:
+    """Turn a typed, documented function (sync or async) into a language model call.
+
+    The function's body never runs: its parameters are the inputs, its return annotation the
+    output (``str`` when absent), its docstring the instruction and the field descriptions. Use
+    it bare (``@lm_function``) or with options (``@lm_function(max_retries=3)``).
+
+    Args:
+        fn: the function to decorate (when used bare).
+        lm: the model for this function, a model name or an LM object; default: the configured one.
+        max_retries: how many times a completion a validator refused is retried with the errors
+            shown to the model (a completion in the wrong format is retried at most once of those,
+            and not at all under a grammar).
+        temperature: a sampling temperature for this function.
+        name: its name in prompts, traces and prompt files (default: the function's name).
+        max_tokens: a cap on the completion length; by default ``SHORT_OUTPUT_TOKENS`` for a
+            single short answer (a Literal, Enum, bool or number) and the configured
+            ``max_tokens`` otherwise, so a small model that rambles stops early. A reply cut at
+            it is retried once with twice the budget, then raises ``TruncatedOutputError``.
+        constrain: whether to constrain decoding to the reply format (a grammar for the
+            embedded model, a JSON schema for providers with structured outputs); ``None``
+            follows ``lmprog.configure(constrain=...)``, on by default.
+
+    Returns:
+        An :class:`LMFunction` (an :class:`AsyncLMFunction` for an ``async def``), or, called
+        with options only, a decorator that makes one.
+
+    Raises:
+        SignatureError: the function's annotations cannot be carried by a prompt.
+        UsageError: an option is out of range.
+
+    Example:
+        >>> from typing import Literal
+        >>> import lmprog
+        >>> from lmprog.testing import ScriptedLM
+        >>> @lmprog.lm_function(max_retries=2)
+        ... def classify(ticket: str) -> Literal["billing", "bug", "feature"]:
+        ...     '''Classify a support ticket by its topic.
+        ...
+        ...     Args:
+        ...         ticket: the customer's message, verbatim.
+        ...     '''
+        >>> with lmprog.context(lm=ScriptedLM(["Billing."])):
+        ...     classify("I was charged twice.")
+        'billing'
+    """
+
+    def wrap(f: Callable[..., Any]) -> LMFunction[Any, Any]:
+        cls: type[LMFunction[Any, Any]] = AsyncLMFunction if inspect.iscoroutinefunction(f) else LMFunction
+        return cls(
+            f,
+            lm=lm,
+            max_retries=max_retries,
+            temperature=temperature,
+            name=name,
+            max_tokens=max_tokens,
+            constrain=constrain,
+        )
+
+    return wrap(fn) if fn is not None else wrap
+
+
+#: how static analysis (:mod:`lmprog.source`, a lower layer) knows the decorator in source code
+lm_function.__lmprog_decorator__ = True  # type: ignore[attr-defined]

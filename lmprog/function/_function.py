@@ -1,0 +1,332 @@
+"""``LMFunction``, the callable the ``@lm_function`` decorator returns (see ``_decorator``).
+
+The decorated function's body never runs: its signature (parameters, type hints, docstring) is the
+spec. Calling an LMFunction binds the arguments, renders messages from the signature, the
+instruction and the demos, asks the LM (with a grammar or JSON schema when the LM takes one and
+``constrain`` is on, see :mod:`lmprog.format`), and parses and validates the completion.
+
+Retries happen only where they can help (:class:`_Run`): a reply a validator refused (a pydantic
+validator or field constraint) is retried with the error shown, up to ``max_retries`` times; a
+reply in the wrong format is retried at most once (2 requests per failure), and never when a
+grammar constrained it (the model could only have been cut short by ``max_tokens``). A reply the
+provider cut at ``max_tokens`` (``finish_reason == "length"``) is never parsed: it is retried once
+with twice the token budget (at most :data:`MAX_RETRY_TOKENS`), then reported as
+:class:`~lmprog.errors.TruncatedOutputError`. A call makes at most ``1 + max_retries`` requests,
+not counting the retries of failed provider requests (see :mod:`lmprog.lm`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, ParamSpec, TypeVar, cast, get_args, get_origin
+
+from lmprog import promptfile, settings
+from lmprog.errors import UsageError
+from lmprog.format import render_messages
+from lmprog.function._pickle import by_reference, find
+from lmprog.function._run import _counted, _Run
+from lmprog.lm import BaseLM
+from lmprog.promptfile import State
+from lmprog.signature import Signature, signature_from_function
+from lmprog.trace import span
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_overrides: contextvars.ContextVar[Mapping[LMFunction[Any, Any], State] | None] = contextvars.ContextVar(
+    "lmprog_state_overrides", default=None
+)
+
+
+@contextmanager
+def use_states(states: Mapping[LMFunction[Any, Any], State]) -> Iterator[None]:
+    """Run the block with these lm_functions' states replaced, in this context only (thread-safe:
+    optimizers evaluate candidate states in parallel this way)."""
+    merged = {**(_overrides.get() or {}), **states}
+    token = _overrides.set(merged)
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+class LMFunction(Generic[P, R]):
+    """A typed function whose body is a language model call (what :func:`lm_function` returns).
+
+    Generic in the decorated function's parameters ``P`` and return type ``R``: calling it takes
+    the same arguments and returns ``R`` to a type checker as at run time. Made from an
+    ``async def``, it is an :class:`AsyncLMFunction`, whose call returns an awaitable.
+
+    Attributes:
+        fn: the decorated function (its body never runs).
+        signature: the input and output fields read from ``fn``.
+        name: the function's name in prompts, traces and prompt files.
+        lm: the LM for this function (a model name or an LM object); ``None`` = the configured one.
+        max_retries: how many times a refused completion is retried.
+        temperature: the sampling temperature for this function, if set.
+        max_tokens: the completion cap, if any.
+        constrain: constrained decoding for this function; ``None`` follows the settings.
+
+    Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
+    ``signature_hash`` identifies the signature a prompt file was written for.
+    """
+
+    #: how static analysis (:mod:`lmprog.source`, a lower layer) knows an lm_function
+    __lmprog_lm_function__ = True
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        lm: str | BaseLM | None = None,
+        max_retries: int = 2,
+        temperature: float | None = None,
+        name: str | None = None,
+        max_tokens: int | None = None,
+        constrain: bool | None = None,
+    ) -> None:
+        if constrain is not None and not isinstance(constrain, bool):
+            raise UsageError(
+                f"constrain must be True, False or None, got {constrain!r}",
+                function=getattr(fn, "__qualname__", None),
+            )
+        if max_retries < 0:
+            raise UsageError("max_retries must be >= 0", function=getattr(fn, "__qualname__", None))
+        self.fn = fn
+        self.signature: Signature = signature_from_function(fn, name=name)
+        self.lm = lm
+        self.max_retries = max_retries
+        self.temperature = temperature
+        self.max_tokens = max_tokens if max_tokens is not None else _short_output_tokens(self.signature)
+        self.constrain = constrain
+        self.name = self.signature.name
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._py_signature = inspect.signature(fn)
+        params = list(self._py_signature.parameters)
+        self._skip_first = bool(params) and params[0] not in self.signature.input_names
+        self._state = State()
+        self._state_lock = threading.Lock()
+        self._file_state_loaded = False
+        functools.update_wrapper(self, fn)
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The state in force here: a context override, else the function's own."""
+        override = _overrides.get()
+        if override is not None and self in override:
+            return override[self]
+        self._load_prompt_file()
+        return self._state
+
+    @state.setter
+    def state(self, value: State) -> None:
+        with self._state_lock:
+            self._file_state_loaded = True
+            self._state = value
+        with _set_states_lock:
+            _set_states.add(self)
+
+    @property
+    def instruction(self) -> str:
+        """The instruction the LM sees: the optimized one if set, else the docstring's."""
+        inst = self.state.instruction
+        return self.signature.instruction if inst is None else inst
+
+    @instruction.setter
+    def instruction(self, value: str | None) -> None:
+        self.state = State(instruction=value, demos=self.state.demos)
+
+    @property
+    def demos(self) -> list[Mapping[str, Any]]:
+        return list(self.state.demos)
+
+    @demos.setter
+    def demos(self, value: Sequence[Mapping[str, Any]]) -> None:
+        self.state = State(instruction=self.state.instruction, demos=tuple(dict(d) for d in value))
+
+    @property
+    def signature_hash(self) -> str:
+        """A hash of everything that shapes this function's prompt (see ``lmprog.source``)."""
+        known: str | None = self.__dict__.get("_known_signature_hash")  # a copy made by pickle
+        if known is not None:
+            return known
+        from lmprog.source import signature_hash  # libcst, loaded on first use
+
+        return signature_hash(self)
+
+    @property
+    def prompt_file(self) -> Path:
+        """Where this function's prompt file is read from and written to."""
+        return promptfile.prompt_path(self)
+
+    def reset(self) -> None:
+        """Forget optimized state (back to the docstring, no demos)."""
+        self.state = State()
+
+    def _load_prompt_file(self) -> None:
+        if self._file_state_loaded:
+            return
+        with self._state_lock:
+            if self._file_state_loaded:
+                return
+            if settings.current().load_prompts:
+                loaded = promptfile.load_state(self)  # a corrupt file raises here, every call
+                if loaded is not None:
+                    self._state = loaded
+            self._file_state_loaded = True
+
+    # -- calling -------------------------------------------------------------------------------
+    def bind(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The input values of a call, by input field name, defaults applied; an argument that
+        breaks a constraint of its annotation raises UsageError."""
+        try:
+            bound = self._py_signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise UsageError(f"bad arguments: {e}", function=self.signature.qualname) from e
+        bound.apply_defaults()
+        values = {k: v for k, v in bound.arguments.items() if k in self.signature.input_names}
+        self.signature.check_inputs(values)  # constraints from Annotated metadata
+        return values
+
+    def messages(self, *args: Any, **kwargs: Any) -> list[dict[str, str]]:
+        """The exact messages the LM would see for this call (nothing is sent)."""
+        state = self.state
+        return render_messages(
+            self.signature, self.bind(*args, **kwargs), instruction=state.instruction, demos=state.demos
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the LM on these arguments and return the parsed, validated output.
+
+        Raises:
+            OutputParseError: the last completion could not be read or validated.
+            UsageError: the arguments do not fit the function's parameters.
+            LMError: the provider failed (after its retries).
+        """
+        if self.is_async:
+            return cast(R, self._acall(self.bind(*args, **kwargs)))
+        return cast(R, self._call(self.bind(*args, **kwargs)))
+
+    def _call(self, inputs: dict[str, Any]) -> Any:
+        run = _Run(self, inputs)
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+            run.span = sp
+            while (msgs := run.next_messages()) is not None:
+                run.feed(run.lm.complete(msgs, **run.params))
+            return run.result()
+
+    async def _acall(self, inputs: dict[str, Any]) -> Any:
+        run = _Run(self, inputs)
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+            run.span = sp
+            while (msgs := run.next_messages()) is not None:
+                run.feed(await run.lm.acomplete(msgs, **run.params))
+            return run.result()
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        """Methods: ``instance.fn(...)`` passes the instance, which is not an input."""
+        if obj is None or not self._skip_first:
+            return self
+        return _BoundLMFunction(self, obj)
+
+    def __repr__(self) -> str:
+        return f"<lm_function {self.signature.qualname}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by reference (``module`` and ``qualname``) when the function is reachable that
+        way, so a process worker uses the very function its module defines; else (a function
+        defined in ``__main__`` or inside another function) by value: the decorated function
+        (which ``cloudpickle``, the pickler of joblib's process backends, can send), the
+        decorator's options and its own state. A ``use_states`` override, and a state set on a
+        function pickled by reference, do not travel this way: see :func:`states_in_force`."""
+        if by_reference(self):
+            return (find, (self.__module__, getattr(self, "__qualname__", "")))
+        options = {
+            "lm": self.lm,
+            "max_retries": self.max_retries,
+            "temperature": self.temperature,
+            "name": None if self.name == getattr(self.fn, "__name__", None) else self.name,
+            "max_tokens": self.max_tokens,
+        }
+        state = self._state if self._file_state_loaded else None
+        # The copy's source may not be found again (a function in __main__): send the hash along.
+        return (type(self)._rebuild, (self.fn, options, state, self.signature_hash))
+
+    @classmethod
+    def _rebuild(
+        cls, fn: Callable[..., Any], options: dict[str, Any], state: State | None, signature_hash: str
+    ) -> LMFunction[Any, Any]:
+        """A copy of an lm_function pickled by value: the same function, options and state; its
+        signature hash is the original's (the copy's source may not be found again)."""
+        func = cls(fn, **options)
+        func.__dict__["_known_signature_hash"] = signature_hash
+        if state is not None:
+            func._state = state
+            func._file_state_loaded = True
+        return func
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class AsyncLMFunction(LMFunction[P, Awaitable[R]]):
+    """An lm_function made from an ``async def``: calling it returns an awaitable of ``R``."""
+
+
+_set_states: weakref.WeakSet[LMFunction[Any, Any]] = weakref.WeakSet()  # lm_functions given a state
+_set_states_lock = threading.Lock()
+
+
+def states_in_force() -> dict[LMFunction[Any, Any], State]:
+    """The states in force here that a copy of the program in another process would not see
+    (process workers run under them): the state set on each lm_function that pickles by
+    reference (one that pickles by value carries its own), and this context's ``use_states``
+    overrides on top."""
+    with _set_states_lock:
+        given = list(_set_states)
+    states = {fn: fn.state for fn in given if by_reference(fn)}
+    states.update(_overrides.get() or {})
+    return states
+
+
+class _BoundLMFunction:
+    """An lm_function reached through an instance; attribute access falls through to it."""
+
+    def __init__(self, func: LMFunction[Any, Any], obj: Any) -> None:
+        self.__func__ = func
+        self.__self__ = obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__func__, name)
+
+
+SHORT_OUTPUT_TOKENS = 48
+
+
+def _short_output_tokens(signature: Signature) -> int | None:
+    """A completion cap for functions answering with one short value (an option or a number)."""
+    if len(signature.outputs) != 1:
+        return None
+    annotation = signature.outputs[0].annotation
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal:
+        return SHORT_OUTPUT_TOKENS
+    if isinstance(annotation, type) and issubclass(annotation, Enum | bool | int | float):
+        return SHORT_OUTPUT_TOKENS
+    return None

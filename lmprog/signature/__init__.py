@@ -1,0 +1,59 @@
+"""An lm_function's spec, read from the function itself: input and output fields, their type specs
+(what each annotation means to a model, how its text is read back) and the descriptions from
+docstrings and comments.
+
+Holds ``_signature`` (``Signature``, ``Field``), ``_failure`` (``ParseFailure``, the one
+parse-failure type, with its structured ``Problem`` records), ``_specs``/``_specs_json`` (type specs),
+``_registry`` (annotation -> type spec), ``_docstrings`` and ``_text`` (pure string helpers for
+reading completions). May import: ``errors``. Nothing else of lmprog.
+"""
+
+from __future__ import annotations
+
+from lmprog.signature._constraints import ConstrainedSpec
+from lmprog.signature._constraints import keywords as constraint_keywords
+from lmprog.signature._failure import ParseFailure, Problem
+from lmprog.signature._registry import type_name
+from lmprog.signature._signature import Field, Signature, field_spec, signature_from_function
+from lmprog.signature._specs import (
+    MISSING,
+    BoolSpec,
+    ChoiceSpec,
+    FloatSpec,
+    IntSpec,
+    StrSpec,
+    TypeSpec,
+    UnionSpec,
+    is_none_text,
+)
+from lmprog.signature._specs_json import DictSpec, ListSpec, RecordSpec, SetSpec, TupleSpec
+from lmprog.signature._text import clean_text, iter_json, unfence
+
+__all__ = [
+    "MISSING",
+    "BoolSpec",
+    "ChoiceSpec",
+    "ConstrainedSpec",
+    "DictSpec",
+    "Field",
+    "FloatSpec",
+    "IntSpec",
+    "ListSpec",
+    "ParseFailure",
+    "Problem",
+    "RecordSpec",
+    "SetSpec",
+    "Signature",
+    "StrSpec",
+    "TupleSpec",
+    "TypeSpec",
+    "UnionSpec",
+    "clean_text",
+    "constraint_keywords",
+    "field_spec",
+    "is_none_text",
+    "iter_json",
+    "signature_from_function",
+    "type_name",
+    "unfence",
+]
