@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything CI checks, from a fresh clone: install, lint, format, types, tests, then the main
-# job end to end in its shortened mode (examples/tickets.py --quick: same steps, fewer examples).
+# job end to end in its shortened mode (examples/topics.py --quick: same steps, fewer examples).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "dev,local,otel,distributed,ray,postgres"
@@ -20,4 +20,4 @@ fi
 .venv/bin/ruff format --check lmprog tests examples benchmarks
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
-.venv/bin/python examples/tickets.py --quick
+.venv/bin/python examples/topics.py --quick
