@@ -26,13 +26,19 @@ if TYPE_CHECKING:
 class ExampleResult:
     """The run of the program on one example.
 
-    ``example`` is the row, with its inputs marked (``example.inputs()``); ``index`` its position in
-    the data. ``value`` is the metric's value as it returned it (a bool as 0.0 or 1.0; a metric
-    returns values in [0, 1]) and ``score`` the same on the 0-100 scale of every score lmprog
-    shows; both are 0 when ``error`` is set. ``error`` is the failure's message (a missing input,
-    the program raising, the metric raising) and ``exception`` the exception itself. ``trace``
-    holds the spans of the program's run (empty when tracing is off in the settings); ``usage`` the
-    LM usage of the program and of the metric; ``seconds`` the program's run time.
+    Attributes:
+        example: The row, with its inputs marked (``example.inputs()``).
+        prediction: What the program returned (None when it raised).
+        value: The metric's value as it returned it, in [0, 1] (a bool as 0.0 or 1.0); 0 when
+            ``error`` is set. :attr:`score` is the same on the 0-100 scale lmprog shows.
+        error: The failure's message (a missing input, the program raising, the metric
+            raising), else None.
+        trace: The spans of the program's run (empty when tracing is off in the settings).
+        usage: The LM usage of the program and of the metric.
+        seconds: The program's run time.
+        index: The example's position in the data.
+        exception: The exception behind ``error``, if any.
+        feedback: The metric's :class:`~lmprog.metrics.Feedback`, or one holding ``error``.
     """
 
     example: Example
@@ -71,8 +77,18 @@ class ExampleResult:
 class EvaluationResult:
     """The results of one ``evaluate`` run, in the order of the data.
 
-    After an early stop (``max_errors``) ``results`` holds the examples that finished and
-    ``total`` the number that were asked for.
+    Attributes:
+        results: One :class:`ExampleResult` per example that finished, in the order of the data
+            (after an early stop, ``max_errors``, only those that finished).
+        wall_time: Seconds the whole run took.
+        program: The program's name, as shown in summaries.
+        metric: The metric's name.
+        total: How many examples were asked for.
+
+    Example:
+        >>> result = lmprog.evaluate(classify, "test.jsonl", metrics.exact_match)  # doctest: +SKIP
+        >>> result.score, len(result.errors)  # 0-100, failed examples  # doctest: +SKIP
+        (87.5, 0)
     """
 
     results: list[ExampleResult]

@@ -146,22 +146,29 @@ class Candidate:
 
 @dataclass
 class OptimizationResult:
-    """What ``optimize()`` returns.
+    """What ``optimize()`` returns. Every score is on the 0-100 scale.
 
-    ``states`` are the chosen instruction and demos per lm_function (already applied to the
-    functions unless ``apply=False``), ``score`` the chosen configuration's validation score
-    (0-100), ``baseline_score`` the unoptimized program's score on the same data when it was
-    measured, ``candidates`` every configuration scored, ``usage`` the LM usage of the whole run,
-    ``files`` the prompt files written, ``stopped_by`` the budget cap that ended the run, if any,
-    ``kept`` why no prompt file was written when saving was asked for (the result was not measured,
-    or did not beat the committed prompt files on the same validation data), else None.
-    ``details`` is what the optimizer reports besides (a dict; MIPRO's is typed, see
-    :class:`~lmprog.optimize.mipro.MiproDetails`). Every score is 0-100.
-    ``warnings`` are problems the run met that did not stop it, one sentence each (also logged as
-    warnings): for example ``"bootstrap: found no demo for classify: ..."`` when an optimizer that
-    makes demos found none for a function, and why. ``label_counts`` are the chosen
-    configuration's validation predictions per label, per function with a categorical output
-    (``{"classify": {"negative": 21, "positive": 29}}``), when it was scored.
+    Attributes:
+        optimizer: The optimizer's name.
+        states: The chosen instruction and demos per lm_function (already applied to the
+            functions unless ``apply=False``).
+        score: The chosen configuration's validation score, or None when it was not measured.
+        baseline_score: The unoptimized program's score on the same data, when measured.
+        candidates: Every configuration scored.
+        usage: The LM usage of the whole run.
+        files: The prompt files written.
+        stopped_by: The budget cap that ended the run (``"max_calls"``...), if any.
+        seed: The seed of the run.
+        details: What the optimizer reports besides (a dict; MIPRO's is typed, see
+            :class:`~lmprog.optimize.mipro.MiproDetails`).
+        kept: Why no prompt file was written when saving was asked for (the result was not
+            measured, or did not beat the committed prompt files on the same validation data),
+            else None.
+        warnings: Problems the run met that did not stop it, one sentence each (also logged),
+            e.g. ``"bootstrap: found no demo for classify: ..."``.
+        label_counts: The chosen configuration's validation predictions per label, per
+            function with a categorical output (``{"classify": {"negative": 21, "positive":
+            29}}``), when it was scored.
     """
 
     optimizer: str
