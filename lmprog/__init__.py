@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lmprog._callable_module import make_callable
 from lmprog._version import __version__
 from lmprog.data import Example, load_dataset, split
+from lmprog.ensemble import best_of, refine
 from lmprog.errors import (
     BudgetExceededError,
     DatasetError,
@@ -94,6 +95,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "analyze",
+    "best_of",
     "configure",
     "context",
     "evaluate",
@@ -101,6 +103,7 @@ __all__ = [
     "load_dataset",
     "metrics",
     "optimize",
+    "refine",
     "split",
     "trace",
     "traced",

@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
     # prompt files (below the functions that load them) and metrics (which may read a trace)
     ("lmprog.promptfile", "lmprog.metrics"),
     ("lmprog.function",),
-    ("lmprog.evaluate",),
+    ("lmprog.evaluate", "lmprog.ensemble"),
     ("lmprog.optimize",),
     ("lmprog.report", "lmprog.testing"),
     ("lmprog.cli",),

@@ -49,3 +49,10 @@ async def main() -> None:
     assert isinstance(classify, LMFunction) and isinstance(summarize, AsyncLMFunction)
     assert_type(classify.instruction, str)
     assert_type(lmprog.evaluate(classify, [], lambda ex, pred: 1.0).score, float)
+    best = lmprog.best_of(3, classify, lambda inputs, pred: pred == "bug")
+    assert_type(best("my card was charged twice"), Literal["billing", "bug", "feature"])
+    assert_type(lmprog.best_of(2, pipeline, lambda inputs, pred: len(pred))("Who wrote Dune?"), str)
+    refined = lmprog.refine(
+        answer, lambda inputs, pred: lmprog.Feedback(float(bool(pred.answer)), "an empty answer"), attempts=2
+    )
+    assert_type(refined("Who wrote Dune?", context=["..."]), Answer)
