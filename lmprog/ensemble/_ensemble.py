@@ -79,7 +79,7 @@ def best_of(
     _check_sync(fn, "best_of")
     name = _name(fn)
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())  # not the instance dict of an LMFunction
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         inputs = _inputs(fn, args, kwargs)
         best: tuple[float, R] | None = None
@@ -136,7 +136,7 @@ def refine(
         raise UsageError(f"refine: fn must be an lm_function, got {type(fn).__name__}")
     _check_sync(fn, "refine")
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())  # not the instance dict of an LMFunction
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         inputs = _inputs(fn, args, kwargs)
         best: tuple[float, R] | None = None
