@@ -162,3 +162,13 @@ def test_refine_respects_the_attempts_and_returns_the_best_seen(cache_dir: Path)
     assert [s.name for s in t.spans if s.parent_id == root.id] == ["rollout 0", "rollout 1", "rollout 2"]
     third = "\n".join(m["content"] for m in lm.calls[2].messages)
     assert "A previous attempt answered:\nabc\n" in third  # only the latest attempt is shown
+
+
+def test_inside_a_block_with_a_rollout_the_rollouts_nest_under_it(cache_dir: Path) -> None:
+    lm = ScriptedLM(["a", "bb", "unused"], cache=True)
+    with settings.context(lm=lm, cache_dir=cache_dir, rollout=5, temperature=0.5):
+        assert lmprog.best_of(2, guess, length_reward)("hat") == "bb"
+        assert guess("hat") == "a"  # rollout 0 is the block's own rollout 5
+        with settings.context(rollout=5001):
+            assert guess("hat") == "bb"  # rollout 1 was keyed 5 * 1000 + 1
+    assert lm.usage.requests == 2 and lm.usage.cache_hits == 2
