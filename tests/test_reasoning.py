@@ -163,3 +163,27 @@ def test_a_return_type_with_its_own_reasoning_field_is_refused() -> None:
 
     with pytest.raises(UsageError, match="reasoning"):
         lm_function(reasoning=True)(think)
+
+
+class Interval(pydantic.BaseModel):
+    start: int
+    end: int
+
+    @pydantic.model_validator(mode="after")
+    def ordered(self) -> Interval:
+        if self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+
+@lm_function(reasoning=True)
+def locate(text: str) -> Interval:
+    """Locate the span."""
+
+
+def test_the_return_types_validators_still_refuse_and_retry() -> None:
+    lm = ScriptedLM(["reasoning: guess.\nstart: 5\nend: 2", "reasoning: fixed.\nstart: 2\nend: 5"])
+    with lmprog.context(lm=lm), lmprog.trace() as t:
+        assert locate("x") == Interval(start=2, end=5)
+    assert "end must not be before start" in lm.calls[1].messages[-1]["content"]
+    assert t.roots[0].reasoning == "fixed."
