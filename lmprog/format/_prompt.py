@@ -81,9 +81,10 @@ def render_messages(
     messages = [{"role": "system", "content": _system_message(signature, instruction)}]
     for index, demo in enumerate(demos):
         messages.append({"role": "user", "content": _input_lines(signature, demo, demo_index=index)})
-        messages.append(
-            {"role": "assistant", "content": format_output(_demo_outputs(signature, demo, index))}
-        )
+        outputs = _demo_outputs(signature, demo, index)
+        # several output fields are always name lines (a reasoning demo may lack its reasoning)
+        content = _output_lines(outputs) if signature.multi_output else format_output(outputs)
+        messages.append({"role": "assistant", "content": content})
     messages.append({"role": "user", "content": _input_lines(signature, inputs)})
     return messages
 
@@ -142,6 +143,11 @@ def format_output(values: Mapping[str, Any]) -> str:
     names = list(values)
     if names == ["output"]:
         return render_output_value(values["output"], single=True)
+    return _output_lines(values)
+
+
+def _output_lines(values: Mapping[str, Any]) -> str:
+    names = list(values)
     return "\n".join(
         f"{name}: {render_output_value(values[name], single=False, names=names)}" for name in names
     )

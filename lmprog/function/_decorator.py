@@ -39,6 +39,7 @@ def lm_function(
     name: str | None = None,
     max_tokens: int | None = None,
     constrain: bool | None = None,
+    reasoning: bool = False,
 ) -> LMFunctionDecorator: ...
 def lm_function(
     fn: Callable[..., Any] | None = None,
@@ -50,6 +51,7 @@ def lm_function(
     name: str | None = None,
     max_tokens: int | None = None,
     constrain: bool | None = None,
+    reasoning: bool = False,
 ) -> Any:
     """Turn a typed, documented function (sync or async) into a language model call.
 
@@ -72,6 +74,11 @@ def lm_function(
         constrain: whether to constrain decoding to the reply format (a grammar for the
             embedded model, a JSON schema for providers with structured outputs); ``None``
             follows ``lmprog.configure(constrain=...)``, on by default.
+        reasoning: make the model think before it answers: the reply format asks for a
+            ``reasoning:`` line before the output(s) (a grammar or JSON schema forces it). The
+            reasoning is kept in the lm span (``span.reasoning``) and in bootstrapped demos; the
+            call still returns the declared type. A reply without it is a format failure
+            (retried once). Native reasoning of providers (``reasoning_effort``) is not used.
 
     Returns:
         An :class:`LMFunction` (an :class:`AsyncLMFunction` for an ``async def``), or, called
@@ -107,6 +114,7 @@ def lm_function(
             name=name,
             max_tokens=max_tokens,
             constrain=constrain,
+            reasoning=reasoning,
         )
 
     return wrap(fn) if fn is not None else wrap

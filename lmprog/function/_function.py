@@ -32,10 +32,10 @@ from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
-from lmprog.function._run import _counted, _Run
+from lmprog.function._run import _counted, _Run, wire_demos
 from lmprog.lm import BaseLM
 from lmprog.promptfile import State
-from lmprog.signature import Signature, signature_from_function
+from lmprog.signature import Signature, signature_from_function, with_reasoning
 from lmprog.trace import span
 
 P = ParamSpec("P")
@@ -74,6 +74,10 @@ class LMFunction(Generic[P, R]):
         temperature: the sampling temperature for this function, if set.
         max_tokens: the completion cap, if any.
         constrain: constrained decoding for this function; ``None`` follows the settings.
+        reasoning: the model writes a ``reasoning:`` line before its answer (recorded in the
+            lm span's ``reasoning`` and in bootstrapped demos, never returned).
+        wire_signature: the signature the model sees: ``signature`` with a ``reasoning`` output
+            first when ``reasoning`` is on, else ``signature`` itself.
 
     Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
     ``signature_hash`` identifies the signature a prompt file was written for.
@@ -92,6 +96,7 @@ class LMFunction(Generic[P, R]):
         name: str | None = None,
         max_tokens: int | None = None,
         constrain: bool | None = None,
+        reasoning: bool = False,
     ) -> None:
         if constrain is not None and not isinstance(constrain, bool):
             raise UsageError(
@@ -102,10 +107,18 @@ class LMFunction(Generic[P, R]):
             raise UsageError("max_retries must be >= 0", function=getattr(fn, "__qualname__", None))
         self.fn = fn
         self.signature: Signature = signature_from_function(fn, name=name)
+        self.reasoning = bool(reasoning)
+        try:
+            #: the signature the model sees (``reasoning`` first when ``reasoning=True``)
+            self.wire_signature = with_reasoning(self.signature) if reasoning else self.signature
+        except ValueError as error:
+            raise UsageError(f"reasoning=True: {error}", function=self.signature.qualname) from None
         self.lm = lm
         self.max_retries = max_retries
         self.temperature = temperature
-        self.max_tokens = max_tokens if max_tokens is not None else _short_output_tokens(self.signature)
+        self.max_tokens = (
+            max_tokens if max_tokens is not None or reasoning else _short_output_tokens(self.signature)
+        )
         self.constrain = constrain
         self.name = self.signature.name
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -201,9 +214,8 @@ class LMFunction(Generic[P, R]):
         """The exact messages the LM would see for this call (nothing is sent)."""
         state = self.state
         values = self.bind(*args, **kwargs)
-        return render_messages(
-            self.signature, values, instruction=state.instruction, demos=state.demos_for(values)
-        )
+        demos = wire_demos(self.signature, state.demos_for(values))
+        return render_messages(self.wire_signature, values, instruction=state.instruction, demos=demos)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the LM on these arguments and return the parsed, validated output.
@@ -257,6 +269,7 @@ class LMFunction(Generic[P, R]):
             "temperature": self.temperature,
             "name": None if self.name == getattr(self.fn, "__name__", None) else self.name,
             "max_tokens": self.max_tokens,
+            "reasoning": self.reasoning,
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.

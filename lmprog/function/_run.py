@@ -7,7 +7,7 @@ one), so this module does not import the class it serves.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from lmprog.format import (
 )
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
-from lmprog.signature import Signature
+from lmprog.signature import Signature, split_reasoning
 from lmprog.trace import Span
 from lmprog.usage import track
 
@@ -51,6 +51,12 @@ class RunSpec(Protocol):
 
     @property
     def max_retries(self) -> int: ...
+
+    @property
+    def reasoning(self) -> bool: ...
+
+    @property
+    def wire_signature(self) -> Signature: ...
 
 
 #: Retries of a reply in the wrong format (one retry: at most 2 requests per format failure).
@@ -85,9 +91,9 @@ class _Run:
         self.func = func
         self.lm = resolve_lm(func.lm)
         state = func.state
-        self.messages = render_messages(
-            func.signature, inputs, instruction=state.instruction, demos=state.demos_for(inputs)
-        )
+        self.wire = func.wire_signature  # the declared signature, or it with reasoning first
+        demos = wire_demos(func.signature, state.demos_for(inputs))
+        self.messages = render_messages(self.wire, inputs, instruction=state.instruction, demos=demos)
         self.params: dict[str, Any] = {}
         if func.temperature is not None:
             self.params["temperature"] = func.temperature
@@ -95,7 +101,7 @@ class _Run:
             self.params["max_tokens"] = func.max_tokens
         constrain = func.constrain if func.constrain is not None else settings.current().constrain
         kind = self.lm.constraint_kind() if constrain else None
-        self.params.update(constraint_params(func.signature, kind))
+        self.params.update(constraint_params(self.wire, kind))
         self.structured = "response_format" in self.params
         # a grammar leaves no other format to write: a format failure is a reply cut short
         self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
@@ -138,14 +144,19 @@ class _Run:
             self._cut_short()
             return
         try:
-            self._value = parse_output(self.func.signature, completion.text, structured=self.structured)
+            self._value = parse_output(self.wire, completion.text, structured=self.structured)
+            if self.func.reasoning:
+                reasoning, values = split_reasoning(self._value)
+                self._value = self.func.signature.build_return(values)
+                if sp is not None:
+                    sp.reasoning = reasoning
         except ParseFailure as e:
             self._errors = list(e.errors)
             self._format_failures += 0 if e.validation else 1
             if sp is not None:
                 sp.parse_retries = self.attempts
             self.messages = retry_messages(
-                self.messages, completion.text, self._errors, reply_format(self.func.signature)
+                self.messages, completion.text, self._errors, reply_format(self.wire)
             )
             return
         self._done = True
@@ -179,6 +190,18 @@ class _Run:
         if self.span is not None:
             self.span.output = self._value
         return self._value
+
+
+def wire_demos(signature: Signature, demos: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Demos as the wire signature reads them: a multi-output demo holding its whole return value
+    under ``"output"`` gets one key per output field (its ``reasoning``, if any, is kept)."""
+    out: list[Mapping[str, Any]] = []
+    for demo in demos:
+        if signature.multi_output and "output" in demo and not any(n in demo for n in signature.output_names):
+            demo = {**demo, **signature.split_return(demo["output"])}
+            del demo["output"]
+        out.append(demo)
+    return out
 
 
 def _larger_budget(budget: int | None) -> int | None:

@@ -38,6 +38,8 @@ def demo_from_span(fn: LMFunction[..., Any], span: Span) -> Demo | None:
         return None
     demo = {name: to_jsonable(span.inputs.get(name)) for name in fn.signature.input_names}
     demo.update({name: to_jsonable(value) for name, value in outputs.items()})
+    if span.reasoning:  # an @lm_function(reasoning=True) call: the demo shows its thought too
+        demo["reasoning"] = span.reasoning
     return fit_demo(fn.signature, demo)
 
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from lmprog._fingerprint import to_jsonable
-from lmprog.signature import Field, ParseFailure, Signature, field_spec
+from lmprog.signature import REASONING, Field, ParseFailure, Signature, field_spec
 
 __all__ = ["DemoProblem", "demo_lines", "demo_problems", "file_problems", "fit_demo"]
 
@@ -44,6 +44,8 @@ def demo_problems(signature: Signature, demo: Mapping[str, Any]) -> list[DemoPro
     outputs = {f.name: f for f in signature.outputs}
     whole = signature.multi_output and "output" not in outputs and "output" in demo
     for key in demo:
+        if key == REASONING and isinstance(demo[key], str):
+            continue  # the text of a reasoning=True function's thought (ignored by others)
         if key not in inputs and key not in outputs and not (whole and key == "output"):
             problems.append(
                 DemoProblem(str(key), f"{key!r} is not a field of {signature.name} ({_fields(signature)})")

@@ -4,8 +4,9 @@ docstrings and comments.
 
 Holds ``_signature`` (``Signature``, ``Field``), ``_failure`` (``ParseFailure``, the one
 parse-failure type, with its structured ``Problem`` records), ``_specs``/``_specs_json`` (type specs),
-``_registry`` (annotation -> type spec), ``_docstrings`` and ``_text`` (pure string helpers for
-reading completions). May import: ``errors``. Nothing else of lmprog.
+``_registry`` (annotation -> type spec), ``_reasoning`` (the wire signature of
+``reasoning=True``), ``_docstrings`` and ``_text`` (pure string helpers for reading
+completions). May import: ``errors``. Nothing else of lmprog.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from lmprog.signature._constraints import ConstrainedSpec
 from lmprog.signature._constraints import keywords as constraint_keywords
 from lmprog.signature._failure import ParseFailure, Problem
+from lmprog.signature._reasoning import REASONING, split_reasoning, with_reasoning
 from lmprog.signature._registry import type_name
 from lmprog.signature._signature import Field, Signature, field_spec, signature_from_function
 from lmprog.signature._specs import (
@@ -31,6 +33,7 @@ from lmprog.signature._text import clean_text, iter_json, unfence
 
 __all__ = [
     "MISSING",
+    "REASONING",
     "BoolSpec",
     "ChoiceSpec",
     "ConstrainedSpec",
@@ -54,6 +57,8 @@ __all__ = [
     "is_none_text",
     "iter_json",
     "signature_from_function",
+    "split_reasoning",
     "type_name",
     "unfence",
+    "with_reasoning",
 ]

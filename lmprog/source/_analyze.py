@@ -84,6 +84,7 @@ def decorator_text(lm: Any) -> str:
     return (
         f"name={getattr(lm, 'name', None)!r} lm={_stable(getattr(lm, 'lm', None))} "
         f"max_retries={getattr(lm, 'max_retries', None)!r} temperature={getattr(lm, 'temperature', None)!r}"
+        + (" reasoning=True" if getattr(lm, "reasoning", False) else "")  # absent: old hashes hold
     )
 
 

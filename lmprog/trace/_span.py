@@ -77,7 +77,8 @@ class Span:
     ``parse_retries`` (completions rejected by the parser), ``usage`` (the call's
     :class:`~lmprog.usage.Usage`: completions, requests, failures, cache hits, tokens, cost; each
     count is also readable as an attribute, ``span.prompt_tokens``) and ``cache_hit`` (every
-    completion of the call came from the cache).
+    completion of the call came from the cache). ``reasoning`` is what an
+    ``@lm_function(reasoning=True)`` wrote before its answer (None for other spans).
     """
 
     id: str
@@ -97,6 +98,7 @@ class Span:
     #: The LM usage of this span alone (children not included).
     usage: Usage = field(default_factory=Usage)
     cache_hit: bool | None = None
+    reasoning: str | None = None
     children: list[Span] = field(default_factory=list, repr=False)
     #: the live object that ran (the LMFunction of an lm span); not serialized
     obj: Any = field(default=None, repr=False, compare=False)
