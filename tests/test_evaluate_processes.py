@@ -145,7 +145,7 @@ def test_lm_functions_pickle_by_reference_or_by_value() -> None:
     assert pickle.loads(pickle.dumps(capital)) is capital
     assert pickle.loads(cloudpickle.dumps(population)) is population
 
-    @lm_function(max_retries=4, temperature=0.5, name="city", max_tokens=7)
+    @lm_function(max_retries=4, temperature=0.5, name="city", max_tokens=7, constrain=False)
     def local_capital(country: str) -> str:
         """Name the capital city of the country."""
 
@@ -153,6 +153,7 @@ def test_lm_functions_pickle_by_reference_or_by_value() -> None:
     copy = pickle.loads(cloudpickle.dumps(local_capital))
     assert isinstance(copy, LMFunction) and copy is not local_capital
     assert (copy.max_retries, copy.temperature, copy.name, copy.max_tokens) == (4, 0.5, "city", 7)
+    assert copy.constrain is False  # regression: the option was lost by a copy sent by value
     assert copy.instruction == "Only the city." and copy.signature_hash == local_capital.signature_hash
     assert copy.messages("Peru") == local_capital.messages("Peru")
 

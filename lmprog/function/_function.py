@@ -270,6 +270,7 @@ class LMFunction(Generic[P, R]):
             "name": None if self.name == getattr(self.fn, "__name__", None) else self.name,
             "max_tokens": self.max_tokens,
             "reasoning": self.reasoning,
+            "constrain": self.constrain,
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.
