@@ -17,14 +17,22 @@ output field, :func:`label_field`), optimizers therefore:
 
 from __future__ import annotations
 
-import enum
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
 from lmprog.format import output_values, to_jsonable
 from lmprog.function import LMFunction
+from lmprog.signature import (
+    BoolSpec,
+    ChoiceSpec,
+    ConstrainedSpec,
+    TypeSpec,
+    UnsupportedType,
+    build_spec,
+    field_spec,
+)
 
 if TYPE_CHECKING:
     from lmprog.evaluate import EvaluationResult
@@ -38,19 +46,24 @@ def label_field(fn: LMFunction[..., Any]) -> str | None:
     """The output field whose values are ``fn``'s labels: its first ``Literal``, ``Enum`` or
     ``bool`` output; None when no output is categorical."""
     for out in fn.signature.outputs:
-        if is_categorical(out.annotation):
+        if _is_label_spec(field_spec(out)):
             return out.name
     return None
 
 
 def is_categorical(annotation: Any) -> bool:
     """Whether values of ``annotation`` are a few labels: a ``Literal``, an ``Enum`` or ``bool``
-    (inside ``Annotated`` too)."""
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if annotation is bool or get_origin(annotation) is Literal:
-        return True
-    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+    (inside ``Annotated`` too), as the signature's type registry reads it."""
+    try:
+        return _is_label_spec(build_spec(annotation))
+    except UnsupportedType:
+        return False
+
+
+def _is_label_spec(spec: TypeSpec) -> bool:
+    while isinstance(spec, ConstrainedSpec):
+        spec = spec.inner
+    return isinstance(spec, ChoiceSpec | BoolSpec)
 
 
 def label_of(value: Any) -> str:

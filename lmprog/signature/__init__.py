@@ -15,7 +15,7 @@ from lmprog.signature._constraints import ConstrainedSpec
 from lmprog.signature._constraints import keywords as constraint_keywords
 from lmprog.signature._failure import ParseFailure, Problem
 from lmprog.signature._reasoning import REASONING, split_reasoning, with_reasoning
-from lmprog.signature._registry import type_name
+from lmprog.signature._registry import UnsupportedType, build_spec, type_name
 from lmprog.signature._signature import Field, Signature, field_spec, signature_from_function
 from lmprog.signature._specs import (
     MISSING,
@@ -51,6 +51,8 @@ __all__ = [
     "TupleSpec",
     "TypeSpec",
     "UnionSpec",
+    "UnsupportedType",
+    "build_spec",
     "clean_text",
     "constraint_keywords",
     "field_spec",
