@@ -3,13 +3,15 @@ becomes the function's return value; and what constrains a model to write only r
 (GBNF grammars, JSON schemas).
 
 Holds ``_prompt`` (render and parse, retry messages), ``_wire`` (how values are written),
-``_read`` (the parser), ``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``,
-``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
+``_read`` (the parser), ``_partial`` (the complete fields of a reply being streamed),
+``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``, ``_fingerprint``,
+``signature`` and, for the constraint kinds, ``lm``.
 """
 
 from __future__ import annotations
 
 from lmprog.format._constrain import constraint_params, grammar, json_schema, response_format
+from lmprog.format._partial import partial_fields
 from lmprog.format._prompt import (
     ParseFailure,
     format_output,
@@ -29,6 +31,7 @@ __all__ = [
     "json_schema",
     "output_values",
     "parse_output",
+    "partial_fields",
     "render_messages",
     "reply_format",
     "response_format",

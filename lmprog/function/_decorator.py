@@ -40,6 +40,7 @@ def lm_function(
     max_tokens: int | None = None,
     constrain: bool | None = None,
     reasoning: bool = False,
+    reasoning_effort: str | None = None,
 ) -> LMFunctionDecorator: ...
 def lm_function(
     fn: Callable[..., Any] | None = None,
@@ -52,6 +53,7 @@ def lm_function(
     max_tokens: int | None = None,
     constrain: bool | None = None,
     reasoning: bool = False,
+    reasoning_effort: str | None = None,
 ) -> Any:
     """Turn a typed, documented function (sync or async) into a language model call.
 
@@ -78,7 +80,13 @@ def lm_function(
             ``reasoning:`` line before the output(s) (a grammar or JSON schema forces it). The
             reasoning is kept in the lm span (``span.reasoning``) and in bootstrapped demos; the
             call still returns the declared type. A reply without it is a format failure
-            (retried once). Native reasoning of providers (``reasoning_effort``) is not used.
+            (retried once). On a model that reasons natively (litellm's ``supports_reasoning``;
+            ``BaseLM.native_reasoning``) no field is added: ``reasoning_effort`` is sent and the
+            provider's own reasoning (``reasoning_content``, thinking blocks) is what the span
+            and demos keep.
+        reasoning_effort: the ``reasoning_effort`` sent to a natively reasoning model
+            (``"low"``, ``"medium"``, ``"high"``...); default: the LM's own default parameter,
+            else ``"medium"``.
 
     Returns:
         An :class:`LMFunction` (an :class:`AsyncLMFunction` for an ``async def``), or, called
@@ -115,6 +123,7 @@ def lm_function(
             max_tokens=max_tokens,
             constrain=constrain,
             reasoning=reasoning,
+            reasoning_effort=reasoning_effort,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -22,7 +22,7 @@ import functools
 import inspect
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -32,8 +32,9 @@ from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
-from lmprog.function._run import _counted, _Run, wire_demos
-from lmprog.lm import BaseLM
+from lmprog.function._run import _counted, _Run, wire_demos, wire_signature
+from lmprog.function._stream import StreamEvent, astream_events, stream_events
+from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, signature_from_function, with_reasoning
 from lmprog.trace import span
@@ -74,10 +75,13 @@ class LMFunction(Generic[P, R]):
         temperature: the sampling temperature for this function, if set.
         max_tokens: the completion cap, if any.
         constrain: constrained decoding for this function; ``None`` follows the settings.
-        reasoning: the model writes a ``reasoning:`` line before its answer (recorded in the
-            lm span's ``reasoning`` and in bootstrapped demos, never returned).
-        wire_signature: the signature the model sees: ``signature`` with a ``reasoning`` output
-            first when ``reasoning`` is on, else ``signature`` itself.
+        reasoning: the model reasons before its answer (recorded in the lm span's ``reasoning``
+            and in bootstrapped demos, never returned): natively on a model that reasons
+            natively (``reasoning_effort`` sent), else in a ``reasoning:`` line it writes first.
+        reasoning_effort: the ``reasoning_effort`` sent to natively reasoning models (``None``:
+            the LM's default parameter, else ``"medium"``).
+        wire_signature: the signature a model without native reasoning sees: ``signature`` with
+            a ``reasoning`` output first when ``reasoning`` is on, else ``signature`` itself.
 
     Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
     ``signature_hash`` identifies the signature a prompt file was written for.
@@ -97,6 +101,7 @@ class LMFunction(Generic[P, R]):
         max_tokens: int | None = None,
         constrain: bool | None = None,
         reasoning: bool = False,
+        reasoning_effort: str | None = None,
     ) -> None:
         if constrain is not None and not isinstance(constrain, bool):
             raise UsageError(
@@ -108,6 +113,13 @@ class LMFunction(Generic[P, R]):
         self.fn = fn
         self.signature: Signature = signature_from_function(fn, name=name)
         self.reasoning = bool(reasoning)
+        if reasoning_effort is not None and (not isinstance(reasoning_effort, str) or not reasoning_effort):
+            raise UsageError(
+                "reasoning_effort must be a non-empty string such as 'low', 'medium' or 'high', "
+                f"got {reasoning_effort!r}",
+                function=self.signature.qualname,
+            )
+        self.reasoning_effort = reasoning_effort
         try:
             #: the signature the model sees (``reasoning`` first when ``reasoning=True``)
             self.wire_signature = with_reasoning(self.signature) if reasoning else self.signature
@@ -215,7 +227,8 @@ class LMFunction(Generic[P, R]):
         state = self.state
         values = self.bind(*args, **kwargs)
         demos = wire_demos(self.signature, state.demos_for(values))
-        return render_messages(self.wire_signature, values, instruction=state.instruction, demos=demos)
+        wire = wire_signature(self, resolve_lm(self.lm))
+        return render_messages(wire, values, instruction=state.instruction, demos=demos)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the LM on these arguments and return the parsed, validated output.
@@ -245,6 +258,19 @@ class LMFunction(Generic[P, R]):
                 run.feed(await run.lm.acomplete(msgs, **run.params))
             return run.result()
 
+    def stream(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[StreamEvent]:
+        """Run the LM on these arguments and yield the reply as it is written: text chunks,
+        partial outputs, restarts, then a :class:`FinalOutput` holding the value ``fn(...)``
+        returns (see :mod:`lmprog.function._stream`). An argument error raises here; a failed
+        call raises from the iteration. On an async lm_function, the same as :meth:`astream`."""
+        if self.is_async:
+            return self.astream(*args, **kwargs)  # type: ignore[return-value]  # documented
+        return stream_events(self, self.name, self.bind(*args, **kwargs), self)
+
+    def astream(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[StreamEvent]:
+        """The async twin of :meth:`stream` (for sync and async lm_functions alike)."""
+        return astream_events(self, self.name, self.bind(*args, **kwargs), self)
+
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         """Methods: ``instance.fn(...)`` passes the instance, which is not an input."""
         if obj is None or not self._skip_first:
@@ -270,6 +296,7 @@ class LMFunction(Generic[P, R]):
             "name": None if self.name == getattr(self.fn, "__name__", None) else self.name,
             "max_tokens": self.max_tokens,
             "reasoning": self.reasoning,
+            "reasoning_effort": self.reasoning_effort,
             "constrain": self.constrain,
         }
         state = self._state if self._file_state_loaded else None
@@ -325,6 +352,12 @@ class _BoundLMFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__func__(self.__self__, *args, **kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__.stream(self.__self__, *args, **kwargs)
+
+    def astream(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__.astream(self.__self__, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__func__, name)

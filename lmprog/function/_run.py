@@ -56,6 +56,9 @@ class RunSpec(Protocol):
     def reasoning(self) -> bool: ...
 
     @property
+    def reasoning_effort(self) -> str | None: ...
+
+    @property
     def wire_signature(self) -> Signature: ...
 
 
@@ -64,6 +67,21 @@ FORMAT_RETRIES = 1
 #: Retries of a reply cut at ``max_tokens``, each with twice the budget, up to MAX_RETRY_TOKENS.
 TRUNCATION_RETRIES = 1
 MAX_RETRY_TOKENS = 4096
+#: The ``reasoning_effort`` sent to a natively reasoning model when neither the function nor the
+#: LM's default parameters set one.
+DEFAULT_REASONING_EFFORT = "medium"
+
+
+def native_reasoning(func: RunSpec, lm: BaseLM) -> bool:
+    """Whether a call of ``func`` on ``lm`` uses the model's native reasoning (``reasoning=True``
+    on an LM whose :meth:`~lmprog.lm.BaseLM.native_reasoning` is true) instead of a text field."""
+    return func.reasoning and lm.native_reasoning()
+
+
+def wire_signature(func: RunSpec, lm: BaseLM) -> Signature:
+    """The signature the model sees on ``lm``: the declared one under native reasoning, else
+    ``func.wire_signature`` (with a ``reasoning`` field first when ``reasoning=True``)."""
+    return func.signature if native_reasoning(func, lm) else func.wire_signature
 
 
 @contextmanager
@@ -91,7 +109,8 @@ class _Run:
         self.func = func
         self.lm = resolve_lm(func.lm)
         state = func.state
-        self.wire = func.wire_signature  # the declared signature, or it with reasoning first
+        self.native = native_reasoning(func, self.lm)
+        self.wire = wire_signature(func, self.lm)  # with a reasoning field first, if asked for
         demos = wire_demos(func.signature, state.demos_for(inputs))
         self.messages = render_messages(self.wire, inputs, instruction=state.instruction, demos=demos)
         self.params: dict[str, Any] = {}
@@ -99,6 +118,10 @@ class _Run:
             self.params["temperature"] = func.temperature
         if func.max_tokens is not None:
             self.params["max_tokens"] = func.max_tokens
+        if self.native:
+            self.params["reasoning_effort"] = (
+                func.reasoning_effort or self.lm.params.get("reasoning_effort") or DEFAULT_REASONING_EFFORT
+            )
         constrain = func.constrain if func.constrain is not None else settings.current().constrain
         kind = self.lm.constraint_kind() if constrain else None
         self.params.update(constraint_params(self.wire, kind))
@@ -145,7 +168,10 @@ class _Run:
             return
         try:
             self._value = parse_output(self.wire, completion.text, structured=self.structured)
-            if self.func.reasoning:
+            if self.native:
+                if sp is not None:
+                    sp.reasoning = completion.reasoning
+            elif self.func.reasoning:
                 reasoning, values = split_reasoning(self._value)
                 self._value = self.func.signature.build_return(values)
                 if sp is not None:
@@ -180,6 +206,11 @@ class _Run:
             if value is not None:
                 return value if isinstance(value, int) else None
         return settings.current().max_tokens
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """What was wrong with the last reply (empty before any)."""
+        return tuple(self._errors)
 
     def result(self) -> Any:
         if not self._done:

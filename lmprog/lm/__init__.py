@@ -1,8 +1,9 @@
 """LM clients: the :class:`BaseLM` contract (cache, retries, rate limit, usage around one provider
 method), ``LM`` over litellm and the embedded llama.cpp model, and which LM a call uses.
 
-Holds ``_types`` (``Completion``, ``Messages``, constraint kinds), ``_base`` (``BaseLM``, request
-interception), ``_client`` (``LM``, ``resolve_lm``, the default model), ``_litellm`` (the litellm
+Holds ``_types`` (``Completion``, ``TextDelta``, ``Messages``, constraint kinds), ``_base``
+(``BaseLM``, request interception), ``_call``/``_stream`` (one call's state machine and its
+streaming drivers), ``_client`` (``LM``, ``resolve_lm``, the default model), ``_litellm`` (the litellm
 boundary), ``_local``/``_local_runtime`` (the embedded model), ``_cache``, ``_retry``,
 ``_ratelimit`` and ``_secrets``. May import: ``errors``, ``settings``, ``usage``, ``_fingerprint``.
 litellm and xllamacpp are imported on first use only. Other packages import what they need from
@@ -48,7 +49,7 @@ from lmprog.lm._local_runtime import (
     start_server,
 )
 from lmprog.lm._secrets import is_secret_param, redact, secret_values
-from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages
+from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages, StreamItem, TextDelta
 
 __all__ = [
     "CACHE_FILENAME",
@@ -72,6 +73,8 @@ __all__ = [
     "Messages",
     "RequestHook",
     "ResponseCache",
+    "StreamItem",
+    "TextDelta",
     "cache_key",
     "chat",
     "configured_model",

@@ -99,6 +99,7 @@ class CallRun:
             attempts=0,
             finish_reason=entry.get("finish_reason"),
             logprobs=entry.get("logprobs"),
+            reasoning=entry.get("reasoning") if isinstance(entry.get("reasoning"), str) else None,
         )
         self.meter.add(usage)
         record_usage(usage)
@@ -151,6 +152,7 @@ class CallRun:
             attempts=self.attempts,
             finish_reason=raw.finish_reason,
             logprobs=raw.logprobs,
+            reasoning=raw.reasoning,
         )
         if self.cache is not None and completion.text.strip() and completion.finish_reason != "length":
             entry = {
@@ -163,6 +165,8 @@ class CallRun:
             }
             if completion.logprobs is not None:
                 entry["logprobs"] = completion.logprobs
+            if completion.reasoning is not None:
+                entry["reasoning"] = completion.reasoning
             self.cache.set(self.call.key, entry)
         self.meter.add(used)  # the failed requests were added as they failed
         logger.debug(

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from lmprog.errors import UsageError
 from lmprog.lm import _litellm
 from lmprog.lm._base import _UNKNOWN, BaseLM
-from lmprog.lm._types import Completion, ConstraintKind, Messages
+from lmprog.lm._types import Completion, ConstraintKind, Messages, StreamItem
 from lmprog.settings import current as current_settings
 
 
@@ -60,6 +61,8 @@ class LM(BaseLM):
         'Blue.'
     """
 
+    _native_reasoning: bool | None = None
+
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
         return _litellm.complete(self.model, messages, params)
 
@@ -72,6 +75,19 @@ class LM(BaseLM):
 
     async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
         return await _litellm.acomplete(self.model, messages, params)
+
+    def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:
+        return _litellm.stream(self.model, messages, params)
+
+    def _arequest_stream(self, messages: Messages, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        return _litellm.astream(self.model, messages, params)
+
+    def native_reasoning(self) -> bool:
+        """Whether litellm reports native reasoning for the model (``supports_reasoning``); asked
+        once per LM. The embedded model does not reason natively."""
+        if self._native_reasoning is None:
+            self._native_reasoning = _litellm.supports_reasoning(self.model)
+        return self._native_reasoning
 
 
 _resolved: dict[str, LM] = {}

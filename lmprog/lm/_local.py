@@ -14,6 +14,7 @@ Each file is loaded once per process. Concurrent calls share the model's slots (
 {"name": ..., "schema": {...}}}``), ``grammar`` (a llama.cpp GBNF string), ``logprobs`` and
 ``top_logprobs``. It returns a :class:`LocalOutput` with the text, token usage, ``finish_reason``
 (``"stop"``, or ``"length"`` when cut at ``max_tokens``) and, if asked, per-token logprobs.
+:func:`chat_stream` streams the same request (llama.cpp's streaming callback), piece by piece.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import atexit
 import importlib.util
 import logging
 import os
+import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ __all__ = [
     "LocalModel",
     "LocalOutput",
     "chat",
+    "chat_stream",
     "default_model_path",
     "is_local_model",
     "load_model",
@@ -144,6 +147,73 @@ class LocalModel:
         **options: Any,
     ) -> LocalOutput:
         """Complete a chat with the GGUF's own chat template."""
+        request = self._request(messages, temperature, max_tokens, stop, options)
+        result = self._live().handle_chat_completions(request)
+        return _to_output(self.path, result)
+
+    def chat_stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        **options: Any,
+    ) -> Iterator[str | LocalOutput]:
+        """:meth:`chat`, streamed: the text pieces as llama.cpp writes them, then the whole
+        :class:`LocalOutput` (no logprobs). The same request decodes the same tokens as
+        :meth:`chat`. llama.cpp calls back in the thread that asked, so the request runs in a
+        worker thread; a consumer that stops early leaves it to finish (``max_tokens`` bounds it).
+        """
+        request = self._request(messages, temperature, max_tokens, stop, options)
+        for key in ("logprobs", "top_logprobs", "n_probs"):
+            request.pop(key, None)
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        server = self._live()
+        chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                server.handle_chat_completions(request, chunks.put)
+            except BaseException as error:  # handed to the reader, which raises it
+                chunks.put(error)
+            finally:
+                chunks.put(_END)
+
+        threading.Thread(target=work, name="lmprog-local-stream", daemon=True).start()
+        pieces: list[str] = []
+        finish: str | None = None
+        usage: Mapping[str, Any] = {}
+        while (chunk := chunks.get()) is not _END:
+            if isinstance(chunk, BaseException):
+                raise LMError(f"local model {self.path.name}: {chunk}", model="local") from chunk
+            if not isinstance(chunk, Mapping):
+                continue
+            if chunk.get("error") is not None:
+                _to_output(self.path, chunk)  # raises the error as chat() would
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                finish = choice.get("finish_reason") or finish
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+        yield LocalOutput(
+            text="".join(pieces),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=finish,
+        )
+
+    def _request(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float,
+        max_tokens: int | None,
+        stop: str | Sequence[str] | None,
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "messages": [dict(m) for m in messages],
             "temperature": float(temperature),
@@ -159,11 +229,16 @@ class LocalModel:
             if value is not None and (key in SAMPLING_PARAMS or key in _PASSED):
                 request[key] = value
         _check_constraints(request)
+        return request
+
+    def _live(self) -> Any:
         server = self._server
         if server is None:
             raise LMError(f"local model {self.path.name} was closed", model="local")
-        result = server.handle_chat_completions(request)
-        return _to_output(self.path, result)
+        return server
+
+
+_END = object()  # the end of a streamed local request
 
 
 def _check_constraints(request: Mapping[str, Any]) -> None:
@@ -253,6 +328,21 @@ def chat(
     model: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
 ) -> LocalOutput:
     """Complete ``messages`` with the local model; ``params`` are OpenAI-style request parameters."""
+    loaded, options = _model_and_options(model, params)
+    return loaded.chat(messages, **options)
+
+
+def chat_stream(
+    model: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+) -> Iterator[str | LocalOutput]:
+    """:func:`chat`, streamed: text pieces, then the whole :class:`LocalOutput`."""
+    loaded, options = _model_and_options(model, params)
+    return loaded.chat_stream(messages, **options)
+
+
+def _model_and_options(
+    model: str | os.PathLike[str], params: Mapping[str, Any]
+) -> tuple[LocalModel, dict[str, Any]]:
     options = dict(params)
     temperature = options.pop("temperature", None)
     max_tokens = options.pop("max_tokens", None)
@@ -262,13 +352,12 @@ def chat(
     ignored = sorted(k for k in options if k not in SAMPLING_PARAMS and k not in _PASSED)
     if ignored:
         logger.debug("local model ignores parameters %s", ignored)
-    return load_model(model).chat(
-        messages,
+    options.update(
         temperature=0.0 if temperature is None else float(temperature),
         max_tokens=int(max_tokens) if max_tokens else None,
         stop=stop,
-        **options,
     )
+    return load_model(model), options
 
 
 def _close_all() -> None:

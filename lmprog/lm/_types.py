@@ -30,6 +30,8 @@ class Completion:
             a completion is never cached; None when unknown).
         logprobs: the OpenAI-style per-token list (``token``, ``logprob``, ``top_logprobs``) when
             the request asked for ``logprobs`` and the provider returned them.
+        reasoning: what a model with native reasoning thought before it answered (litellm's
+            ``reasoning_content`` or thinking blocks); None when the provider returned none.
     """
 
     text: str
@@ -40,3 +42,23 @@ class Completion:
     attempts: int = 1
     finish_reason: str | None = None
     logprobs: list[dict[str, Any]] | None = None
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of a completion as :meth:`BaseLM.stream` yields it.
+
+    Attributes:
+        text: the new text (appended to the text so far).
+        restart: the request was retried (a transient failure after some text had come): the
+            text so far is void and the next deltas start the completion over. ``text`` is empty
+            on a restart delta.
+    """
+
+    text: str
+    restart: bool = False
+
+
+#: What a provider's ``_request_stream`` yields: text pieces, then exactly one whole Completion.
+StreamItem = str | Completion

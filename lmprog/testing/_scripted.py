@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
 from lmprog.format import format_output, to_jsonable
-from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
+from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages, StreamItem
 from lmprog.usage import Usage
 
 ScriptedResponse: TypeAlias = str | Mapping[str, Any] | Completion | BaseException
@@ -59,6 +60,13 @@ class ScriptedLM(BaseLM):
     to a request carrying a ``response_format`` is written as the JSON object a provider with
     structured outputs returns.
 
+    Streamed (:meth:`~lmprog.lm.BaseLM.stream`, ``fn.stream``), a reply comes in pieces of one
+    word each, with its trailing whitespace.
+
+    ``native_reasoning=True`` plays a model that reasons natively (``reasoning_effort``, thoughts
+    returned apart from the answer): a dict response's ``"reasoning"`` entry, or a Completion's
+    ``reasoning``, is returned in ``Completion.reasoning``, not in the text.
+
     Example:
         >>> import lmprog
         >>> from lmprog.testing import ScriptedLM
@@ -82,12 +90,14 @@ class ScriptedLM(BaseLM):
         backoff_base: float = 0.0,
         backoff_max: float = 0.0,
         constraint: ConstraintKind | None = None,
+        native_reasoning: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, cache=cache, backoff_base=backoff_base, backoff_max=backoff_max, **kwargs)
         if constraint is not None and constraint not in CONSTRAINT_KINDS:
             raise UsageError(f"constraint must be one of {CONSTRAINT_KINDS} or None, got {constraint!r}")
         self.constraint = constraint
+        self._native = bool(native_reasoning)
         if callable(responses):
             self._script: list[ScriptedResponse] | None = None
             self._respond: Callable[[Messages], ScriptedResponse] | None = responses
@@ -133,6 +143,9 @@ class ScriptedLM(BaseLM):
     def constraint_kind(self) -> ConstraintKind | None:
         return self.constraint
 
+    def native_reasoning(self) -> bool:
+        return self._native
+
     @property
     def remaining(self) -> int | None:
         """How many scripted responses are left (``None`` for a callable script)."""
@@ -153,6 +166,10 @@ class ScriptedLM(BaseLM):
         if self._respond is not None:
             response = self._respond(messages)
         given = response if isinstance(response, Completion) else None
+        reasoning = given.reasoning if given is not None else None
+        if self._native and isinstance(response, Mapping) and "reasoning" in response:
+            reasoning = str(response["reasoning"])
+            response = {k: v for k, v in response.items() if k != "reasoning"}
         text = given.text if given is not None else _render(response, structured="response_format" in params)
         return Completion(
             text=text,
@@ -163,7 +180,16 @@ class ScriptedLM(BaseLM):
             model=self.model,
             finish_reason=given.finish_reason if given is not None else None,
             logprobs=given.logprobs if given is not None else None,
+            reasoning=reasoning if self._native else None,
         )
+
+    def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:
+        completion = self._request(messages, params)
+        yield from _PIECE.findall(completion.text)
+        yield completion
+
+
+_PIECE = re.compile(r"\s*\S+\s*|\s+")  # a word with its whitespace: a streamed piece
 
 
 def _render(response: ScriptedResponse, *, structured: bool) -> str:
