@@ -30,9 +30,18 @@ from lmprog.errors import (
     UsageError,
 )
 from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
-from lmprog.function import LMFunction, lm_function
+from lmprog.function import (
+    FinalOutput,
+    LMFunction,
+    PartialOutput,
+    Restart,
+    StreamEvent,
+    TextChunk,
+    lm_function,
+)
 from lmprog.optimize import Budget, OptimizationResult, optimize
 from lmprog.settings import configure, context
+from lmprog.signature import History, Turn
 from lmprog.trace import trace, traced
 from lmprog.usage import Usage
 
@@ -80,17 +89,24 @@ __all__ = [
     "Example",
     "ExampleResult",
     "Feedback",
+    "FinalOutput",
+    "History",
     "LMError",
     "LMFunction",
     "LmprogError",
     "MissingDependencyError",
     "OptimizationResult",
     "OutputParseError",
+    "PartialOutput",
     "ProgramSource",
     "PromptFileError",
+    "Restart",
     "SignatureError",
+    "StreamEvent",
+    "TextChunk",
     "TransientLMError",
     "TruncatedOutputError",
+    "Turn",
     "Usage",
     "UsageError",
     "__version__",

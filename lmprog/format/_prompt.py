@@ -49,7 +49,7 @@ from typing import Any
 from lmprog.errors import UsageError
 from lmprog.format._read import parse_multi, parse_single, parse_structured
 from lmprog.format._wire import render_output_value, render_plain, to_jsonable
-from lmprog.signature import Field, ParseFailure, Signature, field_spec
+from lmprog.signature import Field, ParseFailure, Signature, field_spec, history_turns
 
 __all__ = [
     "ParseFailure",
@@ -74,19 +74,29 @@ def render_messages(
 ) -> list[dict[str, str]]:
     """Chat messages for one call: system, a user/assistant pair per demo, then the user input.
 
-    ``instruction=None`` uses ``signature.instruction``. A demo maps input and output field names
+    ``instruction=None`` uses ``signature.instruction``. The ``History`` input, if any, is not an
+    input line: its turns come just before the user message (of the call, or of a demo that
+    holds one). A demo maps input and output field names
     to values (a multi-output demo may instead hold the whole return value under ``"output"``);
     inputs missing from a demo are left out, outputs missing from it are an error.
     """
     messages = [{"role": "system", "content": _system_message(signature, instruction)}]
     for index, demo in enumerate(demos):
+        messages.extend(_history(signature, demo))
         messages.append({"role": "user", "content": _input_lines(signature, demo, demo_index=index)})
         outputs = _demo_outputs(signature, demo, index)
         # several output fields are always name lines (a reasoning demo may lack its reasoning)
         content = _output_lines(outputs) if signature.multi_output else format_output(outputs)
         messages.append({"role": "assistant", "content": content})
+    messages.extend(_history(signature, inputs))
     messages.append({"role": "user", "content": _input_lines(signature, inputs)})
     return messages
+
+
+def _history(signature: Signature, values: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The prior chat turns of a call or a demo: its :data:`~lmprog.signature.History` input."""
+    name = signature.history
+    return history_turns(to_jsonable(values.get(name))) if name is not None else []
 
 
 def parse_output(signature: Signature, text: str, *, structured: bool = False) -> Any:
@@ -161,8 +171,9 @@ def output_values(signature: Signature, value: Any) -> dict[str, Any]:
 def _system_message(signature: Signature, instruction: str | None) -> str:
     text = (signature.instruction if instruction is None else instruction).strip()
     parts = [text or f"Task: {signature.name.replace('_', ' ')}."]
-    if signature.inputs:
-        parts.append(_field_list("Inputs", signature.inputs))
+    shown = [f for f in signature.inputs if f.name != signature.history]
+    if shown:
+        parts.append(_field_list("Inputs", shown))
     parts.append(_reply_section(signature))
     return "\n\n".join(parts)
 
@@ -205,6 +216,8 @@ def _reply_format(messages: Sequence[Mapping[str, str]]) -> str:
 def _input_lines(signature: Signature, values: Mapping[str, Any], *, demo_index: int | None = None) -> str:
     lines = []
     for field in signature.inputs:
+        if field.name == signature.history:
+            continue
         if field.name in values:
             value = values[field.name]
         elif field.has_default:

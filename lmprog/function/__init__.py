@@ -2,7 +2,8 @@
 its per-function state.
 
 Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMFunction``,
-``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy) and
+``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy),
+``_stream`` (``fn.stream``: its events, over the same attempts) and
 ``_pickle`` (how an lm_function travels to process workers). May import every layer below it:
 ``signature``, ``lm``, ``format``, ``trace``, ``promptfile`` and (on first use, for its libcst)
 ``source``.
@@ -18,19 +19,40 @@ from lmprog.function._function import (
     states_in_force,
     use_states,
 )
-from lmprog.function._run import FORMAT_RETRIES, MAX_RETRY_TOKENS, TRUNCATION_RETRIES, RunSpec
+from lmprog.function._run import (
+    DEFAULT_REASONING_EFFORT,
+    FORMAT_RETRIES,
+    MAX_RETRY_TOKENS,
+    TRUNCATION_RETRIES,
+    RunSpec,
+)
+from lmprog.function._stream import (
+    PROVIDER_RETRY,
+    FinalOutput,
+    PartialOutput,
+    Restart,
+    StreamEvent,
+    TextChunk,
+)
 from lmprog.promptfile import State
 
 __all__ = [
+    "DEFAULT_REASONING_EFFORT",
     "FORMAT_RETRIES",
     "MAX_RETRY_TOKENS",
+    "PROVIDER_RETRY",
     "SHORT_OUTPUT_TOKENS",
     "TRUNCATION_RETRIES",
     "AsyncLMFunction",
+    "FinalOutput",
     "LMFunction",
     "LMFunctionDecorator",
+    "PartialOutput",
+    "Restart",
     "RunSpec",
     "State",
+    "StreamEvent",
+    "TextChunk",
     "lm_function",
     "states_in_force",
     "use_states",

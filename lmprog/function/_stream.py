@@ -163,9 +163,16 @@ async def _aevents(
 
 def stream_events(func: RunSpec, name: str, inputs: dict[str, Any], obj: Any) -> Iterator[StreamEvent]:
     """The events of one call of ``func`` on bound ``inputs``, each step run in a copy of the
-    current context (see the module docs)."""
-    context = contextvars.copy_context()
-    events = _events(func, name, inputs, obj)
+    context of this call (see the module docs)."""
+    return _stepped(contextvars.copy_context(), _events(func, name, inputs, obj))
+
+
+def astream_events(func: RunSpec, name: str, inputs: dict[str, Any], obj: Any) -> AsyncIterator[StreamEvent]:
+    """The async twin of :func:`stream_events` (each step a task in the copied context)."""
+    return _astepped(contextvars.copy_context(), _aevents(func, name, inputs, obj))
+
+
+def _stepped(context: contextvars.Context, events: Generator[T, None, None]) -> Iterator[T]:
     try:
         while True:
             try:
@@ -177,15 +184,12 @@ def stream_events(func: RunSpec, name: str, inputs: dict[str, Any], obj: Any) ->
         context.run(events.close)
 
 
-async def astream_events(
-    func: RunSpec, name: str, inputs: dict[str, Any], obj: Any
-) -> AsyncIterator[StreamEvent]:
-    """The async twin of :func:`stream_events` (each step a task in the copied context)."""
-    context = contextvars.copy_context()
-    events = _aevents(func, name, inputs, obj)
-
-    async def step() -> StreamEvent:
+async def _astepped(context: contextvars.Context, events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    async def step() -> T:
         return await anext(events)
+
+    async def close() -> None:
+        await events.aclose()
 
     try:
         while True:
@@ -195,8 +199,4 @@ async def astream_events(
                 return
             yield event
     finally:
-
-        async def close() -> None:
-            await events.aclose()
-
         await asyncio.create_task(close(), context=context)

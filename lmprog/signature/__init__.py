@@ -4,7 +4,8 @@ docstrings and comments.
 
 Holds ``_signature`` (``Signature``, ``Field``), ``_failure`` (``ParseFailure``, the one
 parse-failure type, with its structured ``Problem`` records), ``_specs``/``_specs_json`` (type specs),
-``_registry`` (annotation -> type spec), ``_reasoning`` (the wire signature of
+``_registry`` (annotation -> type spec), ``_history`` (``History``, the conversation-history
+parameter type), ``_reasoning`` (the wire signature of
 ``reasoning=True``), ``_docstrings`` and ``_text`` (pure string helpers for reading
 completions). May import: ``errors``. Nothing else of lmprog.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from lmprog.signature._constraints import ConstrainedSpec
 from lmprog.signature._constraints import keywords as constraint_keywords
 from lmprog.signature._failure import ParseFailure, Problem
+from lmprog.signature._history import HISTORY, History, Turn, history_turns, is_history
 from lmprog.signature._reasoning import REASONING, split_reasoning, with_reasoning
 from lmprog.signature._registry import UnsupportedType, build_spec, type_name
 from lmprog.signature._signature import Field, Signature, field_spec, signature_from_function
@@ -32,6 +34,7 @@ from lmprog.signature._specs_json import DictSpec, ListSpec, RecordSpec, SetSpec
 from lmprog.signature._text import clean_text, iter_json, unfence
 
 __all__ = [
+    "HISTORY",
     "MISSING",
     "REASONING",
     "BoolSpec",
@@ -40,6 +43,7 @@ __all__ = [
     "DictSpec",
     "Field",
     "FloatSpec",
+    "History",
     "IntSpec",
     "ListSpec",
     "ParseFailure",
@@ -49,6 +53,7 @@ __all__ = [
     "Signature",
     "StrSpec",
     "TupleSpec",
+    "Turn",
     "TypeSpec",
     "UnionSpec",
     "UnsupportedType",
@@ -56,6 +61,8 @@ __all__ = [
     "clean_text",
     "constraint_keywords",
     "field_spec",
+    "history_turns",
+    "is_history",
     "is_none_text",
     "iter_json",
     "signature_from_function",
