@@ -119,6 +119,8 @@ class ScriptedLM(BaseLM):
             ident["script"] = digest([repr(r) for r in self._script])
         elif self._respond is not None:
             ident["script"] = code_identity(self._respond)
+        if self._native:
+            ident["native_reasoning"] = True
         return ident
 
     def __getstate__(self) -> dict[str, Any]:
