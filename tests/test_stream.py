@@ -238,6 +238,17 @@ def test_the_stream_span_does_not_leak_into_the_consumer_between_events() -> Non
     assert [s.parent_id for s in t.spans] == [None, None]  # the echo call is not a child
 
 
+def test_usage_scopes_around_a_stream_count_its_requests() -> None:
+    with (
+        lmprog.context(lm=ScriptedLM(["topic: cats\nscore: x\nsummary: y", GOOD])),
+        lmprog.usage.track() as scope,
+    ):
+        events = judge.stream("text")
+        assert events is not None and scope.total.requests == 0  # nothing runs before iterating
+        list(events)
+    assert scope.total.requests == 2 and scope.total.calls == 2
+
+
 def test_breaking_out_closes_the_span() -> None:
     with lmprog.context(lm=ScriptedLM([GOOD])), lmprog.trace() as t:
         for event in judge.stream("text"):

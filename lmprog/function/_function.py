@@ -263,8 +263,8 @@ class LMFunction(Generic[P, R]):
         partial outputs, restarts, then a :class:`FinalOutput` holding the value ``fn(...)``
         returns (see :mod:`lmprog.function._stream`). An argument error raises here; a failed
         call raises from the iteration. On an async lm_function, the same as :meth:`astream`."""
-        if self.is_async:
-            return self.astream(*args, **kwargs)  # type: ignore[return-value]  # documented
+        if self.is_async:  # an async def wrapped by LMFunction itself rather than the decorator
+            return self.astream(*args, **kwargs)  # type: ignore[return-value]
         return stream_events(self, self.name, self.bind(*args, **kwargs), self)
 
     def astream(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[StreamEvent]:
@@ -324,7 +324,11 @@ class LMFunction(Generic[P, R]):
 
 
 class AsyncLMFunction(LMFunction[P, Awaitable[R]]):
-    """An lm_function made from an ``async def``: calling it returns an awaitable of ``R``."""
+    """An lm_function made from an ``async def``: calling it returns an awaitable of ``R``, and
+    :meth:`stream` an async iterator (the same as :meth:`astream`)."""
+
+    def stream(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
+        return self.astream(*args, **kwargs)
 
 
 _set_states: weakref.WeakSet[LMFunction[Any, Any]] = weakref.WeakSet()  # lm_functions given a state
