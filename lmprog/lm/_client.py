@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from lmprog.errors import UsageError
-from lmprog.lm import _litellm
+from lmprog.lm import _litellm, _litellm_stream
 from lmprog.lm._base import _UNKNOWN, BaseLM
 from lmprog.lm._types import Completion, ConstraintKind, Messages, StreamItem
 from lmprog.settings import current as current_settings
@@ -77,10 +77,10 @@ class LM(BaseLM):
         return await _litellm.acomplete(self.model, messages, params)
 
     def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:
-        return _litellm.stream(self.model, messages, params)
+        return _litellm_stream.stream(self.model, messages, params)
 
     def _arequest_stream(self, messages: Messages, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
-        return _litellm.astream(self.model, messages, params)
+        return _litellm_stream.astream(self.model, messages, params)
 
     def native_reasoning(self) -> bool:
         """Whether litellm reports native reasoning for the model (``supports_reasoning``); asked

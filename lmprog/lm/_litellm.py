@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lmprog.errors import LMError, LmprogError, TransientLMError
@@ -79,55 +79,6 @@ async def acomplete(model: str, messages: Messages, params: Mapping[str, Any]) -
     return _to_completion(litellm, model, response)
 
 
-def stream(model: str, messages: Messages, params: Mapping[str, Any]) -> Iterator[str | Completion]:
-    """One streamed request: text pieces, then the whole :class:`Completion` (raises ``LMError``).
-    The embedded model streams through llama.cpp's callback (``_local.chat_stream``); others
-    through ``litellm.completion(stream=True)``, the chunks rebuilt by ``stream_chunk_builder``."""
-    if local.is_local_model(model):
-        yield from _local_stream(model, messages, params)
-        return
-    litellm = load_litellm()
-    kwargs = _stream_kwargs(litellm, model, messages, params)
-    chunks: list[Any] = []
-    try:
-        for chunk in litellm.completion(**kwargs):
-            chunks.append(chunk)
-            piece = _delta_text(chunk)
-            if piece:
-                yield piece
-        response = litellm.stream_chunk_builder(chunks, messages=messages)
-    except Exception as e:
-        secrets = _secret_values(params)
-        raise translate_error(e, model=model, secrets=secrets) from _cause(e, secrets)
-    yield _to_completion(litellm, model, response)
-
-
-async def astream(
-    model: str, messages: Messages, params: Mapping[str, Any]
-) -> AsyncIterator[str | Completion]:
-    """The async twin of :func:`stream` (``litellm.acompletion(stream=True)``; the embedded model
-    in a worker thread)."""
-    if local.is_local_model(model):
-        pieces = _local_stream(model, messages, params)
-        while (item := await asyncio.to_thread(next, pieces, None)) is not None:
-            yield item
-        return
-    litellm = await asyncio.to_thread(load_litellm)
-    kwargs = _stream_kwargs(litellm, model, messages, params)
-    chunks: list[Any] = []
-    try:
-        async for chunk in await litellm.acompletion(**kwargs):
-            chunks.append(chunk)
-            piece = _delta_text(chunk)
-            if piece:
-                yield piece
-        response = litellm.stream_chunk_builder(chunks, messages=messages)
-    except Exception as e:
-        secrets = _secret_values(params)
-        raise translate_error(e, model=model, secrets=secrets) from _cause(e, secrets)
-    yield _to_completion(litellm, model, response)
-
-
 def supports_reasoning(model: str) -> bool:
     """Whether litellm knows ``model`` to reason natively (``litellm.supports_reasoning``); never
     for the embedded model."""
@@ -138,33 +89,6 @@ def supports_reasoning(model: str) -> bool:
     except Exception:  # an unknown model or provider
         logger.debug("%s: litellm cannot tell whether it reasons natively", model)
         return False
-
-
-def _local_stream(model: str, messages: Messages, params: Mapping[str, Any]) -> Iterator[str | Completion]:
-    for item in local.chat_stream(model, messages, params):
-        if isinstance(item, str):
-            yield item
-            continue
-        yield Completion(
-            text=item.text,
-            usage=Usage(prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens),
-            model=model,
-            finish_reason=item.finish_reason,
-        )
-
-
-def _stream_kwargs(litellm: Any, model: str, messages: Messages, params: Mapping[str, Any]) -> dict[str, Any]:
-    kwargs = _request_kwargs(litellm, model, messages, params)
-    kwargs["stream"] = True
-    kwargs.setdefault("stream_options", {"include_usage": True})
-    return kwargs
-
-
-def _delta_text(chunk: Any) -> str:
-    choices = getattr(chunk, "choices", None) or []
-    delta = getattr(choices[0], "delta", None) if choices else None
-    text = getattr(delta, "content", None)
-    return text if isinstance(text, str) else ""
 
 
 def constraint_kind(model: str) -> ConstraintKind | None:
