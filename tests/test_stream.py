@@ -294,3 +294,14 @@ def test_methods_stream_with_their_instance_bound() -> None:
     with lmprog.context(lm=ScriptedLM([GOOD])):
         events = list(Judge().rate.stream("text"))
     assert events[-1] == FinalOutput(Verdict(**GOOD))
+
+
+def test_partial_fields_skip_commas_in_strings_and_nested_values() -> None:
+    from lmprog.format import partial_fields
+
+    sig = judge.signature
+    assert partial_fields(sig, '{"topic": "a, {b}", "score": 4, "summ') == {"topic": "a, {b}", "score": 4}
+    assert partial_fields(sig, '```json\n{"topic": "x\\", y", "sc') == {"topic": 'x", y'}
+    assert partial_fields(sig, '{"topic": "cats"') == {}  # its value may still grow
+    assert partial_fields(sig, "topic: cats\nscore: 4") == {"topic": "cats"}
+    assert partial_fields(echo.signature, "anything: at all\nmore: text") == {}

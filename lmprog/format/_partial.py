@@ -19,7 +19,7 @@ from typing import Any
 
 from lmprog.format._read import _read_headers, _read_json
 from lmprog.format._wire import header_key, header_pattern
-from lmprog.signature import Signature, unfence
+from lmprog.signature import Signature
 
 __all__ = ["partial_fields"]
 
@@ -29,7 +29,9 @@ def partial_fields(signature: Signature, text: str, *, structured: bool = False)
     docs); ``{}`` for a single-output signature, whose one value is complete only at the end."""
     if not signature.multi_output:
         return {}
-    body = unfence(text) if text.lstrip().startswith("```") else text.lstrip()
+    body = text.lstrip()
+    if body.startswith("```"):  # an opening code fence; its closing one may not be written yet
+        body = body.partition("\n")[2].lstrip()
     if body.startswith("{"):
         closed = _closed_json(body)
         if closed is None:

@@ -48,6 +48,8 @@ __all__ = [
 
 T = TypeVar("T")
 
+_FIELD_ENDS = (":", ",", "}")
+
 #: why a provider retry restarts a stream
 PROVIDER_RETRY = "the provider request failed and was sent again"
 
@@ -108,6 +110,8 @@ class _Attempt:
             return
         self.text += item.text
         yield TextChunk(item.text, self.number)
+        if not any(mark in item.text for mark in _FIELD_ENDS):
+            return  # no field can have completed: a header's colon, a JSON comma or brace ends one
         found = partial_fields(self.run.wire, self.text, structured=self.run.structured)
         names = self.func.signature.output_names
         fields = {name: found[name] for name in names if name in found}

@@ -5,10 +5,11 @@ Holds ``_types`` (``Completion``, ``TextDelta``, ``Messages``, constraint kinds)
 (``BaseLM``, request interception), ``_call``/``_stream`` (one call's state machine and its
 streaming drivers), ``_client`` (``LM``, ``resolve_lm``, the default model), ``_litellm`` and
 ``_litellm_stream`` (the litellm boundary), ``_local``/``_local_runtime`` (the embedded model),
-``_cache``, ``_retry``, ``_ratelimit`` and ``_secrets``. May import: ``errors``, ``settings``, ``usage``, ``_fingerprint``.
-litellm and xllamacpp are imported on first use only. Other packages import what they need from
-here, never from the private modules (``redact`` for traces, reports and cassettes,
-``translate_error`` for fault injection, the embedded model's names for ``lmprog.local``).
+``_cache``, ``_retry``, ``_ratelimit`` and ``_secrets``. May import: ``errors``, ``settings``,
+``usage``, ``_fingerprint``. litellm and xllamacpp are imported on first use only. Other
+packages import what they need from here, never from the private modules (``redact`` for traces,
+reports and cassettes, ``translate_error`` for fault injection, the embedded model's names for
+``lmprog.local``).
 """
 
 from __future__ import annotations
