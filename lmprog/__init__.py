@@ -21,6 +21,7 @@ from lmprog.errors import (
     EvaluationError,
     LMError,
     LmprogError,
+    MaxStepsError,
     MissingDependencyError,
     OutputParseError,
     PromptFileError,
@@ -33,6 +34,7 @@ from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
 from lmprog.function import LMFunction, lm_function
 from lmprog.optimize import Budget, OptimizationResult, optimize
 from lmprog.settings import configure, context
+from lmprog.tools import Tool
 from lmprog.trace import trace, traced
 from lmprog.usage import Usage
 
@@ -41,7 +43,7 @@ make_callable(__name__, "evaluate", "optimize", "trace")
 
 if TYPE_CHECKING:
     from lmprog import metrics
-    from lmprog.lm import LM, BaseLM, Completion
+    from lmprog.lm import LM, BaseLM, Completion, ToolCall
     from lmprog.metrics import Feedback
     from lmprog.source import ProgramSource, analyze
 
@@ -49,6 +51,7 @@ _LAZY = {
     "LM": "lmprog.lm",
     "BaseLM": "lmprog.lm",
     "Completion": "lmprog.lm",
+    "ToolCall": "lmprog.lm",
     "Feedback": "lmprog.metrics",
     "analyze": "lmprog.source",
     "ProgramSource": "lmprog.source",
@@ -83,12 +86,15 @@ __all__ = [
     "LMError",
     "LMFunction",
     "LmprogError",
+    "MaxStepsError",
     "MissingDependencyError",
     "OptimizationResult",
     "OutputParseError",
     "ProgramSource",
     "PromptFileError",
     "SignatureError",
+    "Tool",
+    "ToolCall",
     "TransientLMError",
     "TruncatedOutputError",
     "Usage",

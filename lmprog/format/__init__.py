@@ -3,8 +3,9 @@ becomes the function's return value; and what constrains a model to write only r
 (GBNF grammars, JSON schemas).
 
 Holds ``_prompt`` (render and parse, retry messages), ``_wire`` (how values are written),
-``_read`` (the parser), ``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``,
-``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
+``_read`` (the parser), ``_grammar``, ``_schema``, ``_constrain`` and ``_tools`` (tools on the
+wire). May import: ``errors``, ``_fingerprint``, ``signature`` and, for the constraint kinds,
+``lm``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from lmprog.format._prompt import (
     reply_format,
     retry_messages,
 )
+from lmprog.format._tools import (
+    read_tool_call,
+    step_messages,
+    tool_call_text,
+    tool_grammar,
+    tool_result_text,
+    tool_schemas,
+    tools_section,
+)
 from lmprog.format._wire import to_jsonable
 
 __all__ = [
@@ -29,9 +39,16 @@ __all__ = [
     "json_schema",
     "output_values",
     "parse_output",
+    "read_tool_call",
     "render_messages",
     "reply_format",
     "response_format",
     "retry_messages",
+    "step_messages",
     "to_jsonable",
+    "tool_call_text",
+    "tool_grammar",
+    "tool_result_text",
+    "tool_schemas",
+    "tools_section",
 ]

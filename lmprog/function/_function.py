@@ -32,10 +32,11 @@ from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
-from lmprog.function._run import _counted, _Run, wire_demos
-from lmprog.lm import BaseLM
+from lmprog.function._run import DEFAULT_MAX_STEPS, _counted, _Run, wire_demos
+from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, signature_from_function, with_reasoning
+from lmprog.tools import Tool, as_tool
 from lmprog.trace import span
 
 P = ParamSpec("P")
@@ -78,6 +79,8 @@ class LMFunction(Generic[P, R]):
             lm span's ``reasoning`` and in bootstrapped demos, never returned).
         wire_signature: the signature the model sees: ``signature`` with a ``reasoning`` output
             first when ``reasoning`` is on, else ``signature`` itself.
+        tools: the :class:`~lmprog.tools.Tool` objects the model may call (empty: none).
+        max_steps: how many turns of tool calls the model may take before it must answer.
 
     Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
     ``signature_hash`` identifies the signature a prompt file was written for.
@@ -97,6 +100,8 @@ class LMFunction(Generic[P, R]):
         max_tokens: int | None = None,
         constrain: bool | None = None,
         reasoning: bool = False,
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        max_steps: int = DEFAULT_MAX_STEPS,
     ) -> None:
         if constrain is not None and not isinstance(constrain, bool):
             raise UsageError(
@@ -113,11 +118,19 @@ class LMFunction(Generic[P, R]):
             self.wire_signature = with_reasoning(self.signature) if reasoning else self.signature
         except ValueError as error:
             raise UsageError(f"reasoning=True: {error}", function=self.signature.qualname) from None
+        self.tools: tuple[Tool, ...] = _tools(tools, self.signature.qualname, inspect.iscoroutinefunction(fn))
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise UsageError(
+                f"max_steps must be an int >= 1, got {max_steps!r}", function=self.signature.qualname
+            )
+        self.max_steps = max_steps
         self.lm = lm
         self.max_retries = max_retries
         self.temperature = temperature
         self.max_tokens = (
-            max_tokens if max_tokens is not None or reasoning else _short_output_tokens(self.signature)
+            max_tokens
+            if max_tokens is not None or reasoning or self.tools
+            else _short_output_tokens(self.signature)
         )
         self.constrain = constrain
         self.name = self.signature.name
@@ -215,7 +228,15 @@ class LMFunction(Generic[P, R]):
         state = self.state
         values = self.bind(*args, **kwargs)
         demos = wire_demos(self.signature, state.demos_for(values))
-        return render_messages(self.wire_signature, values, instruction=state.instruction, demos=demos)
+        native = bool(self.tools) and resolve_lm(self.lm).supports_tools()
+        return render_messages(
+            self.wire_signature,
+            values,
+            instruction=state.instruction,
+            demos=demos,
+            tools=[tool.signature for tool in self.tools],
+            native_tools=native,
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the LM on these arguments and return the parsed, validated output.
@@ -231,18 +252,26 @@ class LMFunction(Generic[P, R]):
 
     def _call(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
-                run.feed(run.lm.complete(msgs, **run.params))
+                with _counted(sp):  # the requests only: a tool's own lm calls have their spans
+                    completion = run.lm.complete(msgs, **run.params)
+                run.feed(completion)
+                if run.pending and run.loop is not None:
+                    run.tools_done([run.loop.call(request) for request in run.pending])
             return run.result()
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
-                run.feed(await run.lm.acomplete(msgs, **run.params))
+                with _counted(sp):
+                    completion = await run.lm.acomplete(msgs, **run.params)
+                run.feed(completion)
+                if run.pending and run.loop is not None:
+                    run.tools_done([await run.loop.acall(request) for request in run.pending])
             return run.result()
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
@@ -271,6 +300,8 @@ class LMFunction(Generic[P, R]):
             "max_tokens": self.max_tokens,
             "reasoning": self.reasoning,
             "constrain": self.constrain,
+            "tools": self.tools,
+            "max_steps": self.max_steps,
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.
@@ -331,6 +362,23 @@ class _BoundLMFunction:
 
 
 SHORT_OUTPUT_TOKENS = 48
+
+
+def _tools(tools: Sequence[Tool | Callable[..., Any]], function: str, is_async: bool) -> tuple[Tool, ...]:
+    """The tools of an lm_function, checked: distinct names, async tools for async functions."""
+    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+        raise UsageError(f"tools must be a list of functions, got {tools!r}", function=function)
+    made = tuple(as_tool(tool) for tool in tools)
+    names = [tool.name for tool in made]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"two tools are named {', '.join(repeated)}", function=function)
+    for tool in made:
+        if tool.is_async and not is_async:
+            raise UsageError(
+                f"tool {tool.name} is async: give it to an async lm_function (async def)", function=function
+            )
+    return made
 
 
 def _short_output_tokens(signature: Signature) -> int | None:

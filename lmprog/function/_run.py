@@ -16,14 +16,18 @@ from lmprog.errors import OutputParseError, TruncatedOutputError
 from lmprog.format import (
     ParseFailure,
     constraint_params,
+    grammar,
     parse_output,
     render_messages,
     reply_format,
     retry_messages,
+    tool_grammar,
+    tool_schemas,
 )
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, split_reasoning
+from lmprog.tools import Outcome, Request, Tool, ToolLoop
 from lmprog.trace import Span
 from lmprog.usage import track
 
@@ -64,6 +68,8 @@ FORMAT_RETRIES = 1
 #: Retries of a reply cut at ``max_tokens``, each with twice the budget, up to MAX_RETRY_TOKENS.
 TRUNCATION_RETRIES = 1
 MAX_RETRY_TOKENS = 4096
+#: How many turns of tool calls an lm_function with tools may take by default.
+DEFAULT_MAX_STEPS = 5
 
 
 @contextmanager
@@ -93,7 +99,16 @@ class _Run:
         state = func.state
         self.wire = func.wire_signature  # the declared signature, or it with reasoning first
         demos = wire_demos(func.signature, state.demos_for(inputs))
-        self.messages = render_messages(self.wire, inputs, instruction=state.instruction, demos=demos)
+        tools: tuple[Tool, ...] = tuple(getattr(func, "tools", ()) or ())
+        native = bool(tools) and self.lm.supports_tools()
+        self.messages: list[dict[str, Any]] = render_messages(
+            self.wire,
+            inputs,
+            instruction=state.instruction,
+            demos=demos,
+            tools=[tool.signature for tool in tools],
+            native_tools=native,
+        )
         self.params: dict[str, Any] = {}
         if func.temperature is not None:
             self.params["temperature"] = func.temperature
@@ -102,6 +117,15 @@ class _Run:
         constrain = func.constrain if func.constrain is not None else settings.current().constrain
         kind = self.lm.constraint_kind() if constrain else None
         self.params.update(constraint_params(self.wire, kind))
+        #: the tool loop (None without tools); the parameter changes of the answer-only last turn
+        self.loop: ToolLoop | None = None
+        self._answer_turn: dict[str, Any] = {}
+        if tools:
+            self.loop = ToolLoop(tools, _max_steps(func), native=native, function=func.signature.qualname)
+            self._answer_turn = self._tool_params(tools, native, kind)
+        self.pending: list[Request] = []  # tool calls of the last completion, for the driver to run
+        self._pending_completion: Completion | None = None
+        self._tool_turns = 0
         self.structured = "response_format" in self.params
         # a grammar leaves no other format to write: a format failure is a reply cut short
         self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
@@ -119,14 +143,36 @@ class _Run:
         self._gave_up = False
         self._all_cached = True
 
-    def next_messages(self) -> list[dict[str, str]] | None:
+    def _tool_params(self, tools: tuple[Tool, ...], native: bool, kind: str | None) -> dict[str, Any]:
+        """Add the tools to the request parameters (native schemas, or a grammar allowing a call
+        or the answer); return the changes of the answer-only last turn (None: drop the key)."""
+        signatures = [tool.signature for tool in tools]
+        if native:
+            self.params["tools"] = tool_schemas(signatures)
+            return {"tool_choice": "none"}
+        if kind == "grammar" and "grammar" in self.params:
+            self.params["grammar"] = tool_grammar(self.wire, signatures)
+            return {"grammar": grammar(self.wire)}
+        if "response_format" in self.params:  # a call cannot fit the answer's schema
+            return {"response_format": self.params.pop("response_format")}
+        return {}
+
+    def next_messages(self) -> list[dict[str, Any]] | None:
         if (
             self._done
             or self._gave_up
-            or self.attempts > self.func.max_retries
+            or self.attempts - self._tool_turns > self.func.max_retries
             or self._format_failures > self.format_retries
         ):
             return None
+        if self.loop is not None and self.loop.answer_due and self._answer_turn:
+            for key, value in self._answer_turn.items():
+                if value is None:
+                    self.params.pop(key, None)
+                else:
+                    self.params[key] = value
+            self._answer_turn = {}
+        self.structured = "response_format" in self.params
         return self.messages
 
     def feed(self, completion: Completion) -> None:
@@ -143,6 +189,14 @@ class _Run:
         if self._last_cut:  # a cut reply may still parse (the "1" of "12"): never read it
             self._cut_short()
             return
+        if self.loop is not None:
+            if sp is not None:
+                sp.tool_calls = self.loop.transcript
+            self.pending = self.loop.requests(completion)  # MaxStepsError after the last step
+            if self.pending:
+                self._tool_turns += 1
+                self._pending_completion = completion
+                return
         try:
             self._value = parse_output(self.wire, completion.text, structured=self.structured)
             if self.func.reasoning:
@@ -160,6 +214,17 @@ class _Run:
             )
             return
         self._done = True
+
+    def tools_done(self, outcomes: list[Outcome]) -> None:
+        """The driver ran :attr:`pending`: continue the conversation with the results."""
+        if self.loop is None or self._pending_completion is None:
+            raise RuntimeError("tools_done() without pending tool calls")
+        self.messages = self.loop.continued(self.messages, self._pending_completion, self.pending, outcomes)
+        self.pending = []
+        self._pending_completion = None
+        if self.span is not None:
+            self.span.tool_calls = self.loop.transcript
+            self.span.messages = self.messages
 
     def _cut_short(self) -> None:
         """The reply was cut at ``max_tokens``: ask again with a larger budget, or give up."""
@@ -202,6 +267,11 @@ def wire_demos(signature: Signature, demos: Sequence[Mapping[str, Any]]) -> list
             del demo["output"]
         out.append(demo)
     return out
+
+
+def _max_steps(func: RunSpec) -> int:
+    steps = getattr(func, "max_steps", DEFAULT_MAX_STEPS)
+    return steps if isinstance(steps, int) else DEFAULT_MAX_STEPS
 
 
 def _larger_budget(budget: int | None) -> int | None:

@@ -48,7 +48,7 @@ from lmprog.lm._local_runtime import (
     start_server,
 )
 from lmprog.lm._secrets import is_secret_param, redact, secret_values
-from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages
+from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages, ToolCall
 
 __all__ = [
     "CACHE_FILENAME",
@@ -72,6 +72,7 @@ __all__ = [
     "Messages",
     "RequestHook",
     "ResponseCache",
+    "ToolCall",
     "cache_key",
     "chat",
     "configured_model",
