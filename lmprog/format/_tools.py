@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from lmprog.format._constrain import answer_rule
 from lmprog.format._grammar import Grammar, json_rule, literal
@@ -94,11 +94,18 @@ def step_messages(steps: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
-def tool_grammar(signature: Signature, tools: Sequence[Signature]) -> str | None:
+@overload
+def tool_grammar(signature: Signature, tools: Sequence[Signature], *, calls_only: Literal[True]) -> str: ...
+@overload
+def tool_grammar(
+    signature: Signature, tools: Sequence[Signature], *, calls_only: bool = False
+) -> str | None: ...
+def tool_grammar(signature: Signature, tools: Sequence[Signature], *, calls_only: bool = False) -> str | None:
     """The GBNF grammar of a reply that is a call of one of ``tools`` or the answer of
-    ``signature``; None when the answer is free text (any reply is then valid)."""
+    ``signature``; None when the answer is free text (any reply is then valid). ``calls_only``:
+    a call and nothing else."""
     g = Grammar()
-    answer = answer_rule(signature, g)
+    answer = "" if calls_only else answer_rule(signature, g)
     if answer == "text":
         return None
     calls = []
@@ -106,7 +113,7 @@ def tool_grammar(signature: Signature, tools: Sequence[Signature]) -> str | None
         head = literal(f'{{"tool": {json.dumps(tool.name)}, "arguments": ')
         calls.append(f"{head} {json_rule(arguments_record(tool), g)} {literal('}')}")
     g.rules["call"] = " | ".join(calls)
-    return g.render(f"call | {answer}")
+    return g.render(f"call | {answer}" if answer else "call")
 
 
 def tool_schemas(tools: Sequence[Signature]) -> list[dict[str, Any]]:

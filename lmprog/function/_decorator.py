@@ -44,6 +44,7 @@ def lm_function(
     reasoning: bool = False,
     tools: Sequence[Tool | Callable[..., Any]] = (),
     max_steps: int = DEFAULT_MAX_STEPS,
+    tool_first: bool = False,
 ) -> LMFunctionDecorator: ...
 def lm_function(
     fn: Callable[..., Any] | None = None,
@@ -58,6 +59,7 @@ def lm_function(
     reasoning: bool = False,
     tools: Sequence[Tool | Callable[..., Any]] = (),
     max_steps: int = DEFAULT_MAX_STEPS,
+    tool_first: bool = False,
 ) -> Any:
     """Turn a typed, documented function (sync or async) into a language model call.
 
@@ -95,6 +97,9 @@ def lm_function(
         max_steps: how many turns of tool calls the model may take; the request after the last
             is constrained to the answer where the LM takes a constraint, and a tool call there
             raises ``MaxStepsError`` (with the transcript).
+        tool_first: the model's first reply must be a tool call, forced by a grammar of calls
+            only (the embedded model) or ``tool_choice="required"`` (native tool calling); a
+            small model with no demos otherwise tends to answer at once.
 
     Returns:
         An :class:`LMFunction` (an :class:`AsyncLMFunction` for an ``async def``), or, called
@@ -133,6 +138,7 @@ def lm_function(
             reasoning=reasoning,
             tools=tools,
             max_steps=max_steps,
+            tool_first=tool_first,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -81,6 +81,7 @@ class LMFunction(Generic[P, R]):
             first when ``reasoning`` is on, else ``signature`` itself.
         tools: the :class:`~lmprog.tools.Tool` objects the model may call (empty: none).
         max_steps: how many turns of tool calls the model may take before it must answer.
+        tool_first: the first reply must be a tool call (where a constraint can force it).
 
     Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
     ``signature_hash`` identifies the signature a prompt file was written for.
@@ -102,6 +103,7 @@ class LMFunction(Generic[P, R]):
         reasoning: bool = False,
         tools: Sequence[Tool | Callable[..., Any]] = (),
         max_steps: int = DEFAULT_MAX_STEPS,
+        tool_first: bool = False,
     ) -> None:
         if constrain is not None and not isinstance(constrain, bool):
             raise UsageError(
@@ -124,6 +126,9 @@ class LMFunction(Generic[P, R]):
                 f"max_steps must be an int >= 1, got {max_steps!r}", function=self.signature.qualname
             )
         self.max_steps = max_steps
+        if tool_first and not self.tools:
+            raise UsageError("tool_first=True needs tools", function=self.signature.qualname)
+        self.tool_first = bool(tool_first)
         self.lm = lm
         self.max_retries = max_retries
         self.temperature = temperature
@@ -302,6 +307,7 @@ class LMFunction(Generic[P, R]):
             "constrain": self.constrain,
             "tools": self.tools,
             "max_steps": self.max_steps,
+            "tool_first": self.tool_first,
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.

@@ -16,18 +16,15 @@ from lmprog.errors import OutputParseError, TruncatedOutputError
 from lmprog.format import (
     ParseFailure,
     constraint_params,
-    grammar,
     parse_output,
     render_messages,
     reply_format,
     retry_messages,
-    tool_grammar,
-    tool_schemas,
 )
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, split_reasoning
-from lmprog.tools import Outcome, Request, Tool, ToolLoop
+from lmprog.tools import CONSTRAINT_KEYS, Outcome, Request, Tool, ToolLoop, TurnConstraints
 from lmprog.trace import Span
 from lmprog.usage import track
 
@@ -116,13 +113,21 @@ class _Run:
             self.params["max_tokens"] = func.max_tokens
         constrain = func.constrain if func.constrain is not None else settings.current().constrain
         kind = self.lm.constraint_kind() if constrain else None
-        self.params.update(constraint_params(self.wire, kind))
-        #: the tool loop (None without tools); the parameter changes of the answer-only last turn
+        answer = constraint_params(self.wire, kind)
+        self.params.update(answer)
+        #: the tool loop (None without tools) and the constraints of each of its turns
         self.loop: ToolLoop | None = None
-        self._answer_turn: dict[str, Any] = {}
+        self._turns: TurnConstraints | None = None
         if tools:
             self.loop = ToolLoop(tools, _max_steps(func), native=native, function=func.signature.qualname)
-            self._answer_turn = self._tool_params(tools, native, kind)
+            self._turns = TurnConstraints(
+                self.wire,
+                [tool.signature for tool in tools],
+                native=native,
+                kind=kind,
+                answer=answer,
+                tool_first=bool(getattr(func, "tool_first", False)),
+            )
         self.pending: list[Request] = []  # tool calls of the last completion, for the driver to run
         self._pending_completion: Completion | None = None
         self._tool_turns = 0
@@ -143,20 +148,6 @@ class _Run:
         self._gave_up = False
         self._all_cached = True
 
-    def _tool_params(self, tools: tuple[Tool, ...], native: bool, kind: str | None) -> dict[str, Any]:
-        """Add the tools to the request parameters (native schemas, or a grammar allowing a call
-        or the answer); return the changes of the answer-only last turn (None: drop the key)."""
-        signatures = [tool.signature for tool in tools]
-        if native:
-            self.params["tools"] = tool_schemas(signatures)
-            return {"tool_choice": "none"}
-        if kind == "grammar" and "grammar" in self.params:
-            self.params["grammar"] = tool_grammar(self.wire, signatures)
-            return {"grammar": grammar(self.wire)}
-        if "response_format" in self.params:  # a call cannot fit the answer's schema
-            return {"response_format": self.params.pop("response_format")}
-        return {}
-
     def next_messages(self) -> list[dict[str, Any]] | None:
         if (
             self._done
@@ -165,13 +156,10 @@ class _Run:
             or self._format_failures > self.format_retries
         ):
             return None
-        if self.loop is not None and self.loop.answer_due and self._answer_turn:
-            for key, value in self._answer_turn.items():
-                if value is None:
-                    self.params.pop(key, None)
-                else:
-                    self.params[key] = value
-            self._answer_turn = {}
+        if self.loop is not None and self._turns is not None:  # this turn's constraint
+            for key in CONSTRAINT_KEYS:
+                self.params.pop(key, None)
+            self.params.update(self._turns.params(self.loop))
         self.structured = "response_format" in self.params
         return self.messages
 

@@ -3,7 +3,8 @@
 
 Holds ``_tool`` (:class:`Tool`: a function read by the signature code, its arguments validated,
 each call run in a ``"tool"`` span) and ``_loop`` (:class:`ToolLoop`: one call's turns of tool
-calls, native or in the text protocol, and their transcript). May import: ``errors``,
+calls, native or in the text protocol, and their transcript) and ``_turns`` (the constraint of
+each turn). May import: ``errors``,
 ``signature``, ``lm``, ``format``, ``trace``.
 """
 
@@ -11,5 +12,15 @@ from __future__ import annotations
 
 from lmprog.tools._loop import Request, ToolLoop
 from lmprog.tools._tool import Outcome, Tool, as_tool, unknown_tool
+from lmprog.tools._turns import CONSTRAINT_KEYS, TurnConstraints
 
-__all__ = ["Outcome", "Request", "Tool", "ToolLoop", "as_tool", "unknown_tool"]
+__all__ = [
+    "CONSTRAINT_KEYS",
+    "Outcome",
+    "Request",
+    "Tool",
+    "ToolLoop",
+    "TurnConstraints",
+    "as_tool",
+    "unknown_tool",
+]
