@@ -378,3 +378,20 @@ def test_an_lm_function_with_tools_pickles_by_value_with_its_tools() -> None:
 
     copy = pickle.loads(cloudpickle.dumps(fn))
     assert [t.name for t in copy.tools] == ["lookup_price"] and copy.max_steps == 2
+
+
+def test_a_cassette_records_and_replays_native_tool_calls(tmp_path: Path) -> None:
+    from lmprog.testing._cassette import Cassette
+
+    path = tmp_path / "cassette.yaml"
+    recorder = Cassette(path, "t", mode="record")
+    lm = ScriptedLM([ToolCall("lookup_price", {"item": "pear"}, id="c1"), "0.75"], native_tools=True)
+    with lmprog.context(lm=lm, load_prompts=False), recorder.activate():
+        assert total("pears?") == 0.75
+    recorder.save()
+    player = Cassette(path, "t")
+    offline = ScriptedLM([], native_tools=True)  # would fail if asked: every answer comes from the file
+    with lmprog.context(lm=offline, load_prompts=False), player.activate(), lmprog.trace() as t:
+        assert total("pears?") == 0.75
+    assert t.roots[0].tool_calls == [{"tool": "lookup_price", "arguments": {"item": "pear"}, "result": 0.75}]
+    assert not player.misses
