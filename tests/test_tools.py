@@ -395,3 +395,50 @@ def test_a_cassette_records_and_replays_native_tool_calls(tmp_path: Path) -> Non
         assert total("pears?") == 0.75
     assert t.roots[0].tool_calls == [{"tool": "lookup_price", "arguments": {"item": "pear"}, "result": 0.75}]
     assert not player.misses
+
+
+@lm_function(tools=[lookup_price, multiply], tool_first=True, max_steps=2)
+def total_first(question: str) -> float:
+    """Answer the shopping question with a number of dollars."""
+
+
+def test_tool_first_allows_only_a_call_in_the_first_reply() -> None:
+    lm = ScriptedLM([call("lookup_price", item="pear"), "0.75"], constraint="grammar")
+    with lmprog.context(lm=lm, load_prompts=False):
+        assert total_first("pears?") == 0.75
+    first, second = (GBNF(c.params["grammar"]) for c in lm.calls)
+    assert first.matches(call("multiply", a=1.5, b=2))
+    assert not first.matches("0.75")
+    assert second.matches("0.75") and second.matches(call("lookup_price", item="apple"))
+
+
+def test_tool_first_natively_requires_a_tool_call() -> None:
+    lm = ScriptedLM([ToolCall("lookup_price", {"item": "pear"}), "0.75"], native_tools=True)
+    with lmprog.context(lm=lm, load_prompts=False):
+        assert total_first("pears?") == 0.75
+    assert [c.params.get("tool_choice") for c in lm.calls] == ["required", None]
+
+
+def test_tool_first_needs_tools() -> None:
+    def ask(question: str) -> float:
+        """Answer."""
+
+    with pytest.raises(UsageError, match="tool_first=True needs tools"):
+        lm_function(tool_first=True)(ask)
+
+
+def test_litellm_tool_calls_become_the_completions_tool_calls() -> None:
+    from types import SimpleNamespace
+
+    from lmprog.lm import _litellm
+
+    function = SimpleNamespace(name="lookup_price", arguments='{"item": "pear"}')
+    message = SimpleNamespace(content=None, tool_calls=[SimpleNamespace(id="call_9", function=function)])
+    response = SimpleNamespace(
+        choices=[SimpleNamespace(message=message, finish_reason="tool_calls", logprobs=None)],
+        usage=SimpleNamespace(prompt_tokens=5, completion_tokens=7),
+    )
+    completion = _litellm._to_completion(None, "local", response)
+    assert completion.text == "" and completion.finish_reason == "tool_calls"
+    assert completion.tool_calls == (ToolCall("lookup_price", '{"item": "pear"}', "call_9"),)
+    assert _litellm.supports_tools("local") is False
