@@ -17,7 +17,7 @@ from gbnf_engine import GBNF
 import lmprog
 from lmprog import lm_function
 from lmprog.errors import MaxStepsError, UsageError
-from lmprog.format import grammar
+from lmprog.format import grammar, tool_grammar
 from lmprog.lm import ToolCall
 from lmprog.optimize import optimize
 from lmprog.source import signature_hash
@@ -442,3 +442,36 @@ def test_litellm_tool_calls_become_the_completions_tool_calls() -> None:
     assert completion.text == "" and completion.finish_reason == "tool_calls"
     assert completion.tool_calls == (ToolCall("lookup_price", '{"item": "pear"}', "call_9"),)
     assert _litellm.supports_tools("local") is False
+
+
+def test_the_reflective_optimizer_sees_the_tool_calls_of_a_run() -> None:
+    from lmprog.optimize.reflect_prompt import describe_run
+
+    lm = ScriptedLM([call("lookup_price", item="kiwi"), call("lookup_price", item="pear"), "0.75"])
+    rows = [{"question": "What does a pear cost?", "answer": 0.75}]
+    with lmprog.context(lm=lm, load_prompts=False):
+        result = lmprog.evaluate(total, rows, lambda ex, pred: pred == ex["answer"], threads=1)
+    text = describe_run(total, 1, result.results[0])
+    assert """  tool call: lookup_price {"item": "kiwi"} -> error KeyError: 'kiwi'""" in text
+    assert '  tool call: lookup_price {"item": "pear"} -> 0.75' in text
+
+
+def test_the_grammar_gives_each_tool_its_own_arguments() -> None:
+    # regression: a tool's arguments record was freed while the grammar was built, and the next
+    # tool's record could take its id, hence its rule (about half of the builds went wrong)
+    def a(x: str) -> int:
+        """A."""
+
+    def b(n: int, m: bool) -> int:
+        """B."""
+
+    def c(q: list[int]) -> int:
+        """C."""
+
+    tools = [lmprog.Tool(f).signature for f in (a, b, c)]
+    for _ in range(30):
+        g = GBNF(tool_grammar(total.wire_signature, tools) or "")
+        assert g.matches('{"tool": "a", "arguments": {"x": "pear"}}')
+        assert g.matches('{"tool": "b", "arguments": {"n": 1, "m": true}}')
+        assert g.matches('{"tool": "c", "arguments": {"q": [1, 2]}}')
+        assert not g.matches('{"tool": "b", "arguments": {"x": "pear"}}')

@@ -108,10 +108,13 @@ def tool_grammar(signature: Signature, tools: Sequence[Signature], *, calls_only
     answer = "" if calls_only else answer_rule(signature, g)
     if answer == "text":
         return None
+    # every record stays alive until the grammar is built: ``Grammar`` names rules by ``id(spec)``,
+    # and a record freed early could lend its id (and so its rule) to the next tool's
+    records = [arguments_record(tool) for tool in tools]
     calls = []
-    for tool in tools:
+    for tool, record in zip(tools, records, strict=True):
         head = literal(f'{{"tool": {json.dumps(tool.name)}, "arguments": ')
-        calls.append(f"{head} {json_rule(arguments_record(tool), g)} {literal('}')}")
+        calls.append(f"{head} {json_rule(record, g)} {literal('}')}")
     g.rules["call"] = " | ".join(calls)
     return g.render(f"call | {answer}" if answer else "call")
 

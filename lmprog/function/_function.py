@@ -36,7 +36,7 @@ from lmprog.function._run import DEFAULT_MAX_STEPS, _counted, _Run, wire_demos
 from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, signature_from_function, with_reasoning
-from lmprog.tools import Tool, as_tool
+from lmprog.tools import Tool, tools_of
 from lmprog.trace import span
 
 P = ParamSpec("P")
@@ -120,7 +120,9 @@ class LMFunction(Generic[P, R]):
             self.wire_signature = with_reasoning(self.signature) if reasoning else self.signature
         except ValueError as error:
             raise UsageError(f"reasoning=True: {error}", function=self.signature.qualname) from None
-        self.tools: tuple[Tool, ...] = _tools(tools, self.signature.qualname, inspect.iscoroutinefunction(fn))
+        self.tools: tuple[Tool, ...] = tools_of(
+            tools, self.signature.qualname, inspect.iscoroutinefunction(fn)
+        )
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise UsageError(
                 f"max_steps must be an int >= 1, got {max_steps!r}", function=self.signature.qualname
@@ -368,23 +370,6 @@ class _BoundLMFunction:
 
 
 SHORT_OUTPUT_TOKENS = 48
-
-
-def _tools(tools: Sequence[Tool | Callable[..., Any]], function: str, is_async: bool) -> tuple[Tool, ...]:
-    """The tools of an lm_function, checked: distinct names, async tools for async functions."""
-    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
-        raise UsageError(f"tools must be a list of functions, got {tools!r}", function=function)
-    made = tuple(as_tool(tool) for tool in tools)
-    names = [tool.name for tool in made]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise UsageError(f"two tools are named {', '.join(repeated)}", function=function)
-    for tool in made:
-        if tool.is_async and not is_async:
-            raise UsageError(
-                f"tool {tool.name} is async: give it to an async lm_function (async def)", function=function
-            )
-    return made
 
 
 def _short_output_tokens(signature: Signature) -> int | None:

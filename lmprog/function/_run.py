@@ -1,6 +1,12 @@
 """One call of an lm_function: messages out, completions in, until a reply parses or the retries
 run out (the retry policy is described in :mod:`lmprog.function._function`).
 
+With tools, a completion may instead ask for tool calls: :class:`_Run` then holds them in
+``pending`` for the driver (the sync or async call) to run, and continues the conversation with
+their results (:meth:`_Run.tools_done`); the turns, their constraints and the transcript are kept
+by :mod:`lmprog.tools`. Turns of tool calls do not count as retries. Each request's usage is added
+to the lm span as it is made, so a tool's own lm_function calls count in their own spans only.
+
 :class:`_Run` reads the function through the :class:`RunSpec` protocol (an ``LMFunction`` is
 one), so this module does not import the class it serves.
 """

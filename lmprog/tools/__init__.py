@@ -11,7 +11,7 @@ each turn). May import: ``errors``,
 from __future__ import annotations
 
 from lmprog.tools._loop import Request, ToolLoop
-from lmprog.tools._tool import Outcome, Tool, as_tool, unknown_tool
+from lmprog.tools._tool import Outcome, Tool, as_tool, tools_of, unknown_tool
 from lmprog.tools._turns import CONSTRAINT_KEYS, TurnConstraints
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "ToolLoop",
     "TurnConstraints",
     "as_tool",
+    "tools_of",
     "unknown_tool",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from lmprog.errors import BudgetExceededError, SignatureError, UsageError
 from lmprog.signature import ParseFailure, RecordSpec, Signature, arguments_record, signature_from_function
 from lmprog.trace import Span, span
 
-__all__ = ["Outcome", "Tool", "as_tool", "unknown_tool"]
+__all__ = ["Outcome", "Tool", "as_tool", "tools_of", "unknown_tool"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,24 @@ def as_tool(tool: Tool | Callable[..., Any]) -> Tool:
         raise
     except UsageError as error:
         raise UsageError(f"tools=: {error}") from None
+
+
+def tools_of(tools: Sequence[Tool | Callable[..., Any]], function: str, is_async: bool) -> tuple[Tool, ...]:
+    """The tools of an lm_function, checked: a list, distinct names, async tools for async
+    functions only (raises UsageError naming ``function``)."""
+    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+        raise UsageError(f"tools must be a list of functions, got {tools!r}", function=function)
+    made = tuple(as_tool(tool) for tool in tools)
+    names = [tool.name for tool in made]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"two tools are named {', '.join(repeated)}", function=function)
+    for tool in made:
+        if tool.is_async and not is_async:
+            raise UsageError(
+                f"tool {tool.name} is async: give it to an async lm_function (async def)", function=function
+            )
+    return made
 
 
 def unknown_tool(name: str, raw: Any, tools: Mapping[str, Tool]) -> Outcome:
