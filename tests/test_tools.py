@@ -475,3 +475,10 @@ def test_the_grammar_gives_each_tool_its_own_arguments() -> None:
         assert g.matches('{"tool": "b", "arguments": {"n": 1, "m": true}}')
         assert g.matches('{"tool": "c", "arguments": {"q": [1, 2]}}')
         assert not g.matches('{"tool": "b", "arguments": {"x": "pear"}}')
+
+
+def test_a_json_schema_constrains_only_the_answer_only_turn() -> None:
+    lm = ScriptedLM([call("lookup_price", item="pear")] * 3 + ['{"output": 2.25}'], constraint="json_schema")
+    assert run(lm)[0] == 2.25
+    sent = ["response_format" in c.params for c in lm.calls]
+    assert sent == [False, False, False, True]  # a call could not fit the answer's schema
