@@ -4,8 +4,8 @@ its per-function state.
 Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMFunction``,
 ``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy) and
 ``_pickle`` (how an lm_function travels to process workers). May import every layer below it:
-``signature``, ``lm``, ``format``, ``trace``, ``promptfile`` and (on first use, for its libcst)
-``source``.
+``signature``, ``lm``, ``format``, ``trace``, ``promptfile``, ``tools`` and (on first use, for its
+libcst) ``source``.
 """
 
 from __future__ import annotations
