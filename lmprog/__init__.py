@@ -21,6 +21,7 @@ from lmprog.errors import (
     EvaluationError,
     LMError,
     LmprogError,
+    MaxStepsError,
     MissingDependencyError,
     OutputParseError,
     PromptFileError,
@@ -42,6 +43,7 @@ from lmprog.function import (
 from lmprog.optimize import Budget, OptimizationResult, optimize
 from lmprog.settings import configure, context
 from lmprog.signature import History, Turn
+from lmprog.tools import Tool
 from lmprog.trace import trace, traced
 from lmprog.usage import Usage
 
@@ -50,7 +52,7 @@ make_callable(__name__, "evaluate", "optimize", "trace")
 
 if TYPE_CHECKING:
     from lmprog import metrics
-    from lmprog.lm import LM, BaseLM, Completion
+    from lmprog.lm import LM, BaseLM, Completion, ToolCall
     from lmprog.metrics import Feedback
     from lmprog.source import ProgramSource, analyze
 
@@ -58,6 +60,7 @@ _LAZY = {
     "LM": "lmprog.lm",
     "BaseLM": "lmprog.lm",
     "Completion": "lmprog.lm",
+    "ToolCall": "lmprog.lm",
     "Feedback": "lmprog.metrics",
     "analyze": "lmprog.source",
     "ProgramSource": "lmprog.source",
@@ -94,6 +97,7 @@ __all__ = [
     "LMError",
     "LMFunction",
     "LmprogError",
+    "MaxStepsError",
     "MissingDependencyError",
     "OptimizationResult",
     "OutputParseError",
@@ -104,6 +108,8 @@ __all__ = [
     "SignatureError",
     "StreamEvent",
     "TextChunk",
+    "Tool",
+    "ToolCall",
     "TransientLMError",
     "TruncatedOutputError",
     "Turn",

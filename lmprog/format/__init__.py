@@ -4,8 +4,9 @@ becomes the function's return value; and what constrains a model to write only r
 
 Holds ``_prompt`` (render and parse, retry messages), ``_wire`` (how values are written),
 ``_read`` (the parser), ``_partial`` (the complete fields of a reply being streamed),
-``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``, ``_fingerprint``,
-``signature`` and, for the constraint kinds, ``lm``.
+``_grammar``, ``_schema``, ``_constrain`` and ``_tools`` (tools on the
+wire). May import: ``errors``, ``_fingerprint``, ``signature`` and, for the constraint kinds,
+``lm``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from lmprog.format._prompt import (
     reply_format,
     retry_messages,
 )
+from lmprog.format._tools import (
+    read_tool_call,
+    step_messages,
+    tool_call_text,
+    tool_grammar,
+    tool_result_text,
+    tool_schemas,
+    tools_section,
+)
 from lmprog.format._wire import to_jsonable
 
 __all__ = [
@@ -32,9 +42,16 @@ __all__ = [
     "output_values",
     "parse_output",
     "partial_fields",
+    "read_tool_call",
     "render_messages",
     "reply_format",
     "response_format",
     "retry_messages",
+    "step_messages",
     "to_jsonable",
+    "tool_call_text",
+    "tool_grammar",
+    "tool_result_text",
+    "tool_schemas",
+    "tools_section",
 ]

@@ -48,8 +48,9 @@ from typing import Any
 
 from lmprog.errors import UsageError
 from lmprog.format._read import parse_multi, parse_single, parse_structured
+from lmprog.format._tools import step_messages, tools_section
 from lmprog.format._wire import render_output_value, render_plain, to_jsonable
-from lmprog.signature import Field, ParseFailure, Signature, field_spec, history_turns
+from lmprog.signature import TOOL_CALLS, Field, ParseFailure, Signature, field_spec, history_turns
 
 __all__ = [
     "ParseFailure",
@@ -71,6 +72,8 @@ def render_messages(
     *,
     instruction: str | None = None,
     demos: Sequence[Mapping[str, Any]] = (),
+    tools: Sequence[Signature] = (),
+    native_tools: bool = False,
 ) -> list[dict[str, str]]:
     """Chat messages for one call: system, a user/assistant pair per demo, then the user input.
 
@@ -78,12 +81,21 @@ def render_messages(
     input line: its turns come just before the user message (of the call, or of a demo that
     holds one). A demo maps input and output field names
     to values (a multi-output demo may instead hold the whole return value under ``"output"``);
-    inputs missing from a demo are left out, outputs missing from it are an error.
+    inputs missing from a demo are left out, outputs missing from it are an error. ``tools``: the
+    signatures of the tools the model may call, listed in the system message (with the text
+    protocol unless ``native_tools``); a demo's tool calls (``TOOL_CALLS``) are then rendered
+    between its input and its answer (see :mod:`lmprog.format._tools`).
     """
-    messages = [{"role": "system", "content": _system_message(signature, instruction)}]
+    system = _system_message(signature, instruction)
+    if tools:
+        system = _with_tools(system, signature, tools_section(tools, native=native_tools))
+    messages = [{"role": "system", "content": system}]
     for index, demo in enumerate(demos):
         messages.extend(_history(signature, demo))
         messages.append({"role": "user", "content": _input_lines(signature, demo, demo_index=index)})
+        steps = demo.get(TOOL_CALLS) if tools else None
+        if isinstance(steps, list):
+            messages.extend(step_messages(steps))
         outputs = _demo_outputs(signature, demo, index)
         # several output fields are always name lines (a reasoning demo may lack its reasoning)
         content = _output_lines(outputs) if signature.multi_output else format_output(outputs)
@@ -141,7 +153,7 @@ def retry_messages(
     reminder = reply_format or "Reply again in the required format."
     content = f"Your reply could not be used:\n{problems}\n\n{reminder}"
     return [
-        *({"role": m["role"], "content": m["content"]} for m in messages),
+        *(dict(m) for m in messages),  # a native tool call's message keeps its tool_calls
         {"role": "assistant", "content": completion},
         {"role": "user", "content": content},
     ]
@@ -176,6 +188,14 @@ def _system_message(signature: Signature, instruction: str | None) -> str:
         parts.append(_field_list("Inputs", shown))
     parts.append(_reply_section(signature))
     return "\n\n".join(parts)
+
+
+def _with_tools(system: str, signature: Signature, section: str) -> str:
+    """The system message with the tool section inserted before the reply format."""
+    reply = _reply_section(signature)
+    if system.endswith(reply):
+        return system[: len(system) - len(reply)] + section + "\n\n" + reply
+    return system + "\n\n" + section
 
 
 def _field_list(title: str, fields: Sequence[Field]) -> str:

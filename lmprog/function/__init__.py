@@ -5,8 +5,8 @@ Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMF
 ``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy),
 ``_stream`` (``fn.stream``: its events, over the same attempts) and
 ``_pickle`` (how an lm_function travels to process workers). May import every layer below it:
-``signature``, ``lm``, ``format``, ``trace``, ``promptfile`` and (on first use, for its libcst)
-``source``.
+``signature``, ``lm``, ``format``, ``trace``, ``promptfile``, ``tools`` and (on first use, for its
+libcst) ``source``.
 """
 
 from __future__ import annotations

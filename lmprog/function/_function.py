@@ -32,11 +32,12 @@ from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
-from lmprog.function._run import _counted, _Run, wire_demos, wire_signature
+from lmprog.function._run import DEFAULT_MAX_STEPS, _counted, _Run, wire_demos, wire_signature
 from lmprog.function._stream import StreamEvent, astream_events, stream_events
 from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, signature_from_function, with_reasoning
+from lmprog.tools import Tool, tools_of
 from lmprog.trace import span
 
 P = ParamSpec("P")
@@ -82,6 +83,9 @@ class LMFunction(Generic[P, R]):
             the LM's default parameter, else ``"medium"``).
         wire_signature: the signature a model without native reasoning sees: ``signature`` with
             a ``reasoning`` output first when ``reasoning`` is on, else ``signature`` itself.
+        tools: the :class:`~lmprog.tools.Tool` objects the model may call (empty: none).
+        max_steps: how many turns of tool calls the model may take before it must answer.
+        tool_first: the first reply must be a tool call (where a constraint can force it).
 
     Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
     ``signature_hash`` identifies the signature a prompt file was written for.
@@ -102,6 +106,9 @@ class LMFunction(Generic[P, R]):
         constrain: bool | None = None,
         reasoning: bool = False,
         reasoning_effort: str | None = None,
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        max_steps: int = DEFAULT_MAX_STEPS,
+        tool_first: bool = False,
     ) -> None:
         if constrain is not None and not isinstance(constrain, bool):
             raise UsageError(
@@ -125,11 +132,24 @@ class LMFunction(Generic[P, R]):
             self.wire_signature = with_reasoning(self.signature) if reasoning else self.signature
         except ValueError as error:
             raise UsageError(f"reasoning=True: {error}", function=self.signature.qualname) from None
+        self.tools: tuple[Tool, ...] = tools_of(
+            tools, self.signature.qualname, inspect.iscoroutinefunction(fn)
+        )
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise UsageError(
+                f"max_steps must be an int >= 1, got {max_steps!r}", function=self.signature.qualname
+            )
+        self.max_steps = max_steps
+        if tool_first and not self.tools:
+            raise UsageError("tool_first=True needs tools", function=self.signature.qualname)
+        self.tool_first = bool(tool_first)
         self.lm = lm
         self.max_retries = max_retries
         self.temperature = temperature
         self.max_tokens = (
-            max_tokens if max_tokens is not None or reasoning else _short_output_tokens(self.signature)
+            max_tokens
+            if max_tokens is not None or reasoning or self.tools
+            else _short_output_tokens(self.signature)
         )
         self.constrain = constrain
         self.name = self.signature.name
@@ -227,8 +247,16 @@ class LMFunction(Generic[P, R]):
         state = self.state
         values = self.bind(*args, **kwargs)
         demos = wire_demos(self.signature, state.demos_for(values))
-        wire = wire_signature(self, resolve_lm(self.lm))
-        return render_messages(wire, values, instruction=state.instruction, demos=demos)
+        lm = resolve_lm(self.lm)
+        native = bool(self.tools) and lm.supports_tools()
+        return render_messages(
+            wire_signature(self, lm),
+            values,
+            instruction=state.instruction,
+            demos=demos,
+            tools=[tool.signature for tool in self.tools],
+            native_tools=native,
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the LM on these arguments and return the parsed, validated output.
@@ -244,18 +272,26 @@ class LMFunction(Generic[P, R]):
 
     def _call(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
-                run.feed(run.lm.complete(msgs, **run.params))
+                with _counted(sp):  # the requests only: a tool's own lm calls have their spans
+                    completion = run.lm.complete(msgs, **run.params)
+                run.feed(completion)
+                if run.pending and run.loop is not None:
+                    run.tools_done([run.loop.call(request) for request in run.pending])
             return run.result()
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
         run = _Run(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
-                run.feed(await run.lm.acomplete(msgs, **run.params))
+                with _counted(sp):
+                    completion = await run.lm.acomplete(msgs, **run.params)
+                run.feed(completion)
+                if run.pending and run.loop is not None:
+                    run.tools_done([await run.loop.acall(request) for request in run.pending])
             return run.result()
 
     def stream(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[StreamEvent]:
@@ -298,6 +334,9 @@ class LMFunction(Generic[P, R]):
             "reasoning": self.reasoning,
             "reasoning_effort": self.reasoning_effort,
             "constrain": self.constrain,
+            "tools": self.tools,
+            "max_steps": self.max_steps,
+            "tool_first": self.tool_first,
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.

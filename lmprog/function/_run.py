@@ -1,6 +1,12 @@
 """One call of an lm_function: messages out, completions in, until a reply parses or the retries
 run out (the retry policy is described in :mod:`lmprog.function._function`).
 
+With tools, a completion may instead ask for tool calls: :class:`_Run` then holds them in
+``pending`` for the driver (the sync or async call) to run, and continues the conversation with
+their results (:meth:`_Run.tools_done`); the turns, their constraints and the transcript are kept
+by :mod:`lmprog.tools`. Turns of tool calls do not count as retries. Each request's usage is added
+to the lm span as it is made, so a tool's own lm_function calls count in their own spans only.
+
 :class:`_Run` reads the function through the :class:`RunSpec` protocol (an ``LMFunction`` is
 one), so this module does not import the class it serves.
 """
@@ -24,6 +30,7 @@ from lmprog.format import (
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, split_reasoning
+from lmprog.tools import CONSTRAINT_KEYS, Outcome, Request, Tool, ToolLoop, TurnConstraints
 from lmprog.trace import Span
 from lmprog.usage import track
 
@@ -84,6 +91,10 @@ def wire_signature(func: RunSpec, lm: BaseLM) -> Signature:
     return func.signature if native_reasoning(func, lm) else func.wire_signature
 
 
+#: How many turns of tool calls an lm_function with tools may take by default.
+DEFAULT_MAX_STEPS = 5
+
+
 @contextmanager
 def _counted(sp: Span | None) -> Iterator[None]:
     """Add to ``sp`` the usage of every LM request made inside the block: the same requests,
@@ -112,7 +123,16 @@ class _Run:
         self.native = native_reasoning(func, self.lm)
         self.wire = wire_signature(func, self.lm)  # with a reasoning field first, if asked for
         demos = wire_demos(func.signature, state.demos_for(inputs))
-        self.messages = render_messages(self.wire, inputs, instruction=state.instruction, demos=demos)
+        tools: tuple[Tool, ...] = tuple(getattr(func, "tools", ()) or ())
+        native = bool(tools) and self.lm.supports_tools()
+        self.messages: list[dict[str, Any]] = render_messages(
+            self.wire,
+            inputs,
+            instruction=state.instruction,
+            demos=demos,
+            tools=[tool.signature for tool in tools],
+            native_tools=native,
+        )
         self.params: dict[str, Any] = {}
         if func.temperature is not None:
             self.params["temperature"] = func.temperature
@@ -124,7 +144,24 @@ class _Run:
             )
         constrain = func.constrain if func.constrain is not None else settings.current().constrain
         kind = self.lm.constraint_kind() if constrain else None
-        self.params.update(constraint_params(self.wire, kind))
+        answer = constraint_params(self.wire, kind)
+        self.params.update(answer)
+        #: the tool loop (None without tools) and the constraints of each of its turns
+        self.loop: ToolLoop | None = None
+        self._turns: TurnConstraints | None = None
+        if tools:
+            self.loop = ToolLoop(tools, _max_steps(func), native=native, function=func.signature.qualname)
+            self._turns = TurnConstraints(
+                self.wire,
+                [tool.signature for tool in tools],
+                native=native,
+                kind=kind,
+                answer=answer,
+                tool_first=bool(getattr(func, "tool_first", False)),
+            )
+        self.pending: list[Request] = []  # tool calls of the last completion, for the driver to run
+        self._pending_completion: Completion | None = None
+        self._tool_turns = 0
         self.structured = "response_format" in self.params
         # a grammar leaves no other format to write: a format failure is a reply cut short
         self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
@@ -142,14 +179,19 @@ class _Run:
         self._gave_up = False
         self._all_cached = True
 
-    def next_messages(self) -> list[dict[str, str]] | None:
+    def next_messages(self) -> list[dict[str, Any]] | None:
         if (
             self._done
             or self._gave_up
-            or self.attempts > self.func.max_retries
+            or self.attempts - self._tool_turns > self.func.max_retries
             or self._format_failures > self.format_retries
         ):
             return None
+        if self.loop is not None and self._turns is not None:  # this turn's constraint
+            for key in CONSTRAINT_KEYS:
+                self.params.pop(key, None)
+            self.params.update(self._turns.params(self.loop))
+        self.structured = "response_format" in self.params
         return self.messages
 
     def feed(self, completion: Completion) -> None:
@@ -166,6 +208,14 @@ class _Run:
         if self._last_cut:  # a cut reply may still parse (the "1" of "12"): never read it
             self._cut_short()
             return
+        if self.loop is not None:
+            if sp is not None:
+                sp.tool_calls = self.loop.transcript
+            self.pending = self.loop.requests(completion)  # MaxStepsError after the last step
+            if self.pending:
+                self._tool_turns += 1
+                self._pending_completion = completion
+                return
         try:
             self._value = parse_output(self.wire, completion.text, structured=self.structured)
             if self.native:
@@ -186,6 +236,17 @@ class _Run:
             )
             return
         self._done = True
+
+    def tools_done(self, outcomes: list[Outcome]) -> None:
+        """The driver ran :attr:`pending`: continue the conversation with the results."""
+        if self.loop is None or self._pending_completion is None:
+            raise RuntimeError("tools_done() without pending tool calls")
+        self.messages = self.loop.continued(self.messages, self._pending_completion, self.pending, outcomes)
+        self.pending = []
+        self._pending_completion = None
+        if self.span is not None:
+            self.span.tool_calls = self.loop.transcript
+            self.span.messages = self.messages
 
     def _cut_short(self) -> None:
         """The reply was cut at ``max_tokens``: ask again with a larger budget, or give up."""
@@ -233,6 +294,11 @@ def wire_demos(signature: Signature, demos: Sequence[Mapping[str, Any]]) -> list
             del demo["output"]
         out.append(demo)
     return out
+
+
+def _max_steps(func: RunSpec) -> int:
+    steps = getattr(func, "max_steps", DEFAULT_MAX_STEPS)
+    return steps if isinstance(steps, int) else DEFAULT_MAX_STEPS
 
 
 def _larger_budget(budget: int | None) -> int | None:

@@ -51,7 +51,15 @@ from lmprog.lm._local_runtime import (
     start_server,
 )
 from lmprog.lm._secrets import is_secret_param, redact, secret_values
-from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages, StreamItem, TextDelta
+from lmprog.lm._types import (
+    CONSTRAINT_KINDS,
+    Completion,
+    ConstraintKind,
+    Messages,
+    StreamItem,
+    TextDelta,
+    ToolCall,
+)
 
 __all__ = [
     "CACHE_FILENAME",
@@ -77,6 +85,7 @@ __all__ = [
     "ResponseCache",
     "StreamItem",
     "TextDelta",
+    "ToolCall",
     "cache_key",
     "chat",
     "chat_stream",

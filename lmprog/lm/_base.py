@@ -123,6 +123,7 @@ class BaseLM(ABC):
         self._secret_params = secret
         self._meter = UsageMeter()
         self._constraint: object = _UNKNOWN
+        self._tools: bool | None = None  # native tool calling, once asked (LM)
 
     def __repr__(self) -> str:
         shown = "".join(f", {name}={value!r}" for name, value in sorted(self.params.items()))
@@ -271,6 +272,12 @@ class BaseLM(ABC):
         parameter ``grammar``), ``"json_schema"`` (an OpenAI-style ``response_format``) or None
         (neither: replies are read in the text format). lm_functions ask before each call."""
         return None
+
+    def supports_tools(self) -> bool:
+        """Whether the provider takes native tool calling (a request parameter ``tools`` of
+        OpenAI-style function schemas, answered with :attr:`Completion.tool_calls`). When it does
+        not, an lm_function with tools uses a text protocol (see :mod:`lmprog.tools`)."""
+        return False
 
     def _run(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> CallRun:
         started = time.perf_counter()

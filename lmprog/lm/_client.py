@@ -73,6 +73,13 @@ class LM(BaseLM):
             self._constraint = _litellm.constraint_kind(self.model)
         return self._constraint  # type: ignore[return-value]
 
+    def supports_tools(self) -> bool:
+        """Whether litellm reports native function calling for the model (never the embedded
+        one). Asked once per LM."""
+        if self._tools is None:
+            self._tools = _litellm.supports_tools(self.model)
+        return self._tools
+
     async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
         return await _litellm.acomplete(self.model, messages, params)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import importlib
+import json
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from lmprog.errors import LMError, LmprogError, TransientLMError
 from lmprog.lm import _local as local
 from lmprog.lm._secrets import is_secret_param
 from lmprog.lm._secrets import secret_values as env_secret_values
-from lmprog.lm._types import Completion, ConstraintKind, Messages
+from lmprog.lm._types import Completion, ConstraintKind, Messages, ToolCall
 from lmprog.usage import Usage
 
 logger = logging.getLogger("lmprog.lm")
@@ -102,6 +103,18 @@ def constraint_kind(model: str) -> ConstraintKind | None:
         logger.debug("%s: litellm cannot tell whether it supports response schemas", model)
         return None
     return "json_schema" if supported else None
+
+
+def supports_tools(model: str) -> bool:
+    """Whether ``litellm.supports_function_calling`` says the model takes native tool calls
+    (never the embedded model, which uses lmprog's text protocol with a grammar)."""
+    if local.is_local_model(model):
+        return False
+    try:
+        return bool(load_litellm().supports_function_calling(model=model))
+    except Exception:  # an unknown model or provider: the text protocol
+        logger.debug("%s: litellm cannot tell whether it supports function calling", model)
+        return False
 
 
 def translate_error(error: BaseException, *, model: str, secrets: Iterable[str] = ()) -> LmprogError:
@@ -208,6 +221,7 @@ def _to_completion(litellm: Any, model: str, response: Any) -> Completion:
         model=model,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         logprobs=_logprobs_of(choices[0]),
+        tool_calls=_tool_calls_of(message),
     )
 
 
@@ -221,6 +235,22 @@ def _reasoning_of(message: Any) -> str | None:
     texts = [b.get("thinking") if isinstance(b, Mapping) else getattr(b, "thinking", None) for b in blocks]
     joined = "\n".join(t for t in texts if isinstance(t, str) and t)
     return joined or None
+
+
+def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    """The native tool calls of a response message (OpenAI shape: ``id``, ``function.name``,
+    ``function.arguments`` as JSON text)."""
+    calls = getattr(message, "tool_calls", None) or []
+    out = []
+    for call in calls:
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None)
+        if not isinstance(name, str):
+            continue
+        arguments = getattr(function, "arguments", None)
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        out.append(ToolCall(name, text, str(getattr(call, "id", "") or "")))
+    return tuple(out)
 
 
 def _logprobs_of(choice: Any) -> list[dict[str, Any]] | None:

@@ -1,8 +1,11 @@
-"""What passes between lmprog and an LM: messages, completions, and the constraint kinds a
-provider may take. The vocabulary of :mod:`lmprog.lm`; imports nothing of lmprog but usage."""
+"""What passes between lmprog and an LM: messages, completions (and the tool calls in them), and the
+constraint kinds a provider may take. The vocabulary of :mod:`lmprog.lm`; imports nothing of
+lmprog but usage."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,6 +15,31 @@ Messages = list[dict[str, str]]
 #: What a provider constrains replies with (see :mod:`lmprog.format`).
 ConstraintKind = Literal["grammar", "json_schema"]
 CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = ("grammar", "json_schema")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call a model asked for through a provider's native tool calling.
+
+    Attributes:
+        name: the tool's name, as the model wrote it (checked by the caller, not here).
+        arguments: the arguments as the provider returned them: JSON text (a mapping given here
+            is written as JSON); read with :mod:`json` only, never evaluated.
+        id: the provider's id of the call (what a tool result message refers to).
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str = ""
+
+    def __init__(self, name: str, arguments: str | Mapping[str, Any] = "{}", id: str = "") -> None:
+        text = arguments if isinstance(arguments, str) else json.dumps(dict(arguments), ensure_ascii=False)
+        object.__setattr__(self, "name", str(name))
+        object.__setattr__(self, "arguments", text)
+        object.__setattr__(self, "id", str(id))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,8 @@ class Completion:
             the request asked for ``logprobs`` and the provider returned them.
         reasoning: what a model with native reasoning thought before it answered (litellm's
             ``reasoning_content`` or thinking blocks); None when the provider returned none.
+        tool_calls: the tool calls the model asked for through native tool calling (the request
+            carried ``tools``); empty otherwise. A completion with tool calls may have no text.
     """
 
     text: str
@@ -43,6 +73,7 @@ class Completion:
     finish_reason: str | None = None
     logprobs: list[dict[str, Any]] | None = None
     reasoning: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)

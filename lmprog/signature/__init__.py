@@ -6,8 +6,8 @@ Holds ``_signature`` (``Signature``, ``Field``), ``_failure`` (``ParseFailure``,
 parse-failure type, with its structured ``Problem`` records), ``_specs``/``_specs_json`` (type specs),
 ``_registry`` (annotation -> type spec), ``_history`` (``History``, the conversation-history
 parameter type), ``_reasoning`` (the wire signature of
-``reasoning=True``), ``_docstrings`` and ``_text`` (pure string helpers for reading
-completions). May import: ``errors``. Nothing else of lmprog.
+``reasoning=True``), ``_tools`` (the arguments of a tool function), ``_docstrings`` and ``_text``
+(pure string helpers for reading completions). May import: ``errors``. Nothing else of lmprog.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ from lmprog.signature._specs import (
     is_none_text,
 )
 from lmprog.signature._specs_json import DictSpec, ListSpec, RecordSpec, SetSpec, TupleSpec
-from lmprog.signature._text import clean_text, iter_json, unfence
+from lmprog.signature._text import clean_text, iter_json, unfence, whole_json
+from lmprog.signature._tools import TOOL_CALLS, arguments_record
 
 __all__ = [
     "HISTORY",
     "MISSING",
     "REASONING",
+    "TOOL_CALLS",
     "BoolSpec",
     "ChoiceSpec",
     "ConstrainedSpec",
@@ -57,6 +59,7 @@ __all__ = [
     "TypeSpec",
     "UnionSpec",
     "UnsupportedType",
+    "arguments_record",
     "build_spec",
     "clean_text",
     "constraint_keywords",
@@ -69,5 +72,6 @@ __all__ = [
     "split_reasoning",
     "type_name",
     "unfence",
+    "whole_json",
     "with_reasoning",
 ]

@@ -12,13 +12,16 @@ from typing import Any, TypeAlias
 from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
 from lmprog.format import format_output, to_jsonable
-from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages, StreamItem
+from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages, StreamItem, ToolCall
 from lmprog.usage import Usage
 
-ScriptedResponse: TypeAlias = str | Mapping[str, Any] | Completion | BaseException
+ScriptedResponse: TypeAlias = (
+    str | Mapping[str, Any] | Completion | ToolCall | Sequence[ToolCall] | BaseException
+)
 """A raw completion, a dict of output values by field name, a :class:`~lmprog.lm.Completion` (to
-give a ``finish_reason``, e.g. ``"length"`` for a reply cut at ``max_tokens``), or an exception to
-raise."""
+give a ``finish_reason``, e.g. ``"length"`` for a reply cut at ``max_tokens``), a
+:class:`~lmprog.lm.ToolCall` or a list of them (native tool calls, with ``native_tools=True``), or
+an exception to raise."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ class ScriptedLM(BaseLM):
     retries do not wait unless ``backoff_base``/``backoff_max`` are given. Other keyword
     arguments are those of :class:`~lmprog.lm.BaseLM` (``num_retries``, ``sleep``, default
     request parameters...).
+
+    ``native_tools=True`` plays a provider with native tool calling: lm_functions with tools then
+    send ``tools`` (function schemas; see ``calls[i].params``), and a scripted
+    ``ToolCall("multiply", {"a": 3, "b": 4})`` (or a list of them) is returned as the
+    completion's tool calls. Without it, script a tool call as the text protocol's JSON line
+    (``'{"tool": "multiply", "arguments": {"a": 3, "b": 4}}'``).
 
     ``constraint`` plays a provider that takes a ``"grammar"`` or a ``"json_schema"``
     (constrained decoding; the default None takes neither). What it received is in
@@ -91,6 +100,7 @@ class ScriptedLM(BaseLM):
         backoff_max: float = 0.0,
         constraint: ConstraintKind | None = None,
         native_reasoning: bool = False,
+        native_tools: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, cache=cache, backoff_base=backoff_base, backoff_max=backoff_max, **kwargs)
@@ -98,6 +108,7 @@ class ScriptedLM(BaseLM):
             raise UsageError(f"constraint must be one of {CONSTRAINT_KINDS} or None, got {constraint!r}")
         self.constraint = constraint
         self._native = bool(native_reasoning)
+        self.native_tools = bool(native_tools)
         if callable(responses):
             self._script: list[ScriptedResponse] | None = None
             self._respond: Callable[[Messages], ScriptedResponse] | None = responses
@@ -148,6 +159,9 @@ class ScriptedLM(BaseLM):
     def native_reasoning(self) -> bool:
         return self._native
 
+    def supports_tools(self) -> bool:
+        return self.native_tools
+
     @property
     def remaining(self) -> int | None:
         """How many scripted responses are left (``None`` for a callable script)."""
@@ -167,6 +181,18 @@ class ScriptedLM(BaseLM):
                 response = self._script[index]
         if self._respond is not None:
             response = self._respond(messages)
+        calls = _tool_calls(response, self.native_tools)
+        if calls:
+            return Completion(
+                text="",
+                usage=Usage(
+                    prompt_tokens=sum(len(str(m.get("content", "")).split()) for m in messages),
+                    completion_tokens=sum(len(c.arguments.split()) + 1 for c in calls),
+                ),
+                model=self.model,
+                finish_reason="tool_calls",
+                tool_calls=calls,
+            )
         given = response if isinstance(response, Completion) else None
         reasoning = given.reasoning if given is not None else None
         if self._native and isinstance(response, Mapping) and "reasoning" in response:
@@ -194,6 +220,19 @@ class ScriptedLM(BaseLM):
 _PIECE = re.compile(r"\s*\S+\s*|\s+")  # a word with its whitespace: a streamed piece
 
 
+def _tool_calls(response: ScriptedResponse, native: bool) -> tuple[ToolCall, ...]:
+    """The native tool calls a scripted response stands for (none for other responses)."""
+    if isinstance(response, ToolCall):
+        calls: tuple[ToolCall, ...] = (response,)
+    elif isinstance(response, Sequence) and not isinstance(response, str) and response:
+        calls = tuple(response) if all(isinstance(c, ToolCall) for c in response) else ()
+    else:
+        calls = ()
+    if calls and not native:
+        raise UsageError("a scripted ToolCall needs ScriptedLM(native_tools=True)")
+    return calls
+
+
 def _render(response: ScriptedResponse, *, structured: bool) -> str:
     if isinstance(response, BaseException):
         raise response
@@ -204,6 +243,7 @@ def _render(response: ScriptedResponse, *, structured: bool) -> str:
             return json.dumps({str(k): to_jsonable(v) for k, v in response.items()}, ensure_ascii=False)
         return format_output(dict(response))
     raise UsageError(
-        "a scripted response is a string, a dict of output values, a Completion or an exception, "
+        "a scripted response is a string, a dict of output values, a Completion, a ToolCall (or a "
+        "list of them) or an exception, "
         f"got {response!r}"
     )

@@ -71,7 +71,8 @@ class _UsageCount(Generic[T]):
 
 @dataclass
 class Span:
-    """One call in the tree. ``kind`` is ``"lm"`` for lm_functions and ``"traced"`` otherwise.
+    """One call in the tree. ``kind`` is ``"lm"`` for lm_functions, ``"tool"`` for a tool an
+    lm_function's model called, and ``"traced"`` otherwise.
 
     lm spans also carry ``model``, the last rendered ``messages``, the last ``raw`` completion,
     ``parse_retries`` (completions rejected by the parser), ``usage`` (the call's
@@ -92,13 +93,16 @@ class Span:
     start: float = 0.0
     end: float | None = None
     model: str | None = None
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None
     raw: str | None = None
     parse_retries: int = 0
     #: The LM usage of this span alone (children not included).
     usage: Usage = field(default_factory=Usage)
     cache_hit: bool | None = None
     reasoning: str | None = None
+    #: the tool calls of an lm_function with tools, in order: ``{"tool", "arguments", "result"}``
+    #: or ``{"tool", "arguments", "error"}`` (each call is also a child span of kind ``"tool"``)
+    tool_calls: list[dict[str, Any]] | None = None
     children: list[Span] = field(default_factory=list, repr=False)
     #: the live object that ran (the LMFunction of an lm span); not serialized
     obj: Any = field(default=None, repr=False, compare=False)
