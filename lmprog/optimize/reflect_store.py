@@ -75,7 +75,10 @@ class IterationRecord:
     run; ``parent_minibatch``/``child_minibatch`` their mean scores (0-100) before and after the
     edit; ``instruction`` the proposed instruction; ``accepted`` whether the gate passed it (then
     ``candidate`` is the new candidate's index and ``val_score``/``parent_val_score`` the
-    validation scores of child and parent); ``note`` why an edit was not tried or not accepted.
+    validation scores of child and parent); ``note`` why an edit was not tried or not accepted;
+    ``gate`` the gate's test (``"improve"`` or ``"paired"``; its size is the minibatch's) and
+    ``feedback`` the metric's feedback texts on the parent's minibatch runs (what the reflection
+    read).
     """
 
     iteration: int
@@ -92,6 +95,8 @@ class IterationRecord:
     val_score: float | None = None
     parent_val_score: float | None = None
     note: str | None = None
+    gate: str | None = None
+    feedback: tuple[str, ...] = ()
 
     @property
     def false_accept(self) -> bool:
@@ -105,19 +110,21 @@ class IterationRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "minibatch": list(self.minibatch)}
+        return {**asdict(self), "minibatch": list(self.minibatch), "feedback": list(self.feedback)}
 
     @classmethod
     def from_json(cls, raw: Any) -> IterationRecord:
         data = dict(raw)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["minibatch"] = tuple(int(i) for i in known.get("minibatch", ()))
+        known["feedback"] = tuple(str(t) for t in known.get("feedback", ()))
         return cls(**known)
 
 
 @dataclass
 class _Study:
     demos: dict[str, list[dict[str, Any]]] | None = None
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: list[CandidateRecord] = field(default_factory=list)
     iterations: list[IterationRecord] = field(default_factory=list)
 
@@ -137,6 +144,11 @@ class ReflectStore:
         """The demos the run starts from, per function id (None: not made yet)."""
         return self._study.demos
 
+    def pools(self) -> dict[str, dict[str, Any]]:
+        """The retrieved-demo pools the run starts from (``init="knn"``), per function id, as the
+        ``knn:`` sections of prompt files."""
+        return dict(self._study.pools)
+
     def candidates(self) -> list[CandidateRecord]:
         return list(self._study.candidates)
 
@@ -144,8 +156,14 @@ class ReflectStore:
         return list(self._study.iterations)
 
     # -- writes ---------------------------------------------------------------------------------------
-    def put_demos(self, demos: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    def put_demos(
+        self,
+        demos: Mapping[str, Sequence[Mapping[str, Any]]],
+        pools: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Store the starting demos (and retrieved-demo pools) in one write."""
         self._study.demos = {fid: [to_jsonable(dict(d)) for d in rows] for fid, rows in demos.items()}
+        self._study.pools = {fid: to_jsonable(dict(doc)) for fid, doc in (pools or {}).items()}
         self._save()
 
     def put_candidate(self, record: CandidateRecord) -> None:
@@ -200,6 +218,7 @@ class ReflectStore:
                 demos=None
                 if demos is None
                 else {str(k): [dict(d) for d in v] for k, v in dict(demos).items()},
+                pools={str(k): dict(v) for k, v in dict(raw.get("pools") or {}).items()},
                 candidates=[CandidateRecord.from_json(c) for c in raw["candidates"]],
                 iterations=[IterationRecord.from_json(i) for i in raw["iterations"]],
             )
@@ -216,6 +235,7 @@ class ReflectStore:
         study = self._study
         data["studies"][self.key] = {
             "demos": study.demos,
+            "pools": study.pools,
             "candidates": [c.to_json() for c in study.candidates],
             "iterations": [i.to_json() for i in study.iterations],
         }

@@ -1,0 +1,211 @@
+"""The reflective optimizer's automatic gate: a scripted reflection model whose edits overfit a
+one-example minibatch (accepted there, then worse on validation) until it sees more runs. The gate
+must notice the false accepts and grow the minibatch / switch to the paired test, within the
+budget, and a run killed mid-way must resume to the same prompts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+import lmprog
+from lmprog import Budget, lm_function, promptfile
+from lmprog.optimize import OptimizationResult, optimize
+from lmprog.optimize.reflect_config import ReflectConfig
+from lmprog.optimize.reflect_gate import Gate, Plan, choose_gate
+from lmprog.optimize.reflect_result import ReflectDetails
+from lmprog.optimize.reflect_store import IterationRecord
+from lmprog.testing import ScriptedLM
+
+SEED_TEXT = "Say whether the item is good."
+GOOD = "Judge every item by its whole description, the way the examples show."
+
+TRAIN = [{"item": f"train {i}", "answer": "yes" if i % 2 else "no"} for i in range(8)]
+VAL = [{"item": f"val {i}", "answer": "yes" if i % 2 else "no"} for i in range(8)]
+SEED_RIGHT = {"train 6", "train 7", "val 0", "val 1", "val 2", "val 3"}  # the docstring's hits
+OVERFIT_RIGHT = {"train 0", "train 1"}  # an overfitted edit fixes these and breaks the rest
+ANSWERS = {row["item"]: row["answer"] for row in TRAIN + VAL}
+
+
+@lm_function(max_retries=0)
+def judge(item: str) -> Literal["yes", "no"]:
+    """Say whether the item is good."""
+
+
+def metric(example: Any, prediction: Any) -> bool:
+    return bool(prediction == example["answer"])
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no handler catches it."""
+
+
+class Model:
+    """The reflection model overfits what it sees when it sees one run, and writes the good rule
+    when it sees two or more; task answers follow the instruction (see the sets above)."""
+
+    def __init__(self, kill_after: int | None = None) -> None:
+        self.calls = 0
+        self.kill_after = kill_after
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        self.calls += 1
+        if self.kill_after is not None and self.calls > self.kill_after:
+            raise Killed
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if system.startswith("Improve the instruction"):
+            if "## Run 2" in user:
+                return GOOD
+            return f"Say yes for the items like the one shown, attempt {user.count('- ')}."
+        item = user.rsplit("item: ", 1)[-1].split("\n", 1)[0]
+        right = (
+            True
+            if system.startswith("Judge every item")
+            else item in OVERFIT_RIGHT
+            if system.startswith("Say yes for the items")
+            else item in SEED_RIGHT
+        )
+        wrong = "no" if ANSWERS[item] == "yes" else "yes"
+        return ANSWERS[item] if right else wrong
+
+
+def run(
+    model: Model | None = None, folder: Path | None = None, budget: Budget | None = None, **options: Any
+) -> OptimizationResult:
+    lm = ScriptedLM(model or Model(), cache=folder is not None)
+    options.setdefault("storage", ":memory:")
+    options.setdefault("minibatch_size", 1)
+    options.setdefault("merge", False)
+    extra = {"cache_dir": folder / "cache"} if folder is not None else {"cache": False}
+    with lmprog.context(lm=lm, load_prompts=False, **extra):
+        return optimize(
+            judge,
+            TRAIN,
+            metric,
+            valset=VAL,
+            optimizer="reflect",
+            budget=budget,
+            save=False,
+            apply=False,
+            progress=False,
+            threads=1,
+            **options,
+        )
+
+
+def test_false_accepts_raise_the_gate_and_the_raised_gate_rejects_the_overfitted_edits() -> None:
+    result = run(num_iterations=12, seed=3)
+    details = ReflectDetails.of(result)
+    (first, raised) = details.gate_changes
+    assert first == (0, "1 improve") and raised[1] == "2 paired"
+    before = [it for it in details.iterations if it.iteration < raised[0]]
+    after = [it for it in details.iterations if it.iteration >= raised[0]]
+    # the cheap gate let an overfitted edit through; it lost on validation, and the gate went up
+    assert before[-1].accepted and before[-1].false_accept
+    assert all(it.gate == "improve" and len(it.minibatch) == 1 for it in before)
+    assert all(it.gate == "paired" and len(it.minibatch) == 2 for it in after)
+    assert not any(it.false_accept for it in after)
+    assert details.false_accepts == 1 and any(it.accepted for it in after)
+    assert result.states[judge].instruction == GOOD and result.score == 100.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_adapting_gate_stops_false_accepts_that_a_fixed_gate_keeps_making(seed: int) -> None:
+    auto = run(num_iterations=12, seed=seed)
+    fixed = run(num_iterations=12, seed=seed, gate="improve")
+    a, f = ReflectDetails.of(auto), ReflectDetails.of(fixed)
+    assert a.false_accepts == 1 and [g for _, g in a.gate_changes] == ["1 improve", "2 paired"]
+    assert auto.score == 100.0
+    # the fixed cheap gate accepts only overfitted edits and never finds the good rule
+    assert f.false_accepts >= 1 and f.false_accept_rate == 1.0
+    assert set(f.gates.values()) == {"1 improve"} and fixed.score == fixed.baseline_score
+
+
+def test_the_gate_is_recorded_in_the_report_and_the_details() -> None:
+    from lmprog.report import render_report
+
+    result = run(num_iterations=12, seed=3)
+    details = ReflectDetails.of(result)
+    data = details.to_dict()
+    assert data["gate_changes"] == [list(c) for c in details.gate_changes]
+    assert set(data["gates"].values()) == {"1 improve", "2 paired"}
+    page = render_report(result)
+    assert "<th>gate</th>" in page and "<td>2 paired</td>" in page
+    assert f"gate raised at iteration {details.gate_changes[1][0]} to 2 paired" in page
+
+
+def accepted(i: int, lost: bool, size: int = 1) -> IterationRecord:
+    return IterationRecord(
+        i,
+        "reflect",
+        0,
+        "f",
+        minibatch=tuple(range(size)),
+        accepted=True,
+        val_score=40.0 if lost else 60.0,
+        parent_val_score=50.0,
+        gate="improve",
+    )
+
+
+def test_the_gate_rule() -> None:
+    cfg = ReflectConfig(minibatch_size=3)
+    plan = Plan(train=50, val=10, per_example=1, start_calls=10, max_calls=None)
+    assert choose_gate(cfg, [], plan) == Gate(3, "improve")
+    good = [accepted(i, lost=i == 3) for i in range(4)]  # 1 of 4 lost: 25% is not above 25%
+    assert choose_gate(cfg, good, plan) == Gate(3, "improve")
+    one = choose_gate(cfg, [accepted(0, lost=True)], plan)
+    assert (one.size, one.test, one.level) == (6, "paired", 1) and "1 of 1" in (one.reason or "")
+    # the count starts over at each level; the size stops at max_minibatch_size (default 4 x 3)
+    two = choose_gate(cfg, [accepted(0, True), accepted(1, True, 6)], plan)
+    three = choose_gate(cfg, [accepted(0, True), accepted(1, True, 6), accepted(2, True, 12)], plan)
+    assert (two.size, two.level, three.size, three.level) == (12, 2, 12, 3)
+    assert (
+        choose_gate(ReflectConfig(minibatch_size=3, max_minibatch_size=5), [accepted(0, True)], plan).size
+        == 5
+    )
+    small = Plan(train=4, val=10, per_example=1, start_calls=10, max_calls=None)
+    assert choose_gate(cfg, [accepted(0, True)], small).size == 4  # the training set
+    # the budget: an iteration at size s costs 1 + 2 s + 10 here; it may take half of what is left
+    # (records so far: 10 + (1 + 2 + 10) = 23 calls)
+    for max_calls, size in ((200, 6), (23 + 2 * 21, 5), (23 + 2 * 19, 4), (60, 3)):
+        capped = Plan(train=50, val=10, per_example=1, start_calls=10, max_calls=max_calls)
+        assert choose_gate(cfg, [accepted(0, True)], capped).size == size, max_calls
+    # fixed gates never move
+    for gate in ("improve", "paired"):
+        fixed = ReflectConfig(minibatch_size=3, gate=gate)  # type: ignore[arg-type]
+        assert choose_gate(fixed, [accepted(0, True)], plan) == Gate(3, gate)
+
+
+@pytest.mark.parametrize("cap", [0, 9, 20, 33, 47])
+def test_the_budget_is_never_exceeded_while_the_gate_adapts(cap: int) -> None:
+    result = run(budget=Budget(max_calls=cap), num_iterations=12, seed=3, max_minibatch_size=8)
+    assert result.usage.requests <= cap
+    assert result.stopped_by == "max_calls"
+    details = ReflectDetails.of(result)
+    assert result.usage.requests <= details.estimated_calls
+
+
+def test_a_killed_run_with_an_adapting_gate_resumes_to_the_same_prompts(tmp_path: Path) -> None:
+    whole = run(
+        folder=tmp_path / "whole", storage=str(tmp_path / "whole" / "runs.json"), num_iterations=12, seed=3
+    )
+    (_, (raised, _)) = ReflectDetails.of(whole).gate_changes
+    folder = tmp_path / "cut"
+    stored: list[int] = []
+    for kill_after in (5, 9, 12):  # new requests per run: 26 of the 40 the whole run makes
+        with pytest.raises(Killed):
+            run(
+                Model(kill_after), folder=folder, storage=str(folder / "runs.json"), num_iterations=12, seed=3
+            )
+        studies = json.loads((folder / "runs.json").read_text())["studies"] if kill_after > 5 else {}
+        stored.append(sum(len(st["iterations"]) for st in studies.values()))
+    # one kill came before the gate was raised, the next after: the resumed runs re-derived it
+    assert stored[1] <= raised < stored[2]
+    resumed = run(folder=folder, storage=str(folder / "runs.json"), num_iterations=12, seed=3)
+    assert promptfile.render(judge, resumed.states[judge]) == promptfile.render(judge, whole.states[judge])
+    studies = json.loads((folder / "runs.json").read_text())["studies"]
+    assert studies == json.loads((tmp_path / "whole" / "runs.json").read_text())["studies"]
