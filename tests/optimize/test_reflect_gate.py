@@ -209,3 +209,36 @@ def test_a_killed_run_with_an_adapting_gate_resumes_to_the_same_prompts(tmp_path
     assert promptfile.render(judge, resumed.states[judge]) == promptfile.render(judge, whole.states[judge])
     studies = json.loads((folder / "runs.json").read_text())["studies"]
     assert studies == json.loads((tmp_path / "whole" / "runs.json").read_text())["studies"]
+
+
+class CountingModel(Model):
+    """Also records how many messages each task call sent (demos are turns before the question)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns: list[int] = []
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        if not messages[0]["content"].startswith("Improve the instruction"):
+            self.turns.append(len(messages))
+        return super().__call__(messages)
+
+
+def test_reflection_starts_from_and_ends_with_retrieved_demos(tmp_path: Path) -> None:
+    model = CountingModel()
+    store = tmp_path / "runs.json"
+    options: dict[str, Any] = {"num_iterations": 3, "minibatch_size": 4, "seed": 1, "init": "knn"}
+    result = run(model, max_demos=2, storage=str(store), **options)
+    assert set(model.turns) == {2 + 2 * 2}  # system, question and two retrieved demos, from the start
+    details = ReflectDetails.of(result)
+    assert details.accepted >= 1 and result.score == 100.0
+    state = result.states[judge]
+    assert state.instruction == GOOD  # the edit...
+    assert (
+        state.pool is not None and state.pool.k == 2 and len(state.pool.demos) == len(TRAIN)
+    )  # ...and the pool
+    assert "knn:" in promptfile.render(judge, state)
+    stored = json.loads(store.read_text())["studies"][details.study]
+    assert stored["pools"][next(iter(stored["pools"]))]["k"] == 2
+    again = run(CountingModel(), max_demos=2, storage=str(store), **options)  # resumed from the store
+    assert again.usage.calls == 0 and again.states == result.states
