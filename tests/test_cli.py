@@ -170,6 +170,23 @@ def test_eval_prints_the_score_table_and_saves_a_trace(project: Path) -> None:
     assert out.count("pipeline") >= 8 and "classify" in out and " ms" in out and "tokens" in out
 
 
+def test_trace_show_prints_the_metric_score_and_feedback_of_each_run(project: Path) -> None:
+    (project / "fb.py").write_text(
+        "from lmprog import Feedback\n"
+        "def judged(example, prediction):\n"
+        "    ok = example['label'] == prediction\n"
+        "    return Feedback(ok, None if ok else f'wanted {example[\"label\"]}, said {prediction}')\n"
+    )
+    code, out = invoke(
+        "eval", "prog.py:pipeline", "--data", "train.jsonl", "-m", "fb.py:judged", "--trace", "t.jsonl"
+    )
+    assert code == 0, out
+    code, out = invoke("trace", "show", "t.jsonl")
+    assert code == 0, out
+    assert out.count("score 100") == 3 and out.count("score 0") == 5
+    assert "feedback: wanted billing, said bug" in out and "feedback: wanted feature, said bug" in out
+
+
 def test_model_option_overrides_the_programs_lm(project: Path) -> None:
     seen: list[str] = []
 
