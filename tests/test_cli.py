@@ -207,6 +207,7 @@ def test_optimize_reflect_takes_its_options_and_uses_the_reflection_model(projec
     args = ["optimize", "prog.py:pipeline", "--train", "train.jsonl", "-m", "exact_match"]
     args += ["--optimizer", "reflect", "--reflection-model", "openai/reflector", "--gate", "paired"]
     args += ["--minibatch-size", "4", "--iterations", "2", "--threads", "1", "--report", "r.html"]
+    args += ["--storage", "runs.db", "--study", "cli-reflect"]  # the optuna storage, as MIPRO's
     with intercept_requests(answer):
         code, out = invoke(*args)
     assert code == 0, out
@@ -215,9 +216,13 @@ def test_optimize_reflect_takes_its_options_and_uses_the_reflection_model(projec
     assert doc["instruction"] == KEYWORD_RULE and doc["provenance"]["optimizer"] == "reflect"
     page = (project / "r.html").read_text()
     assert "<td>4 paired</td>" in page
-    stored = json.loads((project / ".lmprog" / "reflect.json").read_text())
-    (study,) = stored["studies"].values()
-    assert {it["gate"] for it in study["iterations"] if it["kind"] == "reflect"} == {"paired"}
+    import optuna
+
+    attrs = optuna.load_study(study_name="cli-reflect", storage="sqlite:///runs.db").user_attrs
+    gates = {
+        v["gate"] for k, v in attrs.items() if k.startswith("reflect:iteration:") and v["kind"] == "reflect"
+    }
+    assert gates == {"paired"} and not (project / ".lmprog" / "reflect.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,7 @@ def optimize(
     from lmprog.cli._running import optimize_exit_code
 
     with _errors():
-        if storage is not None and study is not None:
+        if storage is not None and study is not None and optimizer == "mipro":
             from lmprog.cli._jobs import publish_job
 
             publish_job(args)

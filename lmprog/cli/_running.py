@@ -88,6 +88,8 @@ class OptimizeArgs:
             "stale_after": self.stale_after,
         }
         options = {k: v for k, v in given.items() if v is not None}
+        if self.optimizer == "reflect" and set(options) <= {"storage", "study_name"}:
+            return options  # a reflective run keeps its records there too (not shared by workers)
         if options and self.optimizer != "mipro":
             flags = {"storage": "--storage", "study_name": "--study", "num_trials": "--trials"}
             named = ", ".join(flags.get(k, "--stale-after") for k in options)

@@ -31,8 +31,12 @@ acceptance gate and how it is chosen), ``reflect_front`` (Pareto front, parents,
 ``init="bootstrap"`` first bootstraps demos (as ``optimizer="bootstrap"`` does) and ``init="knn"``
 makes a pool of labeled training examples to retrieve ``max_demos`` of per call (as
 ``optimizer="knn"`` does); every candidate keeps them, so the result (and its prompt files) has
-both the demos and the edited instructions. Records are stored as they complete (:mod:`reflect_store`, in
-``.lmprog/reflect.json`` or ``storage=``): a killed run resumes and ends with the same prompts.
+both the demos and the edited instructions.
+
+Records are stored as they complete: in ``.lmprog/reflect.json`` or the JSON file ``storage=``
+names (:mod:`reflect_store`), or, when ``storage=`` names a database (``postgresql://...``,
+``sqlite:///runs.db``, a ``.db`` file), in the optuna study of that name, in the storage MIPRO
+uses (:mod:`reflect_study`): a killed run resumes and ends with the same prompts.
 The result's ``details`` is a :class:`~lmprog.optimize.reflect_result.ReflectDetails`.
 """
 
@@ -49,6 +53,7 @@ from lmprog.optimize.reflect_gate import sign_test
 from lmprog.optimize.reflect_result import ReflectDetails, best_candidate, build_result, states_of
 from lmprog.optimize.reflect_run import ReflectRun
 from lmprog.optimize.reflect_store import ReflectStore
+from lmprog.optimize.reflect_study import open_reflect_store
 from lmprog.promptfile import function_id
 
 __all__ = ["Reflect", "ReflectConfig", "ReflectDetails", "sign_test"]
@@ -89,7 +94,7 @@ class Reflect(Optimizer):
             )
         ids = [function_id(fn) for fn in task.functions]
         key = self.study_key(task)
-        store = ReflectStore(storage_path(cfg.storage), key)
+        store = open_reflect_store(storage_path(cfg.storage), cfg.storage, key)
         logger.info("reflect: study %s", key)
         run = ReflectRun(cfg, task, store, ids, self._listing(task))
         stopped = None

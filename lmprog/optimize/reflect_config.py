@@ -34,7 +34,9 @@ class ReflectConfig:
     edits (None: the task LM); ``init`` is ``"none"``, ``"bootstrap"`` (start from bootstrapped
     demos, at most ``max_demos`` per function) or ``"knn"`` (start from a pool of labeled training
     examples, ``max_demos`` retrieved per call); ``storage`` is a JSON file holding the run's
-    records (default ``.lmprog/reflect.json``; ``":memory:"`` keeps them for this run only) under
+    records (default ``.lmprog/reflect.json``; ``":memory:"`` keeps them for this run only), or
+    an optuna database as MIPRO's (``postgresql://...``, ``sqlite:///runs.db``, a ``.db`` file:
+    see :mod:`~lmprog.optimize.reflect_study`), under
     ``study_name`` (default: a digest of everything the run depends on); ``listing_tokens`` caps
     the program listing; ``testset`` (rows or a file) is scored at the end to report the
     validation -> test gap.

@@ -22,7 +22,16 @@ from lmprog.errors import UsageError
 from lmprog.format import to_jsonable
 from lmprog.promptfile import atomic_write_text
 
-__all__ = ["STORE_FORMAT", "CandidateRecord", "IterationRecord", "ReflectStore"]
+__all__ = [
+    "START_KEY",
+    "STORE_FORMAT",
+    "CandidateRecord",
+    "IterationRecord",
+    "ReflectStore",
+    "StudyRecords",
+    "candidate_key",
+    "iteration_key",
+]
 
 #: the layout of the records; bump when it changes (a study in another layout is refused)
 STORE_FORMAT = 1
@@ -121,8 +130,20 @@ class IterationRecord:
         return cls(**known)
 
 
+#: the record keys of a study kept record by record (an optuna study's user attributes)
+START_KEY = "reflect:start"
+
+
+def candidate_key(index: int, value: Any) -> tuple[str, Any]:
+    return f"reflect:candidate:{index:06d}", value
+
+
+def iteration_key(iteration: int, value: Any) -> tuple[str, Any]:
+    return f"reflect:iteration:{iteration:06d}", value
+
+
 @dataclass
-class _Study:
+class StudyRecords:
     demos: dict[str, list[dict[str, Any]]] | None = None
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: list[CandidateRecord] = field(default_factory=list)
@@ -164,23 +185,29 @@ class ReflectStore:
         """Store the starting demos (and retrieved-demo pools) in one write."""
         self._study.demos = {fid: [to_jsonable(dict(d)) for d in rows] for fid, rows in demos.items()}
         self._study.pools = {fid: to_jsonable(dict(doc)) for fid, doc in (pools or {}).items()}
-        self._save()
+        self._save([(START_KEY, {"demos": self._study.demos, "pools": self._study.pools})])
 
     def put_candidate(self, record: CandidateRecord) -> None:
         """Store the seed candidate (the others come with their iteration: :meth:`put_step`)."""
         self._append_candidate(record)
-        self._save()
+        self._save([candidate_key(record.index, record.to_json())])
 
     def put_iteration(self, record: IterationRecord) -> None:
         """Store an iteration that made no candidate."""
         self._append_iteration(record)
-        self._save()
+        self._save([iteration_key(record.iteration, record.to_json())])
 
     def put_step(self, candidate: CandidateRecord, iteration: IterationRecord) -> None:
-        """Store an iteration and the candidate it made in one write: a kill leaves both or neither."""
+        """Store an iteration and the candidate it made in one write: a kill leaves both or neither
+        (in an optuna study, two writes: a candidate whose iteration is missing is not read)."""
         self._append_candidate(candidate)
         self._append_iteration(iteration)
-        self._save()
+        self._save(
+            [
+                candidate_key(candidate.index, candidate.to_json()),
+                iteration_key(iteration.iteration, iteration.to_json()),
+            ]
+        )
 
     def _append_candidate(self, record: CandidateRecord) -> None:
         if record.index != len(self._study.candidates):
@@ -208,13 +235,13 @@ class ReflectStore:
             )
         return data
 
-    def _load(self) -> _Study:
+    def _load(self) -> StudyRecords:
         raw = self._all()["studies"].get(self.key)
         if raw is None:
-            return _Study()
+            return StudyRecords()
         try:
             demos = raw.get("demos")
-            return _Study(
+            return StudyRecords(
                 demos=None
                 if demos is None
                 else {str(k): [dict(d) for d in v] for k, v in dict(demos).items()},
@@ -228,7 +255,9 @@ class ReflectStore:
                 f"({type(e).__name__}: {e}); delete it (or pass another storage=) to start over"
             ) from e
 
-    def _save(self) -> None:
+    def _save(self, written: Sequence[tuple[str, Any]] = ()) -> None:
+        """Persist the records (``written``: the keys and values just added, for stores that
+        write record by record; the file is rewritten whole)."""
         if self.path is None:
             return
         data = self._all()

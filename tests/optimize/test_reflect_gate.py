@@ -13,6 +13,7 @@ import pytest
 
 import lmprog
 from lmprog import Budget, lm_function, promptfile
+from lmprog.errors import UsageError
 from lmprog.optimize import OptimizationResult, optimize
 from lmprog.optimize.reflect_config import ReflectConfig
 from lmprog.optimize.reflect_gate import Gate, Plan, choose_gate
@@ -242,3 +243,50 @@ def test_reflection_starts_from_and_ends_with_retrieved_demos(tmp_path: Path) ->
     assert stored["pools"][next(iter(stored["pools"]))]["k"] == 2
     again = run(CountingModel(), max_demos=2, storage=str(store), **options)  # resumed from the store
     assert again.usage.calls == 0 and again.states == result.states
+
+
+def test_a_database_storage_holds_the_run_and_resumes_it_after_a_kill(tmp_path: Path) -> None:
+    import optuna
+
+    from lmprog.optimize.reflect_study import ReflectStudyStore, is_database
+
+    assert is_database("sqlite:///x.db") and is_database("runs.sqlite") and is_database("postgresql://h/db")
+    assert not is_database("runs.json") and not is_database(None)
+    whole = run(
+        folder=tmp_path / "whole", storage=str(tmp_path / "whole" / "runs.json"), num_iterations=12, seed=3
+    )
+    folder = tmp_path / "db"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'runs.db'}"
+    for kill_after in (5, 9, 12):
+        with pytest.raises(Killed):
+            run(Model(kill_after), folder=folder, storage=url, num_iterations=12, seed=3)
+    resumed = run(folder=folder, storage=url, num_iterations=12, seed=3)
+    assert promptfile.render(judge, resumed.states[judge]) == promptfile.render(judge, whole.states[judge])
+    a, b = ReflectDetails.of(resumed), ReflectDetails.of(whole)
+    assert a.iterations == b.iterations and a.candidates == b.candidates and a.study == b.study
+    (summary,) = optuna.get_all_study_summaries(url)
+    assert summary.study_name == a.study
+    # a study written by another optimizer is refused, not read
+    other = optuna.create_study(study_name="mipro-run", storage=url)
+    other.set_user_attr("lmprog_store_format", 2)
+    with pytest.raises(UsageError, match="written by another optimizer"):
+        ReflectStudyStore(other)
+
+
+def test_a_candidate_whose_iteration_was_not_stored_is_not_read(tmp_path: Path) -> None:
+    import optuna
+
+    from lmprog.optimize.reflect_store import CandidateRecord, candidate_key
+    from lmprog.optimize.reflect_study import open_reflect_store
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    store = open_reflect_store(None, url, "k")
+    store.put_demos({"f": []})
+    store.put_candidate(CandidateRecord(0, {"f": "A"}, (), -1, None, (0.5,)))
+    store.put_iteration(IterationRecord(0, "reflect", 0, "f", note="no gain on the minibatch"))
+    orphan = CandidateRecord(1, {"f": "B"}, (0,), 1, "f", (1.0,))
+    optuna.load_study(study_name="k", storage=url).set_user_attr(*candidate_key(1, orphan.to_json()))
+    again = open_reflect_store(None, url, "k")
+    assert [c.index for c in again.candidates()] == [0] and len(again.iterations()) == 1
+    assert again.demos() == {"f": []}
