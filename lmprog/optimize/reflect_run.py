@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from lmprog import settings
+from lmprog.data import Example
 from lmprog.errors import BudgetExceededError, LmprogError
 from lmprog.evaluate import EvaluationResult
 from lmprog.function import LMFunction, State
@@ -28,7 +30,7 @@ from lmprog.optimize.reflect_gate import Plan, choose_gate, gate_verdict
 from lmprog.optimize.reflect_prompt import blame, describe_history, describe_runs, reflect_instruction
 from lmprog.optimize.reflect_result import states_of
 from lmprog.optimize.reflect_store import CandidateRecord, IterationRecord, ReflectStore
-from lmprog.promptfile import DEFAULT_MAX_POOL
+from lmprog.promptfile import DEFAULT_MAX_POOL, DemoPool
 
 __all__ = ["ReflectRun"]
 
@@ -192,8 +194,10 @@ class ReflectRun:
         )
 
     def _run_batch(self, record: CandidateRecord, batch: tuple[int, ...]) -> EvaluationResult:
+        rows = [self.task.trainset[j] for j in batch]
+        states = {fn: _leave_out(state, rows) for fn, state in self.states(record).items()}
         with settings.context(trace=True):
-            return self.task.evaluate([self.task.trainset[j] for j in batch], self.states(record))
+            return self.task.evaluate(rows, states)
 
     def _reflect(
         self,
@@ -229,6 +233,21 @@ class ReflectRun:
         if why is None and text.strip().lower() == current.strip().lower():
             why = "unchanged"
         return text, why
+
+
+def _leave_out(state: State, rows: list[Example]) -> State:
+    """``state`` without the pool demos made from ``rows`` (same values in the pool's fields): a
+    training row run on the minibatch must not retrieve itself as a demo (with ``init="knn"``
+    every training row is in the pool, and every minibatch would look perfect)."""
+    pool = state.pool
+    if pool is None:
+        return state
+
+    def made_from_a_row(demo: Mapping[str, Any]) -> bool:
+        return any(all(f in row and demo.get(f) == row[f] for f in pool.fields) for row in rows)
+
+    kept = tuple(d for d in pool.demos if not made_from_a_row(d))
+    return replace(state, pool=DemoPool(pool.k, kept, pool.fields, pool.embedder))
 
 
 def _with(record: Any, **changes: Any) -> Any:

@@ -24,10 +24,12 @@ from lmprog.testing import ScriptedLM
 SEED_TEXT = "Say whether the item is good."
 GOOD = "Judge every item by its whole description, the way the examples show."
 
-TRAIN = [{"item": f"train {i}", "answer": "yes" if i % 2 else "no"} for i in range(8)]
-VAL = [{"item": f"val {i}", "answer": "yes" if i % 2 else "no"} for i in range(8)]
-SEED_RIGHT = {"train 6", "train 7", "val 0", "val 1", "val 2", "val 3"}  # the docstring's hits
-OVERFIT_RIGHT = {"train 0", "train 1"}  # an overfitted edit fixes these and breaks the rest
+WORDS = ("apple", "brick", "cloud", "delta", "ember", "frost", "grape", "harbor")
+TRAIN = [{"item": f"train {w}", "answer": "yes" if i % 2 else "no"} for i, w in enumerate(WORDS)]
+VAL = [{"item": f"val {w}", "answer": "yes" if i % 2 else "no"} for i, w in enumerate(WORDS)]
+# the docstring's hits: train 6 and 7, val 0-3
+SEED_RIGHT = {TRAIN[6]["item"], TRAIN[7]["item"], *(row["item"] for row in VAL[:4])}
+OVERFIT_RIGHT = {TRAIN[0]["item"], TRAIN[1]["item"]}  # an overfitted edit fixes these, breaks the rest
 ANSWERS = {row["item"]: row["answer"] for row in TRAIN + VAL}
 
 
@@ -290,3 +292,23 @@ def test_a_candidate_whose_iteration_was_not_stored_is_not_read(tmp_path: Path) 
     again = open_reflect_store(None, url, "k")
     assert [c.index for c in again.candidates()] == [0] and len(again.iterations()) == 1
     assert again.demos() == {"f": []}
+
+
+class Copying(Model):
+    """Copies the answer of a demo asking the very same question (what a retrieved copy of the
+    row itself would give away)."""
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        question = messages[-1]["content"]
+        for ask, said in zip(messages[1:-1:2], messages[2:-1:2], strict=False):
+            if ask["content"] == question:
+                return said["content"]
+        return super().__call__(messages)
+
+
+def test_a_minibatch_row_does_not_retrieve_itself_from_the_pool() -> None:
+    result = run(Copying(), num_iterations=4, minibatch_size=2, seed=1, init="knn", max_demos=2)
+    details = ReflectDetails.of(result)
+    first = details.iterations[0]  # train 1 and 7: the seed gets 7 right, and must not copy 1
+    assert first.minibatch == (1, 7) and first.parent_minibatch == 50.0 and first.accepted
+    assert result.states[judge].pool is not None and len(result.states[judge].pool.demos) == len(TRAIN)
