@@ -56,9 +56,31 @@ class OptimizeArgs:
     study: str | None = None
     trials: int | None = None
     stale_after: float | None = None
+    reflection_model: str | None = None
+    gate: str | None = None
+    minibatch_size: int | None = None
+    iterations: int | None = None
+    init: str | None = None
 
     def optimizer_options(self) -> dict[str, Any]:
-        """The options of the shared-study flags, for the optimizer (MIPRO only)."""
+        """The options of the shared-study flags (MIPRO only) and of the reflect flags."""
+        return {**self._study_options(), **self._reflect_options()}
+
+    def _reflect_options(self) -> dict[str, Any]:
+        given = {
+            "reflection_lm": ("--reflection-model", self.reflection_model),
+            "gate": ("--gate", self.gate),
+            "minibatch_size": ("--minibatch-size", self.minibatch_size),
+            "num_iterations": ("--iterations", self.iterations),
+            "init": ("--init", self.init),
+        }
+        options = {k: v for k, (_, v) in given.items() if v is not None}
+        if options and self.optimizer != "reflect":
+            named = ", ".join(flag for k, (flag, _) in given.items() if k in options)
+            raise CLIError(f"{named}: only --optimizer reflect takes these (not {self.optimizer})")
+        return options
+
+    def _study_options(self) -> dict[str, Any]:
         given = {
             "storage": self.storage,
             "study_name": self.study,
@@ -66,6 +88,8 @@ class OptimizeArgs:
             "stale_after": self.stale_after,
         }
         options = {k: v for k, v in given.items() if v is not None}
+        if self.optimizer == "reflect" and set(options) <= {"storage", "study_name"}:
+            return options  # a reflective run keeps its records there too (not shared by workers)
         if options and self.optimizer != "mipro":
             flags = {"storage": "--storage", "study_name": "--study", "num_trials": "--trials"}
             named = ", ".join(flags.get(k, "--stale-after") for k in options)

@@ -80,6 +80,11 @@ class Span:
     count is also readable as an attribute, ``span.prompt_tokens``) and ``cache_hit`` (every
     completion of the call came from the cache). ``reasoning`` is what an
     ``@lm_function(reasoning=True)`` wrote before its answer (None for other spans).
+
+    ``score`` (0-1) and ``feedback`` are set after the call, by whoever judged it (see
+    :func:`~lmprog.trace.annotate`): ``evaluate`` puts the metric's score and feedback text on
+    the root span of each example's run, and a :class:`~lmprog.metrics.Feedback`'s per-function
+    text on the spans of that function.
     """
 
     id: str
@@ -103,6 +108,8 @@ class Span:
     #: the tool calls of an lm_function with tools, in order: ``{"tool", "arguments", "result"}``
     #: or ``{"tool", "arguments", "error"}`` (each call is also a child span of kind ``"tool"``)
     tool_calls: list[dict[str, Any]] | None = None
+    score: float | None = None
+    feedback: str | None = None
     children: list[Span] = field(default_factory=list, repr=False)
     #: the live object that ran (the LMFunction of an lm span); not serialized
     obj: Any = field(default=None, repr=False, compare=False)
