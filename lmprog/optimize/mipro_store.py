@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmprog.errors import UsageError
+from lmprog.promptfile import DemoPool, pool_from_doc, pool_problems
 
 if TYPE_CHECKING:
     import optuna
@@ -40,6 +41,7 @@ DemoSets = dict[str, list[list[dict[str, Any]]]]
 _FORMAT_KEY = "lmprog_store_format"
 _DEMO_SETS = "demo_sets"
 _SUMMARY = "data_summary"
+_POOLS = "pools"
 _INSTRUCTIONS = "instructions:r"
 _FULL_EVAL = "full_eval:"
 _DUE_DONE = "full_eval_due:"
@@ -144,6 +146,14 @@ class MiproStore:
         plain = {fid: [[dict(d) for d in demo_set] for demo_set in v] for fid, v in sets.items()}
         self.study.set_user_attr(_DEMO_SETS, plain)
 
+    def pools(self) -> dict[str, DemoPool] | None:
+        """The pools of the retrieved demo sets, per function id (those that have one)."""
+        raw = self._get(_POOLS)
+        return None if raw is None else self._read(_POOLS, raw, _pools_from_json)
+
+    def put_pools(self, pools: Mapping[str, DemoPool]) -> None:
+        self.study.set_user_attr(_POOLS, {fid: pool.to_doc() for fid, pool in pools.items()})
+
     def data_summary(self) -> str | None:
         raw = self._get(_SUMMARY)
         return None if raw is None else self._read(_SUMMARY, raw, _text)
@@ -210,6 +220,16 @@ class MiproStore:
 
 def _demo_sets_from_json(raw: Any) -> DemoSets:
     return {str(fid): [[dict(d) for d in demo_set] for demo_set in v] for fid, v in dict(raw).items()}
+
+
+def _pools_from_json(raw: Any) -> dict[str, DemoPool]:
+    out = {}
+    for fid, doc in dict(raw).items():
+        problems = pool_problems(doc)
+        if problems:
+            raise ValueError(f"pool of {fid}: {problems[0]}")
+        out[str(fid)] = pool_from_doc(doc)
+    return out
 
 
 def _instructions_from_json(raw: Any) -> dict[str, list[str]]:
