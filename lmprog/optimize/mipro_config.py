@@ -8,9 +8,9 @@ settings and the layout of the stored records (:data:`~lmprog.optimize.mipro_sto
 
 from __future__ import annotations
 
-import math
 import dataclasses
 import importlib.util
+import math
 from dataclasses import dataclass
 from typing import Any
 
