@@ -7,11 +7,10 @@ optimization has something to improve and no test touches the network.
 
 from __future__ import annotations
 
-import re
-
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator

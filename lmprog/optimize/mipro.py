@@ -32,7 +32,7 @@ from typing import Any
 from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.optimize._base import OptimizationResult, Optimizer, Task
 from lmprog.optimize.mipro_config import MiproConfig, estimate_calls, study_key
-from lmprog.optimize.mipro_plan import MiproPlan, plan_run
+from lmprog.optimize.mipro_plan import MiproPlan, plan_for_cost, plan_run
 from lmprog.optimize.mipro_result import MiproDetails, ParetoPoint, TrialRecord
 from lmprog.optimize.mipro_run import MiproRun
 from lmprog.optimize.mipro_store import MiproStore
@@ -144,6 +144,8 @@ class MIPRO(Optimizer):
         stopped = None
         try:
             run.baseline()
+            if task.budget.max_cost is not None:
+                plan = self._plan_for_cost(plan, task, run)
             grounding = run.ground()
             for r in range(config.rounds):
                 run.search_round(r, run.propose_round(r, grounding))
@@ -151,6 +153,18 @@ class MIPRO(Optimizer):
             stopped = e.what
             logger.warning("mipro: budget exhausted (%s); returning the best result so far", e.what)
         return run.result(stopped, plan)
+
+    def _plan_for_cost(self, plan: MiproPlan, task: Task, run: MiproRun) -> MiproPlan:
+        """The plan fitted to ``max_cost`` by the baseline's price; the run goes on under it."""
+        plan = plan_for_cost(plan, task, run.baseline_record())
+        if plan.price is None:
+            logger.info("mipro: the price of a call is unknown; max_cost is a hard cap only")
+        else:
+            logger.info("mipro: plan for max_cost: %s", plan.describe())
+        if plan.note:
+            logger.warning("%s", plan.note)
+        run.use_config(plan.config)
+        return plan
 
     def _listing(self, task: Task) -> str:
         """The program listing the proposer sees (static analysis: no LM call)."""

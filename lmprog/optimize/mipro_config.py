@@ -176,4 +176,6 @@ def study_key(config: MiproConfig, task: Task, bootstrapper: BootstrapFewShot) -
         ident["bootstrap_runs"] = config.bootstrap_runs
     if config.retrieved_demos:
         ident["retrieved"] = [config.retrieved_demos, config.max_pool]
+    if task.budget.max_cost is not None:  # the plan of the phases after the baseline depends on it
+        ident["max_cost"] = round(task.budget.max_cost, 9)
     return "mipro-" + digest(ident)

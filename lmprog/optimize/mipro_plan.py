@@ -21,6 +21,16 @@ When even that smallest plan does not fit, the run stops before its first call w
 budget and the sizes of the task only, so the same command always makes the same plan (and a
 killed run resumes the same study); the planned settings are what the study key records.
 
+With ``Budget(max_cost=...)`` the price of a call is unknown before the first one, so the phases
+after the baseline are planned again once the baseline is evaluated (:func:`plan_for_cost`):
+each later call is priced from the baseline's measured price per request: a trial's or a full
+evaluation's at :data:`COST_MARGIN` times it (its prompt carries demos), a proposal's by the
+length of the program listing it shows; the same steps fit the plan to what ``max_cost`` affords. The
+price comes from the baseline's stored record, so a resumed run makes the same plan; when it is
+unknown (a free model, or a baseline answered from the response cache) ``max_cost`` stays a hard
+cap only. When even the smallest plan is beyond ``max_cost``, the run goes on with it and its
+result warns that the cap may stop it.
+
 Every estimate assumes one request per lm_function per program run; retries after unparsable
 replies cost more, and the hard cap then stops the run (its result says so).
 """
@@ -28,17 +38,24 @@ replies cost more, and the hard cap then stops the run (its result says so).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lmprog.errors import UsageError
 from lmprog.optimize._base import Task
 from lmprog.optimize.mipro_config import MiproConfig
+from lmprog.optimize.mipro_store import FullEvaluation
 
-__all__ = ["MiproPlan", "plan_run"]
+__all__ = ["COST_MARGIN", "MiproPlan", "plan_for_cost", "plan_run"]
 
 #: instruction proposals drawn per accepted one at most (the proposer's ``attempts``)
 PROPOSAL_ATTEMPTS = 3
+#: a max_cost plan prices a call with demos at this many times the baseline's price per request
+COST_MARGIN = 2.0
+#: a proposal's prompt beyond the program listing (function, data summary, demos, history), in
+#: tokens
+_PROPOSAL_EXTRA_TOKENS = 500
 #: step 4 halves minibatches down to this many examples; step 7 goes below it
 _SMALL_MINIBATCH = 4
 
@@ -56,6 +73,12 @@ class MiproPlan:
     config: MiproConfig
     phases: tuple[tuple[str, int], ...]
     scaled: tuple[str, ...] = ()
+    #: the cost cap, and the price per request measured on the baseline (None: unknown)
+    max_cost: float | None = None
+    price: float | None = None
+    #: what the plan could not fit (a warning of the result), else ""
+    note: str = ""
+    given: MiproConfig | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def calls(self) -> int:
@@ -75,6 +98,9 @@ class MiproPlan:
         calls = ", ".join(f"{name} {n}" for name, n in self.phases)
         cap = f" of max_calls {self.max_calls}" if self.max_calls is not None else ""
         line = f"{'; '.join(parts)}; estimated calls: {calls} = {self.calls}{cap}"
+        if self.max_cost is not None:
+            price = "unknown" if self.price is None else f"{self.price:.3g} per request"
+            line += f"; max_cost {self.max_cost:g} (baseline price {price})"
         if self.scaled:
             line += f" (scaled down: {', '.join(self.scaled)})"
         return line
@@ -93,6 +119,8 @@ class MiproPlan:
             "minibatch_size": c.minibatch_size,
             "full_eval_every": c.full_eval_every,
             "rounds": c.rounds,
+            "max_cost": self.max_cost,
+            "price": self.price,
         }
 
 
@@ -126,34 +154,91 @@ def plan_run(config: MiproConfig, task: Task) -> MiproPlan:
     """
     cap = task.budget.max_calls
     if cap is None:
-        return MiproPlan(None, config, phases(config, task))
-    scaled: list[str] = []
-    given = config
+        return MiproPlan(None, config, phases(config, task), given=config)
+    fitted = _fit(config, task, lambda c: _total(c, task) <= cap)
+    if _total(fitted, task) > cap:
+        need = _total(fitted, task)
+        raise UsageError(
+            f"mipro: Budget(max_calls={cap}) is below the smallest plan for this task, {need} calls "
+            f"({_phase_text(phases(fitted, task))}), with {len(task.valset)} validation example(s) "
+            f"x {max(1, len(task.functions))} lm_function(s) per full evaluation: raise max_calls to "
+            f"at least {need}, or give a smaller validation set"
+        )
+    return MiproPlan(cap, fitted, phases(fitted, task), _scaled(config, fitted), given=config)
 
-    def total(c: MiproConfig) -> int:
-        return sum(n for _, n in phases(c, task))
 
+def plan_for_cost(plan: MiproPlan, task: Task, baseline: FullEvaluation | None) -> MiproPlan:
+    """``plan`` fitted to ``task.budget.max_cost`` too, once the baseline's cost is known (its
+    stored full evaluation: what it spent at the provider); see the module docstring."""
+    cap = task.budget.max_cost
+    if cap is None:
+        return plan
+    if baseline is None or baseline.requests <= 0 or baseline.cost <= 0:
+        return dataclasses.replace(plan, max_cost=cap)
+    price = baseline.cost / baseline.requests
+    per_request = max(1.0, baseline.prompt_tokens / max(1, len(task.functions)))
+
+    def cost(c: MiproConfig) -> float:
+        return sum(n * price * _weight(name, c, per_request) for name, n in phases(c, task)[1:])
+
+    left = cap - baseline.cost
+    fitted = _fit(plan.config, task, lambda c: cost(c) <= left)
+    out = dataclasses.replace(
+        plan,
+        config=fitted,
+        phases=phases(fitted, task),
+        scaled=_scaled(plan.given or plan.config, fitted),
+        max_cost=cap,
+        price=price,
+    )
+    if cost(fitted) > left:
+        out = dataclasses.replace(
+            out,
+            note=(
+                f"mipro: max_cost {cap:g} is below the smallest plan at the baseline's price "
+                f"({price:.3g} per request): the smallest plan needs about "
+                f"{baseline.cost + cost(fitted):.3g}, so the cap may stop the run before it "
+                "evaluates a candidate besides the baseline"
+            ),
+        )
+    return out
+
+
+def _weight(phase: str, config: MiproConfig, baseline_prompt: float) -> float:
+    """The price of a call of ``phase`` in baseline calls: a proposal's prompt holds the program
+    listing, a trial's or a full evaluation's holds demos (counted at :data:`COST_MARGIN`)."""
+    if phase == "proposals":
+        return max(COST_MARGIN, (config.listing_tokens + _PROPOSAL_EXTRA_TOKENS) / baseline_prompt)
+    if phase in ("trials", "full evaluations"):
+        return COST_MARGIN
+    return 1.0
+
+
+def _fit(config: MiproConfig, task: Task, fits: Callable[[MiproConfig], bool]) -> MiproConfig:
+    """``config`` scaled down by the steps, in order, until it ``fits`` (or the smallest plan,
+    when none does)."""
     for step in _STEPS:
-        while total(config) > cap:
+        while not fits(config):
             smaller = step(config, task)
             if smaller is None:
                 break
             config = smaller
-        if total(config) <= cap:
+        if fits(config):
             break
-    if total(config) > cap:
-        need = total(config)
-        raise UsageError(
-            f"mipro: Budget(max_calls={cap}) is below the smallest plan for this task, {need} calls "
-            f"({_phase_text(phases(config, task))}), with {len(task.valset)} validation example(s) "
-            f"x {max(1, len(task.functions))} lm_function(s) per full evaluation: raise max_calls to "
-            f"at least {need}, or give a smaller validation set"
-        )
+    return config
+
+
+def _total(config: MiproConfig, task: Task) -> int:
+    return sum(n for _, n in phases(config, task))
+
+
+def _scaled(given: MiproConfig, fitted: MiproConfig) -> tuple[str, ...]:
+    out = []
     for name in _SCALED_FIELDS:
-        before, after = getattr(given, name), getattr(config, name)
+        before, after = getattr(given, name), getattr(fitted, name)
         if before != after:
-            scaled.append(f"{name} {'all' if before is None else before} -> {after}")
-    return MiproPlan(cap, config, phases(config, task), tuple(scaled))
+            out.append(f"{name} {'all' if before is None else before} -> {after}")
+    return tuple(out)
 
 
 def _phase_text(ph: tuple[tuple[str, int], ...]) -> str:

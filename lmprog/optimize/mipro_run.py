@@ -71,6 +71,15 @@ class MiproRun:
         self.spaces: dict[int, Space] = {}
         self.search = RoundSearch(config, task, storage, store.name)
 
+    def use_config(self, config: MiproConfig) -> None:
+        """Continue under ``config`` (a plan made after the baseline, see ``plan_for_cost``)."""
+        self.config = config
+        self.search.config = config
+
+    def baseline_record(self) -> FullEvaluation | None:
+        """The baseline's stored full evaluation, once made."""
+        return next((e for e in self.store.full_evaluations() if e.round == BASELINE), None)
+
     # -- steps -----------------------------------------------------------------------------------
     def ground(self) -> Grounding:
         """The demo sets (bootstrapped: LM calls), the retrieved demo sets' pools (no call) and
@@ -165,6 +174,8 @@ class MiproRun:
                 fn: len(demo_sets.get(fid, [[]])) - 1 for fn, fid in zip(functions, self.ids, strict=True)
             }
             result.warnings = self.bootstrapper.demo_warnings(self.task, counts, None, "mipro", stopped)
+        if plan.note:
+            result.warnings.append(plan.note)
         if not any(c.label != "baseline" for c in result.candidates):
             why = (
                 f"the budget ({stopped}) ran out first (the plan estimated {plan.calls} calls at one "
@@ -302,6 +313,8 @@ class MiproRun:
             step,
             label_counts=counts,
             collapsed=is_collapsed(counts, expected),
+            cost=res.usage.cost,
+            requests=res.usage.requests,
         )
         self.store.put_full_evaluation(record)  # one write: the evaluation and its due point,
         self.store.mark_due_done(due)  # and the point again, should another worker's record replace it

@@ -60,7 +60,9 @@ class FullEvaluation:
     finished trials (None at the end of a round). ``score`` is 0-100; ``prompt_tokens`` the mean
     prompt tokens per example. ``label_counts`` are the predictions per label of each categorical
     function, and ``collapsed`` whether they collapsed to one label (see ``balance``); records
-    stored before these existed read as not collapsed.
+    stored before these existed read as not collapsed. ``cost`` and ``requests`` are what the
+    evaluation spent at the provider when it was made (cache hits are free); a ``max_cost``
+    plan prices calls by the baseline's (see :mod:`~lmprog.optimize.mipro_plan`).
     """
 
     key: str
@@ -72,6 +74,8 @@ class FullEvaluation:
     step: int | None = None
     label_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     collapsed: bool = False
+    cost: float = 0.0
+    requests: int = 0
 
     def order(self) -> tuple[int, float, str]:
         """Where the record falls in the run: by round, then by the point that asked for it.
@@ -90,6 +94,8 @@ class FullEvaluation:
             "step": self.step,
             "label_counts": {q: dict(c) for q, c in self.label_counts.items()},
             "collapsed": self.collapsed,
+            "cost": self.cost,
+            "requests": self.requests,
         }
 
     @classmethod
@@ -108,6 +114,8 @@ class FullEvaluation:
                 for q, c in dict(raw.get("label_counts") or {}).items()
             },
             collapsed=bool(raw.get("collapsed", False)),
+            cost=float(raw.get("cost", 0.0)),
+            requests=int(raw.get("requests", 0)),
         )
 
 

@@ -3,6 +3,7 @@ evaluates a candidate besides the baseline, and a budget below the smallest plan
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -222,3 +223,49 @@ def test_the_estimate_is_the_plan(tmp_path: Path) -> None:
     config = MiproConfig(**{k: v for k, v in SETTINGS.items() if k != "threads"}, retrieved_demos=0)
     t = task(Budget(max_calls=48))
     assert MIPRO(config=config).estimate_calls(t) == plan_run(config, t).calls <= 48
+
+
+class Priced(ScriptedLM):
+    """A ScriptedLM that charges per prompt word, as a hosted model charges per token."""
+
+    def _request(self, messages: Any, params: dict[str, Any]) -> Any:
+        done = super()._request(messages, params)
+        usage = dataclasses.replace(done.usage, cost=done.usage.prompt_tokens * 0.0001)
+        return dataclasses.replace(done, usage=usage)
+
+
+def priced_run(tmp_path: Path, budget: Budget) -> lmprog.OptimizationResult:
+    with lmprog.context(lm=Priced(Model(), cache=True), load_prompts=False, cache_dir=tmp_path / "cache"):
+        return optimize(
+            ticket_kind,
+            TRAIN,
+            metric,
+            valset=VAL,
+            optimizer="mipro",
+            budget=budget,
+            save=False,
+            apply=False,
+            progress=False,
+            storage=str(tmp_path / "study.db"),
+            **SETTINGS,
+        )
+
+
+def test_a_cost_cap_plans_the_phases_after_the_baseline_by_its_price(tmp_path: Path) -> None:
+    result = priced_run(tmp_path, Budget(max_cost=0.15))
+    plan = result.details.plan
+    assert plan is not None and plan.max_cost == 0.15 and plan.price is not None and plan.price > 0
+    assert plan.scaled and plan.note == ""
+    assert result.stopped_by is None and result.usage.cost < 0.15
+    assert any(c.label != "baseline" for c in result.candidates)
+    # the price is the stored baseline's: the same command resumes to the same plan
+    again = priced_run(tmp_path, Budget(max_cost=0.15))
+    assert again.details.plan == plan and again.details.study == result.details.study
+    assert again.usage.requests == 0
+
+
+def test_a_cost_cap_below_the_smallest_plan_is_a_warning_of_the_result(tmp_path: Path) -> None:
+    result = priced_run(tmp_path, Budget(max_cost=0.03))
+    plan = result.details.plan
+    assert plan is not None and "the smallest plan needs" in plan.note
+    assert plan.note in result.warnings
