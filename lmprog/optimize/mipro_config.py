@@ -97,7 +97,7 @@ class MiproConfig:
                     "(or pass retrieved_demos=0)"
                 )
             return self
-        k = max(1, self.max_labeled_demos) if _has_bm25s() else 0
+        k = self.max_labeled_demos if _has_bm25s() else 0
         return dataclasses.replace(self, retrieved_demos=k)
 
     def bootstrapper(self) -> BootstrapFewShot:

@@ -177,12 +177,14 @@ class MiproRun:
         if plan.note:
             result.warnings.append(plan.note)
         if not any(c.label != "baseline" for c in result.candidates):
-            why = (
-                f"the budget ({stopped}) ran out first (the plan estimated {plan.calls} calls at one "
-                "request per lm_function call; retries after unparsable replies cost more)"
-                if stopped
-                else "the search had none to evaluate (no demo set and no instruction besides the original)"
-            )
+            why = "the search had none to evaluate (no demo set and no instruction besides the original)"
+            if stopped == "max_calls":
+                why = (
+                    f"the budget (max_calls) ran out first (the plan estimated {plan.calls} calls at one "
+                    "request per lm_function call; retries after unparsable replies cost more)"
+                )
+            elif stopped:
+                why = f"the budget ({stopped}) ran out first"
             message = (
                 "mipro: no configuration besides the baseline was evaluated on the validation set: "
                 f"{why}; the result is the unoptimized program"
