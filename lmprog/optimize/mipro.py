@@ -147,7 +147,7 @@ class MIPRO(Optimizer):
             if task.budget.max_cost is not None:
                 plan = self._plan_for_cost(plan, task, run)
             grounding = run.ground()
-            for r in range(config.rounds):
+            for r in range(plan.config.rounds):
                 run.search_round(r, run.propose_round(r, grounding))
         except BudgetExceededError as e:
             stopped = e.what

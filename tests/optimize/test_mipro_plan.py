@@ -109,6 +109,7 @@ def test_a_small_budget_is_never_exceeded_and_still_evaluates_a_candidate(
     plan = result.details.plan
     assert plan is not None and plan.max_calls == budget and plan.calls <= budget
     assert result.stopped_by is None and result.warnings == []
+    assert result.details.trials == plan.config.num_trials
     assert result.baseline_score == pytest.approx(100 / 3, abs=0.1)
     assert any(c.label != "baseline" for c in result.candidates)  # the old run at 48: none
     assert result.score is not None and result.score > result.baseline_score
@@ -256,6 +257,7 @@ def test_a_cost_cap_plans_the_phases_after_the_baseline_by_its_price(tmp_path: P
     plan = result.details.plan
     assert plan is not None and plan.max_cost == 0.15 and plan.price is not None and plan.price > 0
     assert plan.scaled and plan.note == ""
+    assert result.details.trials == plan.config.num_trials  # the run went by the plan
     assert result.stopped_by is None and result.usage.cost < 0.15
     assert any(c.label != "baseline" for c in result.candidates)
     # the price is the stored baseline's: the same command resumes to the same plan
