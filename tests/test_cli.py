@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -139,7 +140,7 @@ def test_optimize_prints_estimate_results_files_and_writes_report(project: Path)
     assert "<svg" in (project / "report.html").read_text()
 
 
-def test_optimize_mipro_shows_its_estimate_and_respects_the_call_cap(project: Path) -> None:
+def test_optimize_mipro_refuses_a_call_cap_below_its_smallest_plan(project: Path) -> None:
     code, out = invoke(
         "optimize",
         "prog.py:pipeline",
@@ -151,11 +152,29 @@ def test_optimize_mipro_shows_its_estimate_and_respects_the_call_cap(project: Pa
         "0",
         "--no-save",
     )
-    assert code == 1, out  # nothing was measured: nothing optimized
-    assert "with mipro" in out and "estimated LM calls: about 0" in out
-    assert "stopped by budget" in out and "max_calls" in out
-    assert "nothing optimized" in out
+    assert code == 2, out  # refused before any call: nothing was spent
+    assert "Budget(max_calls=0) is below the smallest plan for this task, 9 calls" in out
+    assert "raise max_calls to at least 9" in out
     assert not (project / "prompts").exists()
+
+
+def test_optimize_mipro_shows_the_plan_that_fits_its_call_cap(project: Path) -> None:
+    code, out = invoke(
+        "optimize",
+        "prog.py:pipeline",
+        "--train",
+        "train.jsonl",
+        "--metric",
+        "exact_match",
+        "--max-calls",
+        "20",
+        "--no-save",
+    )
+    assert code == 0, out
+    assert "with mipro" in out and "plan: " in out and "of max_calls 20" in out
+    assert "scaled down" in out and "num_trials 16 ->" in out
+    calls = int(re.search(r"LM calls\s+\d+ \((\d+) requests", out).group(1))  # type: ignore[union-attr]
+    assert calls <= 20
 
 
 def test_eval_prints_the_score_table_and_saves_a_trace(project: Path) -> None:

@@ -29,6 +29,7 @@ from lmprog.evaluate import evaluate
 from lmprog.lm import LM, resolve_lm
 from lmprog.optimize import Budget, make_task, optimize
 from lmprog.optimize import make_optimizer as build
+from lmprog.optimize.mipro import MIPRO, MiproPlan
 from lmprog.report import write_report
 from lmprog.trace import Trace
 from lmprog.usage import Usage, UsageScope, track
@@ -112,6 +113,12 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
         )
     except UsageError as e:
         raise CLIError(str(e)) from e
+    plan = None
+    if isinstance(opt, MIPRO):
+        try:
+            plan = opt.plan(task)  # a budget below the smallest plan stops here, before any call
+        except UsageError as e:
+            raise CLIError(str(e)) from e
     estimate = opt.estimate_calls(task)
     if args.max_calls is not None:
         estimate = min(estimate, args.max_calls)
@@ -125,6 +132,8 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
         f"estimated LM calls: about {estimate} (an upper bound; cached calls are free)"
         + _cost_hint(task, estimate)
     )
+    if plan is not None:
+        err.print(f"plan: {escape(plan.describe())}", soft_wrap=True)
     started = time.perf_counter()
     with live_usage(err, estimate, f"optimizing ({opt.name})"):
         result = optimize(
@@ -213,6 +222,10 @@ def results_table(result: OptimizationResult, seconds: float) -> Table:
     table.add_row("time", f"{seconds:.1f}s")
     if result.stopped_by:
         table.add_row("stopped by budget", result.stopped_by)
+    plan = getattr(result.details, "plan", None)
+    if isinstance(plan, MiproPlan) and plan.max_calls is not None:
+        table.add_row("plan", f"{plan.calls} calls of max_calls {plan.max_calls}")
+        table.add_row("scaled down", ", ".join(plan.scaled) or "nothing")
     for fn, state in result.states.items():
         inst = "optimized" if state.instruction is not None else "docstring"
         demos = f"{len(state.demos)} demo(s)"
