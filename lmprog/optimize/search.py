@@ -223,14 +223,19 @@ def _alive(pid: int) -> bool:
 
 
 def rank_among_live(study: optuna.Study, number: int) -> int:
-    """The place of trial ``number`` among the study's started trials (COMPLETE or RUNNING), in the
-    order they started: workers sharing a trial quota keep the first ones and drop the rest."""
+    """The place of trial ``number`` among the study's started trials (COMPLETE or RUNNING), in
+    trial-number order: workers sharing a trial quota keep the first ones and drop the rest.
+
+    Trial numbers follow the order in which trials reached the storage, so a worker that counts
+    right after its trial was inserted sees every trial numbered before it. Start times would
+    not do: a worker stamps its trial with its own clock before it waits for the write lock, so
+    a trial stamped earlier can arrive after a later one already counted itself inside the
+    quota (both then ran: one trial too many). A popped enqueued trial keeps its number."""
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     live = study.get_trials(deepcopy=False, states=states)
-    order = sorted(live, key=lambda t: (t.datetime_start.timestamp() if t.datetime_start else 0.0, t.number))
-    return [t.number for t in order].index(number)
+    return sorted(t.number for t in live).index(number)
 
 
 def live_count(study: optuna.Study) -> int:
