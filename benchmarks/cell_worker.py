@@ -33,6 +33,7 @@ def main() -> None:
     framework, plan_path = sys.argv[1], Path(sys.argv[2])
     plan = json.loads(plan_path.read_text())
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("dspy").setLevel(logging.CRITICAL)  # per-example parse errors: counted, not logged
     common.set_llama_threads(plan.get("llama_threads"))
     store = cells.CellStore(Path(plan["store"]))
     work = Path(plan["work"])

@@ -30,7 +30,7 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 # Output caps (both frameworks): one-word labels, a short query and answer, a short reasoning.
-MAX_TOKENS = {"hotpotqa": 48, "gsm8k": 200}
+MAX_TOKENS = {"hotpotqa": 48, "gsm8k": 128}
 LABEL_MAX_TOKENS = 32
 REFLECTION_MAX_TOKENS = 400  # the reflection LM (same model) writes instructions: it needs room
 

@@ -232,6 +232,25 @@ def render(
     return md_path
 
 
+def print_estimate(todo: list[Any], sample_dir: Path, processes: int) -> None:
+    import estimate
+
+    payloads = []
+    for path in sorted((sample_dir / "cells").glob("*/*.json")):
+        data = json.loads(path.read_text())
+        if "result" in data and "framework" in data:
+            payloads.append(data)
+    table = estimate.rates(payloads)
+    for (fw, where), rate in sorted(table.items()):
+        print(
+            f"measured {fw:6} {where:15} {rate['seconds_per_request']:.2f} s/request, "
+            f"{rate['requests_per_example']:.2f} test requests/example"
+        )
+    totals = estimate.run_seconds(todo, table, processes)
+    for key, seconds in totals.items():
+        print(f"estimate {key}: {seconds / 3600:.1f} h for {len(todo)} cells")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the < 30 min configuration")
@@ -249,6 +268,12 @@ def main() -> None:
     parser.add_argument("--yes", action="store_true", help="start a hosted-model run without asking")
     parser.add_argument("--report-only", action="store_true", help="render the report from stored cells")
     parser.add_argument("--out", default=None, help="results directory (default results/v2/<configuration>)")
+    parser.add_argument(
+        "--estimate-from",
+        default=None,
+        help="print the planned run's duration, extrapolated from the cells stored in this results "
+        "directory (e.g. benchmarks/.work/smoke), and exit",
+    )
     args = parser.parse_args()
 
     if not in_venv():
@@ -302,6 +327,9 @@ def main() -> None:
         "lmprog commit (this rendering)": commit,
         "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at start",
     }
+    if args.estimate_from:
+        print_estimate(todo, Path(args.estimate_from), args.processes)
+        return
     if todo and not args.report_only:
         if args.model != "local":
             calls, dollars = estimate_cost(todo, args.model)

@@ -258,3 +258,36 @@ def test_bag_of_words_vectorizer_ranks_the_lexically_closest_text_first() -> Non
     assert m.shape == (3, 512)
     assert int((m @ q).argmax()) == 0
     assert abs(float((m[0] ** 2).sum()) - 1.0) < 1e-9
+
+
+# -- duration estimate ---------------------------------------------------------------------------
+def test_estimate_extrapolates_seconds_per_request_and_retries_to_planned_cells() -> None:
+    import estimate
+
+    def measured(fw: str, task: str, opt: int, test: int, n: int, seconds: float) -> dict[str, Any]:
+        half = seconds / 2
+        return {
+            "framework": fw,
+            "task": task,
+            "result": {
+                "optimize": {"lm": {"requests": opt}, "seconds": half},
+                "test": {"lm": {"requests": test}, "seconds": half, "n": n},
+            },
+        }
+
+    table = estimate.rates(
+        [measured("lmprog", "trec", 10, 10, 10, 20.0), measured("dspy", "trec", 0, 20, 10, 40.0)]
+    )
+    assert table[("lmprog", "trec")] == {"seconds_per_request": 1.0, "requests_per_example": 1.0}
+    assert table[("dspy", "classification")] == {"seconds_per_request": 2.0, "requests_per_example": 2.0}
+    planned = [
+        cells.Cell("scone", "lmprog", "bootstrap", 0, {"budget": 50, "sizes": [0, 0, 200]}),
+        cells.Cell("scone", "dspy", "bootstrap", 0, {"budget": 50, "sizes": [0, 0, 200]}),
+    ]
+    # lmprog: (50 + 200 * 1) * 1 s; DSPy: (50 + 200 * 2) * 2 s (same kind of task: classification)
+    assert estimate.run_seconds(planned, table) == {"lmprog": 250.0, "dspy": 900.0, "wall": 900.0}
+    assert estimate.run_seconds(planned, table, processes=1)["wall"] == 1150.0
+    assert (
+        estimate.cell_seconds(cells.Cell("x", "other", "m", 0, {"budget": 1, "sizes": [0, 0, 1]}), table)
+        is None
+    )

@@ -1,0 +1,72 @@
+"""How long a planned run will take, extrapolated from cells already measured (any configuration).
+
+From each measured cell: seconds per LM request (optimization + test wall time over requests)
+and requests per test example (DSPy's parse retries make it more than the program's steps). A
+planned cell is expected to make ``budget + n_test * requests_per_example`` requests at the
+measured seconds per request of its framework on the same task, else of its framework on any
+task of the same kind (classification, HotPotQA, GSM8K), else of its framework anywhere.
+
+Pure: cell payloads in, seconds out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+KINDS = {"hotpotqa": "multihop", "gsm8k": "reasoning"}
+
+
+def kind(task: str) -> str:
+    return KINDS.get(task, "classification")
+
+
+def _lm(result: Mapping[str, Any], phase: str) -> tuple[float, float]:
+    part = result.get(phase) or {}
+    return float((part.get("lm") or {}).get("requests", 0)), float(part.get("seconds", 0.0))
+
+
+def rates(payloads: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (framework, task), (framework, kind) and (framework, "*"): seconds per request and
+    test requests per test example, pooled over the measured cells."""
+    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    for p in payloads:
+        res = p["result"]
+        opt_req, opt_s = _lm(res, "optimize")
+        test_req, test_s = _lm(res, "test")
+        n = float(res["test"].get("n", 0))
+        for key in ((p["framework"], p["task"]), (p["framework"], kind(p["task"])), (p["framework"], "*")):
+            s = sums[key]
+            s[0] += opt_req + test_req
+            s[1] += opt_s + test_s
+            s[2] += test_req
+            s[3] += n
+    return {
+        key: {"seconds_per_request": s[1] / s[0], "requests_per_example": s[2] / s[3] if s[3] else 1.0}
+        for key, s in sums.items()
+        if s[0] > 0
+    }
+
+
+def cell_seconds(cell: Any, table: Mapping[tuple[str, str], Mapping[str, float]]) -> float | None:
+    """Expected seconds of one planned cell (``cell.settings`` has ``budget`` and ``sizes``)."""
+    for key in ((cell.framework, cell.task), (cell.framework, kind(cell.task)), (cell.framework, "*")):
+        rate = table.get(key)
+        if rate is not None:
+            requests = cell.settings["budget"] + cell.settings["sizes"][2] * rate["requests_per_example"]
+            return requests * rate["seconds_per_request"]
+    return None
+
+
+def run_seconds(
+    cells: Iterable[Any], table: Mapping[tuple[str, str], Mapping[str, float]], processes: int = 2
+) -> dict[str, float]:
+    """Expected seconds per framework, and the wall time with ``processes`` workers at once
+    (one per framework: the longer framework's total; one worker: the sum)."""
+    per_fw: dict[str, float] = defaultdict(float)
+    for cell in cells:
+        seconds = cell_seconds(cell, table)
+        per_fw[cell.framework] += seconds or 0.0
+    wall = max(per_fw.values(), default=0.0) if processes == 2 else sum(per_fw.values())
+    return {**per_fw, "wall": wall}
