@@ -5,7 +5,10 @@
 ``PLAN.json`` lists the cells (their coordinates and settings) and where the store is. Each cell
 not already stored under its key is computed — the optimizer under its LM-call budget (the same
 cap for both frameworks, enforced at the litellm boundary by ``common.METER``), then the test
-evaluation — and saved at once, so a killed worker loses at most the cell it was computing.
+evaluation — and saved at once, so a killed worker loses at most the cell it was computing. An
+optimizer that raises (DSPy's MIPROv2 proposer does when the small model's reply does not parse
+or the budget runs out under it) leaves its user with the unoptimized program: that program is
+evaluated, and the error is kept in the cell and flagged in the report.
 Every cell gets its own response cache (``cells.cache_dir``): no cell is made cheaper by another.
 """
 
@@ -87,6 +90,10 @@ class CellRunner:
             t0 = time.perf_counter()
             try:
                 program, details = self.compile(cell, splits, program)
+            except Exception as e:  # the optimizer failed: its user is left with the unoptimized program
+                traceback.print_exc()
+                details = {"error": f"{type(e).__name__}: {e}"[:500]}
+                program = self.prepare(cell, splits, cache)
             finally:
                 common.METER.set_cap(None)
             out["optimize"] = {

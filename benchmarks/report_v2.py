@@ -53,6 +53,7 @@ def _group(rows: list[Mapping[str, Any]], gold: list[str]) -> dict[str, Any]:
                 "errors": test.get("errors", 0),
                 "prediction_counts": stats.prediction_counts(test["predictions"]),
                 "collapsed": stats.collapsed(test["predictions"], gold),
+                "optimizer_error": (res.get("optimize") or {}).get("error"),
                 "lmprog_commit": res.get("lmprog_commit"),
             }
         )
@@ -74,6 +75,7 @@ def _group(rows: list[Mapping[str, Any]], gold: list[str]) -> dict[str, Any]:
         "seconds": mean("seconds"),
         "dollars": dollars(prompt, completion),
         "collapsed_seeds": sum(s["collapsed"] for s in per_seed),
+        "failed_seeds": sum(bool(s["optimizer_error"]) for s in per_seed),
         "per_seed": per_seed,
     }
 
@@ -159,6 +161,8 @@ def _iv(g: Mapping[str, Any] | None) -> str:
         return "-"
     iv = g["interval"]
     flag = f" ⚠ collapsed {g['collapsed_seeds']}/{len(g['seeds'])}" if g["collapsed_seeds"] else ""
+    if g.get("failed_seeds"):
+        flag += f" ✗ optimizer failed {g['failed_seeds']}/{len(g['seeds'])}"
     return f"{iv['mean']:.1f} [{iv['low']:.1f}, {iv['high']:.1f}]{flag}"
 
 
@@ -181,6 +185,8 @@ def markdown(
         "set). Difference: lmprog − DSPy in points, paired bootstrap (same draws for both); **real**",
         "when its interval excludes 0. Calls: mean LM requests per seed (optimization + test).",
         "⚠ collapsed k/n: in k of n seeds the program predicted one label for every test input.",
+        "✗ optimizer failed k/n: in k of n seeds the optimizer raised; the unoptimized program was",
+        "evaluated (what its user is left with); the errors are in summary.json.",
         "",
     ]
     for task, entry in summary["tasks"].items():
@@ -245,7 +251,10 @@ def _prediction_lines(summary: Mapping[str, Any]) -> list[str]:
                 parts = []
                 for s in g["per_seed"]:
                     top = ", ".join(f"{k}: {v}" for k, v in list(s["prediction_counts"].items())[:3])
-                    parts.append(f"seed {s['seed']}{' COLLAPSED' if s['collapsed'] else ''} ({top})")
+                    flags = (" COLLAPSED" if s["collapsed"] else "") + (
+                        " OPTIMIZER FAILED" if s["optimizer_error"] else ""
+                    )
+                    parts.append(f"seed {s['seed']}{flags} ({top})")
                 lines.append(f"- {task} {fw} {method}: " + "; ".join(parts))
     return [*lines, ""]
 

@@ -291,3 +291,14 @@ def test_estimate_extrapolates_seconds_per_request_and_retries_to_planned_cells(
         estimate.cell_seconds(cells.Cell("x", "other", "m", 0, {"budget": 1, "sizes": [0, 0, 1]}), table)
         is None
     )
+
+
+def test_a_failed_optimizer_is_flagged_in_the_table_and_the_prediction_counts() -> None:
+    failed = _payload("dspy", "mipro", 0, [1, 0] * 20, ["a", "b"] * 20)
+    failed["result"]["optimize"]["error"] = "AdapterParseError: no label"
+    ok = _payload("lmprog", "mipro", 0, [1, 0] * 20, ["a", "b"] * 20)
+    summary = report_v2.summarize([failed, ok])
+    assert summary["tasks"]["trec"]["methods"]["mipro"]["dspy"]["failed_seeds"] == 1
+    assert summary["tasks"]["trec"]["methods"]["mipro"]["lmprog"]["failed_seeds"] == 0
+    text = report_v2.markdown(summary, {}, configs.METHOD_LABELS)
+    assert "✗ optimizer failed 1/1" in text and "seed 0 OPTIMIZER FAILED (a: 20, b: 20)" in text
