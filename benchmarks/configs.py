@@ -107,6 +107,18 @@ METHOD_LABELS = {
 }
 
 
+# shorter names for the picture
+PLOT_LABELS = {
+    "zero_shot": ("0-shot", "0-shot"),
+    "labeled": ("labeled", "LabeledFS"),
+    "bootstrap": ("bootstrap", "BootstrapFS"),
+    "random_search": ("random", "BFS+RS"),
+    "mipro": ("mipro", "MIPROv2"),
+    "knn": ("knn", "KNNFS"),
+    "reflect": ("reflect", "GEPA"),
+}
+
+
 def _config(
     name: str,
     tasks: dict[str, tuple[int, int, int]],
@@ -145,7 +157,7 @@ QUICK = _config(
 
 SMOKE = _config(
     "smoke",
-    {"trec": (8, 6, 6), "gsm8k": (4, 3, 2)},
+    {"trec": (8, 6, 6), "gsm8k": (3, 2, 1)},
     (0,),
     {"bootstrap": 6, "random_search": 12, "mipro": 12, "reflect": 12},
     {"demos": 2, "candidates": 2, "trials": 2, "minibatch": 3, "full_eval_every": 2},

@@ -80,6 +80,22 @@ def _group(rows: list[Mapping[str, Any]], gold: list[str]) -> dict[str, Any]:
     }
 
 
+def _paired(a: list[list[float]], b: list[list[float]]) -> dict[str, Any] | None:
+    """The paired difference of two score matrices, or None when they scored other test sets."""
+    if len(a[0]) != len(b[0]):
+        return None
+    diff = stats.paired_difference(*_align(a, b))
+    return {**diff.to_dict(), "real": diff.excludes_zero()}
+
+
+def _paired(a: list[list[float]], b: list[list[float]]) -> dict[str, Any] | None:
+    """The paired difference of two score matrices, or None when they scored other test sets."""
+    if len(a[0]) != len(b[0]):
+        return None
+    diff = stats.paired_difference(*_align(a, b))
+    return {**diff.to_dict(), "real": diff.excludes_zero()}
+
+
 def _align(a: list[list[float]], b: list[list[float]]) -> tuple[list[list[float]], list[list[float]]]:
     """Pair seeds; a one-seed side (zero-shot, the same program for every seed) is repeated."""
     if len(a) == 1 and len(b) > 1:
@@ -118,16 +134,16 @@ def summarize(payloads: Iterable[Mapping[str, Any]], task_order: Iterable[str] =
             "best": best,
         }
         if len(best) == 2:
-            a, b = _align(
+            paired = _paired(
                 methods[best["lmprog"]]["lmprog"]["matrix"], methods[best["dspy"]]["dspy"]["matrix"]
             )
-            diff = stats.paired_difference(a, b)
-            entry["best_difference"] = {**diff.to_dict(), "real": diff.excludes_zero()}
+            if paired is not None:
+                entry["best_difference"] = paired
         for m in methods.values():
             if len(m) == 2:
-                a, b = _align(m["lmprog"]["matrix"], m["dspy"]["matrix"])
-                diff = stats.paired_difference(a, b)
-                m["difference"] = {**diff.to_dict(), "real": diff.excludes_zero()}
+                paired = _paired(m["lmprog"]["matrix"], m["dspy"]["matrix"])
+                if paired is not None:
+                    m["difference"] = paired
         out["tasks"][task] = entry
     out["costs"] = _costs(out["tasks"])
     return out

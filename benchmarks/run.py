@@ -228,7 +228,7 @@ def render(
     text += "\n![accuracy vs LM calls](plot.svg)\n"
     md_path.write_text(text + ("\n## Notes" + notes if notes else ""))
     title = f"benchmark v2 ({meta.get('configuration')}): accuracy vs LM calls"
-    (out_dir / "plot.svg").write_text(report_v2.svg(summary, configs.METHOD_LABELS, title=title))
+    (out_dir / "plot.svg").write_text(report_v2.svg(summary, configs.PLOT_LABELS, title=title))
     return md_path
 
 

@@ -110,8 +110,12 @@ def prediction_counts(predictions: Sequence[Any]) -> dict[str, int]:
 
 
 def collapsed(predictions: Sequence[Any], gold: Sequence[Any]) -> bool:
-    """True when one label was predicted for every input while the gold labels are not all one."""
-    return len(set(map(str, predictions))) == 1 and len(set(map(str, gold))) > 1
+    """True when one label was predicted for every input while the gold labels are not all one.
+
+    Failures (``None``) are not a label: a program that failed on every input is not collapsed
+    (its errors are counted apart)."""
+    distinct = set(map(str, predictions))
+    return len(distinct) == 1 and None not in predictions and len(set(map(str, gold))) > 1
 
 
 __all__ = [

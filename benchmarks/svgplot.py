@@ -45,7 +45,7 @@ def _fy(acc: float) -> float:
 
 
 def _panel(panel: Panel, colors: dict[str, str]) -> list[str]:
-    max_x = max([p.x for p in panel.points] + [10.0])
+    max_x = 2.0 * max([p.x for p in panel.points] + [10.0])  # room on the right for labels
     out = [
         f'<text x="{PANEL_W / 2:.0f}" y="16" text-anchor="middle" font-weight="bold">'
         f"{escape(panel.title)}</text>",
@@ -78,8 +78,13 @@ def _panel(panel: Panel, colors: dict[str, str]) -> list[str]:
             f'<line x1="{MARGIN_L}" y1="{y:.1f}" x2="{PANEL_W - MARGIN_R}" y2="{y:.1f}" stroke="#666" '
             'stroke-dasharray="4 3"><title>majority class</title></line>'
         )
-    for p in panel.points:
+    placed: list[tuple[float, float]] = []
+    for p in sorted(panel.points, key=lambda q: (-q.y, q.x)):
         x, color = _fx(p.x, max_x), colors[p.series]
+        ty = _fy(p.y) - 4
+        while any(abs(ty - py) < 10 and abs(x - px) < 60 for px, py in placed):
+            ty += 10  # labels of nearby points are stacked instead of drawn over each other
+        placed.append((x, ty))
         tip = escape(f"{p.series} {p.label}: {p.y:.1f} [{p.low:.1f}, {p.high:.1f}], {p.x:.0f} calls")
         out.append(
             f'<line x1="{x:.1f}" y1="{_fy(p.low):.1f}" x2="{x:.1f}" y2="{_fy(p.high):.1f}" stroke="{color}"/>'
@@ -88,8 +93,7 @@ def _panel(panel: Panel, colors: dict[str, str]) -> list[str]:
             f'<circle cx="{x:.1f}" cy="{_fy(p.y):.1f}" r="3.5" fill="{color}"><title>{tip}</title></circle>'
         )
         out.append(
-            f'<text x="{x + 5:.1f}" y="{_fy(p.y) - 4:.1f}" font-size="9" fill="{color}">'
-            f"{escape(p.label)}</text>"
+            f'<text x="{x + 5:.1f}" y="{ty:.1f}" font-size="9" fill="{color}">{escape(p.label)}</text>'
         )
     return out
 

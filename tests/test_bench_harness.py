@@ -77,6 +77,7 @@ def test_majority_baseline_prediction_counts_and_collapse() -> None:
     assert stats.collapsed(["yes"] * 4, ["yes", "no", "no", "yes"])
     assert not stats.collapsed(["yes"] * 4, ["yes"] * 4)  # the gold labels are all one label
     assert not stats.collapsed(["yes", "no", "yes", "yes"], ["yes", "no", "no", "yes"])
+    assert not stats.collapsed([None] * 4, ["yes", "no", "no", "yes"])  # failures, not a label
 
 
 # -- cell keys, store, resume ------------------------------------------------------------------------
@@ -245,7 +246,12 @@ def test_svg_places_points_by_calls_and_accuracy() -> None:
     )
     root = ET.fromstring(svgplot.render([panel]))
     ns = "{http://www.w3.org/2000/svg}"
-    (c0, c1) = [c for c in root.iter(ns + "circle") if c.find(ns + "title") is not None]
+    points = {
+        c.find(ns + "title").text.split(":")[0]: c
+        for c in root.iter(ns + "circle")
+        if c.find(ns + "title") is not None
+    }  # type: ignore[union-attr]
+    c0, c1 = points["a x"], points["a y"]
     assert float(c0.get("cx", 0)) < float(c1.get("cx", 0))  # more calls: further right
     assert float(c0.get("cy", 0)) > float(c1.get("cy", 0))  # higher accuracy: higher up
 
