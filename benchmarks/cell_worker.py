@@ -87,7 +87,7 @@ class CellRunner:
         if spec is not None:
             before = common.METER.snapshot()
             common.METER.set_cap(cell.settings["budget"])
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 program, details = self.compile(cell, splits, program)
             except Exception as e:  # the optimizer failed: its user is left with the unoptimized program
@@ -98,15 +98,17 @@ class CellRunner:
                 common.METER.set_cap(None)
             out["optimize"] = {
                 "seconds": round(time.perf_counter() - t0, 2),
+                "cpu_seconds": round(time.process_time() - c0, 2),
                 "lm": common.METER.snapshot().minus(before).to_dict(),
                 **details,
             }
         before = common.METER.snapshot()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         preds, scores, errors = self.evaluate(program, splits)
         gold = [_gold(row) for row in splits.test]
         out["test"] = {
             "seconds": round(time.perf_counter() - t0, 2),
+            "cpu_seconds": round(time.process_time() - c0, 2),
             "lm": common.METER.snapshot().minus(before).to_dict(),
             "score": round(100.0 * sum(scores) / max(1, len(scores)), 2),
             "n": len(scores),
@@ -216,6 +218,7 @@ class DspyCells(CellRunner):
 
         self.dspy = dspy
         self.programs = dspy_programs
+        dspy.disable_logging()  # per-example parse errors: counted in the cell, not logged
         self.model = common.dspy_model_name(plan["model"])
         self.metric: Any = None
 

@@ -22,19 +22,27 @@ def kind(task: str) -> str:
     return KINDS.get(task, "classification")
 
 
-def _lm(result: Mapping[str, Any], phase: str) -> tuple[float, float]:
+def _lm(result: Mapping[str, Any], phase: str, clock: str) -> tuple[float, float]:
     part = result.get(phase) or {}
-    return float((part.get("lm") or {}).get("requests", 0)), float(part.get("seconds", 0.0))
+    return float((part.get("lm") or {}).get("requests", 0)), float(part.get(clock, 0.0))
 
 
-def rates(payloads: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+def rates(
+    payloads: Iterable[Mapping[str, Any]], clock: str = "seconds"
+) -> dict[tuple[str, str], dict[str, float]]:
     """Per (framework, task), (framework, kind) and (framework, "*"): seconds per request and
-    test requests per test example, pooled over the measured cells."""
+    test requests per test example, pooled over the measured cells.
+
+    ``clock="seconds"`` uses wall time; ``"cpu_seconds"`` the worker's CPU time (what a worker
+    with a core of its own would take: the measure to extrapolate from on a shared machine,
+    where wall time depends on what else runs). Cells without that clock are left out."""
     sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for p in payloads:
         res = p["result"]
-        opt_req, opt_s = _lm(res, "optimize")
-        test_req, test_s = _lm(res, "test")
+        if clock not in res["test"]:
+            continue
+        opt_req, opt_s = _lm(res, "optimize", clock)
+        test_req, test_s = _lm(res, "test", clock)
         n = float(res["test"].get("n", 0))
         for key in ((p["framework"], p["task"]), (p["framework"], kind(p["task"])), (p["framework"], "*")):
             s = sums[key]

@@ -240,15 +240,24 @@ def print_estimate(todo: list[Any], sample_dir: Path, processes: int) -> None:
         data = json.loads(path.read_text())
         if "result" in data and "framework" in data:
             payloads.append(data)
-    table = estimate.rates(payloads)
-    for (fw, where), rate in sorted(table.items()):
-        print(
-            f"measured {fw:6} {where:15} {rate['seconds_per_request']:.2f} s/request, "
-            f"{rate['requests_per_example']:.2f} test requests/example"
-        )
-    totals = estimate.run_seconds(todo, table, processes)
-    for key, seconds in totals.items():
-        print(f"estimate {key}: {seconds / 3600:.1f} h for {len(todo)} cells")
+    for clock in ("seconds", "cpu_seconds"):
+        table = estimate.rates(payloads, clock)
+        print(f"-- by {'wall time' if clock == 'seconds' else 'CPU time (a core per worker)'}")
+        for (fw, where), rate in sorted(table.items()):
+            print(
+                f"measured {fw:6} {where:15} {rate['seconds_per_request']:.2f} s/request, "
+                f"{rate['requests_per_example']:.2f} test requests/example"
+            )
+        totals = estimate.run_seconds(todo, table, processes)
+        for key, seconds in totals.items():
+            print(f"estimate {key}: {seconds / 3600:.1f} h for {len(todo)} cells")
+
+
+def _ask(prompt: str) -> str:
+    try:
+        return input(prompt).strip().lower()
+    except EOFError:  # no terminal: never start a paid run unasked
+        return ""
 
 
 def main() -> None:
@@ -335,8 +344,8 @@ def main() -> None:
             calls, dollars = estimate_cost(todo, args.model)
             cost = f"${dollars:.2f}" if dollars is not None else "unknown (model not in litellm's price list)"
             print(f"estimated: {calls} LM calls, {cost} for {len(todo)} cells on {args.model}")
-            if not args.yes and input("start? [y/N] ").strip().lower() not in ("y", "yes"):
-                sys.exit("not started")
+            if not args.yes and _ask("start? [y/N] ") not in ("y", "yes"):
+                sys.exit("not started (pass --yes to start without asking)")
         stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
         run_dir = WORK / "runs" / stamp
         run_dir.mkdir(parents=True)
