@@ -308,3 +308,21 @@ def test_a_failed_optimizer_is_flagged_in_the_table_and_the_prediction_counts() 
     assert summary["tasks"]["trec"]["methods"]["mipro"]["lmprog"]["failed_seeds"] == 0
     text = report_v2.markdown(summary, {}, configs.METHOD_LABELS)
     assert "✗ optimizer failed 1/1" in text and "seed 0 OPTIMIZER FAILED (a: 20, b: 20)" in text
+
+
+def test_estimate_by_cpu_time_uses_only_cells_that_recorded_it() -> None:
+    import estimate
+
+    old = {
+        "framework": "lmprog",
+        "task": "trec",
+        "result": {"test": {"lm": {"requests": 10}, "seconds": 90.0, "n": 10}},
+    }
+    new = {
+        "framework": "lmprog",
+        "task": "trec",
+        "result": {"test": {"lm": {"requests": 10}, "seconds": 60.0, "cpu_seconds": 5.0, "n": 10}},
+    }
+    assert estimate.rates([old, new])[("lmprog", "trec")]["seconds_per_request"] == 7.5
+    assert estimate.rates([old, new], "cpu_seconds")[("lmprog", "trec")]["seconds_per_request"] == 0.5
+    assert estimate.rates([old], "cpu_seconds") == {}
