@@ -181,7 +181,9 @@ def run_workers(todo: list[Any], args: argparse.Namespace, store: Path, run_dir:
         plan = {
             "model": args.model,
             "store": str(store),
-            "work": str(WORK),
+            # response caches per results directory: a sample run in another directory with the
+            # same settings starts cold instead of replaying the main run's responses
+            "work": str(WORK / "caches" / hashlib.sha256(str(store).encode()).hexdigest()[:10]),
             "llama_threads": threads,
             "lmprog_commit": commit,
             "cells": [
