@@ -307,7 +307,7 @@ def main() -> None:
         config = {**config, "seeds": [int(s) for s in args.seeds.split(",")]}
     suffix = "" if args.model == "local" else "-" + args.model.replace("/", "_")
     out_dir = (
-        Path(args.out)
+        Path(args.out).resolve()
         if args.out
         else (WORK / "smoke" if args.smoke else RESULTS / (config["name"] + suffix))
     )
@@ -339,7 +339,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at start",
     }
     if args.estimate_from:
-        print_estimate(todo, Path(args.estimate_from), args.processes)
+        print_estimate(todo, Path(args.estimate_from).resolve(), args.processes)
         return
     if todo and not args.report_only:
         if args.model != "local":
