@@ -162,8 +162,13 @@ def estimate_cost(todo: list[Any], model: str) -> tuple[int, float | None]:
 
 # -- running ---------------------------------------------------------------------------------------------
 def run_workers(todo: list[Any], args: argparse.Namespace, store: Path, run_dir: Path, commit: str) -> None:
-    """One worker per framework at once (each with one llama.cpp thread and one slot that reuses
-    the prompt prefix); ``--processes 1`` runs them one after the other with 2 threads."""
+    """Two lanes at once (``--processes 2``), each a sequence of worker processes, one per
+    framework group, with one llama.cpp thread and one slot that reuses the prompt prefix. The
+    cells are split so the lanes take about as long (``estimate.lanes``: DSPy's cells cost
+    several times lmprog's on this model, so one worker per framework would leave a core idle
+    for most of the run). ``--processes 1``: one lane with 2 threads."""
+    import estimate
+
     env = dict(os.environ)
     threads = args.llama_threads or (1 if args.processes == 2 else os.cpu_count() or 1)
     env.update(
@@ -173,36 +178,58 @@ def run_workers(todo: list[Any], args: argparse.Namespace, store: Path, run_dir:
         OMP_WAIT_POLICY="PASSIVE",
         LITELLM_LOCAL_MODEL_COST_MAP="True",
     )
-    procs = []
-    for framework in FRAMEWORKS:
-        mine = [c for c in todo if c.framework == framework]
-        if not mine:
-            continue
-        plan = {
-            "model": args.model,
-            "store": str(store),
-            # response caches per results directory: a sample run in another directory with the
-            # same settings starts cold instead of replaying the main run's responses
-            "work": str(WORK / "caches" / hashlib.sha256(str(store).encode()).hexdigest()[:10]),
-            "llama_threads": threads,
-            "lmprog_commit": commit,
-            "cells": [
-                {"task": c.task, "method": c.method, "seed": c.seed, "settings": dict(c.settings)}
-                for c in mine
-            ],
-        }
-        plan_path = run_dir / f"{framework}.plan.json"
-        plan_path.write_text(json.dumps(plan, indent=1))
-        logf = (run_dir / f"{framework}.log").open("w")
-        cmd = [sys.executable, str(HERE / "cell_worker.py"), framework, str(plan_path)]
-        log(f"{framework}: {len(mine)} cells, log {run_dir / f'{framework}.log'}")
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(run_dir))
-        if args.processes == 1:
-            proc.wait()
-        procs.append((framework, proc))
-    for framework, proc in procs:
-        code = proc.wait()
-        log(f"{framework}: worker exited with {code}")
+    # response caches per results directory: a sample run in another directory with the same
+    # settings starts cold instead of replaying the main run's responses
+    work = WORK / "caches" / hashlib.sha256(str(store).encode()).hexdigest()[:10]
+    groups: list[list[tuple[str, list[Any]]]] = []
+    for lane in estimate.lanes(todo, estimate.DEFAULT_RATES, args.processes):
+        groups.append([(fw, [c for c in lane if c.framework == fw]) for fw in FRAMEWORKS])
+    threads_started = []
+    for number, lane_groups in enumerate(groups):
+        steps = []
+        for framework, mine in lane_groups:
+            if not mine:
+                continue
+            plan = {
+                "model": args.model,
+                "store": str(store),
+                "work": str(work),
+                "llama_threads": threads,
+                "lmprog_commit": commit,
+                "cells": [
+                    {"task": c.task, "method": c.method, "seed": c.seed, "settings": dict(c.settings)}
+                    for c in mine
+                ],
+            }
+            name = f"lane{number}-{framework}"
+            (run_dir / f"{name}.plan.json").write_text(json.dumps(plan, indent=1))
+            log(f"{name}: {len(mine)} cells, log {run_dir / f'{name}.log'}")
+            steps.append((name, framework))
+        threads_started.append(_start_lane(steps, run_dir, env))
+    for thread in threads_started:
+        thread.join()
+
+
+def _start_lane(steps: list[tuple[str, str]], run_dir: Path, env: dict[str, str]) -> Any:
+    import threading
+
+    def lane() -> None:
+        for name, framework in steps:
+            with (run_dir / f"{name}.log").open("w") as logf:
+                cmd = [
+                    sys.executable,
+                    str(HERE / "cell_worker.py"),
+                    framework,
+                    str(run_dir / f"{name}.plan.json"),
+                ]
+                code = subprocess.run(
+                    cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(run_dir)
+                ).returncode
+            log(f"{name}: worker exited with {code}")
+
+    thread = threading.Thread(target=lane, daemon=False)
+    thread.start()
+    return thread
 
 
 def render(

@@ -326,3 +326,26 @@ def test_estimate_by_cpu_time_uses_only_cells_that_recorded_it() -> None:
     assert estimate.rates([old, new])[("lmprog", "trec")]["seconds_per_request"] == 7.5
     assert estimate.rates([old, new], "cpu_seconds")[("lmprog", "trec")]["seconds_per_request"] == 0.5
     assert estimate.rates([old], "cpu_seconds") == {}
+
+
+def test_lanes_balance_expected_time_and_keep_each_framework_together() -> None:
+    import estimate
+
+    table = {
+        ("lmprog", "classification"): {"seconds_per_request": 1.0, "requests_per_example": 1.0},
+        ("dspy", "classification"): {"seconds_per_request": 4.0, "requests_per_example": 1.0},
+    }
+    planned = [
+        cells.Cell("trec", fw, "m", s, {"budget": 0, "sizes": [0, 0, 10]})
+        for fw in ("lmprog", "dspy")
+        for s in range(4)
+    ]
+    lanes = estimate.lanes(planned, table, 2)
+    assert sorted(map(id, lanes[0] + lanes[1])) == sorted(map(id, planned))  # every cell once
+    loads = [sum(estimate.cell_seconds(c, table) or 0 for c in lane) for lane in lanes]
+    assert loads == [100.0, 100.0]  # 4 x 10 s of lmprog + 4 x 40 s of DSPy, split evenly
+    for lane in lanes:  # lmprog's cells first, then DSPy's: one worker per framework group
+        frameworks = [c.framework for c in lane]
+        assert frameworks == sorted(frameworks, key=lambda f: f != "lmprog")
+    assert estimate.run_seconds(planned, table, processes=2)["wall"] == 100.0
+    assert estimate.run_seconds(planned, table, processes=1)["wall"] == 200.0
