@@ -149,9 +149,9 @@ FULL = _config(
 
 QUICK = _config(
     "quick",
-    {"trec": (60, 30, 60), "banking77_10": (60, 30, 60), "scone": (60, 30, 60)},
+    {"trec": (40, 20, 40), "banking77_10": (40, 20, 40), "scone": (40, 20, 40)},
     (0,),
-    {"bootstrap": 16, "random_search": 40, "mipro": 40, "reflect": 40},
+    {"bootstrap": 10, "random_search": 24, "mipro": 24, "reflect": 24},
     {"demos": 4, "candidates": 3, "trials": 4, "minibatch": 6, "full_eval_every": 2},
 )
 

@@ -271,6 +271,8 @@ def print_estimate(todo: list[Any], sample_dir: Path, processes: int) -> None:
             payloads.append(data)
     for clock in ("seconds", "cpu_seconds"):
         table = estimate.rates(payloads, clock)
+        if clock == "cpu_seconds":  # kinds of task not in the sample: the documented defaults
+            table = {**{k: v for k, v in estimate.DEFAULT_RATES.items() if k not in table}, **table}
         print(f"-- by {'wall time' if clock == 'seconds' else 'CPU time (a core per worker)'}")
         for (fw, where), rate in sorted(table.items()):
             print(
