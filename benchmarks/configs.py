@@ -7,8 +7,9 @@ minutes: checks the harness end to end; numbers meaningless).
 
 Methods are rows of the comparison. Each side maps a method to its optimizer and options; a
 method present on one side only (a new lmprog option) still runs and is reported. To try a new
-lmprog optimizer option add ONE line to :func:`lmprog_methods` (and its budget to ``BUDGETS`` if
-it spends LM calls), e.g. ``"mipro_layouts": ("mipro", {**mipro, "layouts": True}),``.
+lmprog optimizer option add ONE line to :func:`lmprog_methods`, e.g.
+``"mipro_layouts": ("mipro", {**mipro, "layouts": True}),``: it gets its optimizer's budget
+(``mipro``) unless the configuration's ``budgets`` name it.
 """
 
 from __future__ import annotations
@@ -166,8 +167,11 @@ SMOKE = _config(
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
-def budget(config: dict[str, Any], method: str) -> int:
-    return int(config["budgets"].get(method, 0))
+def budget(config: dict[str, Any], method: str, optimizer: str | None = None) -> int:
+    """The method's LM-call budget; a method without its own (a new lmprog option such as
+    ``mipro_layouts``) gets its optimizer's (``mipro``)."""
+    budgets = config["budgets"]
+    return int(budgets.get(method, budgets.get(optimizer or "", 0)))
 
 
 def seeds_for(config: dict[str, Any], method: str) -> list[int]:

@@ -124,7 +124,7 @@ def plan_cells(
                     "sizes": list(sizes),
                     "test_seed": configs.TEST_SEED,
                     "task_options": configs.TASKS[task][1],
-                    "budget": configs.budget(config, method) if spec is not None else 0,
+                    "budget": configs.budget(config, method, spec[0]) if spec is not None else 0,
                     "optimizer": [spec[0], spec[1]] if spec is not None else None,
                     "framework_version": vers["lmprog" if framework == "lmprog" else "dspy"],
                 }

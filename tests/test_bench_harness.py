@@ -172,10 +172,12 @@ def test_every_configuration_runs_every_optimizer_on_both_sides_with_one_budget_
         lm = configs.lmprog_methods(config["knobs"])
         ds = configs.dspy_methods(config["knobs"])
         assert set(lm) >= set(configs.METHOD_LABELS) and set(ds) >= set(configs.METHOD_LABELS)
-        for method, spec in lm.items():
-            assert (spec is None) == (ds.get(method) is None)
-            if spec is not None and method not in ("labeled", "knn"):
+        for method in configs.METHOD_LABELS:
+            assert (lm[method] is None) == (ds[method] is None)
+            if lm[method] is not None and method not in ("labeled", "knn"):
                 assert configs.budget(config, method) > 0, (config["name"], method)
+    # a new lmprog-only option is one line in lmprog_methods and gets its optimizer's budget
+    assert configs.budget(configs.FULL, "mipro_layouts", "mipro") == configs.budget(configs.FULL, "mipro")
     assert configs.seeds_for(configs.FULL, "zero_shot") == [0]
     assert configs.seeds_for(configs.FULL, "mipro") == [0, 1, 2]
     assert all(sizes[2] >= 200 or task == "iris" for task, sizes in configs.FULL["tasks"].items())
