@@ -99,6 +99,11 @@ def lmprog_commit() -> str:
     return commit + ("+dirty" if git("status", "--porcelain", "--", "lmprog") else "")
 
 
+def prompt_cache() -> str:
+    """Prompt-prefix reuse for the embedded model: on unless ``LMPROG_LLAMA_PROMPT_CACHE`` says."""
+    return os.environ.get("LMPROG_LLAMA_PROMPT_CACHE", "1")
+
+
 def plan_cells(
     config: dict[str, Any], tasks_wanted: list[str], model: str, vers: dict[str, str]
 ) -> list[Any]:
@@ -119,6 +124,7 @@ def plan_cells(
                 settings = {
                     "model": fingerprint,
                     "temperature": 0.0,
+                    "prompt_cache": prompt_cache() if model == "local" else None,
                     "max_tokens": configs.max_tokens(task),
                     "reflection_max_tokens": configs.REFLECTION_MAX_TOKENS,
                     "sizes": list(sizes),
@@ -174,7 +180,7 @@ def run_workers(todo: list[Any], args: argparse.Namespace, store: Path, run_dir:
     env.update(
         LMPROG_LLAMA_THREADS=str(threads),
         LMPROG_LLAMA_SLOTS="1",
-        LMPROG_LLAMA_PROMPT_CACHE="1",
+        LMPROG_LLAMA_PROMPT_CACHE=prompt_cache(),
         OMP_WAIT_POLICY="PASSIVE",
         LITELLM_LOCAL_MODEL_COST_MAP="True",
     )
