@@ -124,7 +124,6 @@ def plan_cells(
                 settings = {
                     "model": fingerprint,
                     "temperature": 0.0,
-                    "prompt_cache": prompt_cache() if model == "local" else None,
                     "max_tokens": configs.max_tokens(task),
                     "reflection_max_tokens": configs.REFLECTION_MAX_TOKENS,
                     "sizes": list(sizes),
@@ -134,6 +133,8 @@ def plan_cells(
                     "optimizer": [spec[0], spec[1]] if spec is not None else None,
                     "framework_version": vers["lmprog" if framework == "lmprog" else "dspy"],
                 }
+                if prompt_cache() != "1" and model.startswith("local"):  # only when not the default
+                    settings["prompt_cache"] = prompt_cache()
                 for seed in configs.seeds_for(config, method):
                     out.append(cells.Cell(task, framework, method, seed, settings))
     return out
