@@ -158,7 +158,7 @@ QUICK = _config(
 
 SMOKE = _config(
     "smoke",
-    {"trec": (8, 6, 6), "hotpotqa": (3, 2, 2), "gsm8k": (3, 2, 1)},
+    {"trec": (8, 6, 6), "hotpotqa": (3, 3, 2), "gsm8k": (3, 3, 1)},  # val >= minibatch (MIPROv2)
     (0,),
     {"bootstrap": 6, "random_search": 12, "mipro": 12, "reflect": 12},
     {"demos": 2, "candidates": 2, "trials": 2, "minibatch": 3, "full_eval_every": 2},

@@ -178,6 +178,10 @@ def test_every_configuration_runs_every_optimizer_on_both_sides_with_one_budget_
                 assert configs.budget(config, method) > 0, (config["name"], method)
     # a new lmprog-only option is one line in lmprog_methods and gets its optimizer's budget
     assert configs.budget(configs.FULL, "mipro_layouts", "mipro") == configs.budget(configs.FULL, "mipro")
+    for config in configs.CONFIGS.values():  # DSPy's MIPROv2 refuses a minibatch larger than the valset
+        assert all(sizes[1] >= config["knobs"]["minibatch"] for sizes in config["tasks"].values()), config[
+            "name"
+        ]
     assert configs.seeds_for(configs.FULL, "zero_shot") == [0]
     assert configs.seeds_for(configs.FULL, "mipro") == [0, 1, 2]
     assert all(sizes[2] >= 200 or task == "iris" for task, sizes in configs.FULL["tasks"].items())
