@@ -80,16 +80,15 @@ def run_seconds(
     return {**per_fw, "wall": max(loads, default=0.0)}
 
 
-# CPU seconds per request and test requests per example measured on the smoke sample (SmolLM2-135M,
-# one llama.cpp thread; see README): the default for balancing lanes when nothing better is known.
-# GSM8K's were not measured on CPU time: 128 reasoning tokens at about 25 tokens/s (a guess).
+# CPU seconds per request and test requests per example measured on the smoke run of 2026-12-01
+# (SmolLM2-135M, one llama.cpp thread; see README): the default for balancing lanes.
 DEFAULT_RATES: dict[tuple[str, str], dict[str, float]] = {
     ("lmprog", "classification"): {"seconds_per_request": 0.27, "requests_per_example": 1.0},
-    ("dspy", "classification"): {"seconds_per_request": 1.37, "requests_per_example": 2.0},
+    ("dspy", "classification"): {"seconds_per_request": 1.27, "requests_per_example": 2.0},
     ("lmprog", "multihop"): {"seconds_per_request": 1.39, "requests_per_example": 2.5},
-    ("dspy", "multihop"): {"seconds_per_request": 2.90, "requests_per_example": 3.5},
-    ("lmprog", "reasoning"): {"seconds_per_request": 5.5, "requests_per_example": 1.2},
-    ("dspy", "reasoning"): {"seconds_per_request": 6.0, "requests_per_example": 2.0},
+    ("dspy", "multihop"): {"seconds_per_request": 2.79, "requests_per_example": 3.57},
+    ("lmprog", "reasoning"): {"seconds_per_request": 3.99, "requests_per_example": 1.75},
+    ("dspy", "reasoning"): {"seconds_per_request": 2.98, "requests_per_example": 1.83},
 }
 
 
