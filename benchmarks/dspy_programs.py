@@ -3,7 +3,8 @@ and a ``dspy.Module`` for the two-hop pipeline.
 
 Instructions and field descriptions are those of the lmprog twins in ``lmprog_programs.py``.
 ``dspy.Predict`` (no ChainOfThought) keeps both programs the same shape: one LM call per
-prediction, no reasoning field, which the lmprog functions do not have either.
+prediction, no reasoning field, which the lmprog functions do not have either; GSM8K is the
+exception on both sides (``dspy.ChainOfThought`` against ``@lm_function(reasoning=True)``).
 """
 
 from typing import Any, Literal
@@ -115,7 +116,23 @@ def build_hotpotqa(splits: Splits) -> tuple[Any, Any]:
     return MultiHop(), _answer_metric
 
 
+class SolveMath(dspy.Signature):
+    """Solve the grade-school math word problem. Answer with the final number only."""
+
+    question: str = dspy.InputField(desc="a math word problem.")
+    answer: str = dspy.OutputField()
+
+
+def _number_metric(example: Any, prediction: Any, trace: Any = None) -> float:
+    return tasks.number_match(example.answer, getattr(prediction, "answer", None))
+
+
+def build_gsm8k(splits: Splits) -> tuple[Any, Any]:
+    return dspy.ChainOfThought(SolveMath), _number_metric
+
+
 BUILDERS = {
+    "gsm8k": build_gsm8k,
     "banking77": build_banking77,
     "trec": build_trec,
     "scone": build_scone,

@@ -130,7 +130,25 @@ def build_hotpotqa(splits: Splits) -> tuple[Any, Any]:
     return multihop, _answer_metric
 
 
+@lm_function(reasoning=True)
+def solve_math(question: str) -> str:
+    """Solve the grade-school math word problem. Answer with the final number only.
+
+    Args:
+        question: a math word problem.
+    """
+
+
+def _number_metric(example: Any, prediction: Any, trace: Any = None) -> float:
+    return tasks.number_match(example["answer"], prediction)
+
+
+def build_gsm8k(splits: Splits) -> tuple[Any, Any]:
+    return solve_math, _number_metric
+
+
 BUILDERS = {
+    "gsm8k": build_gsm8k,
     "banking77": build_banking77,
     "trec": build_trec,
     "scone": build_scone,

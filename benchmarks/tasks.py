@@ -24,7 +24,19 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("BENCH_DATA") or REPO.parent / "shared" / "data")
+
+
+def _data_dir() -> Path:
+    """``$BENCH_DATA``, else the first ``shared/data`` found beside the checkout or above it."""
+    if os.environ.get("BENCH_DATA"):
+        return Path(os.environ["BENCH_DATA"])
+    for parent in REPO.parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return REPO.parent / "shared" / "data"
+
+
+DATA = _data_dir()
 
 TREC_LABELS = {
     "ABBR": "abbreviation",
@@ -87,28 +99,66 @@ def _split(rows: list[dict[str, Any]], sizes: tuple[int, int, int], seed: int) -
     )
 
 
+def _two_files(
+    train_rows: list[dict[str, Any]],
+    test_rows: list[dict[str, Any]],
+    sizes: tuple[int, int, int],
+    seed: int,
+    test_seed: int | None,
+) -> tuple[list, list, list]:
+    """Train/val from the train file (``seed``), test from the test file (``test_seed``, else
+    ``seed``); a test size larger than the test file takes all of it."""
+    train, val, _ = _split(train_rows, (sizes[0], sizes[1], 0), seed)
+    n_test = min(sizes[2], len(test_rows))
+    _, _, test = _split(test_rows, (0, 0, n_test), seed if test_seed is None else test_seed)
+    return train, val, test
+
+
+def _one_pool(
+    rows: list[dict[str, Any]], sizes: tuple[int, int, int], seed: int, test_seed: int | None
+) -> tuple[list, list, list]:
+    """One pool of rows: with ``test_seed`` the test rows are drawn first with it (the same for
+    every ``seed``) and train/val come from the rest with ``seed``; without, one seeded split."""
+    if test_seed is None:
+        return _split(rows, sizes, seed)
+    _, _, test = _split(rows, (0, 0, sizes[2]), test_seed)
+    held = {id(r) for r in test}
+    rest = [r for r in rows if id(r) not in held]
+    train, val, _ = _split(rest, (sizes[0], sizes[1], 0), seed)
+    return train, val, test
+
+
 def _need(*paths: Path) -> None:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise TaskUnavailable(f"data absent: {', '.join(missing)}")
 
 
-def load(name: str, sizes: tuple[int, int, int], seed: int, **options: Any) -> Splits:
-    """The seeded splits of task ``name`` (``TaskUnavailable`` when its data is absent)."""
+def load(
+    name: str, sizes: tuple[int, int, int], seed: int, test_seed: int | None = None, **options: Any
+) -> Splits:
+    """The seeded splits of task ``name`` (``TaskUnavailable`` when its data is absent).
+
+    With ``test_seed``, the test rows depend on it alone (the same for every ``seed``), and
+    ``seed`` draws train and validation rows only.
+    """
     loader = LOADERS.get(name)
     if loader is None:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(LOADERS)}")
-    return loader(sizes, seed, **options)
+    return loader(sizes, seed, test_seed=test_seed, **options)
 
 
-def _banking77(sizes: tuple[int, int, int], seed: int, intents: int | None = None) -> Splits:
+def _banking77(
+    sizes: tuple[int, int, int], seed: int, test_seed: int | None = None, intents: int | None = None
+) -> Splits:
     """Banking77 intents. ``intents``: restrict to a seeded subset of that many intents."""
     root = DATA / "banking77"
     _need(root / "train.csv", root / "test.csv", root / "categories.json")
     labels = json.loads((root / "categories.json").read_text())
     notes = []
     if intents and intents < len(labels):
-        labels = sorted(random.Random(seed).sample(labels, intents))
+        # the intent subset is part of the task: with a fixed test seed it does not vary by seed
+        labels = sorted(random.Random(seed if test_seed is None else test_seed).sample(labels, intents))
         notes.append(f"restricted to {intents} seeded intents of 77")
     keep = set(labels)
 
@@ -122,12 +172,11 @@ def _banking77(sizes: tuple[int, int, int], seed: int, intents: int | None = Non
 
     # train/val come from the official train file, test from the official test file
     train_rows, test_rows = read(root / "train.csv"), read(root / "test.csv")
-    train, val, _ = _split(train_rows, (sizes[0], sizes[1], 0), seed)
-    _, _, test = _split(test_rows, (0, 0, sizes[2]), seed)
+    train, val, test = _two_files(train_rows, test_rows, sizes, seed, test_seed)
     return Splits("banking77", train, val, test, labels, ("query",), notes)
 
 
-def _trec(sizes: tuple[int, int, int], seed: int) -> Splits:
+def _trec(sizes: tuple[int, int, int], seed: int, test_seed: int | None = None) -> Splits:
     root = DATA / "trec"
     _need(root / "TREC.train", root / "TREC.test")
 
@@ -140,12 +189,11 @@ def _trec(sizes: tuple[int, int, int], seed: int) -> Splits:
             rows.append({"question": question.strip(), "label": TREC_LABELS[tag.split(":")[0]]})
         return rows
 
-    train, val, _ = _split(read(root / "TREC.train"), (sizes[0], sizes[1], 0), seed)
-    _, _, test = _split(read(root / "TREC.test"), (0, 0, sizes[2]), seed)
+    train, val, test = _two_files(read(root / "TREC.train"), read(root / "TREC.test"), sizes, seed, test_seed)
     return Splits("trec", train, val, test, list(TREC_LABELS.values()), ("question",))
 
 
-def _scone(sizes: tuple[int, int, int], seed: int) -> Splits:
+def _scone(sizes: tuple[int, int, int], seed: int, test_seed: int | None = None) -> Splits:
     """ScoNe NLI (all six negation categories pooled): does the premise entail the hypothesis?"""
     root = DATA / "scone" / "scone_nli"
     train_files = sorted((root / "train").glob("*.csv")) if (root / "train").is_dir() else []
@@ -170,12 +218,11 @@ def _scone(sizes: tuple[int, int, int], seed: int) -> Splits:
                     )
         return rows
 
-    train, val, _ = _split(read(train_files), (sizes[0], sizes[1], 0), seed)
-    _, _, test = _split(read(test_files), (0, 0, sizes[2]), seed)
+    train, val, test = _two_files(read(train_files), read(test_files), sizes, seed, test_seed)
     return Splits("scone", train, val, test, ["yes", "no"], ("premise", "hypothesis"))
 
 
-def _iris(sizes: tuple[int, int, int], seed: int) -> Splits:
+def _iris(sizes: tuple[int, int, int], seed: int, test_seed: int | None = None) -> Splits:
     path = DATA / "iris" / "iris.csv"
     _need(path)
     lines = path.read_text().splitlines()[1:]  # the first line is a header of counts and names
@@ -194,12 +241,12 @@ def _iris(sizes: tuple[int, int, int], seed: int) -> Splits:
                 "label": IRIS_LABELS[int(target)],
             }
         )
-    train, val, test = _split(rows, sizes, seed)
+    train, val, test = _one_pool(rows, sizes, seed, test_seed)
     inputs = ("sepal_length", "sepal_width", "petal_length", "petal_width")
     return Splits("iris", train, val, test, list(IRIS_LABELS), inputs)
 
 
-def _hotpotqa(sizes: tuple[int, int, int], seed: int) -> Splits:
+def _hotpotqa(sizes: tuple[int, int, int], seed: int, test_seed: int | None = None) -> Splits:
     root = DATA / "hotpotqa"
     qa, corpus = root / "hotpot_dev500_qa.jsonl", root / "hotpot_dev500_pooled_corpus.jsonl"
     _need(qa, corpus)
@@ -208,11 +255,44 @@ def _hotpotqa(sizes: tuple[int, int, int], seed: int) -> Splits:
         if line.strip():
             r = json.loads(line)
             rows.append({"question": r["question"], "answer": r["answer"], "gold_titles": r["gold_titles"]})
-    train, val, test = _split(rows, sizes, seed)
+    train, val, test = _one_pool(rows, sizes, seed, test_seed)
     return Splits("hotpotqa", train, val, test, None, ("question",))
 
 
+def _gsm8k(sizes: tuple[int, int, int], seed: int, test_seed: int | None = None) -> Splits:
+    """GSM8K grade-school math: the answer is the number after ``####`` in the solution."""
+    root = DATA / "gsm8k"
+    _need(root / "train.jsonl", root / "test.jsonl")
+
+    def read(path: Path) -> list[dict[str, Any]]:
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                rows.append({"question": r["question"], "answer": r["answer"].split("####")[-1].strip()})
+        return rows
+
+    train, val, test = _two_files(
+        read(root / "train.jsonl"), read(root / "test.jsonl"), sizes, seed, test_seed
+    )
+    return Splits("gsm8k", train, val, test, None, ("question",))
+
+
+def number_match(gold: Any, predicted: Any) -> float:
+    """GSM8K scoring: the last number in the prediction equals the gold number."""
+    found = re.findall(r"-?\d[\d,]*\.?\d*", str(predicted if predicted is not None else ""))
+    if not found:
+        return 0.0
+    try:
+        return float(
+            abs(float(found[-1].replace(",", "").rstrip(".")) - float(str(gold).replace(",", ""))) < 1e-6
+        )
+    except ValueError:
+        return 0.0
+
+
 LOADERS = {
+    "gsm8k": _gsm8k,
     "banking77": _banking77,
     "trec": _trec,
     "scone": _scone,
