@@ -57,4 +57,3 @@ def test_a_trial_stamped_early_but_inserted_late_does_not_take_a_counted_place(t
     b = _started(study, t0 + dt.timedelta(seconds=10))
     assert rank_among_live(study, b) >= quota  # B must drop its trial: A counted first
     assert rank_among_live(study, a) == quota - 1  # and A's place does not change
-
