@@ -309,6 +309,9 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated subset of methods")
     parser.add_argument("--seeds", default=None, help="comma-separated subset of the seeds")
     parser.add_argument(
+        "--frameworks", default=None, help="comma-separated subset of the frameworks (lmprog, dspy)"
+    )
+    parser.add_argument(
         "--processes", type=int, choices=(1, 2), default=2, help="workers at once (default 2)"
     )
     parser.add_argument("--llama-threads", type=int, default=0, help="llama.cpp threads per worker (0: auto)")
@@ -354,6 +357,11 @@ def main() -> None:
     if args.methods:
         keep = set(args.methods.split(","))
         planned = [c for c in planned if c.method in keep]
+    if args.frameworks:
+        sides = set(args.frameworks.split(","))
+        if sides - set(FRAMEWORKS):
+            sys.exit(f"unknown framework(s) {sorted(sides - set(FRAMEWORKS))}; known: {list(FRAMEWORKS)}")
+        planned = [c for c in planned if c.framework in sides]
     store = cells.CellStore(store_root)
     todo = cells.missing(planned, store)
     stale = sum(store.stale(c) is not None for c in todo)
