@@ -1,8 +1,9 @@
 """The wire format: a signature, an instruction and demos become chat messages; a completion
 becomes the function's return value; and what constrains a model to write only readable replies
-(GBNF grammars, JSON schemas).
+(GBNF grammars, JSON schemas); prompt layouts and label scoring.
 
-Holds ``_prompt`` (render and parse, retry messages), ``_wire`` (how values are written),
+Holds ``_prompt`` (render and parse, retry messages), ``_layout`` (transcript and completion
+layouts), ``_labels`` (label options, their scores, contextual calibration), ``_wire`` (how values are written),
 ``_read`` (the parser), ``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``,
 ``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
 """
@@ -10,6 +11,33 @@ Holds ``_prompt`` (render and parse, retry messages), ``_wire`` (how values are 
 from __future__ import annotations
 
 from lmprog.format._constrain import constraint_params, grammar, json_schema, response_format
+from lmprog.format._labels import (
+    CONTENT_FREE,
+    DECODES,
+    TOP_LOGPROBS,
+    Decode,
+    LabelOption,
+    best_label,
+    calibrated,
+    calibration_prior,
+    check_decode,
+    first_token_scores,
+    forced_grammar,
+    forced_text,
+    label_options,
+    prior_problems,
+    probabilities,
+    sequence_logprob,
+)
+from lmprog.format._layout import (
+    COMPLETION_STOP,
+    LAYOUTS,
+    PROMPT_ROLE,
+    Layout,
+    check_layout,
+    is_prompt,
+    lead_space_grammar,
+)
 from lmprog.format._prompt import (
     ParseFailure,
     format_output,
@@ -22,6 +50,29 @@ from lmprog.format._prompt import (
 from lmprog.format._wire import to_jsonable
 
 __all__ = [
+    "COMPLETION_STOP",
+    "CONTENT_FREE",
+    "DECODES",
+    "LAYOUTS",
+    "PROMPT_ROLE",
+    "TOP_LOGPROBS",
+    "Decode",
+    "LabelOption",
+    "Layout",
+    "best_label",
+    "calibrated",
+    "calibration_prior",
+    "check_decode",
+    "check_layout",
+    "first_token_scores",
+    "forced_grammar",
+    "forced_text",
+    "is_prompt",
+    "label_options",
+    "lead_space_grammar",
+    "prior_problems",
+    "probabilities",
+    "sequence_logprob",
     "ParseFailure",
     "constraint_params",
     "format_output",

@@ -47,6 +47,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lmprog.errors import UsageError
+from lmprog.format._layout import (
+    Layout,
+    check_layout,
+    layout_messages,
+    single_output_line,
+    transcript_text,
+)
 from lmprog.format._read import parse_multi, parse_single, parse_structured
 from lmprog.format._wire import render_output_value, render_plain, to_jsonable
 from lmprog.signature import Field, ParseFailure, Signature, field_spec
@@ -71,13 +78,22 @@ def render_messages(
     *,
     instruction: str | None = None,
     demos: Sequence[Mapping[str, Any]] = (),
+    layout: str = "chat",
 ) -> list[dict[str, str]]:
     """Chat messages for one call: system, a user/assistant pair per demo, then the user input.
 
     ``instruction=None`` uses ``signature.instruction``. A demo maps input and output field names
     to values (a multi-output demo may instead hold the whole return value under ``"output"``);
-    inputs missing from a demo are left out, outputs missing from it are an error.
+    inputs missing from a demo are left out, outputs missing from it are an error. ``layout``
+    ``"transcript"`` or ``"completion"`` lays the same content out otherwise (see
+    :mod:`lmprog.format._layout`; a bad value raises UsageError).
     """
+    try:
+        checked = check_layout(layout)
+    except ValueError as error:
+        raise UsageError(str(error), function=signature.qualname) from None
+    if checked != "chat":
+        return _laid_out(signature, inputs, instruction, demos, checked)
     messages = [{"role": "system", "content": _system_message(signature, instruction)}]
     for index, demo in enumerate(demos):
         messages.append({"role": "user", "content": _input_lines(signature, demo, demo_index=index)})
@@ -87,6 +103,27 @@ def render_messages(
         messages.append({"role": "assistant", "content": content})
     messages.append({"role": "user", "content": _input_lines(signature, inputs)})
     return messages
+
+
+def _laid_out(
+    signature: Signature,
+    inputs: Mapping[str, Any],
+    instruction: str | None,
+    demos: Sequence[Mapping[str, Any]],
+    layout: Layout,
+) -> list[dict[str, str]]:
+    blocks = []
+    for index, demo in enumerate(demos):
+        outputs = _demo_outputs(signature, demo, index)
+        if signature.multi_output:
+            answer = _output_lines(outputs)
+        else:
+            field = signature.outputs[0]
+            value = outputs[field.name] if field.name in outputs else field.default
+            answer = single_output_line(field.name, render_output_value(value, single=True))
+        blocks.append((_input_lines(signature, demo, demo_index=index), answer))
+    body = transcript_text(signature, _input_lines(signature, inputs), blocks)
+    return layout_messages(_system_message(signature, instruction), body, layout)
 
 
 def parse_output(signature: Signature, text: str, *, structured: bool = False) -> Any:

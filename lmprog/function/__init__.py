@@ -2,7 +2,8 @@
 its per-function state.
 
 Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMFunction``,
-``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy) and
+``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy),
+``_score`` (label scoring calls), ``_layouts`` (the layout a call uses on its LM) and
 ``_pickle`` (how an lm_function travels to process workers). May import every layer below it:
 ``signature``, ``lm``, ``format``, ``trace``, ``promptfile`` and (on first use, for its libcst)
 ``source``.
@@ -19,6 +20,7 @@ from lmprog.function._function import (
     use_states,
 )
 from lmprog.function._run import FORMAT_RETRIES, MAX_RETRY_TOKENS, TRUNCATION_RETRIES, RunSpec
+from lmprog.function._score import can_score, content_free_scores
 from lmprog.promptfile import State
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "LMFunctionDecorator",
     "RunSpec",
     "State",
+    "can_score",
+    "content_free_scores",
     "lm_function",
     "states_in_force",
     "use_states",

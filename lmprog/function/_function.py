@@ -18,6 +18,7 @@ not counting the retries of failed provider requests (see :mod:`lmprog.lm`).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import inspect
 import threading
@@ -32,8 +33,10 @@ from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
+from lmprog.function._layouts import layout_for
 from lmprog.function._run import _counted, _Run, wire_demos
-from lmprog.lm import BaseLM
+from lmprog.function._score import ScoreRun, wants_scoring
+from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, signature_from_function, with_reasoning
 from lmprog.trace import span
@@ -156,7 +159,7 @@ class LMFunction(Generic[P, R]):
 
     @instruction.setter
     def instruction(self, value: str | None) -> None:
-        self.state = State(instruction=value, demos=self.state.demos, pool=self.state.pool)
+        self.state = dataclasses.replace(self.state, instruction=value)
 
     @property
     def demos(self) -> list[Mapping[str, Any]]:
@@ -164,7 +167,7 @@ class LMFunction(Generic[P, R]):
 
     @demos.setter
     def demos(self, value: Sequence[Mapping[str, Any]]) -> None:
-        self.state = State(instruction=self.state.instruction, demos=tuple(dict(d) for d in value))
+        self.state = dataclasses.replace(self.state, demos=tuple(dict(d) for d in value), pool=None)
 
     @property
     def signature_hash(self) -> str:
@@ -215,7 +218,10 @@ class LMFunction(Generic[P, R]):
         state = self.state
         values = self.bind(*args, **kwargs)
         demos = wire_demos(self.signature, state.demos_for(values))
-        return render_messages(self.wire_signature, values, instruction=state.instruction, demos=demos)
+        layout = layout_for(self, resolve_lm(self.lm), state.layout)
+        return render_messages(
+            self.wire_signature, values, instruction=state.instruction, demos=demos, layout=layout
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the LM on these arguments and return the parsed, validated output.
@@ -230,7 +236,7 @@ class LMFunction(Generic[P, R]):
         return cast(R, self._call(self.bind(*args, **kwargs)))
 
     def _call(self, inputs: dict[str, Any]) -> Any:
-        run = _Run(self, inputs)
+        run = _start(self, inputs)
         with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
             run.span = sp
             while (msgs := run.next_messages()) is not None:
@@ -238,7 +244,7 @@ class LMFunction(Generic[P, R]):
             return run.result()
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
-        run = _Run(self, inputs)
+        run = _start(self, inputs)
         with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
             run.span = sp
             while (msgs := run.next_messages()) is not None:
@@ -294,6 +300,12 @@ class LMFunction(Generic[P, R]):
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+
+def _start(func: LMFunction[Any, Any], inputs: dict[str, Any]) -> _Run | ScoreRun:
+    """The run of one call: scoring the options when the state's ``decode`` says so and the LM
+    returns logprobs, else sampling a reply."""
+    return ScoreRun(func, inputs) if wants_scoring(func, resolve_lm(func.lm)) else _Run(func, inputs)
 
 
 class AsyncLMFunction(LMFunction[P, Awaitable[R]]):

@@ -14,13 +14,16 @@ from typing import Any, Protocol
 from lmprog import settings
 from lmprog.errors import OutputParseError, TruncatedOutputError
 from lmprog.format import (
+    COMPLETION_STOP,
     ParseFailure,
     constraint_params,
+    lead_space_grammar,
     parse_output,
     render_messages,
     reply_format,
     retry_messages,
 )
+from lmprog.function._layouts import layout_for
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, split_reasoning
@@ -93,7 +96,11 @@ class _Run:
         state = func.state
         self.wire = func.wire_signature  # the declared signature, or it with reasoning first
         demos = wire_demos(func.signature, state.demos_for(inputs))
-        self.messages = render_messages(self.wire, inputs, instruction=state.instruction, demos=demos)
+        self.layout = layout_for(func, self.lm, state.layout)
+        self._inputs, self._demos, self._instruction = inputs, demos, state.instruction
+        self.messages = render_messages(
+            self.wire, inputs, instruction=state.instruction, demos=demos, layout=self.layout
+        )
         self.params: dict[str, Any] = {}
         if func.temperature is not None:
             self.params["temperature"] = func.temperature
@@ -102,6 +109,11 @@ class _Run:
         constrain = func.constrain if func.constrain is not None else settings.current().constrain
         kind = self.lm.constraint_kind() if constrain else None
         self.params.update(constraint_params(self.wire, kind))
+        self._chat_grammar = self.params.get("grammar")
+        if self.layout == "completion":  # after a single output's "name:" cue comes a space
+            if self._chat_grammar is not None and not self.wire.multi_output:
+                self.params["grammar"] = lead_space_grammar(self._chat_grammar)
+            self.params["stop"] = [COMPLETION_STOP]
         self.structured = "response_format" in self.params
         # a grammar leaves no other format to write: a format failure is a reply cut short
         self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
@@ -156,10 +168,23 @@ class _Run:
             if sp is not None:
                 sp.parse_retries = self.attempts
             self.messages = retry_messages(
-                self.messages, completion.text, self._errors, reply_format(self.wire)
+                self._retry_base(), completion.text, self._errors, reply_format(self.wire)
             )
             return
         self._done = True
+
+    def _retry_base(self) -> list[dict[str, str]]:
+        """The conversation a retry continues: a plain-text prompt cannot carry the errors back,
+        so a retry of the completion layout is its transcript as chat messages."""
+        if self.layout != "completion":
+            return self.messages
+        self.layout = "transcript"
+        self.params.pop("stop", None)
+        if self._chat_grammar is not None:
+            self.params["grammar"] = self._chat_grammar
+        return render_messages(
+            self.wire, self._inputs, instruction=self._instruction, demos=self._demos, layout="transcript"
+        )
 
     def _cut_short(self) -> None:
         """The reply was cut at ``max_tokens``: ask again with a larger budget, or give up."""

@@ -48,11 +48,12 @@ from lmprog.lm._local_runtime import (
     start_server,
 )
 from lmprog.lm._secrets import is_secret_param, redact, secret_values
-from lmprog.lm._types import CONSTRAINT_KINDS, Completion, ConstraintKind, Messages
+from lmprog.lm._types import CONSTRAINT_KINDS, PROMPT_ROLE, Completion, ConstraintKind, Messages
 
 __all__ = [
     "CACHE_FILENAME",
     "CONSTRAINT_KINDS",
+    "PROMPT_ROLE",
     "DEFAULT_MODEL_FILE",
     "DEFAULT_MODEL_PACKAGE",
     "DEFAULT_SLOTS",

@@ -213,6 +213,17 @@ class BaseLM(ABC):
         (neither: replies are read in the text format). lm_functions ask before each call."""
         return None
 
+    def takes_prompt(self) -> bool:
+        """Whether the provider continues plain text: a request whose messages are the single
+        ``{"role": "prompt", "content": ...}`` message (:data:`~lmprog.lm.PROMPT_ROLE`; the
+        ``"completion"`` prompt layout). False unless a subclass says otherwise."""
+        return False
+
+    def returns_logprobs(self) -> bool:
+        """Whether the provider returns token logprobs when a request asks for ``logprobs``
+        (label scoring needs them). False unless a subclass says otherwise."""
+        return False
+
     def _run(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> CallRun:
         started = time.perf_counter()
         run = CallRun(

@@ -12,7 +12,8 @@ Each file is loaded once per process. Concurrent calls share the model's slots (
 ``max_completion_tokens``), ``stop``, ``seed``, the samplers in :data:`SAMPLING_PARAMS`,
 ``response_format`` (``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema":
 {"name": ..., "schema": {...}}}``), ``grammar`` (a llama.cpp GBNF string), ``logprobs`` and
-``top_logprobs``. It returns a :class:`LocalOutput` with the text, token usage, ``finish_reason``
+``top_logprobs``. :func:`complete_text` continues a plain-text prompt (no chat template) with the same parameters.
+It returns a :class:`LocalOutput` with the text, token usage, ``finish_reason``
 (``"stop"``, or ``"length"`` when cut at ``max_tokens``) and, if asked, per-token logprobs.
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "LocalModel",
     "LocalOutput",
     "chat",
+    "complete_text",
     "default_model_path",
     "is_local_model",
     "load_model",
@@ -144,8 +146,41 @@ class LocalModel:
         **options: Any,
     ) -> LocalOutput:
         """Complete a chat with the GGUF's own chat template."""
+        request = self._build({"messages": [dict(m) for m in messages]}, temperature, max_tokens, stop, options)
+        server = self._server
+        if server is None:
+            raise LMError(f"local model {self.path.name} was closed", model="local")
+        return _to_output(self.path, server.handle_chat_completions(request))
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        **options: Any,
+    ) -> LocalOutput:
+        """Continue a plain-text ``prompt`` (no chat template); ``top_logprobs`` asks for that
+        many alternatives per token."""
+        if options.get("top_logprobs") is not None:
+            options = {**options, "n_probs": options.pop("top_logprobs")}
+        request = self._build({"prompt": prompt}, temperature, max_tokens, stop, options)
+        server = self._server
+        if server is None:
+            raise LMError(f"local model {self.path.name} was closed", model="local")
+        return _to_output(self.path, server.handle_completions(request))
+
+    def _build(
+        self,
+        body: dict[str, Any],
+        temperature: float,
+        max_tokens: int | None,
+        stop: str | Sequence[str] | None,
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
-            "messages": [dict(m) for m in messages],
+            **body,
             "temperature": float(temperature),
             "seed": SEED,
             "cache_prompt": self.prompt_cache,
@@ -159,11 +194,7 @@ class LocalModel:
             if value is not None and (key in SAMPLING_PARAMS or key in _PASSED):
                 request[key] = value
         _check_constraints(request)
-        server = self._server
-        if server is None:
-            raise LMError(f"local model {self.path.name} was closed", model="local")
-        result = server.handle_chat_completions(request)
-        return _to_output(self.path, result)
+        return request
 
 
 def _check_constraints(request: Mapping[str, Any]) -> None:
@@ -203,8 +234,9 @@ def _to_output(path: Path, result: Mapping[str, Any]) -> LocalOutput:
     choice = result["choices"][0]
     usage = result.get("usage") or {}
     content = (choice.get("logprobs") or {}).get("content")
+    text = choice["message"].get("content") if "message" in choice else choice.get("text")
     return LocalOutput(
-        text=choice["message"].get("content") or "",
+        text=text or "",
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         finish_reason=choice.get("finish_reason"),
@@ -253,6 +285,18 @@ def chat(
     model: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
 ) -> LocalOutput:
     """Complete ``messages`` with the local model; ``params`` are OpenAI-style request parameters."""
+    loaded, options = _options(model, params)
+    return loaded.chat(messages, **options)
+
+
+def complete_text(model: str | os.PathLike[str], prompt: str, params: Mapping[str, Any]) -> LocalOutput:
+    """Continue the plain-text ``prompt`` with the local model (no chat template); ``params`` as
+    for :func:`chat`."""
+    loaded, options = _options(model, params)
+    return loaded.complete_text(prompt, **options)
+
+
+def _options(model: str | os.PathLike[str], params: Mapping[str, Any]) -> tuple[LocalModel, dict[str, Any]]:
     options = dict(params)
     temperature = options.pop("temperature", None)
     max_tokens = options.pop("max_tokens", None)
@@ -262,13 +306,12 @@ def chat(
     ignored = sorted(k for k in options if k not in SAMPLING_PARAMS and k not in _PASSED)
     if ignored:
         logger.debug("local model ignores parameters %s", ignored)
-    return load_model(model).chat(
-        messages,
-        temperature=0.0 if temperature is None else float(temperature),
-        max_tokens=int(max_tokens) if max_tokens else None,
-        stop=stop,
+    return load_model(model), {
         **options,
-    )
+        "temperature": 0.0 if temperature is None else float(temperature),
+        "max_tokens": int(max_tokens) if max_tokens else None,
+        "stop": stop,
+    }
 
 
 def _close_all() -> None:

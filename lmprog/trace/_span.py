@@ -99,6 +99,8 @@ class Span:
     usage: Usage = field(default_factory=Usage)
     cache_hit: bool | None = None
     reasoning: str | None = None
+    #: option text -> score of a label-scoring call (``decode="score"``/``"calibrated"``)
+    scores: dict[str, float] | None = None
     children: list[Span] = field(default_factory=list, repr=False)
     #: the live object that ran (the LMFunction of an lm span); not serialized
     obj: Any = field(default=None, repr=False, compare=False)
