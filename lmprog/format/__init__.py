@@ -3,8 +3,8 @@ becomes the function's return value; and what constrains a model to write only r
 (GBNF grammars, JSON schemas); prompt layouts and label scoring.
 
 Holds ``_prompt`` (render and parse, retry messages), ``_layout`` (transcript and completion
-layouts), ``_labels`` (label options, their scores, contextual calibration), ``_wire`` (how values are written),
-``_read`` (the parser), ``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``,
+layouts), ``_labels`` (label options, their scores, contextual calibration), ``_wire`` (how values
+are written), ``_read`` (the parser), ``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``,
 ``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
 """
 
@@ -32,7 +32,6 @@ from lmprog.format._labels import (
 from lmprog.format._layout import (
     COMPLETION_STOP,
     LAYOUTS,
-    PROMPT_ROLE,
     Layout,
     check_layout,
     is_prompt,
@@ -48,6 +47,7 @@ from lmprog.format._prompt import (
     retry_messages,
 )
 from lmprog.format._wire import to_jsonable
+from lmprog.lm import PROMPT_ROLE
 
 __all__ = [
     "COMPLETION_STOP",
@@ -59,30 +59,30 @@ __all__ = [
     "Decode",
     "LabelOption",
     "Layout",
+    "ParseFailure",
     "best_label",
     "calibrated",
     "calibration_prior",
     "check_decode",
     "check_layout",
+    "constraint_params",
     "first_token_scores",
     "forced_grammar",
     "forced_text",
-    "is_prompt",
-    "label_options",
-    "lead_space_grammar",
-    "prior_problems",
-    "probabilities",
-    "sequence_logprob",
-    "ParseFailure",
-    "constraint_params",
     "format_output",
     "grammar",
+    "is_prompt",
     "json_schema",
+    "label_options",
+    "lead_space_grammar",
     "output_values",
     "parse_output",
+    "prior_problems",
+    "probabilities",
     "render_messages",
     "reply_format",
     "response_format",
     "retry_messages",
+    "sequence_logprob",
     "to_jsonable",
 ]

@@ -87,7 +87,9 @@ def forced_text(grammar: str) -> str | None:
     escapes = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
     return re.sub(
         r"\\(x[0-9A-Fa-f]{2}|.)",
-        lambda m: chr(int(m.group(1)[1:], 16)) if m.group(1)[0] == "x" else escapes.get(m.group(1), m.group(1)),
+        lambda m: (
+            chr(int(m.group(1)[1:], 16)) if m.group(1)[0] == "x" else escapes.get(m.group(1), m.group(1))
+        ),
         match.group(1),
     )
 

@@ -119,7 +119,7 @@ def _laid_out(
             answer = _output_lines(outputs)
         else:
             field = signature.outputs[0]
-            value = outputs[field.name] if field.name in outputs else field.default
+            value = outputs.get(field.name, field.default)
             answer = single_output_line(field.name, render_output_value(value, single=True))
         blocks.append((_input_lines(signature, demo, demo_index=index), answer))
     body = transcript_text(signature, _input_lines(signature, inputs), blocks)

@@ -117,7 +117,9 @@ class ScoreRun:
         base: dict[str, Any] = {"temperature": 0.0, "logprobs": True}
         if self.lm.constraint_kind() == "grammar":
             self._requests = [
-                _Request(o, {**base, "max_tokens": SCORE_MAX_TOKENS, "grammar": forced_grammar(lead + o.text)})
+                _Request(
+                    o, {**base, "max_tokens": SCORE_MAX_TOKENS, "grammar": forced_grammar(lead + o.text)}
+                )
                 for o in options
             ]
         else:

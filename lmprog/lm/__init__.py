@@ -53,7 +53,6 @@ from lmprog.lm._types import CONSTRAINT_KINDS, PROMPT_ROLE, Completion, Constrai
 __all__ = [
     "CACHE_FILENAME",
     "CONSTRAINT_KINDS",
-    "PROMPT_ROLE",
     "DEFAULT_MODEL_FILE",
     "DEFAULT_MODEL_PACKAGE",
     "DEFAULT_SLOTS",
@@ -61,6 +60,7 @@ __all__ = [
     "LM",
     "MODEL_INSTALL_COMMAND",
     "N_CTX",
+    "PROMPT_ROLE",
     "RUNTIME_PACKAGE",
     "SAMPLING_PARAMS",
     "SEED",

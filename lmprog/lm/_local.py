@@ -12,8 +12,8 @@ Each file is loaded once per process. Concurrent calls share the model's slots (
 ``max_completion_tokens``), ``stop``, ``seed``, the samplers in :data:`SAMPLING_PARAMS`,
 ``response_format`` (``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema":
 {"name": ..., "schema": {...}}}``), ``grammar`` (a llama.cpp GBNF string), ``logprobs`` and
-``top_logprobs``. :func:`complete_text` continues a plain-text prompt (no chat template) with the same parameters.
-It returns a :class:`LocalOutput` with the text, token usage, ``finish_reason``
+``top_logprobs``. :func:`complete_text` continues a plain-text prompt (no chat template) with the
+same parameters. Both return a :class:`LocalOutput` with the text, token usage, ``finish_reason``
 (``"stop"``, or ``"length"`` when cut at ``max_tokens``) and, if asked, per-token logprobs.
 """
 
@@ -146,7 +146,9 @@ class LocalModel:
         **options: Any,
     ) -> LocalOutput:
         """Complete a chat with the GGUF's own chat template."""
-        request = self._build({"messages": [dict(m) for m in messages]}, temperature, max_tokens, stop, options)
+        request = self._build(
+            {"messages": [dict(m) for m in messages]}, temperature, max_tokens, stop, options
+        )
         server = self._server
         if server is None:
             raise LMError(f"local model {self.path.name} was closed", model="local")

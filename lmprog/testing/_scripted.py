@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
-from lmprog.format import format_output, forced_text, is_prompt, to_jsonable
+from lmprog.format import forced_text, format_output, is_prompt, to_jsonable
 from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
 from lmprog.usage import Usage
 
