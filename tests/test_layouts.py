@@ -146,3 +146,20 @@ def test_a_failed_completion_reply_is_retried_as_a_transcript_with_the_errors() 
     assert retry.messages[2]["content"] == " maybe"
     assert "Your reply could not be used" in retry.messages[3]["content"]
     assert "stop" not in retry.params
+
+
+def test_setting_the_instruction_or_demos_keeps_the_layout_and_decoding() -> None:
+    fn = lm_function(classify)
+    fn.state = State(demos=DEMOS, layout="transcript", decode="calibrated", calibration={"billing": 0.5, "bug": 0.5})
+    fn.instruction = "Read it twice."
+    fn.demos = DEMOS[:1]
+    assert (fn.state.layout, fn.state.decode, fn.state.instruction) == ("transcript", "calibrated", "Read it twice.")
+
+
+def test_refine_keeps_the_layout_when_it_adds_its_hint() -> None:
+    fn = make("transcript")
+    lm = ScriptedLM(["billing", "bug"])
+    with lmprog.context(lm=lm):
+        assert lmprog.refine(fn, lambda inputs, out: float(out == "bug"), attempts=2)("x") == "bug"
+    assert [m["role"] for m in lm.calls[1].messages] == ["system", "user"]
+    assert "billing" in lm.calls[1].messages[0]["content"]  # the hint about the first attempt
