@@ -25,19 +25,21 @@ from typing import Any
 os.environ.setdefault("LMPROG_LLAMA_PROMPT_CACHE", "1")  # shared prefixes are read once
 sys.path.insert(0, str(Path(__file__).parent))
 
-import lmprog_programs  # noqa: E402
-import tasks  # noqa: E402
+import lmprog_programs
+import tasks
 
-import lmprog  # noqa: E402
-from lmprog import Budget, optimize  # noqa: E402
-from lmprog.evaluate import evaluate as run_evaluation  # noqa: E402
-from lmprog.format import LAYOUTS, calibration_prior  # noqa: E402
-from lmprog.function import State, content_free_scores, use_states  # noqa: E402
+import lmprog
+from lmprog import Budget, optimize
+from lmprog.evaluate import evaluate as run_evaluation
+from lmprog.format import LAYOUTS, calibration_prior
+from lmprog.function import State, content_free_scores, use_states
 
 TOPICS = Path(__file__).resolve().parents[1] / "examples" / "data" / "topics.jsonl"
 
 
-def load(name: str, train: int, test: int, seed: int) -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
+def load(
+    name: str, train: int, test: int, seed: int
+) -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
     if name == "topics":
         sys.path.insert(0, str(TOPICS.parents[1]))
         import topics  # the README's main job
@@ -76,8 +78,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lines: list[str] = []
-    with tempfile.TemporaryDirectory() as cache, lmprog.context(
-        lm="local", cache=True, cache_dir=Path(cache), load_prompts=False, temperature=0.0
+    with (
+        tempfile.TemporaryDirectory() as cache,
+        lmprog.context(lm="local", cache=True, cache_dir=Path(cache), load_prompts=False, temperature=0.0),
     ):
         for name in args.tasks:
             fn, metric, train, test = load(name, args.train, args.test, args.seed)
@@ -96,7 +99,9 @@ def main() -> None:
             )
             demo_sets = {"zero-shot": (), "bootstrap": boot.states[fn].demos}
             majority = collections.Counter(str(r["label"]) for r in test).most_common(1)[0]
-            lines.append(f"\n## {name}: {len(test)} test examples, majority class {majority[0]} {100 * majority[1] / len(test):.1f}")
+            lines.append(
+                f"\n## {name}: {len(test)} test examples, majority class {majority[0]} {100 * majority[1] / len(test):.1f}"
+            )
             lines.append(f"bootstrap: {len(demo_sets['bootstrap'])} demos, {boot.usage.requests} requests")
             lines.append("| demos | layout | decode | accuracy | predicted labels | seconds |")
             lines.append("|---|---|---|---|---|---|")
@@ -108,11 +113,15 @@ def main() -> None:
                     states = {
                         "sample": base,
                         "score": scoring,
-                        "calibrated": State(demos=tuple(demos), layout=layout, decode="calibrated", calibration=prior),
+                        "calibrated": State(
+                            demos=tuple(demos), layout=layout, decode="calibrated", calibration=prior
+                        ),
                     }
                     for decode, state in states.items():
                         score, counts, seconds = evaluate(fn, metric, test, state)
-                        line = f"| {demos_name} | {layout} | {decode} | {score:.1f} | {counts} | {seconds:.0f} |"
+                        line = (
+                            f"| {demos_name} | {layout} | {decode} | {score:.1f} | {counts} | {seconds:.0f} |"
+                        )
                         lines.append(line)
                         print(line, flush=True)
     report = "\n".join(lines)

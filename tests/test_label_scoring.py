@@ -54,7 +54,10 @@ def summary(text: str) -> str:
 
 
 def test_label_options_of_literal_enum_and_bool_and_none_otherwise() -> None:
-    assert [o.text for o in label_options(signature_from_function(sentiment)) or ()] == ["positive", "negative"]
+    assert [o.text for o in label_options(signature_from_function(sentiment)) or ()] == [
+        "positive",
+        "negative",
+    ]
     assert [(o.value, o.text) for o in label_options(signature_from_function(colour)) or ()] == [
         (Colour.RED, "red"),
         (Colour.BLUE, "blue"),
@@ -73,7 +76,11 @@ def test_forced_grammar_round_trips_hostile_text() -> None:
 
 
 def test_sequence_logprob_sums_the_spelling_tokens_and_ignores_the_end_token() -> None:
-    tokens = [{"token": " pos", "logprob": -0.5}, {"token": "itive", "logprob": -0.25}, {"token": "", "logprob": -3.0}]
+    tokens = [
+        {"token": " pos", "logprob": -0.5},
+        {"token": "itive", "logprob": -0.25},
+        {"token": "", "logprob": -3.0},
+    ]
     assert sequence_logprob(tokens, " positive") == pytest.approx(-0.75)
     with pytest.raises(ValueError, match="spell ' pos', not ' positive'"):
         sequence_logprob(tokens[:1], " positive")
@@ -171,7 +178,9 @@ def test_content_free_inputs_fill_every_input_field() -> None:
 
 
 def test_enum_and_bool_outputs_are_returned_as_their_values() -> None:
-    lm = ScriptedLM([], constraint="grammar", logprobs=lambda m, text: {"blue": -0.1, "no": -0.2}.get(text, -2.0))
+    lm = ScriptedLM(
+        [], constraint="grammar", logprobs=lambda m, text: {"blue": -0.1, "no": -0.2}.get(text, -2.0)
+    )
     with lmprog.context(lm=lm):
         assert make(colour, decode="score")("sky") is Colour.BLUE
         assert make(is_question, decode="score")("hello") is False
@@ -180,13 +189,17 @@ def test_enum_and_bool_outputs_are_returned_as_their_values() -> None:
 def test_an_lm_without_a_grammar_scores_from_the_first_tokens_top_alternatives() -> None:
     reply = Completion(
         "neg",
-        logprobs=[{"token": "neg", "logprob": -0.3, "top_logprobs": [{"token": "positive", "logprob": -1.2}]}],
+        logprobs=[
+            {"token": "neg", "logprob": -0.3, "top_logprobs": [{"token": "positive", "logprob": -1.2}]}
+        ],
     )
     lm = ScriptedLM([reply], logprobs=True)
     with lmprog.context(lm=lm), trace() as t:
         assert make(sentiment, decode="score")("x") == "negative"
     [call] = lm.calls
-    assert call.params["max_tokens"] == 1 and call.params["top_logprobs"] == 20 and "grammar" not in call.params
+    assert (
+        call.params["max_tokens"] == 1 and call.params["top_logprobs"] == 20 and "grammar" not in call.params
+    )
     assert t.spans[0].scores == {"positive": -1.2, "negative": -0.3}
 
 

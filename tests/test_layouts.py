@@ -83,7 +83,9 @@ def test_a_bad_layout_is_a_usage_error_naming_the_choices() -> None:
 
 
 def test_the_lead_space_grammar_allows_one_space_before_the_root() -> None:
-    assert lead_space_grammar('root ::= ("a" | "b")\nx ::= "c"\n') == 'root ::= " "? (("a" | "b"))\nx ::= "c"\n'
+    assert (
+        lead_space_grammar('root ::= ("a" | "b")\nx ::= "c"\n') == 'root ::= " "? (("a" | "b"))\nx ::= "c"\n'
+    )
     assert parse_output(signature_from_function(classify), " billing") == "billing"
 
 
@@ -150,10 +152,16 @@ def test_a_failed_completion_reply_is_retried_as_a_transcript_with_the_errors() 
 
 def test_setting_the_instruction_or_demos_keeps_the_layout_and_decoding() -> None:
     fn = lm_function(classify)
-    fn.state = State(demos=DEMOS, layout="transcript", decode="calibrated", calibration={"billing": 0.5, "bug": 0.5})
+    fn.state = State(
+        demos=DEMOS, layout="transcript", decode="calibrated", calibration={"billing": 0.5, "bug": 0.5}
+    )
     fn.instruction = "Read it twice."
     fn.demos = DEMOS[:1]
-    assert (fn.state.layout, fn.state.decode, fn.state.instruction) == ("transcript", "calibrated", "Read it twice.")
+    assert (fn.state.layout, fn.state.decode, fn.state.instruction) == (
+        "transcript",
+        "calibrated",
+        "Read it twice.",
+    )
 
 
 def test_refine_keeps_the_layout_when_it_adds_its_hint() -> None:

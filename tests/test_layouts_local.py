@@ -11,7 +11,6 @@ from typing import Literal
 
 import pytest
 
-import lmprog
 from lmprog import lm_function, settings
 from lmprog.format import calibration_prior
 from lmprog.function import State, content_free_scores
@@ -20,7 +19,8 @@ from lmprog.trace import trace
 pytestmark = [
     pytest.mark.local,
     pytest.mark.skipif(
-        importlib.util.find_spec("xllamacpp") is None, reason="needs the local extra: pip install 'lmprog[local]'"
+        importlib.util.find_spec("xllamacpp") is None,
+        reason="needs the local extra: pip install 'lmprog[local]'",
     ),
 ]
 

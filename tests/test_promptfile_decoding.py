@@ -84,18 +84,31 @@ def edit(path: Path, old: str, new: str) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("layout: transcript", "layout: grid", r":\d+: layout: must be one of chat, transcript, completion, got 'grid'"),
+        (
+            "layout: transcript",
+            "layout: grid",
+            r":\d+: layout: must be one of chat, transcript, completion, got 'grid'",
+        ),
         ("layout: transcript", "layout: [chat]", r":\d+: layout: must be one of .*got \['chat'\]"),
         ("decode: calibrated", "decode: greedy", r":\d+: decode: must be one of sample, score, calibrated"),
         ("  billing: 0.75", "  billing: 7.5", r":\d+: calibration: 'billing': 7.5 is not a probability"),
         ("  billing: 0.75", "  billing: .nan", r":\d+: calibration: 'billing': nan is not a probability"),
         ("  billing: 0.75", "  billing: yes", r":\d+: calibration: 'billing': True is not a probability"),
-        ("  billing: 0.75", "  refunds: 0.75", r":\d+: calibration: its options \['bug', 'refunds'\] are not"),
+        (
+            "  billing: 0.75",
+            "  refunds: 0.75",
+            r":\d+: calibration: its options \['bug', 'refunds'\] are not",
+        ),
     ],
 )
 def test_hostile_values_are_refused_naming_file_line_and_field(old: str, new: str, message: str) -> None:
     fn = make()
-    path = write(fn, State(demos=DEMOS, layout="transcript", decode="calibrated", calibration={"billing": 0.75, "bug": 0.25}))
+    path = write(
+        fn,
+        State(
+            demos=DEMOS, layout="transcript", decode="calibrated", calibration={"billing": 0.75, "bug": 0.25}
+        ),
+    )
     edit(path, old, new)
     with pytest.raises(PromptFileError, match=str(path).replace(".", r"\.") + message):
         load_state(fn)

@@ -90,10 +90,16 @@ def test_every_layout_and_decoding_is_tried_and_the_best_kept() -> None:
     assert tried["chat", "score"]["score"] == 50.0 and tried["chat", "score"]["collapsed"]
     assert tried["chat", "calibrated"]["score"] == 100.0
     state = result.states[sentiment]
-    assert (state.layout, state.decode, state.calibration) == ("transcript", "sample", None)  # first of the best
+    assert (state.layout, state.decode, state.calibration) == (
+        "transcript",
+        "sample",
+        None,
+    )  # first of the best
     assert result.score == 100.0
     assert result.label_counts == {sentiment.signature.qualname: {"negative": 2, "positive": 2}}
-    assert [c.label for c in result.candidates if c.label.startswith("layout=")][0] == "layout=transcript decode=sample"
+    assert [c.label for c in result.candidates if c.label.startswith("layout=")][
+        0
+    ] == "layout=transcript decode=sample"
 
 
 def test_calibration_is_chosen_and_stored_when_it_is_what_works() -> None:
@@ -109,7 +115,11 @@ def test_calibration_is_chosen_and_stored_when_it_is_what_works() -> None:
 
 
 def test_a_collapsed_variant_never_replaces_one_that_is_not_whatever_its_score() -> None:
-    val = [*VAL, {"review": "great again", "output": "positive"}, {"review": "great twice", "output": "positive"}]
+    val = [
+        *VAL,
+        {"review": "great again", "output": "positive"},
+        {"review": "great twice", "output": "positive"},
+    ]
 
     def respond(messages: Messages) -> str:
         if layout_of(messages) == "transcript":
@@ -117,7 +127,9 @@ def test_a_collapsed_variant_never_replaces_one_that_is_not_whatever_its_score()
         return "positive" if "great fun" in question(messages) else "negative"  # 3 of 6, both labels
 
     with lmprog.context(lm=ScriptedLM(respond)):
-        result = optimize(sentiment, TRAIN, metric, valset=val, optimizer="labeled", save=False, apply=False, progress=False)
+        result = optimize(
+            sentiment, TRAIN, metric, valset=val, optimizer="labeled", save=False, apply=False, progress=False
+        )
     [base, transcript] = result.details["variants"]
     assert transcript["score"] > base["score"] and transcript["collapsed"] and not base["collapsed"]
     assert result.states[sentiment].layout == "chat" and result.score == base["score"]
