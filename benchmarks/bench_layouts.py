@@ -99,9 +99,8 @@ def main() -> None:
             )
             demo_sets = {"zero-shot": (), "bootstrap": boot.states[fn].demos}
             majority = collections.Counter(str(r["label"]) for r in test).most_common(1)[0]
-            lines.append(
-                f"\n## {name}: {len(test)} test examples, majority class {majority[0]} {100 * majority[1] / len(test):.1f}"
-            )
+            share = 100 * majority[1] / len(test)
+            lines.append(f"\n## {name}: {len(test)} test examples, majority class {majority[0]} {share:.1f}")
             lines.append(f"bootstrap: {len(demo_sets['bootstrap'])} demos, {boot.usage.requests} requests")
             lines.append("| demos | layout | decode | accuracy | predicted labels | seconds |")
             lines.append("|---|---|---|---|---|---|")

@@ -133,7 +133,7 @@ def test_a_chat_only_lm_refuses_a_prompt_message_with_a_clear_error() -> None:
     lm = ScriptedLM(["x"])
     with pytest.raises(UsageError, match="takes chat messages only"):
         lm.complete([{"role": PROMPT_ROLE, "content": "hello"}])
-    with pytest.raises(UsageError, match="a plain-text prompt .* needs the embedded model"):
+    with pytest.raises(UsageError, match=r"a plain-text prompt .* needs the embedded model"):
         lmprog.LM("openai/gpt-4o-mini").complete([{"role": PROMPT_ROLE, "content": "hello"}])
 
 

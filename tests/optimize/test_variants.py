@@ -97,9 +97,8 @@ def test_every_layout_and_decoding_is_tried_and_the_best_kept() -> None:
     )  # first of the best
     assert result.score == 100.0
     assert result.label_counts == {sentiment.signature.qualname: {"negative": 2, "positive": 2}}
-    assert [c.label for c in result.candidates if c.label.startswith("layout=")][
-        0
-    ] == "layout=transcript decode=sample"
+    labels = [c.label for c in result.candidates if c.label.startswith("layout=")]
+    assert labels[0] == "layout=transcript decode=sample"
 
 
 def test_calibration_is_chosen_and_stored_when_it_is_what_works() -> None:
