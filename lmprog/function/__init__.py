@@ -3,7 +3,7 @@ its per-function state.
 
 Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMFunction``,
 ``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy),
-``_score`` (label scoring calls), ``_layouts`` (the layout a call uses on its LM) and
+``_score`` (label scoring calls) and
 ``_pickle`` (how an lm_function travels to process workers). May import every layer below it:
 ``signature``, ``lm``, ``format``, ``trace``, ``promptfile`` and (on first use, for its libcst)
 ``source``.

@@ -32,9 +32,8 @@ from typing import Annotated, Any, Generic, Literal, ParamSpec, TypeVar, cast, g
 from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
-from lmprog.function._layouts import layout_for
 from lmprog.function._pickle import by_reference, find
-from lmprog.function._run import _counted, _Run, wire_demos
+from lmprog.function._run import _counted, _Run, layout_for, wire_demos
 from lmprog.function._score import ScoreRun, wants_scoring
 from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State

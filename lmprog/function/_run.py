@@ -1,12 +1,22 @@
 """One call of an lm_function: messages out, completions in, until a reply parses or the retries
 run out (the retry policy is described in :mod:`lmprog.function._function`).
 
+The layout a call uses (:func:`layout_for`) is the state's, unless the LM cannot take it: the
+``"completion"`` layout is a plain-text prompt (:mod:`lmprog.format._layout`), and an LM whose
+``takes_prompt()`` is false (a litellm chat model) gets the ``"transcript"`` layout instead, the same
+content as chat messages, with a warning logged once per function and model. Falling back rather
+than failing keeps a prompt file optimized on the embedded model usable on a chat model; the span's
+messages show what was sent. A reply of the completion layout that fails to parse is retried as a
+transcript (a plain prompt cannot carry the errors back).
+
 :class:`_Run` reads the function through the :class:`RunSpec` protocol (an ``LMFunction`` is
 one), so this module does not import the class it serves.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -15,6 +25,7 @@ from lmprog import settings
 from lmprog.errors import OutputParseError, TruncatedOutputError
 from lmprog.format import (
     COMPLETION_STOP,
+    Layout,
     ParseFailure,
     constraint_params,
     lead_space_grammar,
@@ -23,7 +34,6 @@ from lmprog.format import (
     reply_format,
     retry_messages,
 )
-from lmprog.function._layouts import layout_for
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, split_reasoning
@@ -61,6 +71,8 @@ class RunSpec(Protocol):
     @property
     def wire_signature(self) -> Signature: ...
 
+
+_logger = logging.getLogger("lmprog.function")
 
 #: Retries of a reply in the wrong format (one retry: at most 2 requests per format failure).
 FORMAT_RETRIES = 1
@@ -215,6 +227,28 @@ class _Run:
         if self.span is not None:
             self.span.output = self._value
         return self._value
+
+
+_warned: set[tuple[str, str]] = set()
+_lock = threading.Lock()
+
+
+def layout_for(func: Any, lm: BaseLM, layout: Layout) -> Layout:
+    """The layout a call of ``func`` on ``lm`` uses for the state's ``layout``."""
+    if layout != "completion" or lm.takes_prompt():
+        return layout
+    key = (str(func.signature.qualname), lm.model)
+    with _lock:
+        first = key not in _warned
+        _warned.add(key)
+    if first:
+        _logger.warning(
+            "%s: layout 'completion' needs an LM that continues plain text (the embedded model); "
+            "%s takes chat messages only, so the 'transcript' layout is used",
+            func.signature.qualname,
+            lm.model,
+        )
+    return "transcript"
 
 
 def wire_demos(signature: Signature, demos: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -36,8 +36,7 @@ from lmprog.format import (
     render_messages,
     sequence_logprob,
 )
-from lmprog.function._layouts import layout_for
-from lmprog.function._run import wire_demos
+from lmprog.function._run import layout_for, wire_demos
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.trace import Span
