@@ -74,6 +74,18 @@ def test_multi_output_blocks_hold_name_lines_and_no_cue() -> None:
     )
 
 
+def test_several_outputs_in_the_completion_layout_start_on_a_new_line() -> None:
+    sig = signature_from_function(judge)
+    [prompt] = render_messages(sig, {"claim": "grass is red"}, layout="completion")
+    assert prompt["content"].endswith("\n---\nclaim: grass is red\ncontext:\n")
+    fn = lm_function(judge)
+    fn.state = State(layout="completion")
+    lm = ScriptedLM(["reasoning: it is green\nanswer: no"], constraint="grammar", takes_prompt=True)
+    with lmprog.context(lm=lm):
+        assert fn("grass is red") == Verdict(reasoning="it is green", answer=False)
+    assert lm.calls[0].params["grammar"].startswith('root ::= "reasoning: "')
+
+
 def test_a_bad_layout_is_a_usage_error_naming_the_choices() -> None:
     sig = signature_from_function(classify)
     with pytest.raises(UsageError, match="layout must be one of chat, transcript, completion, got 'grid'"):

@@ -14,8 +14,9 @@ Three layouts, a per-function setting (``State.layout``, recorded in the prompt 
   ``takes_prompt()`` is true (the embedded model) can take it; for any other LM an lm_function
   falls back to ``"transcript"`` (logged once per function and model; the span's messages show
   what was sent). After a single output's ``name:`` cue the model writes a space first, so the
-  grammar allows one leading space (:func:`lead_space_grammar`); a reply stops at the next
-  ``---`` line (:data:`COMPLETION_STOP`).
+  grammar allows one leading space (:func:`lead_space_grammar`); several outputs start on the
+  line after the input (the prompt ends with a newline). A reply stops at the next ``---`` line
+  (:data:`COMPLETION_STOP`).
 
 Every layout writes values the way :mod:`lmprog.format._prompt` does, so one parser reads them all.
 """

@@ -123,6 +123,8 @@ def _laid_out(
             answer = single_output_line(field.name, render_output_value(value, single=True))
         blocks.append((_input_lines(signature, demo, demo_index=index), answer))
     body = transcript_text(signature, _input_lines(signature, inputs), blocks)
+    if layout == "completion" and signature.multi_output:
+        body += "\n"  # the model continues with the first output's header on a line of its own
     return layout_messages(_system_message(signature, instruction), body, layout)
 
 
