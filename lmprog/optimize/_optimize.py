@@ -7,7 +7,7 @@ import logging
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from lmprog.data import load_dataset, split
 from lmprog.errors import BudgetExceededError, UsageError
@@ -56,7 +56,7 @@ def optimize(
     threads: int = 8,
     progress: bool = True,
     apply: bool = True,
-    variants: bool = True,
+    variants: bool | Literal["all"] = True,
     **options: Any,
 ) -> OptimizationResult:
     """Optimize the instructions and demos of every lm_function ``program`` reaches.
@@ -77,9 +77,10 @@ def optimize(
         threads: examples evaluated in parallel.
         progress: show progress bars.
         apply: apply the chosen states to the functions in this process.
-        variants: after the optimizer, try each prompt layout and label decoding (scored options,
-            calibrated) on the validation data within the budget left and keep the best
-            (:mod:`lmprog.optimize.variants`); False keeps the optimizer's choice as it is.
+        variants: after the optimizer, try each prompt layout, then scored and calibrated labels
+            in the best one, on the validation data within the budget left and keep the best
+            (:mod:`lmprog.optimize.variants`); ``"all"`` scores labels in every layout; False
+            keeps the optimizer's choice as it is.
         **options: passed to a named optimizer's constructor.
 
     Returns:
@@ -117,7 +118,7 @@ def optimize(
                 except BudgetExceededError as e:
                     result.stopped_by = e.what
             if variants and task.valset and result.stopped_by is None:
-                choose_variant(task, result, used=lambda: scope.total.requests)
+                choose_variant(task, result, used=lambda: scope.total.requests, grid=variants == "all")
             # a result is written only over committed prompt files it beats (see saving.py)
             verdict = save_verdict(task, result) if save else None
     result.usage = scope.total

@@ -7,10 +7,12 @@ calibration (``sample``, ``score``, ``calibrated``; :mod:`lmprog.format._labels`
 answers the same demos very differently across these, so ``optimize()`` runs
 :func:`choose_variant` after the optimizer (``optimize(..., variants=False)`` opts out):
 
-1. the variants: each layout the program's LMs can take (``completion`` only when every
-   function's LM continues plain text) times each decoding (``score`` and ``calibrated`` only
-   when some function has a single categorical output and an LM that returns logprobs; a
-   function without one keeps ``sample``). The same variant applies to every function.
+1. the variants: sampling in each layout the program's LMs can take (``completion`` only when
+   every function's LM continues plain text), then ``score`` and ``calibrated`` in the layout
+   that ranked best so far (only when some function has a single categorical output and an LM
+   that returns logprobs; a function without one keeps ``sample``): at most 4 evaluations beyond
+   the optimizer's choice. ``variants="all"`` scores options in every layout (up to 8). The same
+   variant applies to every function.
 2. each is evaluated on the validation data, cheapest first (sampling before scoring), and only
    when its estimated requests fit what is left of ``Budget(max_calls=...)``; a budget refusal
    ends the step and keeps what was measured. ``calibrated`` first scores the options on the
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lmprog.errors import BudgetExceededError, EvaluationError, LMError
@@ -63,9 +65,12 @@ class _Tried:
         return out
 
 
-def choose_variant(task: Task, result: OptimizationResult, used: Callable[[], int]) -> None:
+def choose_variant(
+    task: Task, result: OptimizationResult, used: Callable[[], int], *, grid: bool = False
+) -> None:
     """Try the layout x decoding variants of ``result.states`` on ``task.valset`` and keep the
-    best in ``result`` (states, score, label counts); ``used()`` is the requests spent so far."""
+    best in ``result`` (states, score, label counts); ``used()`` is the requests spent so far.
+    ``grid``: score options in every layout, not only in the best one found by sampling."""
     if not task.valset or not result.states:
         return
     functions = [fn for fn in task.functions if fn in result.states]
@@ -80,8 +85,15 @@ def choose_variant(task: Task, result: OptimizationResult, used: Callable[[], in
     tried = [base]
     best, best_states = base, dict(result.states)
     base_checked = False
-    combos = [(lay, dec) for dec in decodes for lay in layouts if (lay, dec) != (base.layout, base.decode)]
-    for layout, decode in combos:
+
+    def combos() -> Iterator[tuple[Layout, Decode]]:
+        yield from ((lay, decodes[0]) for lay in layouts)
+        scoring = layouts if grid else [best.layout]  # the best so far, once sampling is measured
+        yield from ((lay, dec) for dec in decodes[1:] for lay in scoring)
+
+    for layout, decode in combos():
+        if (layout, decode) == (base.layout, base.decode):
+            continue
         variant = _Tried(layout, decode)
         tried.append(variant)
         cost = _estimate(task, functions, scorable, decode)

@@ -79,9 +79,9 @@ def run(lm: ScriptedLM, **kwargs: Any) -> lmprog.OptimizationResult:
         )
 
 
-def test_every_layout_and_decoding_is_tried_and_the_best_kept() -> None:
+def test_with_all_every_layout_and_decoding_is_tried_and_the_best_kept() -> None:
     lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
-    result = run(lm)
+    result = run(lm, variants="all")
     tried = {(v["layout"], v["decode"]): v for v in result.details["variants"]}
     assert len(tried) == 9 and not any("skipped" in v for v in tried.values())
     assert tried["chat", "sample"]["score"] == 50.0 and tried["chat", "sample"]["collapsed"]
@@ -99,6 +99,21 @@ def test_every_layout_and_decoding_is_tried_and_the_best_kept() -> None:
     assert result.label_counts == {sentiment.signature.qualname: {"negative": 2, "positive": 2}}
     labels = [c.label for c in result.candidates if c.label.startswith("layout=")]
     assert labels[0] == "layout=transcript decode=sample"
+
+
+def test_by_default_labels_are_scored_in_the_best_sampled_layout_only() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    result = run(lm)
+    tried = [(v["layout"], v["decode"]) for v in result.details["variants"]]
+    assert tried == [
+        ("chat", "sample"),
+        ("transcript", "sample"),
+        ("completion", "sample"),
+        ("transcript", "score"),
+        ("transcript", "calibrated"),
+    ]
+    assert result.details["variants"][3]["collapsed"]  # the label bias: "positive" for everything
+    assert result.states[sentiment].layout == "transcript" and result.score == 100.0
 
 
 def test_calibration_is_chosen_and_stored_when_it_is_what_works() -> None:
@@ -156,7 +171,7 @@ def test_the_prompt_file_records_the_choice_and_what_was_tried(prompt_dir: Path)
     [path] = result.files
     doc = yaml.safe_load(path.read_text())
     assert doc["layout"] == "transcript" and "decode" not in doc
-    assert len(doc["provenance"]["variants"]) == 9
+    assert len(doc["provenance"]["variants"]) == 5
     assert {"layout": "chat", "decode": "sample", "score": 50.0} == {
         k: doc["provenance"]["variants"][0][k] for k in ("layout", "decode", "score")
     }
