@@ -175,3 +175,9 @@ def test_the_prompt_file_records_the_choice_and_what_was_tried(prompt_dir: Path)
     assert {"layout": "chat", "decode": "sample", "score": 50.0} == {
         k: doc["provenance"]["variants"][0][k] for k in ("layout", "decode", "score")
     }
+
+
+def test_the_summary_names_the_chosen_layout_and_decoding() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    summary = run(lm).summary()
+    assert "layout: transcript, decode: sample (best of 5 variants tried on validation data)" in summary
