@@ -21,6 +21,7 @@ from lmprog.errors import (
     EvaluationError,
     LMError,
     LmprogError,
+    MaxStepsError,
     MissingDependencyError,
     OutputParseError,
     PromptFileError,
@@ -30,9 +31,19 @@ from lmprog.errors import (
     UsageError,
 )
 from lmprog.evaluate import EvaluationResult, ExampleResult, evaluate
-from lmprog.function import LMFunction, lm_function
+from lmprog.function import (
+    FinalOutput,
+    LMFunction,
+    PartialOutput,
+    Restart,
+    StreamEvent,
+    TextChunk,
+    lm_function,
+)
 from lmprog.optimize import Budget, OptimizationResult, optimize
 from lmprog.settings import configure, context
+from lmprog.signature import History, Turn
+from lmprog.tools import Tool
 from lmprog.trace import trace, traced
 from lmprog.usage import Usage
 
@@ -41,7 +52,7 @@ make_callable(__name__, "evaluate", "optimize", "trace")
 
 if TYPE_CHECKING:
     from lmprog import metrics
-    from lmprog.lm import LM, BaseLM, Completion
+    from lmprog.lm import LM, BaseLM, Completion, ToolCall
     from lmprog.metrics import Feedback
     from lmprog.source import ProgramSource, analyze
 
@@ -49,6 +60,7 @@ _LAZY = {
     "LM": "lmprog.lm",
     "BaseLM": "lmprog.lm",
     "Completion": "lmprog.lm",
+    "ToolCall": "lmprog.lm",
     "Feedback": "lmprog.metrics",
     "analyze": "lmprog.source",
     "ProgramSource": "lmprog.source",
@@ -80,17 +92,27 @@ __all__ = [
     "Example",
     "ExampleResult",
     "Feedback",
+    "FinalOutput",
+    "History",
     "LMError",
     "LMFunction",
     "LmprogError",
+    "MaxStepsError",
     "MissingDependencyError",
     "OptimizationResult",
     "OutputParseError",
+    "PartialOutput",
     "ProgramSource",
     "PromptFileError",
+    "Restart",
     "SignatureError",
+    "StreamEvent",
+    "TextChunk",
+    "Tool",
+    "ToolCall",
     "TransientLMError",
     "TruncatedOutputError",
+    "Turn",
     "Usage",
     "UsageError",
     "__version__",

@@ -100,6 +100,31 @@ class TruncatedOutputError(OutputParseError):
         )
 
 
+class MaxStepsError(LmprogError):
+    """An lm_function with tools still called a tool after ``max_steps`` turns of tool calls.
+
+    Attributes:
+        function: the lm_function's qualified name.
+        max_steps: the limit that was reached.
+        transcript: every tool call of the run, in order: ``{"tool", "arguments", "result"}``
+            or ``{"tool", "arguments", "error"}`` (what the model was shown).
+        raw: the last completion (the call that was refused).
+    """
+
+    def __init__(self, function: str, max_steps: int, transcript: Sequence[Any], raw: str) -> None:
+        self.function = function
+        self.max_steps = max_steps
+        self.transcript = list(transcript)
+        self.raw = raw
+        called = ", ".join(str(step.get("tool")) for step in self.transcript if isinstance(step, dict))
+        shown = raw if len(raw) <= 300 else raw[:300] + "..."
+        super().__init__(
+            f"{function}: the model still called a tool after max_steps={max_steps} turns of tool "
+            f"calls (called: {called or 'none'}); raise max_steps (@lm_function(max_steps=...)) or "
+            f"give it demos that answer sooner. Last completion: {shown!r}"
+        )
+
+
 class LMError(LmprogError):
     """The language model provider failed (after retries where the failure was transient)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -139,7 +140,7 @@ def test_optimize_prints_estimate_results_files_and_writes_report(project: Path)
     assert "<svg" in (project / "report.html").read_text()
 
 
-def test_optimize_mipro_shows_its_estimate_and_respects_the_call_cap(project: Path) -> None:
+def test_optimize_mipro_refuses_a_call_cap_below_its_smallest_plan(project: Path) -> None:
     code, out = invoke(
         "optimize",
         "prog.py:pipeline",
@@ -151,11 +152,29 @@ def test_optimize_mipro_shows_its_estimate_and_respects_the_call_cap(project: Pa
         "0",
         "--no-save",
     )
-    assert code == 1, out  # nothing was measured: nothing optimized
-    assert "with mipro" in out and "estimated LM calls: about 0" in out
-    assert "stopped by budget" in out and "max_calls" in out
-    assert "nothing optimized" in out
+    assert code == 2, out  # refused before any call: nothing was spent
+    assert "Budget(max_calls=0) is below the smallest plan for this task, 9 calls" in out
+    assert "raise max_calls to at least 9" in out
     assert not (project / "prompts").exists()
+
+
+def test_optimize_mipro_shows_the_plan_that_fits_its_call_cap(project: Path) -> None:
+    code, out = invoke(
+        "optimize",
+        "prog.py:pipeline",
+        "--train",
+        "train.jsonl",
+        "--metric",
+        "exact_match",
+        "--max-calls",
+        "20",
+        "--no-save",
+    )
+    assert code == 0, out
+    assert "with mipro" in out and "plan: " in out and "of max_calls 20" in out
+    assert "scaled down" in out and "num_trials 16 ->" in out
+    calls = int(re.search(r"LM calls\s+\d+ \((\d+) requests", out).group(1))  # type: ignore[union-attr]
+    assert calls <= 20
 
 
 def test_eval_prints_the_score_table_and_saves_a_trace(project: Path) -> None:
@@ -168,6 +187,76 @@ def test_eval_prints_the_score_table_and_saves_a_trace(project: Path) -> None:
     assert code == 0, out
     assert "16 spans, 8 lm call(s)" in out
     assert out.count("pipeline") >= 8 and "classify" in out and " ms" in out and "tokens" in out
+
+
+def test_trace_show_prints_the_metric_score_and_feedback_of_each_run(project: Path) -> None:
+    (project / "fb.py").write_text(
+        "from lmprog import Feedback\n"
+        "def judged(example, prediction):\n"
+        "    ok = example['label'] == prediction\n"
+        "    return Feedback(ok, None if ok else f'wanted {example[\"label\"]}, said {prediction}')\n"
+    )
+    code, out = invoke(
+        "eval", "prog.py:pipeline", "--data", "train.jsonl", "-m", "fb.py:judged", "--trace", "t.jsonl"
+    )
+    assert code == 0, out
+    code, out = invoke("trace", "show", "t.jsonl")
+    assert code == 0, out
+    assert out.count("score 100") == 3 and out.count("score 0") == 5
+    assert "feedback: wanted billing, said bug" in out and "feedback: wanted feature, said bug" in out
+
+
+KEYWORD_RULE = "Decide by keyword: charged, refund or invoice is billing; crash, error or broken is bug."
+
+
+def test_optimize_reflect_takes_its_options_and_uses_the_reflection_model(project: Path) -> None:
+    reflections: list[str] = []
+
+    def answer(request: InterceptedRequest, send: Callable[[], Completion]) -> Completion:
+        if request.lm.model == "openai/reflector":  # answered here: nothing reaches a provider
+            reflections.append(request.messages[-1]["content"])
+            return Completion(text=KEYWORD_RULE)
+        if request.messages[0]["content"].startswith("Decide by keyword"):
+            ticket = request.messages[-1]["content"].lower()
+            words = {"charged": "billing", "refund": "billing", "invoice": "billing", "crash": "bug"}
+            words |= {"error": "bug", "broken": "bug"}
+            return Completion(text=next((y for w, y in words.items() if w in ticket), "feature"))
+        return send()
+
+    args = ["optimize", "prog.py:pipeline", "--train", "train.jsonl", "-m", "exact_match"]
+    args += ["--optimizer", "reflect", "--reflection-model", "openai/reflector", "--gate", "paired"]
+    args += ["--minibatch-size", "4", "--iterations", "2", "--threads", "1", "--report", "r.html"]
+    args += ["--storage", "runs.db", "--study", "cli-reflect"]  # the optuna storage, as MIPRO's
+    with intercept_requests(answer):
+        code, out = invoke(*args)
+    assert code == 0, out
+    assert len(reflections) >= 1 and "## Run 4" in reflections[0] and "## Run 5" not in reflections[0]
+    doc = yaml.safe_load((project / "prompts" / "prog.classify.yaml").read_text())
+    assert doc["instruction"] == KEYWORD_RULE and doc["provenance"]["optimizer"] == "reflect"
+    page = (project / "r.html").read_text()
+    assert "<td>4 paired</td>" in page
+    import optuna
+
+    attrs = optuna.load_study(study_name="cli-reflect", storage="sqlite:///runs.db").user_attrs
+    gates = {
+        v["gate"] for k, v in attrs.items() if k.startswith("reflect:iteration:") and v["kind"] == "reflect"
+    }
+    assert gates == {"paired"} and not (project / ".lmprog" / "reflect.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gate", "vote"], "gate must be 'auto', 'improve' or 'paired'"),
+        (["--init", "magic"], "init must be 'none', 'bootstrap' or 'knn'"),
+    ],
+)
+def test_optimize_reflect_refuses_bad_options(project: Path, args: list[str], message: str) -> None:
+    base = ["optimize", "prog.py:pipeline", "--train", "train.jsonl", "-m", "exact_match", "--optimizer"]
+    code, out = invoke(*base, "reflect", *args)
+    assert code == 2 and message in " ".join(out.split()), out
+    code, out = invoke(*base, "mipro", "--minibatch-size", "3", "--iterations", "2")
+    assert code == 2 and "--minibatch-size, --iterations: only --optimizer reflect" in out, out
 
 
 def test_model_option_overrides_the_programs_lm(project: Path) -> None:

@@ -97,6 +97,8 @@ SAMPLES: dict[str, Any] = {
     "limit": 10,
     "used": 11,
     "result": EvaluationResult([], 1.0, "p", "m", total=3),
+    "max_steps": 5,
+    "transcript": [{"tool": "search", "arguments": {"query": "x"}, "error": "KeyError: 'x'"}],
 }
 
 

@@ -74,3 +74,34 @@ def test_bad_feedback_is_refused_with_a_clear_error() -> None:
         Feedback(1.0, "ok", for_function={"double": 3})  # type: ignore[dict-item]
     with pytest.raises(UsageError, match="text"):
         Feedback(1.0, 3)  # type: ignore[arg-type]
+
+
+@lmprog.traced
+def twice_doubled(n: int) -> int:
+    return double(double(n))
+
+
+def test_the_metric_feedback_is_put_on_the_spans_of_the_run(tmp_path: Any) -> None:
+    from lmprog.trace import load_jsonl
+
+    data = [{"n": 1, "answer": 4}, {"n": 2, "answer": 8}]
+    with lmprog.context(lm=ScriptedLM(["2", "4", "4", "9"]), cache=False):
+        res = evaluate(twice_doubled, data, feedback_metric, threads=1, progress=False)
+    right, wrong = (r.trace for r in res.results)
+    assert right is not None and wrong is not None
+    (root,) = wrong.roots
+    assert (root.name, root.score, root.feedback) == ("twice_doubled", 0.0, "expected 8, got 9")
+    assert [(s.score, s.feedback) for s in wrong.lm_spans()] == [(None, "multiply by two")] * 2
+    assert (right.roots[0].score, right.roots[0].feedback) == (1.0, None)
+    wrong.to_jsonl(tmp_path / "t.jsonl")  # saved traces keep it
+    saved = {s.name: s for s in load_jsonl(tmp_path / "t.jsonl").roots}
+    assert saved["twice_doubled"].feedback == "expected 8, got 9" and saved["twice_doubled"].score == 0.0
+
+
+def test_a_failed_run_has_its_error_as_the_root_span_feedback() -> None:
+    with lmprog.context(lm=ScriptedLM(["many", "lots", "plenty"]), cache=False):
+        res = evaluate(double, [{"n": 1, "answer": 2}], feedback_metric, threads=1, progress=False)
+    tr = res.results[0].trace
+    assert tr is not None
+    (root,) = tr.roots
+    assert root.score == 0.0 and root.feedback == res.results[0].error and root.feedback

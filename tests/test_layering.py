@@ -40,8 +40,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("lmprog.signature", "lmprog.data", "lmprog.source", "lmprog.lm"),
     # the wire format (signature -> messages, completion -> values) and the call tree
     ("lmprog.format", "lmprog.trace"),
-    # prompt files (below the functions that load them) and metrics (which may read a trace)
-    ("lmprog.promptfile", "lmprog.metrics"),
+    # prompt files (below the functions that load them), metrics (which may read a trace) and
+    # tools (functions the model calls, each call a span)
+    ("lmprog.promptfile", "lmprog.metrics", "lmprog.tools"),
     ("lmprog.function",),
     ("lmprog.evaluate", "lmprog.ensemble"),
     ("lmprog.optimize",),

@@ -13,7 +13,7 @@ import pytest
 
 from lmprog import lm_function, settings
 from lmprog.format import calibration_prior
-from lmprog.function import State, content_free_scores
+from lmprog.function import FinalOutput, State, TextChunk, content_free_scores
 from lmprog.trace import trace
 
 pytestmark = [
@@ -72,3 +72,14 @@ def test_calibration_runs_on_content_free_inputs_and_is_used() -> None:
     with trace() as t:
         assert sentiment("What a great cast.") in ("positive", "negative")
     assert t.spans[0].scores is not None
+
+
+def test_the_completion_layout_streams_as_one_chunk_of_the_plain_prompt_call() -> None:
+    sentiment.state = State(demos=DEMOS, layout="completion")
+    with trace() as t:
+        events = list(sentiment.stream("I hated every minute of it."))
+    chunks = [e for e in events if isinstance(e, TextChunk)]
+    assert len(chunks) == 1 and isinstance(events[-1], FinalOutput)
+    assert events[-1].value in ("positive", "negative")
+    assert chunks[0].text.strip() == events[-1].value
+    assert t.spans[0].messages is not None and t.spans[0].messages[0]["role"] == "prompt"

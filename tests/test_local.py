@@ -338,3 +338,41 @@ def test_the_runtime_writes_nothing_to_stderr() -> None:
     result = _run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() and result.stderr == ""
+
+
+@pytest.mark.local
+@needs_llama
+def test_local_lm_streams_the_completion_it_returns() -> None:
+    from lmprog.lm import Completion, TextDelta
+
+    lm = LM("local")
+    whole = lm.complete(QUESTION, max_tokens=24)
+    items = list(lm.stream(QUESTION, max_tokens=24))
+    pieces = [i.text for i in items if isinstance(i, TextDelta)]
+    final = items[-1]
+    assert len(pieces) > 1 and "".join(pieces) == whole.text  # streamed token by token
+    assert isinstance(final, Completion) and final.text == whole.text
+    assert final.finish_reason == whole.finish_reason
+    assert final.usage.completion_tokens == whole.usage.completion_tokens
+
+
+@pytest.mark.local
+@needs_llama
+def test_an_lm_function_streams_on_the_local_model_to_the_value_a_call_returns() -> None:
+    from pydantic import BaseModel
+
+    from lmprog import FinalOutput, TextChunk, lm_function
+
+    class City(BaseModel):
+        country: str
+        capital: str
+
+    @lm_function(max_tokens=40)
+    def capital(country: str) -> City:
+        """Name the capital of the country."""
+
+    with settings.context(lm="local"):
+        called = capital("France")
+        events = list(capital.stream("France"))
+    assert isinstance(events[-1], FinalOutput) and events[-1].value == called
+    assert sum(isinstance(e, TextChunk) for e in events) > 1

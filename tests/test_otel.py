@@ -4,6 +4,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -294,3 +295,43 @@ def test_a_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch
 def test_bad_max_length_is_a_usage_error() -> None:
     with pytest.raises(lmprog.UsageError, match="max_length"):
         enable_otel(TracerProvider(), max_length=0)
+
+
+def test_evaluate_exports_the_metric_feedback_as_child_spans_of_the_judged_spans(
+    exporter: InMemorySpanExporter,
+) -> None:
+    def metric(example: dict[str, Any], prediction: str) -> lmprog.Feedback:
+        return lmprog.Feedback(0.5, "half right", for_function={"extract": "missed the date"})
+
+    with lmprog.context(lm=ScriptedLM(["the fact", "the answer"]), cache=False):
+        lmprog.evaluate(pipeline, [{"question": "q?", "text": "t", "answer": "a"}], metric, progress=False)
+    spans = exporter.get_finished_spans()
+    feedback = [s for s in spans if s.name == "lmprog.feedback"]
+    judged = {parent_id(s): dict(s.attributes or {}) for s in feedback}
+    ids = {s.name: span_id(s) for s in spans if s.name != "lmprog.feedback"}
+    assert set(judged) == {ids["pipeline"], ids["extract"]}
+    root = judged[ids["pipeline"]]
+    assert root["lmprog.score"] == 0.5 and root["lmprog.feedback"] == "half right"
+    assert judged[ids["extract"]]["lmprog.feedback"] == "missed the date"
+    assert "lmprog.score" not in judged[ids["extract"]]
+
+
+def test_feedback_text_is_content_and_stays_home_without_capture(provider: TracerProvider) -> None:
+    exp = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exp))
+    enable_otel(provider, capture_content=False)
+    try:
+        with lmprog.context(lm=ScriptedLM(["the fact", "the answer"]), cache=False):
+            lmprog.evaluate(
+                pipeline,
+                [{"question": "q?", "text": "t", "answer": "a"}],
+                lambda e, p: lmprog.Feedback(1.0, "secret label a"),
+                progress=False,
+            )
+    finally:
+        disable_otel()
+    (fb,) = [s for s in exp.get_finished_spans() if s.name == "lmprog.feedback"]
+    assert dict(fb.attributes or {}) == {
+        "lmprog.span_id": dict(fb.attributes or {})["lmprog.span_id"],
+        "lmprog.score": 1.0,
+    }

@@ -113,6 +113,21 @@ def test_report_reads_mipro_details_by_attribute() -> None:
     assert "mipro-x" in block and "too short" in block and "&quot;examples&quot;: 20" in block
 
 
+def test_report_shows_the_mipro_plan() -> None:
+    from lmprog import Budget
+    from lmprog.optimize import Task
+    from lmprog.optimize.mipro import MiproConfig, MiproDetails
+    from lmprog.optimize.mipro_plan import plan_run
+
+    rows = [{"text": "t", "label": "a"}] * 16
+    task = Task(print, rows, rows, lambda e, p, trace=None: 1.0, Budget(max_calls=48), seed=0, functions=[])
+    plan = plan_run(MiproConfig(num_trials=4, minibatch_size=8, retrieved_demos=0), task)
+    result = make_result()
+    result.details = MiproDetails("mipro-x", plan.calls, 0, [], {}, [], plan=plan)
+    cost = render_report(result).split("id='cost'")[1].split("</section>")[0]
+    assert "<th>plan</th>" in cost and "of max_calls 48" in cost and "scaled down: " in cost
+
+
 def test_report_escapes_content_and_is_self_contained() -> None:
     page = render_report(make_result())
     assert "<script" not in page

@@ -106,8 +106,32 @@ def optimize(
         int | None, typer.Option("--trials", min=1, help="minibatch trials in total, over all workers")
     ] = None,
     stale_after: StaleAfter = None,
+    reflection_model: Annotated[
+        str | None,
+        typer.Option(
+            "--reflection-model", help="reflect: the model that writes the edits (default: --model)"
+        ),
+    ] = None,
+    gate: Annotated[
+        str | None,
+        typer.Option("--gate", help="reflect: acceptance gate, auto (default), improve or paired"),
+    ] = None,
+    minibatch_size: Annotated[
+        int | None, typer.Option("--minibatch-size", min=1, help="reflect: examples an edit is tried on")
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", min=0, help="reflect: iterations (reflections and merges)")
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", help="reflect: start from none (default), bootstrap or knn demos"),
+    ] = None,
 ) -> None:
     """Optimize the prompts of every lm_function a program reaches, and write their prompt files.
+
+    With --optimizer reflect, --reflection-model, --gate, --minibatch-size, --iterations and
+    --init set the reflective search; its records go to .lmprog/reflect.json, so running the
+    same command again after a kill resumes it.
 
     With --storage URL (e.g. postgresql://user:password@host/db) and --study NAME, the search
     lives in that database: more `lmprog optimize` commands with the same arguments, or `lmprog
@@ -133,11 +157,16 @@ def optimize(
         study,
         trials,
         stale_after,
+        reflection_model,
+        gate,
+        minibatch_size,
+        iterations,
+        init,
     )
     from lmprog.cli._running import optimize_exit_code
 
     with _errors():
-        if storage is not None and study is not None:
+        if storage is not None and study is not None and optimizer == "mipro":
             from lmprog.cli._jobs import publish_job
 
             publish_job(args)

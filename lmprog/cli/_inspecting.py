@@ -188,6 +188,10 @@ def run_trace_show(file: Path, show_io: bool, out: Console) -> None:
                 )
         if s.error:
             text.append(f"  ERROR {s.error}", style="bold red")
+        if s.score is not None:
+            text.append(f"  score {100 * s.score:.0f}", style="bold green" if s.score >= 1 else "bold yellow")
+        if s.feedback:
+            text.append(f"\n  feedback: {_short(s.feedback)}", style="yellow")
         if show_io:
             text.append(f"\n  in: {_short(s.inputs)}\n  out: {_short(s.output)}", style="dim")
         return text

@@ -29,6 +29,7 @@ from lmprog.evaluate import evaluate
 from lmprog.lm import LM, resolve_lm
 from lmprog.optimize import Budget, make_task, optimize
 from lmprog.optimize import make_optimizer as build
+from lmprog.optimize.mipro import MIPRO, MiproPlan
 from lmprog.report import write_report
 from lmprog.trace import Trace
 from lmprog.usage import Usage, UsageScope, track
@@ -56,9 +57,31 @@ class OptimizeArgs:
     study: str | None = None
     trials: int | None = None
     stale_after: float | None = None
+    reflection_model: str | None = None
+    gate: str | None = None
+    minibatch_size: int | None = None
+    iterations: int | None = None
+    init: str | None = None
 
     def optimizer_options(self) -> dict[str, Any]:
-        """The options of the shared-study flags, for the optimizer (MIPRO only)."""
+        """The options of the shared-study flags (MIPRO only) and of the reflect flags."""
+        return {**self._study_options(), **self._reflect_options()}
+
+    def _reflect_options(self) -> dict[str, Any]:
+        given = {
+            "reflection_lm": ("--reflection-model", self.reflection_model),
+            "gate": ("--gate", self.gate),
+            "minibatch_size": ("--minibatch-size", self.minibatch_size),
+            "num_iterations": ("--iterations", self.iterations),
+            "init": ("--init", self.init),
+        }
+        options = {k: v for k, (_, v) in given.items() if v is not None}
+        if options and self.optimizer != "reflect":
+            named = ", ".join(flag for k, (flag, _) in given.items() if k in options)
+            raise CLIError(f"{named}: only --optimizer reflect takes these (not {self.optimizer})")
+        return options
+
+    def _study_options(self) -> dict[str, Any]:
         given = {
             "storage": self.storage,
             "study_name": self.study,
@@ -66,6 +89,8 @@ class OptimizeArgs:
             "stale_after": self.stale_after,
         }
         options = {k: v for k, v in given.items() if v is not None}
+        if self.optimizer == "reflect" and set(options) <= {"storage", "study_name"}:
+            return options  # a reflective run keeps its records there too (not shared by workers)
         if options and self.optimizer != "mipro":
             flags = {"storage": "--storage", "study_name": "--study", "num_trials": "--trials"}
             named = ", ".join(flags.get(k, "--stale-after") for k in options)
@@ -88,6 +113,12 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
         )
     except UsageError as e:
         raise CLIError(str(e)) from e
+    plan = None
+    if isinstance(opt, MIPRO):
+        try:
+            plan = opt.plan(task)  # a budget below the smallest plan stops here, before any call
+        except UsageError as e:
+            raise CLIError(str(e)) from e
     estimate = opt.estimate_calls(task)
     if args.max_calls is not None:
         estimate = min(estimate, args.max_calls)
@@ -101,6 +132,8 @@ def run_optimize(args: OptimizeArgs, out: Console, err: Console) -> Optimization
         f"estimated LM calls: about {estimate} (an upper bound; cached calls are free)"
         + _cost_hint(task, estimate)
     )
+    if plan is not None:
+        err.print(f"plan: {escape(plan.describe())}", soft_wrap=True)
     started = time.perf_counter()
     with live_usage(err, estimate, f"optimizing ({opt.name})"):
         result = optimize(
@@ -189,6 +222,10 @@ def results_table(result: OptimizationResult, seconds: float) -> Table:
     table.add_row("time", f"{seconds:.1f}s")
     if result.stopped_by:
         table.add_row("stopped by budget", result.stopped_by)
+    plan = getattr(result.details, "plan", None)
+    if isinstance(plan, MiproPlan) and plan.max_calls is not None:
+        table.add_row("plan", f"{plan.calls} calls of max_calls {plan.max_calls}")
+        table.add_row("scaled down", ", ".join(plan.scaled) or "nothing")
     for fn, state in result.states.items():
         inst = "optimized" if state.instruction is not None else "docstring"
         demos = f"{len(state.demos)} demo(s)"

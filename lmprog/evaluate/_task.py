@@ -25,7 +25,7 @@ from lmprog.evaluate._results import ExampleResult, usage_from_spans
 from lmprog.evaluate._workers import portable
 from lmprog.function import LMFunction, State, use_states
 from lmprog.metrics import Feedback
-from lmprog.trace import Span, Trace, trace
+from lmprog.trace import Span, Trace, annotate, trace
 from lmprog.usage import Usage, joined
 
 
@@ -121,6 +121,7 @@ class Task:
             usage = usage + usage_from_spans(metric_spans)
         if error is not None:  # what went wrong is the feedback (a reply that did not parse...)
             feedback = Feedback(0.0, error)
+        judge_spans(program_trace, value, feedback)
         in_process = self.context is not None
         if not in_process and exception is not None:
             exception = portable(exception)
@@ -163,6 +164,20 @@ class Task:
             f"returned {'Feedback with score ' if feedback else ''}{value!r} ({type(value).__name__}); "
             "a metric returns a bool, a number in [0, 1] or a Feedback(score, text)"
         )
+
+
+def judge_spans(tr: Trace, value: float, feedback: Feedback | None) -> None:
+    """Put the example's score and feedback text on the root span(s) of its run, and a
+    feedback's per-function texts on the spans of those lm_functions."""
+    for root in tr.roots:
+        annotate(root, score=value, feedback=feedback.text if feedback is not None else None)
+    if feedback is None or not feedback.for_function:
+        return
+    for s in tr.lm_spans():
+        fn = s.obj if isinstance(s.obj, LMFunction) else None
+        about = feedback.about(s.name, s.qualname, *((fn.signature.name,) if fn is not None else ()))
+        if about is not None:
+            annotate(s, feedback=about)
 
 
 def call_program(program: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

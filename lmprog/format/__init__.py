@@ -4,8 +4,9 @@ becomes the function's return value; and what constrains a model to write only r
 
 Holds ``_prompt`` (render and parse, retry messages), ``_layout`` (transcript and completion
 layouts), ``_labels`` (label options, their scores, contextual calibration), ``_wire`` (how values
-are written), ``_read`` (the parser), ``_grammar``, ``_schema`` and ``_constrain``. May import: ``errors``,
-``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
+are written), ``_read`` (the parser), ``_partial`` (the complete fields of a reply being streamed),
+``_grammar``, ``_schema``, ``_constrain`` and ``_tools`` (tools on the wire). May import:
+``errors``, ``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from lmprog.format._layout import (
     is_prompt,
     lead_space_grammar,
 )
+from lmprog.format._partial import partial_fields
 from lmprog.format._prompt import (
     ParseFailure,
     format_output,
@@ -45,6 +47,15 @@ from lmprog.format._prompt import (
     render_messages,
     reply_format,
     retry_messages,
+)
+from lmprog.format._tools import (
+    read_tool_call,
+    step_messages,
+    tool_call_text,
+    tool_grammar,
+    tool_result_text,
+    tool_schemas,
+    tools_section,
 )
 from lmprog.format._wire import to_jsonable
 from lmprog.lm import PROMPT_ROLE
@@ -77,12 +88,20 @@ __all__ = [
     "lead_space_grammar",
     "output_values",
     "parse_output",
+    "partial_fields",
     "prior_problems",
     "probabilities",
+    "read_tool_call",
     "render_messages",
     "reply_format",
     "response_format",
     "retry_messages",
     "sequence_logprob",
+    "step_messages",
     "to_jsonable",
+    "tool_call_text",
+    "tool_grammar",
+    "tool_result_text",
+    "tool_schemas",
+    "tools_section",
 ]

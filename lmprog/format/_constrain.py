@@ -26,22 +26,26 @@ from lmprog.format._schema import Schemas, object_schema, value_schema
 from lmprog.lm import ConstraintKind
 from lmprog.signature import Signature, field_spec
 
-__all__ = ["constraint_params", "grammar", "json_schema", "response_format"]
+__all__ = ["answer_rule", "constraint_params", "grammar", "json_schema", "response_format"]
 
 
 def grammar(signature: Signature) -> str | None:
     """The GBNF grammar of a reply in the text wire format; None when any text is a valid reply."""
     g = Grammar()
+    root = answer_rule(signature, g)
+    return None if root == "text" else g.render(root)
+
+
+def answer_rule(signature: Signature, g: Grammar) -> str:
+    """The GBNF expression of a whole reply of ``signature``, its rules added to ``g``; ``"text"``
+    when any text is a valid reply."""
     if not signature.multi_output:
-        root = text_rule(field_spec(signature.outputs[0]), g, line=False)
-        if root == "text":
-            return None
-        return g.render(root)
+        return text_rule(field_spec(signature.outputs[0]), g, line=False)
     lines = [
         f"{literal(f'{field.name}: ')} {text_rule(field_spec(field), g, line=True)}"
         for field in signature.outputs
     ]
-    return g.render(' "\\n" '.join(lines))
+    return ' "\\n" '.join(lines)
 
 
 def json_schema(signature: Signature) -> dict[str, Any]:

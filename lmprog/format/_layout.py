@@ -19,6 +19,8 @@ Three layouts, a per-function setting (``State.layout``, recorded in the prompt 
   (:data:`COMPLETION_STOP`).
 
 Every layout writes values the way :mod:`lmprog.format._prompt` does, so one parser reads them all.
+The transcript and completion layouts have no chat turns: a function with tools or a ``History``
+input needs ``"chat"`` (``render_messages`` refuses the others with a UsageError).
 """
 
 from __future__ import annotations

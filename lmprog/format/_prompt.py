@@ -55,8 +55,9 @@ from lmprog.format._layout import (
     transcript_text,
 )
 from lmprog.format._read import parse_multi, parse_single, parse_structured
+from lmprog.format._tools import step_messages, tools_section
 from lmprog.format._wire import render_output_value, render_plain, to_jsonable
-from lmprog.signature import Field, ParseFailure, Signature, field_spec
+from lmprog.signature import TOOL_CALLS, Field, ParseFailure, Signature, field_spec, history_turns
 
 __all__ = [
     "ParseFailure",
@@ -78,29 +79,46 @@ def render_messages(
     *,
     instruction: str | None = None,
     demos: Sequence[Mapping[str, Any]] = (),
+    tools: Sequence[Signature] = (),
+    native_tools: bool = False,
     layout: str = "chat",
 ) -> list[dict[str, str]]:
     """Chat messages for one call: system, a user/assistant pair per demo, then the user input.
 
-    ``instruction=None`` uses ``signature.instruction``. A demo maps input and output field names
+    ``instruction=None`` uses ``signature.instruction``. The ``History`` input, if any, is not an
+    input line: its turns come just before the user message (of the call, or of a demo that
+    holds one). A demo maps input and output field names
     to values (a multi-output demo may instead hold the whole return value under ``"output"``);
-    inputs missing from a demo are left out, outputs missing from it are an error. ``layout``
+    inputs missing from a demo are left out, outputs missing from it are an error. ``tools``: the
+    signatures of the tools the model may call, listed in the system message (with the text
+    protocol unless ``native_tools``); a demo's tool calls (``TOOL_CALLS``) are then rendered
+    between its input and its answer (see :mod:`lmprog.format._tools`). ``layout``
     ``"transcript"`` or ``"completion"`` lays the same content out otherwise (see
-    :mod:`lmprog.format._layout`; a bad value raises UsageError).
+    :mod:`lmprog.format._layout`); those layouts have no chat turns, so tools or a ``History``
+    input need ``"chat"`` (UsageError otherwise, as for a bad layout).
     """
     try:
         checked = check_layout(layout)
     except ValueError as error:
         raise UsageError(str(error), function=signature.qualname) from None
     if checked != "chat":
+        _check_chat_only(signature, checked, tools=bool(tools))
         return _laid_out(signature, inputs, instruction, demos, checked)
-    messages = [{"role": "system", "content": _system_message(signature, instruction)}]
+    system = _system_message(signature, instruction)
+    if tools:
+        system = _with_tools(system, signature, tools_section(tools, native=native_tools))
+    messages = [{"role": "system", "content": system}]
     for index, demo in enumerate(demos):
+        messages.extend(_history(signature, demo))
         messages.append({"role": "user", "content": _input_lines(signature, demo, demo_index=index)})
+        steps = demo.get(TOOL_CALLS) if tools else None
+        if isinstance(steps, list):
+            messages.extend(step_messages(steps))
         outputs = _demo_outputs(signature, demo, index)
         # several output fields are always name lines (a reasoning demo may lack its reasoning)
         content = _output_lines(outputs) if signature.multi_output else format_output(outputs)
         messages.append({"role": "assistant", "content": content})
+    messages.extend(_history(signature, inputs))
     messages.append({"role": "user", "content": _input_lines(signature, inputs)})
     return messages
 
@@ -126,6 +144,23 @@ def _laid_out(
     if layout == "completion" and signature.multi_output:
         body += "\n"  # the model continues with the first output's header on a line of its own
     return layout_messages(_system_message(signature, instruction), body, layout)
+
+
+def _check_chat_only(signature: Signature, layout: Layout, *, tools: bool) -> None:
+    """UsageError when ``signature`` needs chat turns (tools, a ``History`` input) that
+    ``layout`` cannot hold."""
+    what = "tools" if tools else f"a History input ({signature.history!r})" if signature.history else None
+    if what is not None:
+        raise UsageError(
+            f"the {layout!r} layout has no chat turns for {what}: use layout='chat'",
+            function=signature.qualname,
+        )
+
+
+def _history(signature: Signature, values: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The prior chat turns of a call or a demo: its :data:`~lmprog.signature.History` input."""
+    name = signature.history
+    return history_turns(to_jsonable(values.get(name))) if name is not None else []
 
 
 def parse_output(signature: Signature, text: str, *, structured: bool = False) -> Any:
@@ -170,7 +205,7 @@ def retry_messages(
     reminder = reply_format or "Reply again in the required format."
     content = f"Your reply could not be used:\n{problems}\n\n{reminder}"
     return [
-        *({"role": m["role"], "content": m["content"]} for m in messages),
+        *(dict(m) for m in messages),  # a native tool call's message keeps its tool_calls
         {"role": "assistant", "content": completion},
         {"role": "user", "content": content},
     ]
@@ -200,10 +235,19 @@ def output_values(signature: Signature, value: Any) -> dict[str, Any]:
 def _system_message(signature: Signature, instruction: str | None) -> str:
     text = (signature.instruction if instruction is None else instruction).strip()
     parts = [text or f"Task: {signature.name.replace('_', ' ')}."]
-    if signature.inputs:
-        parts.append(_field_list("Inputs", signature.inputs))
+    shown = [f for f in signature.inputs if f.name != signature.history]
+    if shown:
+        parts.append(_field_list("Inputs", shown))
     parts.append(_reply_section(signature))
     return "\n\n".join(parts)
+
+
+def _with_tools(system: str, signature: Signature, section: str) -> str:
+    """The system message with the tool section inserted before the reply format."""
+    reply = _reply_section(signature)
+    if system.endswith(reply):
+        return system[: len(system) - len(reply)] + section + "\n\n" + reply
+    return system + "\n\n" + section
 
 
 def _field_list(title: str, fields: Sequence[Field]) -> str:
@@ -244,6 +288,8 @@ def _reply_format(messages: Sequence[Mapping[str, str]]) -> str:
 def _input_lines(signature: Signature, values: Mapping[str, Any], *, demo_index: int | None = None) -> str:
     lines = []
     for field in signature.inputs:
+        if field.name == signature.history:
+            continue
         if field.name in values:
             value = values[field.name]
         elif field.has_default:

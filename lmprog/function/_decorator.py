@@ -7,11 +7,13 @@ return type in a type checker: ``@lm_function def classify(ticket: str) -> Label
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from lmprog.function._function import AsyncLMFunction, LMFunction
+from lmprog.function._run import DEFAULT_MAX_STEPS
 from lmprog.lm import BaseLM
+from lmprog.tools import Tool
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,6 +42,10 @@ def lm_function(
     max_tokens: int | None = None,
     constrain: bool | None = None,
     reasoning: bool = False,
+    reasoning_effort: str | None = None,
+    tools: Sequence[Tool | Callable[..., Any]] = (),
+    max_steps: int = DEFAULT_MAX_STEPS,
+    tool_first: bool = False,
 ) -> LMFunctionDecorator: ...
 def lm_function(
     fn: Callable[..., Any] | None = None,
@@ -52,6 +58,10 @@ def lm_function(
     max_tokens: int | None = None,
     constrain: bool | None = None,
     reasoning: bool = False,
+    reasoning_effort: str | None = None,
+    tools: Sequence[Tool | Callable[..., Any]] = (),
+    max_steps: int = DEFAULT_MAX_STEPS,
+    tool_first: bool = False,
 ) -> Any:
     """Turn a typed, documented function (sync or async) into a language model call.
 
@@ -78,7 +88,26 @@ def lm_function(
             ``reasoning:`` line before the output(s) (a grammar or JSON schema forces it). The
             reasoning is kept in the lm span (``span.reasoning``) and in bootstrapped demos; the
             call still returns the declared type. A reply without it is a format failure
-            (retried once). Native reasoning of providers (``reasoning_effort``) is not used.
+            (retried once). On a model that reasons natively (litellm's ``supports_reasoning``;
+            ``BaseLM.native_reasoning``) no field is added: ``reasoning_effort`` is sent and the
+            provider's own reasoning (``reasoning_content``, thinking blocks) is what the span
+            and demos keep.
+        reasoning_effort: the ``reasoning_effort`` sent to a natively reasoning model
+            (``"low"``, ``"medium"``, ``"high"``...); default: the LM's own default parameter,
+            else ``"medium"``.
+        tools: plain typed Python functions the model may call before it answers (sync ones;
+            async ones too for an ``async def``). Their names, docstrings and parameters are
+            shown to the model; what it passes is validated against their type hints (never
+            evaluated); a tool's exception, an unknown tool or bad arguments go back to the model
+            as the call's result. Native tool calling where litellm reports it, else a text
+            protocol (constrained by a grammar on the embedded model). Each call is a ``"tool"``
+            span; the calls are kept in the lm span (``span.tool_calls``) and bootstrapped demos.
+        max_steps: how many turns of tool calls the model may take; the request after the last
+            is constrained to the answer where the LM takes a constraint, and a tool call there
+            raises ``MaxStepsError`` (with the transcript).
+        tool_first: the model's first reply must be a tool call, forced by a grammar of calls
+            only (the embedded model) or ``tool_choice="required"`` (native tool calling); a
+            small model with no demos otherwise tends to answer at once.
 
     Returns:
         An :class:`LMFunction` (an :class:`AsyncLMFunction` for an ``async def``), or, called
@@ -86,7 +115,7 @@ def lm_function(
 
     Raises:
         SignatureError: the function's annotations cannot be carried by a prompt.
-        UsageError: an option is out of range.
+        UsageError: an option is out of range, or a tool is async for a sync function.
 
     Example:
         >>> from typing import Literal
@@ -115,6 +144,10 @@ def lm_function(
             max_tokens=max_tokens,
             constrain=constrain,
             reasoning=reasoning,
+            reasoning_effort=reasoning_effort,
+            tools=tools,
+            max_steps=max_steps,
+            tool_first=tool_first,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -23,7 +23,7 @@ import functools
 import inspect
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -33,11 +33,13 @@ from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
-from lmprog.function._run import _counted, _Run, layout_for, wire_demos
-from lmprog.function._score import ScoreRun, wants_scoring
+from lmprog.function._run import DEFAULT_MAX_STEPS, _counted, _Run, layout_for, wire_demos, wire_signature
+from lmprog.function._score import start_run
+from lmprog.function._stream import StreamEvent, astream_events, stream_events
 from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, signature_from_function, with_reasoning
+from lmprog.tools import Tool, tools_of
 from lmprog.trace import span
 
 P = ParamSpec("P")
@@ -76,10 +78,16 @@ class LMFunction(Generic[P, R]):
         temperature: the sampling temperature for this function, if set.
         max_tokens: the completion cap, if any.
         constrain: constrained decoding for this function; ``None`` follows the settings.
-        reasoning: the model writes a ``reasoning:`` line before its answer (recorded in the
-            lm span's ``reasoning`` and in bootstrapped demos, never returned).
-        wire_signature: the signature the model sees: ``signature`` with a ``reasoning`` output
-            first when ``reasoning`` is on, else ``signature`` itself.
+        reasoning: the model reasons before its answer (recorded in the lm span's ``reasoning``
+            and in bootstrapped demos, never returned): natively on a model that reasons
+            natively (``reasoning_effort`` sent), else in a ``reasoning:`` line it writes first.
+        reasoning_effort: the ``reasoning_effort`` sent to natively reasoning models (``None``:
+            the LM's default parameter, else ``"medium"``).
+        wire_signature: the signature a model without native reasoning sees: ``signature`` with
+            a ``reasoning`` output first when ``reasoning`` is on, else ``signature`` itself.
+        tools: the :class:`~lmprog.tools.Tool` objects the model may call (empty: none).
+        max_steps: how many turns of tool calls the model may take before it must answer.
+        tool_first: the first reply must be a tool call (where a constraint can force it).
 
     Its optimizable state is read through ``instruction``, ``demos`` and ``prompt_file``; the
     ``signature_hash`` identifies the signature a prompt file was written for.
@@ -99,6 +107,10 @@ class LMFunction(Generic[P, R]):
         max_tokens: int | None = None,
         constrain: bool | None = None,
         reasoning: bool = False,
+        reasoning_effort: str | None = None,
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        max_steps: int = DEFAULT_MAX_STEPS,
+        tool_first: bool = False,
     ) -> None:
         if constrain is not None and not isinstance(constrain, bool):
             raise UsageError(
@@ -110,16 +122,36 @@ class LMFunction(Generic[P, R]):
         self.fn = fn
         self.signature: Signature = signature_from_function(fn, name=name)
         self.reasoning = bool(reasoning)
+        if reasoning_effort is not None and (not isinstance(reasoning_effort, str) or not reasoning_effort):
+            raise UsageError(
+                "reasoning_effort must be a non-empty string such as 'low', 'medium' or 'high', "
+                f"got {reasoning_effort!r}",
+                function=self.signature.qualname,
+            )
+        self.reasoning_effort = reasoning_effort
         try:
             #: the signature the model sees (``reasoning`` first when ``reasoning=True``)
             self.wire_signature = with_reasoning(self.signature) if reasoning else self.signature
         except ValueError as error:
             raise UsageError(f"reasoning=True: {error}", function=self.signature.qualname) from None
+        self.tools: tuple[Tool, ...] = tools_of(
+            tools, self.signature.qualname, inspect.iscoroutinefunction(fn)
+        )
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise UsageError(
+                f"max_steps must be an int >= 1, got {max_steps!r}", function=self.signature.qualname
+            )
+        self.max_steps = max_steps
+        if tool_first and not self.tools:
+            raise UsageError("tool_first=True needs tools", function=self.signature.qualname)
+        self.tool_first = bool(tool_first)
         self.lm = lm
         self.max_retries = max_retries
         self.temperature = temperature
         self.max_tokens = (
-            max_tokens if max_tokens is not None or reasoning else _short_output_tokens(self.signature)
+            max_tokens
+            if max_tokens is not None or reasoning or self.tools
+            else _short_output_tokens(self.signature)
         )
         self.constrain = constrain
         self.name = self.signature.name
@@ -217,9 +249,16 @@ class LMFunction(Generic[P, R]):
         state = self.state
         values = self.bind(*args, **kwargs)
         demos = wire_demos(self.signature, state.demos_for(values))
-        layout = layout_for(self, resolve_lm(self.lm), state.layout)
+        lm = resolve_lm(self.lm)
+        native = bool(self.tools) and lm.supports_tools()
         return render_messages(
-            self.wire_signature, values, instruction=state.instruction, demos=demos, layout=layout
+            wire_signature(self, lm),
+            values,
+            instruction=state.instruction,
+            demos=demos,
+            tools=[tool.signature for tool in self.tools],
+            native_tools=native,
+            layout=layout_for(self, lm, state.layout),
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -235,20 +274,41 @@ class LMFunction(Generic[P, R]):
         return cast(R, self._call(self.bind(*args, **kwargs)))
 
     def _call(self, inputs: dict[str, Any]) -> Any:
-        run = _start(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+        run = start_run(self, inputs)
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
-                run.feed(run.lm.complete(msgs, **run.params))
+                with _counted(sp):  # the requests only: a tool's own lm calls have their spans
+                    completion = run.lm.complete(msgs, **run.params)
+                run.feed(completion)
+                if isinstance(run, _Run) and run.pending and run.loop is not None:
+                    run.tools_done([run.loop.call(request) for request in run.pending])
             return run.result()
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
-        run = _start(self, inputs)
-        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp, _counted(sp):
+        run = start_run(self, inputs)
+        with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
-                run.feed(await run.lm.acomplete(msgs, **run.params))
+                with _counted(sp):
+                    completion = await run.lm.acomplete(msgs, **run.params)
+                run.feed(completion)
+                if isinstance(run, _Run) and run.pending and run.loop is not None:
+                    run.tools_done([await run.loop.acall(request) for request in run.pending])
             return run.result()
+
+    def stream(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[StreamEvent]:
+        """Run the LM on these arguments and yield the reply as it is written: text chunks,
+        partial outputs, restarts, then a :class:`FinalOutput` holding the value ``fn(...)``
+        returns (see :mod:`lmprog.function._stream`). An argument error raises here; a failed
+        call raises from the iteration. On an async lm_function, the same as :meth:`astream`."""
+        if self.is_async:  # an async def wrapped by LMFunction itself rather than the decorator
+            return self.astream(*args, **kwargs)  # type: ignore[return-value]
+        return stream_events(self, self.name, self.bind(*args, **kwargs), self)
+
+    def astream(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[StreamEvent]:
+        """The async twin of :meth:`stream` (for sync and async lm_functions alike)."""
+        return astream_events(self, self.name, self.bind(*args, **kwargs), self)
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         """Methods: ``instance.fn(...)`` passes the instance, which is not an input."""
@@ -275,7 +335,11 @@ class LMFunction(Generic[P, R]):
             "name": None if self.name == getattr(self.fn, "__name__", None) else self.name,
             "max_tokens": self.max_tokens,
             "reasoning": self.reasoning,
+            "reasoning_effort": self.reasoning_effort,
             "constrain": self.constrain,
+            "tools": self.tools,
+            "max_steps": self.max_steps,
+            "tool_first": self.tool_first,
         }
         state = self._state if self._file_state_loaded else None
         # The copy's source may not be found again (a function in __main__): send the hash along.
@@ -301,14 +365,12 @@ class LMFunction(Generic[P, R]):
         return self is other
 
 
-def _start(func: LMFunction[Any, Any], inputs: dict[str, Any]) -> _Run | ScoreRun:
-    """The run of one call: scoring the options when the state's ``decode`` says so and the LM
-    returns logprobs, else sampling a reply."""
-    return ScoreRun(func, inputs) if wants_scoring(func, resolve_lm(func.lm)) else _Run(func, inputs)
-
-
 class AsyncLMFunction(LMFunction[P, Awaitable[R]]):
-    """An lm_function made from an ``async def``: calling it returns an awaitable of ``R``."""
+    """An lm_function made from an ``async def``: calling it returns an awaitable of ``R``, and
+    :meth:`stream` an async iterator (the same as :meth:`astream`)."""
+
+    def stream(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
+        return self.astream(*args, **kwargs)
 
 
 _set_states: weakref.WeakSet[LMFunction[Any, Any]] = weakref.WeakSet()  # lm_functions given a state
@@ -336,6 +398,12 @@ class _BoundLMFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__func__(self.__self__, *args, **kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__.stream(self.__self__, *args, **kwargs)
+
+    def astream(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__.astream(self.__self__, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__func__, name)

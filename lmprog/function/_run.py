@@ -9,6 +9,15 @@ than failing keeps a prompt file optimized on the embedded model usable on a cha
 messages show what was sent. A reply of the completion layout that fails to parse is retried as a
 transcript (a plain prompt cannot carry the errors back).
 
+With tools, a completion may instead ask for tool calls: :class:`_Run` then holds them in
+``pending`` for the driver (the sync or async call) to run, and continues the conversation with
+their results (:meth:`_Run.tools_done`); the turns, their constraints and the transcript are kept
+by :mod:`lmprog.tools`. Turns of tool calls do not count as retries. Each request's usage is added
+to the lm span as it is made, so a tool's own lm_function calls count in their own spans only.
+
+Tools and a ``History`` input need the chat layout: with another layout the call is a UsageError
+(raised by ``render_messages``), since a transcript or a plain prompt has no turns to hold them.
+
 :class:`_Run` reads the function through the :class:`RunSpec` protocol (an ``LMFunction`` is
 one), so this module does not import the class it serves.
 """
@@ -37,6 +46,7 @@ from lmprog.format import (
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.signature import Signature, split_reasoning
+from lmprog.tools import CONSTRAINT_KEYS, Outcome, Request, Tool, ToolLoop, TurnConstraints
 from lmprog.trace import Span
 from lmprog.usage import track
 
@@ -69,6 +79,9 @@ class RunSpec(Protocol):
     def reasoning(self) -> bool: ...
 
     @property
+    def reasoning_effort(self) -> str | None: ...
+
+    @property
     def wire_signature(self) -> Signature: ...
 
 
@@ -79,6 +92,25 @@ FORMAT_RETRIES = 1
 #: Retries of a reply cut at ``max_tokens``, each with twice the budget, up to MAX_RETRY_TOKENS.
 TRUNCATION_RETRIES = 1
 MAX_RETRY_TOKENS = 4096
+#: The ``reasoning_effort`` sent to a natively reasoning model when neither the function nor the
+#: LM's default parameters set one.
+DEFAULT_REASONING_EFFORT = "medium"
+
+
+def native_reasoning(func: RunSpec, lm: BaseLM) -> bool:
+    """Whether a call of ``func`` on ``lm`` uses the model's native reasoning (``reasoning=True``
+    on an LM whose :meth:`~lmprog.lm.BaseLM.native_reasoning` is true) instead of a text field."""
+    return func.reasoning and lm.native_reasoning()
+
+
+def wire_signature(func: RunSpec, lm: BaseLM) -> Signature:
+    """The signature the model sees on ``lm``: the declared one under native reasoning, else
+    ``func.wire_signature`` (with a ``reasoning`` field first when ``reasoning=True``)."""
+    return func.signature if native_reasoning(func, lm) else func.wire_signature
+
+
+#: How many turns of tool calls an lm_function with tools may take by default.
+DEFAULT_MAX_STEPS = 5
 
 
 @contextmanager
@@ -106,26 +138,56 @@ class _Run:
         self.func = func
         self.lm = resolve_lm(func.lm)
         state = func.state
-        self.wire = func.wire_signature  # the declared signature, or it with reasoning first
+        self.native = native_reasoning(func, self.lm)
+        self.wire = wire_signature(func, self.lm)  # with a reasoning field first, if asked for
         demos = wire_demos(func.signature, state.demos_for(inputs))
         self.layout = layout_for(func, self.lm, state.layout)
         self._inputs, self._demos, self._instruction = inputs, demos, state.instruction
-        self.messages = render_messages(
-            self.wire, inputs, instruction=state.instruction, demos=demos, layout=self.layout
+        tools: tuple[Tool, ...] = tuple(getattr(func, "tools", ()) or ())
+        native = bool(tools) and self.lm.supports_tools()
+        self.messages: list[dict[str, Any]] = render_messages(
+            self.wire,
+            inputs,
+            instruction=state.instruction,
+            demos=demos,
+            tools=[tool.signature for tool in tools],
+            native_tools=native,
+            layout=self.layout,
         )
         self.params: dict[str, Any] = {}
         if func.temperature is not None:
             self.params["temperature"] = func.temperature
         if func.max_tokens is not None:
             self.params["max_tokens"] = func.max_tokens
+        if self.native:
+            self.params["reasoning_effort"] = (
+                func.reasoning_effort or self.lm.params.get("reasoning_effort") or DEFAULT_REASONING_EFFORT
+            )
         constrain = func.constrain if func.constrain is not None else settings.current().constrain
         kind = self.lm.constraint_kind() if constrain else None
-        self.params.update(constraint_params(self.wire, kind))
+        answer = constraint_params(self.wire, kind)
+        self.params.update(answer)
         self._chat_grammar = self.params.get("grammar")
         if self.layout == "completion":  # after a single output's "name:" cue comes a space
             if self._chat_grammar is not None and not self.wire.multi_output:
                 self.params["grammar"] = lead_space_grammar(self._chat_grammar)
             self.params["stop"] = [COMPLETION_STOP]
+        #: the tool loop (None without tools) and the constraints of each of its turns
+        self.loop: ToolLoop | None = None
+        self._turns: TurnConstraints | None = None
+        if tools:
+            self.loop = ToolLoop(tools, _max_steps(func), native=native, function=func.signature.qualname)
+            self._turns = TurnConstraints(
+                self.wire,
+                [tool.signature for tool in tools],
+                native=native,
+                kind=kind,
+                answer=answer,
+                tool_first=bool(getattr(func, "tool_first", False)),
+            )
+        self.pending: list[Request] = []  # tool calls of the last completion, for the driver to run
+        self._pending_completion: Completion | None = None
+        self._tool_turns = 0
         self.structured = "response_format" in self.params
         # a grammar leaves no other format to write: a format failure is a reply cut short
         self.format_retries = 0 if "grammar" in self.params else min(FORMAT_RETRIES, func.max_retries)
@@ -143,14 +205,19 @@ class _Run:
         self._gave_up = False
         self._all_cached = True
 
-    def next_messages(self) -> list[dict[str, str]] | None:
+    def next_messages(self) -> list[dict[str, Any]] | None:
         if (
             self._done
             or self._gave_up
-            or self.attempts > self.func.max_retries
+            or self.attempts - self._tool_turns > self.func.max_retries
             or self._format_failures > self.format_retries
         ):
             return None
+        if self.loop is not None and self._turns is not None:  # this turn's constraint
+            for key in CONSTRAINT_KEYS:
+                self.params.pop(key, None)
+            self.params.update(self._turns.params(self.loop))
+        self.structured = "response_format" in self.params
         return self.messages
 
     def feed(self, completion: Completion) -> None:
@@ -167,9 +234,20 @@ class _Run:
         if self._last_cut:  # a cut reply may still parse (the "1" of "12"): never read it
             self._cut_short()
             return
+        if self.loop is not None:
+            if sp is not None:
+                sp.tool_calls = self.loop.transcript
+            self.pending = self.loop.requests(completion)  # MaxStepsError after the last step
+            if self.pending:
+                self._tool_turns += 1
+                self._pending_completion = completion
+                return
         try:
             self._value = parse_output(self.wire, completion.text, structured=self.structured)
-            if self.func.reasoning:
+            if self.native:
+                if sp is not None:
+                    sp.reasoning = completion.reasoning
+            elif self.func.reasoning:
                 reasoning, values = split_reasoning(self._value)
                 self._value = self.func.signature.build_return(values)
                 if sp is not None:
@@ -198,6 +276,17 @@ class _Run:
             self.wire, self._inputs, instruction=self._instruction, demos=self._demos, layout="transcript"
         )
 
+    def tools_done(self, outcomes: list[Outcome]) -> None:
+        """The driver ran :attr:`pending`: continue the conversation with the results."""
+        if self.loop is None or self._pending_completion is None:
+            raise RuntimeError("tools_done() without pending tool calls")
+        self.messages = self.loop.continued(self.messages, self._pending_completion, self.pending, outcomes)
+        self.pending = []
+        self._pending_completion = None
+        if self.span is not None:
+            self.span.tool_calls = self.loop.transcript
+            self.span.messages = self.messages
+
     def _cut_short(self) -> None:
         """The reply was cut at ``max_tokens``: ask again with a larger budget, or give up."""
         budget = self._cut_at = self._token_budget()
@@ -217,6 +306,11 @@ class _Run:
             if value is not None:
                 return value if isinstance(value, int) else None
         return settings.current().max_tokens
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """What was wrong with the last reply (empty before any)."""
+        return tuple(self._errors)
 
     def result(self) -> Any:
         if not self._done:
@@ -261,6 +355,11 @@ def wire_demos(signature: Signature, demos: Sequence[Mapping[str, Any]]) -> list
             del demo["output"]
         out.append(demo)
     return out
+
+
+def _max_steps(func: RunSpec) -> int:
+    steps = getattr(func, "max_steps", DEFAULT_MAX_STEPS)
+    return steps if isinstance(steps, int) else DEFAULT_MAX_STEPS
 
 
 def _larger_budget(budget: int | None) -> int | None:

@@ -36,7 +36,7 @@ from lmprog.format import (
     render_messages,
     sequence_logprob,
 )
-from lmprog.function._run import layout_for, wire_demos
+from lmprog.function._run import _Run, layout_for, wire_demos
 from lmprog.lm import BaseLM, Completion, resolve_lm
 from lmprog.promptfile import State
 from lmprog.trace import Span
@@ -66,10 +66,11 @@ def wants_scoring(func: Any, lm: BaseLM) -> bool:
     state: State = func.state
     if state.decode == "sample":
         return False
-    if func.reasoning:
+    if func.reasoning or getattr(func, "tools", ()):
+        what = "reasoning=True" if func.reasoning else "tools"
         raise UsageError(
             f"decode={state.decode!r} chooses an option without a reply, so it cannot be combined "
-            "with reasoning=True (use decode: sample)",
+            f"with {what} (use decode: sample)",
             function=func.signature.qualname,
         )
     if can_score(lm):
@@ -88,8 +89,15 @@ def wants_scoring(func: Any, lm: BaseLM) -> bool:
     return False
 
 
+def start_run(func: Any, inputs: dict[str, Any]) -> _Run | ScoreRun:
+    """The run of one call: scoring the options when the state's ``decode`` says so and the LM
+    returns logprobs, else sampling a reply."""
+    return ScoreRun(func, inputs) if wants_scoring(func, resolve_lm(func.lm)) else _Run(func, inputs)
+
+
 class ScoreRun:
-    """One scoring call: a request per option (or one request), then the best option."""
+    """One scoring call: a request per option (or one request), then the best option (no tool
+    calls: a function with tools cannot score)."""
 
     def __init__(self, func: Any, inputs: Mapping[str, Any], *, state: State | None = None) -> None:
         self.func = func
@@ -129,6 +137,7 @@ class ScoreRun:
         self.span: Span | None = None
         self.scores: dict[str, float] = {}
         self._all_cached = True
+        self.chosen_text = ""  # the chosen option's text, once result() is read
 
     def next_messages(self) -> list[dict[str, str]] | None:
         if self._next >= len(self._requests):
@@ -164,6 +173,7 @@ class ScoreRun:
     def result(self) -> Any:
         scores = self.final_scores()
         chosen = best_label(scores, self.options)
+        self.chosen_text = chosen.text
         if self.span is not None:
             self.span.scores = {k: round(v, 4) for k, v in scores.items()}
             self.span.raw = chosen.text

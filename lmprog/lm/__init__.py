@@ -1,13 +1,15 @@
 """LM clients: the :class:`BaseLM` contract (cache, retries, rate limit, usage around one provider
 method), ``LM`` over litellm and the embedded llama.cpp model, and which LM a call uses.
 
-Holds ``_types`` (``Completion``, ``Messages``, constraint kinds), ``_base`` (``BaseLM``, request
-interception), ``_client`` (``LM``, ``resolve_lm``, the default model), ``_litellm`` (the litellm
-boundary), ``_local``/``_local_runtime`` (the embedded model), ``_cache``, ``_retry``,
-``_ratelimit`` and ``_secrets``. May import: ``errors``, ``settings``, ``usage``, ``_fingerprint``.
-litellm and xllamacpp are imported on first use only. Other packages import what they need from
-here, never from the private modules (``redact`` for traces, reports and cassettes,
-``translate_error`` for fault injection, the embedded model's names for ``lmprog.local``).
+Holds ``_types`` (``Completion``, ``TextDelta``, ``Messages``, constraint kinds), ``_base``
+(``BaseLM``, request interception), ``_call``/``_stream`` (one call's state machine and its
+streaming drivers), ``_client`` (``LM``, ``resolve_lm``, the default model), ``_litellm`` and
+``_litellm_stream`` (the litellm boundary), ``_local``/``_local_runtime`` (the embedded model),
+``_cache``, ``_retry``, ``_ratelimit`` and ``_secrets``. May import: ``errors``, ``settings``,
+``usage``, ``_fingerprint``. litellm and xllamacpp are imported on first use only. Other
+packages import what they need from here, never from the private modules (``redact`` for traces,
+reports and cassettes, ``translate_error`` for fault injection, the embedded model's names for
+``lmprog.local``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from lmprog.lm._local import (
     LocalModel,
     LocalOutput,
     chat,
+    chat_stream,
     default_model_path,
     is_local_model,
     load_model,
@@ -48,7 +51,16 @@ from lmprog.lm._local_runtime import (
     start_server,
 )
 from lmprog.lm._secrets import is_secret_param, redact, secret_values
-from lmprog.lm._types import CONSTRAINT_KINDS, PROMPT_ROLE, Completion, ConstraintKind, Messages
+from lmprog.lm._types import (
+    CONSTRAINT_KINDS,
+    PROMPT_ROLE,
+    Completion,
+    ConstraintKind,
+    Messages,
+    StreamItem,
+    TextDelta,
+    ToolCall,
+)
 
 __all__ = [
     "CACHE_FILENAME",
@@ -73,8 +85,12 @@ __all__ = [
     "Messages",
     "RequestHook",
     "ResponseCache",
+    "StreamItem",
+    "TextDelta",
+    "ToolCall",
     "cache_key",
     "chat",
+    "chat_stream",
     "configured_model",
     "default_model",
     "default_model_path",

@@ -10,7 +10,11 @@ A provider implements one method, ``_request(messages, params) -> Completion`` (
 4. store the completion in the cache, unless it was cut at ``max_tokens`` (``finish_reason``
    ``"length"``: returned, never cached; lm_functions retry it with a larger budget).
 
-Steps 2 to 4 are one state machine (``_call.CallRun``) that the sync and async drivers share.
+Steps 2 to 4 are one state machine (``_call.CallRun``) that the sync and async drivers share;
+:meth:`BaseLM.stream` and :meth:`BaseLM.astream` drive the same machine over the provider's
+``_request_stream`` (text pieces, then the whole completion; by default one piece from
+``_request``), see ``_stream``. A provider with native reasoning says so in
+:meth:`BaseLM.native_reasoning` and returns its thoughts in ``Completion.reasoning``.
 Every provider request, failed ones and retries included, and every cache hit is counted once,
 the same way, in ``lm.usage`` and in the usage scopes of :func:`lmprog.usage.track` (which may
 refuse a request: budgets).
@@ -27,7 +31,16 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +52,8 @@ from lmprog.lm._call import CallRun, PreparedCall
 from lmprog.lm._ratelimit import RateLimiter
 from lmprog.lm._retry import RetryPolicy
 from lmprog.lm._secrets import is_secret_param
-from lmprog.lm._types import Completion, ConstraintKind, Messages
+from lmprog.lm._stream import astream_call, stream_call
+from lmprog.lm._types import Completion, ConstraintKind, Messages, StreamItem, TextDelta
 from lmprog.settings import current as current_settings
 from lmprog.usage import Usage, UsageMeter
 
@@ -109,6 +123,7 @@ class BaseLM(ABC):
         self._secret_params = secret
         self._meter = UsageMeter()
         self._constraint: object = _UNKNOWN
+        self._tools: bool | None = None  # native tool calling, once asked (LM)
 
     def __repr__(self) -> str:
         shown = "".join(f", {name}={value!r}" for name, value in sorted(self.params.items()))
@@ -195,6 +210,35 @@ class BaseLM(ABC):
             if isinstance(pending, Awaitable):
                 await pending
 
+    def stream(
+        self, messages: Sequence[Mapping[str, str]], **params: Any
+    ) -> Generator[TextDelta | Completion, None, None]:
+        """The completion of ``messages`` as it is written: :class:`TextDelta` pieces, then the
+        whole :class:`Completion` (the same one :meth:`complete` returns: cache, retries, rate
+        limit and usage as there).
+
+        A cache hit, and a provider that cannot stream, give the whole text as one delta. A
+        request retried after a transient failure that had already streamed text yields
+        ``TextDelta("", restart=True)`` before the new attempt's text: discard the text so far.
+        The completion is cached once, whole. Raises what :meth:`complete` raises.
+        """
+        acquire = self.rate_limiter.acquire if self.rate_limiter is not None else None
+        return stream_call(self._run(messages, params), self._send_stream, acquire, self._sleep or time.sleep)
+
+    def astream(
+        self, messages: Sequence[Mapping[str, str]], **params: Any
+    ) -> AsyncGenerator[TextDelta | Completion, None]:
+        """The async twin of :meth:`stream`."""
+        acquire = self.rate_limiter.aacquire if self.rate_limiter is not None else None
+        sleep: Callable[[float], Any] = self._sleep or asyncio.sleep
+        return astream_call(self._run(messages, params), self._asend_stream, acquire, sleep)
+
+    def native_reasoning(self) -> bool:
+        """Whether the model reasons natively (it takes ``reasoning_effort`` and returns its
+        thoughts in ``Completion.reasoning``). lm_functions with ``reasoning=True`` then send
+        ``reasoning_effort`` instead of asking for a ``reasoning`` field. Default: False."""
+        return False
+
     @abstractmethod
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
         """Send one request to the provider; raise ``TransientLMError`` for retryable failures.
@@ -206,6 +250,22 @@ class BaseLM(ABC):
     async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
         """Async request; by default ``_request`` in a worker thread."""
         return await asyncio.to_thread(self._request, messages, params)
+
+    def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:
+        """Stream one request: yield text pieces (``str``) as they come, then exactly one whole
+        :class:`Completion` (as ``_request`` returns it; its text is the pieces joined). By
+        default, no pieces: the completion of ``_request`` (one chunk)."""
+        yield self._request(messages, params)
+
+    async def _arequest_stream(self, messages: Messages, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        """Async stream: by default ``_request_stream`` read piece by piece in a worker thread when
+        a subclass streams, else the completion of ``_arequest`` (one chunk)."""
+        if type(self)._request_stream is BaseLM._request_stream:
+            yield await self._arequest(messages, params)
+            return
+        pieces = self._request_stream(messages, params)
+        while (item := await asyncio.to_thread(next, pieces, None)) is not None:
+            yield item
 
     def constraint_kind(self) -> ConstraintKind | None:
         """Which constraint the provider honours: ``"grammar"`` (a GBNF string in the request
@@ -222,6 +282,12 @@ class BaseLM(ABC):
     def returns_logprobs(self) -> bool:
         """Whether the provider returns token logprobs when a request asks for ``logprobs``
         (label scoring needs them). False unless a subclass says otherwise."""
+        return False
+
+    def supports_tools(self) -> bool:
+        """Whether the provider takes native tool calling (a request parameter ``tools`` of
+        OpenAI-style function schemas, answered with :attr:`Completion.tool_calls`). When it does
+        not, an lm_function with tools uses a text protocol (see :mod:`lmprog.tools`)."""
         return False
 
     def _run(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> CallRun:
@@ -267,6 +333,20 @@ class BaseLM(ABC):
         if _request_hook is None:
             return await self._arequest(call.messages, dict(call.send))
         return await asyncio.to_thread(self._send, call)
+
+    def _send_stream(self, call: PreparedCall) -> Iterator[StreamItem]:
+        """A provider stream; under a request hook (record/replay) one whole completion."""
+        if _request_hook is not None:
+            yield self._send(call)
+            return
+        yield from self._request_stream(call.messages, dict(call.send))
+
+    async def _asend_stream(self, call: PreparedCall) -> AsyncIterator[StreamItem]:
+        if _request_hook is not None:
+            yield await asyncio.to_thread(self._send, call)
+            return
+        async for item in self._arequest_stream(call.messages, dict(call.send)):
+            yield item
 
 
 # -- request interception (record/replay in tests: lmprog.testing.pytest_plugin) ---------------

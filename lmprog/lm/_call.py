@@ -10,8 +10,8 @@ async); every decision is made here, once:
    accept the completion (None), or return the pause before the next attempt (a
    :class:`~lmprog.errors.TransientLMError`, an empty completion included, with retries left),
    or raise (any other error, or the last transient one);
-4. :meth:`CallRun.finish`: the completion with the call's whole usage, stored in the cache unless
-   it was cut at ``max_tokens``.
+4. :meth:`CallRun.finish`: the completion with the call's whole usage (and its native tool calls,
+   if any), stored in the cache unless it was cut at ``max_tokens``.
 
 Every provider request, failed ones included, is counted once in ``lm.usage`` and in the usage
 scopes of :func:`lmprog.usage.track`.
@@ -28,7 +28,7 @@ from typing import Any
 from lmprog.errors import TransientLMError
 from lmprog.lm._cache import ResponseCache
 from lmprog.lm._retry import RetryPolicy, next_wait
-from lmprog.lm._types import Completion, Messages
+from lmprog.lm._types import Completion, Messages, ToolCall
 from lmprog.usage import Usage, UsageMeter, UsageScope, acquire_request, release_request
 from lmprog.usage import record as record_usage
 
@@ -99,6 +99,8 @@ class CallRun:
             attempts=0,
             finish_reason=entry.get("finish_reason"),
             logprobs=entry.get("logprobs"),
+            reasoning=entry.get("reasoning") if isinstance(entry.get("reasoning"), str) else None,
+            tool_calls=_tool_calls_of(entry.get("tool_calls")),
         )
         self.meter.add(usage)
         record_usage(usage)
@@ -126,7 +128,7 @@ class CallRun:
         except BaseException:
             self._spend(scopes, _FAILED_REQUEST)
             raise
-        if not raw.text.strip() and raw.finish_reason != "length":
+        if not raw.text.strip() and not raw.tool_calls and raw.finish_reason != "length":
             self._spend(scopes, dataclasses.replace(used, calls=0, failed_requests=1))
             return self._retry(TransientLMError("the model returned an empty completion", model=self.model))
         release_request(scopes, used)
@@ -151,8 +153,11 @@ class CallRun:
             attempts=self.attempts,
             finish_reason=raw.finish_reason,
             logprobs=raw.logprobs,
+            reasoning=raw.reasoning,
+            tool_calls=raw.tool_calls,
         )
-        if self.cache is not None and completion.text.strip() and completion.finish_reason != "length":
+        answered = bool(completion.text.strip() or completion.tool_calls)
+        if self.cache is not None and answered and completion.finish_reason != "length":
             entry = {
                 "text": completion.text,
                 "model": completion.model,
@@ -163,6 +168,10 @@ class CallRun:
             }
             if completion.logprobs is not None:
                 entry["logprobs"] = completion.logprobs
+            if completion.reasoning is not None:
+                entry["reasoning"] = completion.reasoning
+            if completion.tool_calls:
+                entry["tool_calls"] = [call.to_dict() for call in completion.tool_calls]
             self.cache.set(self.call.key, entry)
         self.meter.add(used)  # the failed requests were added as they failed
         logger.debug(
@@ -197,6 +206,17 @@ def _request_usage(raw: Completion) -> Usage:
     if not isinstance(raw, Completion):
         raise TypeError(f"_request must return a Completion, got {raw!r}")
     return dataclasses.replace(raw.usage, calls=1, requests=1, cache_hits=0)
+
+
+def _tool_calls_of(entry: Any) -> tuple[ToolCall, ...]:
+    """The tool calls of a cache entry (none when it holds none, or anything else)."""
+    if not isinstance(entry, list):
+        return ()
+    return tuple(
+        ToolCall(str(c.get("name", "")), str(c.get("arguments", "{}")), str(c.get("id", "")))
+        for c in entry
+        if isinstance(c, dict)
+    )
 
 
 def _int(value: Any) -> int:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 from lmprog.errors import UsageError
-from lmprog.lm import _litellm
+from lmprog.lm import _litellm, _litellm_stream
 from lmprog.lm import _local as local
 from lmprog.lm._base import _UNKNOWN, BaseLM
-from lmprog.lm._types import PROMPT_ROLE, Completion, ConstraintKind, Messages
+from lmprog.lm._types import PROMPT_ROLE, Completion, ConstraintKind, Messages, StreamItem
 from lmprog.settings import current as current_settings
 from lmprog.usage import Usage
 
@@ -64,6 +65,7 @@ class LM(BaseLM):
     """
 
     _logprobs: bool | None = None  # returns_logprobs(), once asked
+    _native_reasoning: bool | None = None
 
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
         if _is_prompt(messages):
@@ -104,14 +106,42 @@ class LM(BaseLM):
             self._constraint = _litellm.constraint_kind(self.model)
         return self._constraint  # type: ignore[return-value]
 
+    def supports_tools(self) -> bool:
+        """Whether litellm reports native function calling for the model (never the embedded
+        one). Asked once per LM."""
+        if self._tools is None:
+            self._tools = _litellm.supports_tools(self.model)
+        return self._tools
+
     async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
         if _is_prompt(messages):
             return await asyncio.to_thread(self._complete_text, messages[0]["content"], params)
         return await _litellm.acomplete(self.model, messages, params)
 
+    def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:
+        if _is_prompt(messages):  # the completion layout: llama.cpp's completion call, one chunk
+            return iter([self._complete_text(messages[0]["content"], params)])
+        return _litellm_stream.stream(self.model, messages, params)
+
+    def _arequest_stream(self, messages: Messages, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        if _is_prompt(messages):
+            return _one_chunk(self._arequest(messages, params))
+        return _litellm_stream.astream(self.model, messages, params)
+
+    def native_reasoning(self) -> bool:
+        """Whether litellm reports native reasoning for the model (``supports_reasoning``); asked
+        once per LM. The embedded model does not reason natively."""
+        if self._native_reasoning is None:
+            self._native_reasoning = _litellm.supports_reasoning(self.model)
+        return self._native_reasoning
+
 
 def _is_prompt(messages: Messages) -> bool:
     return len(messages) == 1 and messages[0].get("role") == PROMPT_ROLE
+
+
+async def _one_chunk(request: Awaitable[Completion]) -> AsyncIterator[StreamItem]:
+    yield await request
 
 
 _resolved: dict[str, LM] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import importlib
+import json
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from lmprog.errors import LMError, LmprogError, TransientLMError
 from lmprog.lm import _local as local
 from lmprog.lm._secrets import is_secret_param
 from lmprog.lm._secrets import secret_values as env_secret_values
-from lmprog.lm._types import Completion, ConstraintKind, Messages
+from lmprog.lm._types import Completion, ConstraintKind, Messages, ToolCall
 from lmprog.usage import Usage
 
 logger = logging.getLogger("lmprog.lm")
@@ -79,6 +80,18 @@ async def acomplete(model: str, messages: Messages, params: Mapping[str, Any]) -
     return _to_completion(litellm, model, response)
 
 
+def supports_reasoning(model: str) -> bool:
+    """Whether litellm knows ``model`` to reason natively (``litellm.supports_reasoning``); never
+    for the embedded model."""
+    if local.is_local_model(model):
+        return False
+    try:
+        return bool(load_litellm().supports_reasoning(model=model))
+    except Exception:  # an unknown model or provider
+        logger.debug("%s: litellm cannot tell whether it reasons natively", model)
+        return False
+
+
 def constraint_kind(model: str) -> ConstraintKind | None:
     """``"grammar"`` for the embedded model (llama.cpp grammars), ``"json_schema"`` when
     ``litellm.supports_response_schema`` says the model takes a JSON schema, else None."""
@@ -101,6 +114,18 @@ def supports_logprobs(model: str) -> bool:
         logger.debug("%s: litellm cannot tell whether it returns logprobs", model)
         return False
     return "logprobs" in supported
+
+
+def supports_tools(model: str) -> bool:
+    """Whether ``litellm.supports_function_calling`` says the model takes native tool calls
+    (never the embedded model, which uses lmprog's text protocol with a grammar)."""
+    if local.is_local_model(model):
+        return False
+    try:
+        return bool(load_litellm().supports_function_calling(model=model))
+    except Exception:  # an unknown model or provider: the text protocol
+        logger.debug("%s: litellm cannot tell whether it supports function calling", model)
+        return False
 
 
 def translate_error(error: BaseException, *, model: str, secrets: Iterable[str] = ()) -> LmprogError:
@@ -197,6 +222,7 @@ def _to_completion(litellm: Any, model: str, response: Any) -> Completion:
             logger.debug("%s: no price known; counting cost 0", model)
     finish_reason = getattr(choices[0], "finish_reason", None)
     return Completion(
+        reasoning=_reasoning_of(message),
         text=text,
         usage=Usage(
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
@@ -206,7 +232,36 @@ def _to_completion(litellm: Any, model: str, response: Any) -> Completion:
         model=model,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         logprobs=_logprobs_of(choices[0]),
+        tool_calls=_tool_calls_of(message),
     )
+
+
+def _reasoning_of(message: Any) -> str | None:
+    """A native-reasoning model's thoughts: litellm's ``reasoning_content``, else the text of its
+    ``thinking_blocks`` (Anthropic); None when there are none."""
+    content = getattr(message, "reasoning_content", None)
+    if isinstance(content, str) and content.strip():
+        return content
+    blocks = getattr(message, "thinking_blocks", None) or []
+    texts = [b.get("thinking") if isinstance(b, Mapping) else getattr(b, "thinking", None) for b in blocks]
+    joined = "\n".join(t for t in texts if isinstance(t, str) and t)
+    return joined or None
+
+
+def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    """The native tool calls of a response message (OpenAI shape: ``id``, ``function.name``,
+    ``function.arguments`` as JSON text)."""
+    calls = getattr(message, "tool_calls", None) or []
+    out = []
+    for call in calls:
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None)
+        if not isinstance(name, str):
+            continue
+        arguments = getattr(function, "arguments", None)
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        out.append(ToolCall(name, text, str(getattr(call, "id", "") or "")))
+    return tuple(out)
 
 
 def _logprobs_of(choice: Any) -> list[dict[str, Any]] | None:

@@ -15,6 +15,7 @@ Each file is loaded once per process. Concurrent calls share the model's slots (
 ``top_logprobs``. :func:`complete_text` continues a plain-text prompt (no chat template) with the
 same parameters. Both return a :class:`LocalOutput` with the text, token usage, ``finish_reason``
 (``"stop"``, or ``"length"`` when cut at ``max_tokens``) and, if asked, per-token logprobs.
+:func:`chat_stream` streams the same request (llama.cpp's streaming callback), piece by piece.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import atexit
 import importlib.util
 import logging
 import os
+import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ __all__ = [
     "LocalModel",
     "LocalOutput",
     "chat",
+    "chat_stream",
     "complete_text",
     "default_model_path",
     "is_local_model",
@@ -149,10 +152,7 @@ class LocalModel:
         request = self._build(
             {"messages": [dict(m) for m in messages]}, temperature, max_tokens, stop, options
         )
-        server = self._server
-        if server is None:
-            raise LMError(f"local model {self.path.name} was closed", model="local")
-        return _to_output(self.path, server.handle_chat_completions(request))
+        return _to_output(self.path, self._live().handle_chat_completions(request))
 
     def complete_text(
         self,
@@ -168,10 +168,64 @@ class LocalModel:
         if options.get("top_logprobs") is not None:
             options = {**options, "n_probs": options.pop("top_logprobs")}
         request = self._build({"prompt": prompt}, temperature, max_tokens, stop, options)
-        server = self._server
-        if server is None:
-            raise LMError(f"local model {self.path.name} was closed", model="local")
-        return _to_output(self.path, server.handle_completions(request))
+        return _to_output(self.path, self._live().handle_completions(request))
+
+    def chat_stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        **options: Any,
+    ) -> Iterator[str | LocalOutput]:
+        """:meth:`chat`, streamed: the text pieces as llama.cpp writes them, then the whole
+        :class:`LocalOutput` (no logprobs). The same request decodes the same tokens as
+        :meth:`chat`. llama.cpp calls back in the thread that asked, so the request runs in a
+        worker thread; a consumer that stops early leaves it to finish (``max_tokens`` bounds it).
+        """
+        request = self._build(
+            {"messages": [dict(m) for m in messages]}, temperature, max_tokens, stop, options
+        )
+        for key in ("logprobs", "top_logprobs", "n_probs"):
+            request.pop(key, None)
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        server = self._live()
+        chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                server.handle_chat_completions(request, chunks.put)
+            except BaseException as error:  # handed to the reader, which raises it
+                chunks.put(error)
+            finally:
+                chunks.put(_END)
+
+        threading.Thread(target=work, name="lmprog-local-stream", daemon=True).start()
+        pieces: list[str] = []
+        finish: str | None = None
+        usage: Mapping[str, Any] = {}
+        while (chunk := chunks.get()) is not _END:
+            if isinstance(chunk, BaseException):
+                raise LMError(f"local model {self.path.name}: {chunk}", model="local") from chunk
+            if not isinstance(chunk, Mapping):
+                continue
+            if chunk.get("error") is not None:
+                _to_output(self.path, chunk)  # raises the error as chat() would
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                finish = choice.get("finish_reason") or finish
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+        yield LocalOutput(
+            text="".join(pieces),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=finish,
+        )
 
     def _build(
         self,
@@ -197,6 +251,15 @@ class LocalModel:
                 request[key] = value
         _check_constraints(request)
         return request
+
+    def _live(self) -> Any:
+        server = self._server
+        if server is None:
+            raise LMError(f"local model {self.path.name} was closed", model="local")
+        return server
+
+
+_END = object()  # the end of a streamed local request
 
 
 def _check_constraints(request: Mapping[str, Any]) -> None:
@@ -287,18 +350,28 @@ def chat(
     model: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
 ) -> LocalOutput:
     """Complete ``messages`` with the local model; ``params`` are OpenAI-style request parameters."""
-    loaded, options = _options(model, params)
+    loaded, options = _model_and_options(model, params)
     return loaded.chat(messages, **options)
 
 
 def complete_text(model: str | os.PathLike[str], prompt: str, params: Mapping[str, Any]) -> LocalOutput:
     """Continue the plain-text ``prompt`` with the local model (no chat template); ``params`` as
     for :func:`chat`."""
-    loaded, options = _options(model, params)
+    loaded, options = _model_and_options(model, params)
     return loaded.complete_text(prompt, **options)
 
 
-def _options(model: str | os.PathLike[str], params: Mapping[str, Any]) -> tuple[LocalModel, dict[str, Any]]:
+def chat_stream(
+    model: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+) -> Iterator[str | LocalOutput]:
+    """:func:`chat`, streamed: text pieces, then the whole :class:`LocalOutput`."""
+    loaded, options = _model_and_options(model, params)
+    return loaded.chat_stream(messages, **options)
+
+
+def _model_and_options(
+    model: str | os.PathLike[str], params: Mapping[str, Any]
+) -> tuple[LocalModel, dict[str, Any]]:
     options = dict(params)
     temperature = options.pop("temperature", None)
     max_tokens = options.pop("max_tokens", None)
@@ -308,12 +381,12 @@ def _options(model: str | os.PathLike[str], params: Mapping[str, Any]) -> tuple[
     ignored = sorted(k for k in options if k not in SAMPLING_PARAMS and k not in _PASSED)
     if ignored:
         logger.debug("local model ignores parameters %s", ignored)
-    return load_model(model), {
-        **options,
-        "temperature": 0.0 if temperature is None else float(temperature),
-        "max_tokens": int(max_tokens) if max_tokens else None,
-        "stop": stop,
-    }
+    options.update(
+        temperature=0.0 if temperature is None else float(temperature),
+        max_tokens=int(max_tokens) if max_tokens else None,
+        stop=stop,
+    )
+    return load_model(model), options
 
 
 def _close_all() -> None:

@@ -1,8 +1,11 @@
-"""What passes between lmprog and an LM: messages, completions, and the constraint kinds a
-provider may take. The vocabulary of :mod:`lmprog.lm`; imports nothing of lmprog but usage."""
+"""What passes between lmprog and an LM: messages, completions (and the tool calls in them), and the
+constraint kinds a provider may take. The vocabulary of :mod:`lmprog.lm`; imports nothing of
+lmprog but usage."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,6 +18,31 @@ CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = ("grammar", "json_schema")
 #: the role of the single message that carries a plain-text prompt for the model to continue
 #: (no chat template); only an LM whose ``takes_prompt()`` is true accepts it
 PROMPT_ROLE = "prompt"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call a model asked for through a provider's native tool calling.
+
+    Attributes:
+        name: the tool's name, as the model wrote it (checked by the caller, not here).
+        arguments: the arguments as the provider returned them: JSON text (a mapping given here
+            is written as JSON); read with :mod:`json` only, never evaluated.
+        id: the provider's id of the call (what a tool result message refers to).
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str = ""
+
+    def __init__(self, name: str, arguments: str | Mapping[str, Any] = "{}", id: str = "") -> None:
+        text = arguments if isinstance(arguments, str) else json.dumps(dict(arguments), ensure_ascii=False)
+        object.__setattr__(self, "name", str(name))
+        object.__setattr__(self, "arguments", text)
+        object.__setattr__(self, "id", str(id))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
 @dataclass(frozen=True)
@@ -33,6 +61,10 @@ class Completion:
             a completion is never cached; None when unknown).
         logprobs: the OpenAI-style per-token list (``token``, ``logprob``, ``top_logprobs``) when
             the request asked for ``logprobs`` and the provider returned them.
+        reasoning: what a model with native reasoning thought before it answered (litellm's
+            ``reasoning_content`` or thinking blocks); None when the provider returned none.
+        tool_calls: the tool calls the model asked for through native tool calling (the request
+            carried ``tools``); empty otherwise. A completion with tool calls may have no text.
     """
 
     text: str
@@ -43,3 +75,24 @@ class Completion:
     attempts: int = 1
     finish_reason: str | None = None
     logprobs: list[dict[str, Any]] | None = None
+    reasoning: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of a completion as :meth:`BaseLM.stream` yields it.
+
+    Attributes:
+        text: the new text (appended to the text so far).
+        restart: the request was retried (a transient failure after some text had come): the
+            text so far is void and the next deltas start the completion over. ``text`` is empty
+            on a restart delta.
+    """
+
+    text: str
+    restart: bool = False
+
+
+#: What a provider's ``_request_stream`` yields: text pieces, then exactly one whole Completion.
+StreamItem = str | Completion

@@ -104,11 +104,14 @@ class BootstrapFewShot(Optimizer):
         self.metric_threshold = metric_threshold
         self.temperature = temperature
 
-    def bootstrap(self, task: Task, order: list[int], *, max_demos: int | None = None) -> Bootstrapped:
-        """Run training examples (in ``order``) until every function has enough demos."""
+    def bootstrap(
+        self, task: Task, order: list[int], *, max_demos: int | None = None, max_runs: int | None = None
+    ) -> Bootstrapped:
+        """Run training examples (in ``order``) until every function has enough demos, or
+        ``max_runs`` runs were made (None: no such limit)."""
         want = self.max_bootstrapped_demos if max_demos is None else max_demos
         found = Bootstrapped({fn: [] for fn in task.functions}, set())
-        if want <= 0:
+        if want <= 0 or max_runs == 0:
             return found
         chunk = max(task.threads, want)
         for rnd in range(self.max_rounds):
@@ -117,7 +120,10 @@ class BootstrapFewShot(Optimizer):
             for start in range(0, len(pending), chunk):
                 if self._enough(found, want):
                     return found
-                batch = pending[start : start + chunk]
+                size = chunk if max_runs is None else min(chunk, max_runs - found.runs)
+                if size <= 0:
+                    return found
+                batch = pending[start : start + size]
                 try:
                     with settings.context(**overrides):
                         result = task.evaluate([task.trainset[i] for i in batch])

@@ -1,5 +1,8 @@
 """Demonstrations: made from successful traces (bootstrapped) or from labeled examples.
 
+A bootstrapped demo keeps what the run showed besides its inputs and outputs: the reasoning of a
+``reasoning=True`` function and the tool calls (with their results) of a function with tools.
+
 Every demo an optimizer makes fits its function's signature (``lmprog.promptfile.demo_problems``):
 the same check ``lmprog check`` and loading a prompt file apply, so a written prompt file always
 loads. An input a labeled example lacks but that has a default is recorded with its default, as a call
@@ -18,6 +21,7 @@ from lmprog.format import output_values, to_jsonable
 from lmprog.function import LMFunction
 from lmprog.optimize.balance import balance
 from lmprog.promptfile import demo_problems, fit_demo
+from lmprog.signature import TOOL_CALLS
 
 if TYPE_CHECKING:
     from lmprog.trace import Span
@@ -40,6 +44,8 @@ def demo_from_span(fn: LMFunction[..., Any], span: Span) -> Demo | None:
     demo.update({name: to_jsonable(value) for name, value in outputs.items()})
     if span.reasoning:  # an @lm_function(reasoning=True) call: the demo shows its thought too
         demo["reasoning"] = span.reasoning
+    if span.tool_calls:  # an lm_function with tools: the demo shows the calls it made
+        demo[TOOL_CALLS] = [dict(step) for step in span.tool_calls]
     return fit_demo(fn.signature, demo)
 
 

@@ -8,15 +8,18 @@ settings and the layout of the stored records (:data:`~lmprog.optimize.mipro_sto
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from lmprog.errors import MissingDependencyError, UsageError
 from lmprog.optimize._base import Task
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
 from lmprog.optimize.mipro_store import STORE_FORMAT
-from lmprog.promptfile import function_id
+from lmprog.promptfile import DEFAULT_MAX_POOL, function_id
 
 __all__ = ["MiproConfig", "estimate_calls", "study_key"]
 
@@ -44,6 +47,15 @@ class MiproConfig:
         listing_tokens: the size of the program listing shown to the proposer.
         tips: draw a random writing tip for each proposal.
         stale_after: seconds after which a trial left RUNNING by another host is re-run.
+        bootstrap_runs: training runs per bootstrapped demo set at most (None: until it has its
+            demos; 0: labeled demos only, no call). A ``Budget(max_calls=...)`` may lower it (see
+            :mod:`lmprog.optimize.mipro_plan`).
+        retrieved_demos: ``k`` of a demo set of retrieved demos per function (the ``k`` training
+            examples nearest to each call's inputs, by BM25, as ``optimizer="knn"``): one more
+            demo set the search can pick, costing no call. None: ``max_labeled_demos`` when
+            ``bm25s`` (``lmprog[knn]``) is installed, else none; 0: none.
+        max_pool: the training examples a retrieved demo set's pool holds at most (it is stored
+            in the prompt file).
 
     Counts below their minimum are raised to it.
     """
@@ -64,10 +76,29 @@ class MiproConfig:
     listing_tokens: int = 600
     tips: bool = True
     stale_after: float = 3600.0
+    bootstrap_runs: int | None = None
+    retrieved_demos: int | None = None
+    max_pool: int = DEFAULT_MAX_POOL
 
     def __post_init__(self) -> None:
         for name, least in _MINIMUM.items():
             object.__setattr__(self, name, max(least, getattr(self, name)))
+        if self.bootstrap_runs is not None and self.bootstrap_runs < 0:
+            raise UsageError(f"mipro: bootstrap_runs must be >= 0 or None, got {self.bootstrap_runs}")
+        if self.retrieved_demos is not None and self.retrieved_demos < 0:
+            raise UsageError(f"mipro: retrieved_demos must be >= 0 or None, got {self.retrieved_demos}")
+
+    def resolved(self) -> MiproConfig:
+        """These settings with ``retrieved_demos`` decided (None becomes a number, see above)."""
+        if self.retrieved_demos is not None:
+            if self.retrieved_demos > 0 and not _has_bm25s():
+                raise MissingDependencyError(
+                    "mipro: retrieved_demos needs the bm25s package: pip install 'lmprog[knn]' "
+                    "(or pass retrieved_demos=0)"
+                )
+            return self
+        k = self.max_labeled_demos if _has_bm25s() else 0
+        return dataclasses.replace(self, retrieved_demos=k)
 
     def bootstrapper(self) -> BootstrapFewShot:
         """The bootstrapper that finds the demo sets."""
@@ -91,6 +122,10 @@ _MINIMUM = {
     "full_eval_every": 1,
     "rounds": 1,
 }
+
+
+def _has_bm25s() -> bool:
+    return importlib.util.find_spec("bm25s") is not None
 
 
 def estimate_calls(config: MiproConfig, task: Task) -> int:
@@ -135,4 +170,12 @@ def study_key(config: MiproConfig, task: Task, bootstrapper: BootstrapFewShot) -
             bootstrapper.temperature,
         ],
     }
+    # settings added later join the key only when they change what a run does, so the studies
+    # of runs without them keep their names
+    if config.bootstrap_runs is not None:
+        ident["bootstrap_runs"] = config.bootstrap_runs
+    if config.retrieved_demos:
+        ident["retrieved"] = [config.retrieved_demos, config.max_pool]
+    if task.budget.max_cost is not None:  # the plan of the phases after the baseline depends on it
+        ident["max_cost"] = round(task.budget.max_cost, 9)
     return "mipro-" + digest(ident)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lmprog.errors import UsageError
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Candidate, OptimizationResult
+from lmprog.optimize.mipro_plan import MiproPlan
 from lmprog.optimize.mipro_store import BASELINE, FullEvaluation
 from lmprog.optimize.search import Space
 
@@ -53,7 +54,9 @@ class MiproDetails(MutableMapping[str, Any]):
     calls shown before it, ``trials`` the finished minibatch trials, ``rejected_proposals`` the
     (proposal, reason) pairs the guards refused, ``instructions`` every instruction candidate per
     function id (the original first), ``trial_history`` every finished trial in order, ``pareto``
-    the score / prompt-size front of a cost-aware run (None otherwise). ``extra`` holds the
+    the score / prompt-size front of a cost-aware run (None otherwise), ``plan`` how the run
+    sized its phases to its call budget (:class:`~lmprog.optimize.mipro_plan.MiproPlan`; None
+    in results made without one). ``extra`` holds the
     entries ``optimize()`` adds to every optimizer's details (``"validation"``,
     ``"committed_score"``).
 
@@ -69,6 +72,7 @@ class MiproDetails(MutableMapping[str, Any]):
     instructions: dict[str, list[str]]
     trial_history: list[TrialRecord]
     pareto: list[ParetoPoint] | None = None
+    plan: MiproPlan | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -90,13 +94,15 @@ class MiproDetails(MutableMapping[str, Any]):
         }
         if self.pareto is not None:
             out["pareto"] = [asdict(p) for p in self.pareto]
+        if self.plan is not None:
+            out["plan"] = self.plan.to_dict()
         return {**out, **self.extra}
 
     # -- the deprecated dict interface ----------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
         if key in self.extra:
             return self.extra[key]
-        if key in _FIELDS and (key != "pareto" or self.pareto is not None):
+        if key in _FIELDS and self._present(key):
             _deprecated(key)
             return self.to_dict()[key]
         raise KeyError(key)
@@ -112,17 +118,22 @@ class MiproDetails(MutableMapping[str, Any]):
         del self.extra[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self.extra or (key in _FIELDS and (key != "pareto" or self.pareto is not None))
+        return key in self.extra or (isinstance(key, str) and key in _FIELDS and self._present(key))
 
     def __iter__(self) -> Iterator[str]:
-        yield from (k for k in _FIELDS if k != "pareto" or self.pareto is not None)
+        yield from (k for k in _FIELDS if self._present(k))
         yield from self.extra
 
     def __len__(self) -> int:
-        return len(_FIELDS) - (self.pareto is None) + len(self.extra)
+        return sum(1 for k in _FIELDS if self._present(k)) + len(self.extra)
+
+    def _present(self, key: str) -> bool:
+        """Whether field ``key`` is in the dict view: the optional ones only when set."""
+        return key not in _OPTIONAL or getattr(self, key) is not None
 
 
 _FIELDS = tuple(f.name for f in fields(MiproDetails) if f.name != "extra")
+_OPTIONAL = ("pareto", "plan")
 
 
 def _deprecated(key: str) -> None:
@@ -148,6 +159,7 @@ def build_result(
     rejected_proposals: Sequence[tuple[str, str]],
     cost_aware: bool,
     stopped: str | None,
+    plan: MiproPlan | None = None,
 ) -> OptimizationResult:
     """The result of a MIPRO run: the best configuration by full evaluation (the baseline
     included; one whose predictions collapsed to one label only when every one did), every fully
@@ -180,6 +192,7 @@ def build_result(
         instructions=all_instructions(spaces, ids),
         trial_history=history,
         pareto=pareto_front(studies) if cost_aware else None,
+        plan=plan,
     )
     return OptimizationResult(
         "mipro",

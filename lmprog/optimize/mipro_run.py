@@ -11,34 +11,42 @@ holds and calls the LM only for what is missing; reads never call the LM.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lmprog.errors import BudgetExceededError
 from lmprog.optimize._base import OptimizationResult, Task
 from lmprog.optimize.balance import is_collapsed, label_counts
 from lmprog.optimize.bootstrap import BootstrapFewShot
+from lmprog.optimize.demos import sample_labeled
 from lmprog.optimize.mipro_config import MiproConfig
+from lmprog.optimize.mipro_plan import MiproPlan
 from lmprog.optimize.mipro_result import build_result
 from lmprog.optimize.mipro_store import BASELINE, DemoSets, FullEvaluation, MiproStore
 from lmprog.optimize.mipro_trials import RoundSearch, prompt_tokens
 from lmprog.optimize.propose import GroundedProposer
 from lmprog.optimize.search import Space, config_from_attrs, instruction_scores, minibatch_means
+from lmprog.promptfile import DemoPool
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = ["Grounding", "MiproRun"]
 
+logger = logging.getLogger("lmprog.optimize.mipro")
+
 
 @dataclass(frozen=True)
 class Grounding:
-    """What every round's proposals and search build on: the demo sets and the data summary."""
+    """What every round's proposals and search build on: the demo sets, the pools of the
+    retrieved demo sets and the data summary ("" when the run proposes no instruction)."""
 
     demo_sets: DemoSets
     summary: str
+    pools: dict[str, DemoPool] = field(default_factory=dict)
 
 
 class MiproRun:
@@ -63,19 +71,35 @@ class MiproRun:
         self.spaces: dict[int, Space] = {}
         self.search = RoundSearch(config, task, storage, store.name)
 
+    def use_config(self, config: MiproConfig) -> None:
+        """Continue under ``config`` (a plan made after the baseline, see ``plan_for_cost``)."""
+        self.config = config
+        self.search.config = config
+
+    def baseline_record(self) -> FullEvaluation | None:
+        """The baseline's stored full evaluation, once made."""
+        return next((e for e in self.store.full_evaluations() if e.round == BASELINE), None)
+
     # -- steps -----------------------------------------------------------------------------------
     def ground(self) -> Grounding:
-        """The demo sets (bootstrapped: LM calls) and the data summary (an LM call), each read
-        from the store when a run made it before, else made and stored."""
+        """The demo sets (bootstrapped: LM calls), the retrieved demo sets' pools (no call) and
+        the data summary (an LM call, made only when instructions are proposed), each read from
+        the store when a run made it before, else made and stored."""
         demo_sets = self.store.demo_sets()
         if demo_sets is None:
             demo_sets = self._bootstrap_demo_sets()
             self.store.put_demo_sets(demo_sets)
+        pools = self.store.pools()
+        if pools is None:
+            pools = self._pools()
+            self.store.put_pools(pools)
+        if self.config.num_instructions <= 1:
+            return Grounding(demo_sets, "", pools)
         summary = self.store.data_summary()
         if summary is None:
             summary = self.proposer.summarize(self.task.trainset)
             self.store.put_data_summary(summary)
-        return Grounding(demo_sets, summary)
+        return Grounding(demo_sets, summary, pools)
 
     def baseline(self) -> None:
         """Fully evaluate the original program (original instructions, no demos): round -1."""
@@ -103,6 +127,7 @@ class MiproRun:
             tuple(self.ids),
             {fid: list(candidates[fid]) for fid in self.ids},
             {fid: grounding.demo_sets[fid] for fid in self.ids},
+            {fid: grounding.pools[fid] for fid in self.ids if fid in grounding.pools},
         )
         self.spaces[r] = space
         return space
@@ -124,7 +149,7 @@ class MiproRun:
         self.search.wait_for_others(r, space)
         self._full_evals_due(r, end=True)
 
-    def result(self, stopped: str | None, estimate: int) -> OptimizationResult:
+    def result(self, stopped: str | None, plan: MiproPlan) -> OptimizationResult:
         """The run's result from what the store and the studies hold."""
         rounds = [r for r in sorted(self.spaces) if r != BASELINE]
         result = build_result(
@@ -136,10 +161,11 @@ class MiproRun:
             spaces=self.spaces,
             studies={r: self.search.study(r) for r in rounds},
             study=self.store.name,
-            estimated_calls=estimate,
+            estimated_calls=plan.calls,
             rejected_proposals=self.proposer.rejections,
             cost_aware=self.config.cost_aware,
             stopped=stopped,
+            plan=plan,
         )
         demo_sets = self.store.demo_sets()
         if self.config.num_demo_sets > 0 and demo_sets:  # made (not cut short by a budget cap)
@@ -148,6 +174,23 @@ class MiproRun:
                 fn: len(demo_sets.get(fid, [[]])) - 1 for fn, fid in zip(functions, self.ids, strict=True)
             }
             result.warnings = self.bootstrapper.demo_warnings(self.task, counts, None, "mipro", stopped)
+        if plan.note:
+            result.warnings.append(plan.note)
+        if not any(c.label != "baseline" for c in result.candidates):
+            why = "the search had none to evaluate (no demo set and no instruction besides the original)"
+            if stopped == "max_calls":
+                why = (
+                    f"the budget (max_calls) ran out first (the plan estimated {plan.calls} calls at one "
+                    "request per lm_function call; retries after unparsable replies cost more)"
+                )
+            elif stopped:
+                why = f"the budget ({stopped}) ran out first"
+            message = (
+                "mipro: no configuration besides the baseline was evaluated on the validation set: "
+                f"{why}; the result is the unoptimized program"
+            )
+            logger.warning("%s", message)
+            result.warnings.append(message)
         return result
 
     # -- grounding and proposals -------------------------------------------------------------------
@@ -158,7 +201,7 @@ class MiproRun:
             rng = random.Random(task.seed * 1009 + k)
             order = list(range(len(task.trainset)))
             rng.shuffle(order)
-            found = boot.bootstrap(task, order)
+            found = boot.bootstrap(task, order, max_runs=self.config.bootstrap_runs)
             if found.budget_error is not None:  # never store a truncated demo set as complete
                 raise found.budget_error
             states = boot.states_from(task, found, rng)
@@ -167,6 +210,20 @@ class MiproRun:
                 if demos and demos not in sets[fid]:
                     sets[fid].append(demos)
         return sets
+
+    def _pools(self) -> dict[str, DemoPool]:
+        """Per function with labeled training examples, the pool of its retrieved demo set: at
+        most ``max_pool`` of them (a seeded sample, label-balanced), compared on all its inputs."""
+        k = self.config.retrieved_demos or 0
+        if k <= 0:
+            return {}
+        rng = random.Random(f"{self.task.seed}-pool")
+        pools = {}
+        for fn, fid in zip(self.task.functions, self.ids, strict=True):
+            demos = sample_labeled(fn, self.task.trainset, self.config.max_pool, rng)
+            if demos:
+                pools[fid] = DemoPool(k=k, demos=tuple(demos), fields=tuple(fn.signature.input_names))
+        return pools
 
     def _propose(self, r: int, grounding: Grounding) -> dict[str, list[str]]:
         config, task = self.config, self.task
@@ -258,6 +315,8 @@ class MiproRun:
             step,
             label_counts=counts,
             collapsed=is_collapsed(counts, expected),
+            cost=res.usage.cost,
+            requests=res.usage.requests,
         )
         self.store.put_full_evaluation(record)  # one write: the evaluation and its due point,
         self.store.mark_due_done(due)  # and the point again, should another worker's record replace it

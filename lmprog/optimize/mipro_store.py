@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmprog.errors import UsageError
+from lmprog.promptfile import DemoPool, pool_from_doc, pool_problems
 
 if TYPE_CHECKING:
     import optuna
@@ -40,6 +41,7 @@ DemoSets = dict[str, list[list[dict[str, Any]]]]
 _FORMAT_KEY = "lmprog_store_format"
 _DEMO_SETS = "demo_sets"
 _SUMMARY = "data_summary"
+_POOLS = "pools"
 _INSTRUCTIONS = "instructions:r"
 _FULL_EVAL = "full_eval:"
 _DUE_DONE = "full_eval_due:"
@@ -58,7 +60,9 @@ class FullEvaluation:
     finished trials (None at the end of a round). ``score`` is 0-100; ``prompt_tokens`` the mean
     prompt tokens per example. ``label_counts`` are the predictions per label of each categorical
     function, and ``collapsed`` whether they collapsed to one label (see ``balance``); records
-    stored before these existed read as not collapsed.
+    stored before these existed read as not collapsed. ``cost`` and ``requests`` are what the
+    evaluation spent at the provider when it was made (cache hits are free); a ``max_cost``
+    plan prices calls by the baseline's (see :mod:`~lmprog.optimize.mipro_plan`).
     """
 
     key: str
@@ -70,6 +74,8 @@ class FullEvaluation:
     step: int | None = None
     label_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     collapsed: bool = False
+    cost: float = 0.0
+    requests: int = 0
 
     def order(self) -> tuple[int, float, str]:
         """Where the record falls in the run: by round, then by the point that asked for it.
@@ -88,6 +94,8 @@ class FullEvaluation:
             "step": self.step,
             "label_counts": {q: dict(c) for q, c in self.label_counts.items()},
             "collapsed": self.collapsed,
+            "cost": self.cost,
+            "requests": self.requests,
         }
 
     @classmethod
@@ -106,6 +114,8 @@ class FullEvaluation:
                 for q, c in dict(raw.get("label_counts") or {}).items()
             },
             collapsed=bool(raw.get("collapsed", False)),
+            cost=float(raw.get("cost", 0.0)),
+            requests=int(raw.get("requests", 0)),
         )
 
 
@@ -143,6 +153,14 @@ class MiproStore:
     def put_demo_sets(self, sets: DemoSets) -> None:
         plain = {fid: [[dict(d) for d in demo_set] for demo_set in v] for fid, v in sets.items()}
         self.study.set_user_attr(_DEMO_SETS, plain)
+
+    def pools(self) -> dict[str, DemoPool] | None:
+        """The pools of the retrieved demo sets, per function id (those that have one)."""
+        raw = self._get(_POOLS)
+        return None if raw is None else self._read(_POOLS, raw, _pools_from_json)
+
+    def put_pools(self, pools: Mapping[str, DemoPool]) -> None:
+        self.study.set_user_attr(_POOLS, {fid: pool.to_doc() for fid, pool in pools.items()})
 
     def data_summary(self) -> str | None:
         raw = self._get(_SUMMARY)
@@ -210,6 +228,16 @@ class MiproStore:
 
 def _demo_sets_from_json(raw: Any) -> DemoSets:
     return {str(fid): [[dict(d) for d in demo_set] for demo_set in v] for fid, v in dict(raw).items()}
+
+
+def _pools_from_json(raw: Any) -> dict[str, DemoPool]:
+    out = {}
+    for fid, doc in dict(raw).items():
+        problems = pool_problems(doc)
+        if problems:
+            raise ValueError(f"pool of {fid}: {problems[0]}")
+        out[str(fid)] = pool_from_doc(doc)
+    return out
 
 
 def _instructions_from_json(raw: Any) -> dict[str, list[str]]:

@@ -122,8 +122,10 @@ class RoundSearch:
 
     def enqueue_new_candidates(self, r: int, space: Space, seen: dict[str, dict[str, float]]) -> None:
         """Try every new instruction of the round (one not scored in ``seen``) once before TPE
-        takes over, each with a random demo set, so that every proposal gets a score (which the
-        next round's proposer sees). Idempotent: safe to repeat on resume."""
+        takes over, and in the first round every non-empty demo set (the retrieved one included)
+        once, paired in a seeded order, so that every proposal gets a score (which the next
+        round's proposer sees) and a small budget's few trials never re-try the baseline.
+        Idempotent: safe to repeat on resume."""
         rng = random.Random(f"{self.task.seed}-enqueue-{r}")
         fresh = {
             fid: [
@@ -131,14 +133,20 @@ class RoundSearch:
             ]
             for fid in space.ids
         }
+        sets = {fid: list(range(1, space.demo_choices(fid))) for fid in space.ids}
+        for fid in space.ids:
+            rng.shuffle(sets[fid])
+        count = max((len(v) for v in fresh.values()), default=0)
+        if r == 0:
+            count = max(count, max((len(v) for v in sets.values()), default=0))
         study = self.study(r)
-        for j in range(max((len(v) for v in fresh.values()), default=0)):
+        for j in range(count):
             params: dict[str, int] = {}
             for i, fid in enumerate(space.ids):
                 if fresh[fid]:
                     params[f"f{i}_instruction"] = fresh[fid][j % len(fresh[fid])]
-                if len(space.demo_sets[fid]) > 1:
-                    params[f"f{i}_demos"] = rng.randrange(len(space.demo_sets[fid]))
+                if sets[fid]:
+                    params[f"f{i}_demos"] = sets[fid][j % len(sets[fid])]
             study.enqueue_trial(params, skip_if_exists=True)
 
     # -- helpers ---------------------------------------------------------------------------------------

@@ -15,18 +15,28 @@ Each iteration (:meth:`Reflect.run`), decided by the seed and the stored records
    replies), the scores and the metric's :class:`~lmprog.metrics.Feedback`, and the function's
    earlier edits with their scores; it writes a new instruction (guarded like MIPRO's proposals);
 4. the child runs the same minibatch; the gate (``gate="improve"``: a higher total;
-   ``gate="paired"``: also a one-sided sign test at ``gate_alpha``) accepts or rejects it; an
-   accepted child is evaluated on the whole validation set and joins the candidates;
+   ``gate="paired"``: also a one-sided sign test at ``gate_alpha``; ``gate="auto"``, the default:
+   improve on ``minibatch_size`` examples, raised to the paired test on larger minibatches when
+   accepted edits keep losing on validation, within the budget: :mod:`reflect_gate`) accepts or
+   rejects it; an accepted child is evaluated on the whole validation set and joins the
+   candidates;
 5. after an acceptance, a merge may run instead of a reflection: two front candidates whose
    lineages changed different functions are combined and validated.
 
-Module map: ``reflect_config`` (settings), ``reflect_run`` (the steps), ``reflect_front`` (Pareto
-front, parents, merges), ``reflect_prompt`` (what the reflection model sees), ``reflect_store``
-(records), ``reflect_result`` (result and details).
+Module map: ``reflect_config`` (settings), ``reflect_run`` (the steps), ``reflect_gate`` (the
+acceptance gate and how it is chosen), ``reflect_front`` (Pareto front, parents, merges),
+``reflect_prompt`` (what the reflection model sees), ``reflect_store`` (records),
+``reflect_result`` (result and details).
 
-``init="bootstrap"`` first bootstraps demos (as ``optimizer="bootstrap"`` does) that every candidate
-keeps, so the result has both. Records are stored as they complete (:mod:`reflect_store`, in
-``.lmprog/reflect.json`` or ``storage=``): a killed run resumes and ends with the same prompts.
+``init="bootstrap"`` first bootstraps demos (as ``optimizer="bootstrap"`` does) and ``init="knn"``
+makes a pool of labeled training examples to retrieve ``max_demos`` of per call (as
+``optimizer="knn"`` does); every candidate keeps them, so the result (and its prompt files) has
+both the demos and the edited instructions.
+
+Records are stored as they complete: in ``.lmprog/reflect.json`` or the JSON file ``storage=``
+names (:mod:`reflect_store`), or, when ``storage=`` names a database (``postgresql://...``,
+``sqlite:///runs.db``, a ``.db`` file), in the optuna study of that name, in the storage MIPRO
+uses (:mod:`reflect_study`): a killed run resumes and ends with the same prompts.
 The result's ``details`` is a :class:`~lmprog.optimize.reflect_result.ReflectDetails`.
 """
 
@@ -38,16 +48,12 @@ from typing import Any
 from lmprog.data import Example, load_dataset
 from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.optimize._base import OptimizationResult, Optimizer, Task
-from lmprog.optimize.reflect_config import (
-    ReflectConfig,
-    estimate_calls,
-    sign_test,
-    storage_path,
-    study_key,
-)
+from lmprog.optimize.reflect_config import ReflectConfig, estimate_calls, storage_path, study_key
+from lmprog.optimize.reflect_gate import sign_test
 from lmprog.optimize.reflect_result import ReflectDetails, best_candidate, build_result, states_of
 from lmprog.optimize.reflect_run import ReflectRun
 from lmprog.optimize.reflect_store import ReflectStore
+from lmprog.optimize.reflect_study import open_reflect_store
 from lmprog.promptfile import function_id
 
 __all__ = ["Reflect", "ReflectConfig", "ReflectDetails", "sign_test"]
@@ -88,7 +94,7 @@ class Reflect(Optimizer):
             )
         ids = [function_id(fn) for fn in task.functions]
         key = self.study_key(task)
-        store = ReflectStore(storage_path(cfg.storage), key)
+        store = open_reflect_store(storage_path(cfg.storage), cfg.storage, key)
         logger.info("reflect: study %s", key)
         run = ReflectRun(cfg, task, store, ids, self._listing(task))
         stopped = None
@@ -108,6 +114,7 @@ class Reflect(Optimizer):
             functions=task.functions,
             ids=ids,
             demos=store.demos() or {},
+            pools=store.pools(),
             candidates=store.candidates(),
             iterations=store.iterations(),
             study=key,
@@ -131,7 +138,9 @@ class Reflect(Optimizer):
         if not test or best is None:
             return
         try:
-            seed_states = states_of(store.candidates()[0], task.functions, ids, store.demos() or {})
+            seed_states = states_of(
+                store.candidates()[0], task.functions, ids, store.demos() or {}, store.pools()
+            )
             details.baseline_test_score = task.evaluate(test, seed_states).score
             details.test_score = task.evaluate(test, result.states).score
         except BudgetExceededError as e:

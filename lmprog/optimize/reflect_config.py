@@ -1,10 +1,9 @@
 """The settings of a reflective run (:class:`ReflectConfig`) and what follows from them before it
-starts: its call estimate, the key of its records and where they are stored; and the paired sign
-test its acceptance gate may use."""
+starts: its call estimate, the key of its records and where they are stored. The acceptance gate
+(and the paired sign test it may use) lives in :mod:`lmprog.optimize.reflect_gate`."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -12,11 +11,12 @@ from typing import Any, Literal
 from lmprog.errors import UsageError
 from lmprog.optimize._base import Task
 from lmprog.optimize.identity import data_fingerprint, digest, models_identity, score_context
+from lmprog.optimize.reflect_gate import max_size, sign_test
 from lmprog.optimize.reflect_store import STORE_FORMAT
 from lmprog.optimize.search import DEFAULT_STORAGE_DIR
 from lmprog.promptfile import function_id
 
-__all__ = ["ReflectConfig", "estimate_calls", "sign_test", "storage_path", "study_key"]
+__all__ = ["ReflectConfig", "estimate_calls", "sign_test", "start_calls", "storage_path", "study_key"]
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,19 @@ class ReflectConfig:
     """The settings of a reflective run.
 
     ``num_iterations`` caps the iterations (reflections and merges); ``minibatch_size`` training
-    examples are run per iteration; ``gate`` and ``gate_alpha`` choose the acceptance rule (see
-    the module docstring); ``select`` picks the function to edit (``"round_robin"`` or
+    examples are run per iteration (at first, with ``gate="auto"``); ``gate`` is ``"auto"`` (start
+    with ``"improve"`` on ``minibatch_size`` examples and, when more than
+    ``max_false_accept_rate`` of the accepted edits lose on validation, switch to the paired test
+    on minibatches doubled up to ``max_minibatch_size``, default 4 x ``minibatch_size``, within the
+    budget), ``"improve"`` or ``"paired"`` (sign test at ``gate_alpha``): see
+    :mod:`~lmprog.optimize.reflect_gate`; ``select`` picks the function to edit (``"round_robin"`` or
     ``"blame"``); ``merge``/``max_merges`` enable merges; ``reflection_lm`` writes the
-    edits (None: the task LM); ``init`` is ``"none"`` or ``"bootstrap"`` (start from bootstrapped
-    demos, at most ``max_demos`` per function); ``storage`` is a JSON file holding the run's
-    records (default ``.lmprog/reflect.json``; ``":memory:"`` keeps them for this run only) under
+    edits (None: the task LM); ``init`` is ``"none"``, ``"bootstrap"`` (start from bootstrapped
+    demos, at most ``max_demos`` per function) or ``"knn"`` (start from a pool of labeled training
+    examples, ``max_demos`` retrieved per call); ``storage`` is a JSON file holding the run's
+    records (default ``.lmprog/reflect.json``; ``":memory:"`` keeps them for this run only), or
+    an optuna database as MIPRO's (``postgresql://...``, ``sqlite:///runs.db``, a ``.db`` file:
+    see :mod:`~lmprog.optimize.reflect_study`), under
     ``study_name`` (default: a digest of everything the run depends on); ``listing_tokens`` caps
     the program listing; ``testset`` (rows or a file) is scored at the end to report the
     validation -> test gap.
@@ -37,13 +44,15 @@ class ReflectConfig:
 
     num_iterations: int = 20
     minibatch_size: int = 3
-    gate: Literal["improve", "paired"] = "improve"
+    gate: Literal["auto", "improve", "paired"] = "auto"
     gate_alpha: float = 0.25
+    max_minibatch_size: int | None = None
+    max_false_accept_rate: float = 0.25
     select: Literal["round_robin", "blame"] = "round_robin"
     merge: bool = True
     max_merges: int = 5
     reflection_lm: Any = None
-    init: Literal["none", "bootstrap"] = "none"
+    init: Literal["none", "bootstrap", "knn"] = "none"
     max_demos: int = 3
     storage: str | Path | None = None
     study_name: str | None = None
@@ -53,14 +62,20 @@ class ReflectConfig:
     def __post_init__(self) -> None:
         if self.num_iterations < 0 or self.minibatch_size < 1 or self.max_merges < 0:
             raise UsageError("reflect: num_iterations and max_merges must be >= 0, minibatch_size >= 1")
-        if self.gate not in ("improve", "paired"):
-            raise UsageError(f"reflect: gate must be 'improve' or 'paired', got {self.gate!r}")
+        if self.gate not in ("auto", "improve", "paired"):
+            raise UsageError(f"reflect: gate must be 'auto', 'improve' or 'paired', got {self.gate!r}")
+        if self.max_minibatch_size is not None and self.max_minibatch_size < 1:
+            raise UsageError(f"reflect: max_minibatch_size must be >= 1, got {self.max_minibatch_size}")
+        if not 0.0 <= self.max_false_accept_rate < 1.0:
+            raise UsageError(
+                f"reflect: max_false_accept_rate must be in [0, 1), got {self.max_false_accept_rate}"
+            )
         if not 0.0 < self.gate_alpha <= 1.0:
             raise UsageError(f"reflect: gate_alpha must be in (0, 1], got {self.gate_alpha}")
         if self.select not in ("round_robin", "blame"):
             raise UsageError(f"reflect: select must be 'round_robin' or 'blame', got {self.select!r}")
-        if self.init not in ("none", "bootstrap"):
-            raise UsageError(f"reflect: init must be 'none' or 'bootstrap', got {self.init!r}")
+        if self.init not in ("none", "bootstrap", "knn"):
+            raise UsageError(f"reflect: init must be 'none', 'bootstrap' or 'knn', got {self.init!r}")
 
 
 def storage_path(storage: str | Path | None) -> Path | None:
@@ -71,26 +86,29 @@ def storage_path(storage: str | Path | None) -> Path | None:
     return None if str(storage) == ":memory:" else Path(storage)
 
 
-def sign_test(before: list[float], after: list[float]) -> float:
-    """The one-sided sign test's p-value that ``after`` beats ``before`` (ties dropped)."""
-    wins = sum(a > b for a, b in zip(after, before, strict=True))
-    n = wins + sum(a < b for a, b in zip(after, before, strict=True))
-    if n == 0:
-        return 1.0
-    return float(sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n)
-
-
 def estimate_calls(config: ReflectConfig, task: Task, test_size: int = 0) -> int:
     """An upper estimate of the LM calls of a fresh run: the bootstrap (``init="bootstrap"``), the
-    seed's validation, per iteration a reflection, two minibatch runs and a validation, and the
-    test set scored twice (cache hits make the real count lower)."""
+    seed's validation, per iteration a reflection, two minibatch runs (at the largest size the
+    gate may use) and a validation, and the test set scored twice (cache hits make the real count
+    lower)."""
     per_example = max(1, len(task.functions))
     val = len(task.valset) * per_example
-    batch = min(config.minibatch_size, len(task.trainset)) * per_example
+    batch = max_size(config, len(task.trainset)) * per_example
+    return (
+        start_calls(config, task)
+        + config.num_iterations * (1 + 2 * batch + val)
+        + (2 * test_size * per_example)
+    )
+
+
+def start_calls(config: ReflectConfig, task: Task) -> int:
+    """The calls before the first iteration (an upper estimate): the bootstrap
+    (``init="bootstrap"``) and the seed's validation."""
+    per_example = max(1, len(task.functions))
     boot = 0
     if config.init == "bootstrap":
         boot = min(len(task.trainset), 2 * max(task.threads, 8)) * per_example
-    return boot + val + config.num_iterations * (1 + 2 * batch + val) + 2 * test_size * per_example
+    return boot + len(task.valset) * per_example
 
 
 def study_key(config: ReflectConfig, task: Task) -> str:

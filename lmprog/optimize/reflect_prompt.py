@@ -69,6 +69,9 @@ def describe_run(fn: LMFunction[..., Any], number: int, result: ExampleResult) -
         lines.append(f"{fn.signature.name} was not called in this run")
     for k, span in enumerate(spans, 1):
         lines.append(f"call {k} of {fn.signature.name}: inputs {_value(span.inputs)}")
+        for step in span.tool_calls or ():  # a function with tools: what it called, and got
+            got = f"error {_value(step['error'])}" if "error" in step else _value(step.get("result"))
+            lines.append(f"  tool call: {step.get('tool')} {_value(step.get('arguments'))} -> {got}")
         if span.error is not None:
             lines.append(f"  error: {_value(span.error)}")
             if span.raw is not None:

@@ -16,6 +16,7 @@ from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Candidate, OptimizationResult
 from lmprog.optimize.reflect_front import pareto_front
 from lmprog.optimize.reflect_store import CandidateRecord, IterationRecord
+from lmprog.promptfile import DemoPool
 
 __all__ = ["Edit", "ReflectDetails", "best_candidate", "build_result", "instruction_diff"]
 
@@ -44,7 +45,10 @@ class ReflectDetails(MutableMapping[str, Any]):
     not beat their parent on validation; ``false_accept_rate`` is their ratio (None before any
     acceptance). ``test_score``/``baseline_test_score`` are the chosen and the seed program's scores
     on the test set when one was given, and ``val_test_gap`` the chosen one's validation score
-    minus its test score. ``extra`` holds what ``optimize()`` adds (``"validation"``...).
+    minus its test score. ``gates`` is the gate of each reflection iteration (``"3 improve"``: its
+    minibatch size and test) and ``gate_changes`` the iterations where it changed (with
+    ``gate="auto"``: after false accepts; see :mod:`~lmprog.optimize.reflect_gate`). ``extra``
+    holds what ``optimize()`` adds (``"validation"``...).
     """
 
     study: str
@@ -63,6 +67,25 @@ class ReflectDetails(MutableMapping[str, Any]):
     @property
     def false_accept_rate(self) -> float | None:
         return None if not self.accepted else self.false_accepts / self.accepted
+
+    @property
+    def gates(self) -> dict[int, str]:
+        """The gate of each reflection iteration that ran one, by iteration: ``"<size> <test>"``."""
+        return {
+            it.iteration: f"{len(it.minibatch)} {it.gate}"
+            for it in self.iterations
+            if it.kind == "reflect" and it.gate is not None
+        }
+
+    @property
+    def gate_changes(self) -> list[tuple[int, str]]:
+        """(iteration, gate) where the gate differs from the previous reflection's; the first
+        reflection's gate comes first."""
+        out: list[tuple[int, str]] = []
+        for i, gate in self.gates.items():
+            if not out or out[-1][1] != gate:
+                out.append((i, gate))
+        return out
 
     @property
     def val_test_gap(self) -> float | None:
@@ -91,6 +114,8 @@ class ReflectDetails(MutableMapping[str, Any]):
             "accepted": self.accepted,
             "false_accepts": self.false_accepts,
             "false_accept_rate": self.false_accept_rate,
+            "gates": {str(i): g for i, g in self.gates.items()},
+            "gate_changes": [list(c) for c in self.gate_changes],
             "test_score": self.test_score,
             "baseline_test_score": self.baseline_test_score,
             "val_test_gap": self.val_test_gap,
@@ -137,17 +162,31 @@ def states_of(
     functions: Sequence[LMFunction[..., Any]],
     ids: Sequence[str],
     demos: Mapping[str, Sequence[Mapping[str, Any]]],
+    pools: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[LMFunction[..., Any], State]:
     """The lm_function states of a candidate: its instructions (None where it is the docstring,
-    so prompt files keep the docstring) and the run's demos."""
+    so prompt files keep the docstring), the run's demos and its retrieved-demo pools (``knn:``
+    sections, as stored)."""
     out: dict[LMFunction[..., Any], State] = {}
     for fn, fid in zip(functions, ids, strict=True):
         text = record.instructions[fid]
+        doc = (pools or {}).get(fid)
         out[fn] = State(
             instruction=None if text == fn.signature.instruction else text,
             demos=tuple(dict(d) for d in demos.get(fid, ())),
+            pool=None if doc is None else pool_of(doc),
         )
     return out
+
+
+def pool_of(doc: Mapping[str, Any]) -> DemoPool:
+    """The pool a stored ``knn:`` section describes."""
+    return DemoPool(
+        k=int(doc["k"]),
+        demos=tuple(dict(d) for d in doc["pool"]),
+        fields=tuple(str(f) for f in doc["fields"]),
+        embedder=doc.get("embedder"),
+    )
 
 
 def build_result(
@@ -155,6 +194,7 @@ def build_result(
     functions: Sequence[LMFunction[..., Any]],
     ids: Sequence[str],
     demos: Mapping[str, Sequence[Mapping[str, Any]]],
+    pools: Mapping[str, Mapping[str, Any]] | None = None,
     candidates: Sequence[CandidateRecord],
     iterations: Sequence[IterationRecord],
     study: str,
@@ -197,7 +237,7 @@ def build_result(
     label = {0: "seed"}
     scored = [
         Candidate(
-            states_of(c, functions, ids, demos),
+            states_of(c, functions, ids, demos, pools),
             c.score,
             label.get(c.index, f"candidate {c.index}"),
             len(c.values),

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from lmprog import settings
+from lmprog.data import Example
 from lmprog.errors import BudgetExceededError, LmprogError
 from lmprog.evaluate import EvaluationResult
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Task, provider_failed
 from lmprog.optimize.bootstrap import BootstrapFewShot
+from lmprog.optimize.demos import sample_labeled
+from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.propose import check_instruction, clean_instruction, describe_function
-from lmprog.optimize.reflect_config import ReflectConfig, sign_test
+from lmprog.optimize.reflect_config import ReflectConfig, start_calls
 from lmprog.optimize.reflect_front import choose_parent, merge_pair
+from lmprog.optimize.reflect_gate import Plan, choose_gate, gate_verdict
 from lmprog.optimize.reflect_prompt import blame, describe_history, describe_runs, reflect_instruction
 from lmprog.optimize.reflect_result import states_of
 from lmprog.optimize.reflect_store import CandidateRecord, IterationRecord, ReflectStore
+from lmprog.promptfile import DEFAULT_MAX_POOL, DemoPool
 
 __all__ = ["ReflectRun"]
 
@@ -37,15 +43,32 @@ class ReflectRun:
 
     def __init__(self, cfg: ReflectConfig, task: Task, store: ReflectStore, ids: list[str], listing: str):
         self.cfg, self.task, self.store, self.ids, self.listing = cfg, task, store, ids, listing
+        self.plan = Plan(
+            train=len(task.trainset),
+            val=len(task.valset),
+            per_example=max(1, len(task.functions)),
+            start_calls=start_calls(cfg, task),
+            max_calls=task.budget.max_calls,
+        )
 
     def states(self, record: CandidateRecord) -> dict[LMFunction[..., Any], State]:
-        return states_of(record, self.task.functions, self.ids, self.store.demos() or {})
+        store = self.store
+        return states_of(record, self.task.functions, self.ids, store.demos() or {}, store.pools())
 
     def start(self) -> None:
-        """The starting demos (bootstrapped when asked) and the seed candidate, validated."""
+        """The starting demos (bootstrapped or retrieved when asked) and the seed candidate,
+        validated."""
         task = self.task
         if self.store.demos() is None:
             demos: dict[str, list[dict[str, Any]]] = {}
+            pools: dict[str, dict[str, Any]] = {}
+            if self.cfg.init == "knn":
+                knn = KNNFewShot(k=self.cfg.max_demos)
+                rng = random.Random(f"{task.seed}-reflect-pool")
+                for fn, fid in zip(task.functions, self.ids, strict=True):
+                    rows = sample_labeled(fn, task.trainset, DEFAULT_MAX_POOL, rng)
+                    if rows:
+                        pools[fid] = knn.pool_for(fn, rows).to_doc()
             if self.cfg.init == "bootstrap":
                 boot = BootstrapFewShot(max_bootstrapped_demos=self.cfg.max_demos, max_labeled_demos=0)
                 order = list(range(len(task.trainset)))
@@ -58,7 +81,7 @@ class ReflectRun:
                     fid: [dict(d) for d in states[fn].demos]
                     for fn, fid in zip(task.functions, self.ids, strict=True)
                 }
-            self.store.put_demos(demos)
+            self.store.put_demos(demos, pools)
         if not self.store.candidates():
             seed = CandidateRecord(
                 0,
@@ -84,13 +107,26 @@ class ReflectRun:
                 self._merge(i, *pair)
                 return
         parent = cands[choose_parent(cands, rng)]
+        gate = choose_gate(self.cfg, its, self.plan)
+        if gate.reason is not None and (not its or its[-1].accepted):
+            logger.info("reflect: iteration %d: gate %d %s (%s)", i, gate.size, gate.test, gate.reason)
         train = self.task.trainset
-        batch = tuple(sorted(rng.sample(range(len(train)), min(self.cfg.minibatch_size, len(train)))))
+        batch = tuple(sorted(rng.sample(range(len(train)), min(gate.size, len(train)))))
         before = self._run_batch(parent, batch)
         fid = self._select(its, before)
         fn = self.task.functions[self.ids.index(fid)]
+        feedback = tuple(
+            r.feedback.text for r in before.results if r.feedback is not None and r.feedback.text
+        )
         record = IterationRecord(
-            i, "reflect", parent.index, fid, minibatch=batch, parent_minibatch=before.score
+            i,
+            "reflect",
+            parent.index,
+            fid,
+            minibatch=batch,
+            parent_minibatch=before.score,
+            gate=gate.test,
+            feedback=feedback,
         )
         if all(v >= 1.0 for v in before.values):
             self.store.put_iteration(_with(record, note="perfect on the minibatch"))
@@ -103,7 +139,7 @@ class ReflectRun:
         child = CandidateRecord(len(cands), {**parent.instructions, fid: text}, (parent.index,), i, fid, ())
         after = self._run_batch(child, batch)
         record = _with(record, child_minibatch=after.score)
-        why = self._gate(before.values, after.values)
+        why = gate_verdict(gate, self.cfg.gate_alpha, before.values, after.values)
         if why is not None:
             self.store.put_iteration(_with(record, note=why))
             return
@@ -158,8 +194,10 @@ class ReflectRun:
         )
 
     def _run_batch(self, record: CandidateRecord, batch: tuple[int, ...]) -> EvaluationResult:
+        rows = [self.task.trainset[j] for j in batch]
+        states = {fn: _leave_out(state, rows) for fn, state in self.states(record).items()}
         with settings.context(trace=True):
-            return self.task.evaluate([self.task.trainset[j] for j in batch], self.states(record))
+            return self.task.evaluate(rows, states)
 
     def _reflect(
         self,
@@ -196,15 +234,20 @@ class ReflectRun:
             why = "unchanged"
         return text, why
 
-    def _gate(self, before: list[float], after: list[float]) -> str | None:
-        """Why the minibatch does not accept the edit, or None."""
-        if sum(after) <= sum(before):
-            return "no gain on the minibatch"
-        if self.cfg.gate == "paired":
-            p = sign_test(before, after)
-            if p > self.cfg.gate_alpha:
-                return f"paired sign test p={p:.3f} > {self.cfg.gate_alpha}"
-        return None
+
+def _leave_out(state: State, rows: list[Example]) -> State:
+    """``state`` without the pool demos made from ``rows`` (same values in the pool's fields): a
+    training row run on the minibatch must not retrieve itself as a demo (with ``init="knn"``
+    every training row is in the pool, and every minibatch would look perfect)."""
+    pool = state.pool
+    if pool is None:
+        return state
+
+    def made_from_a_row(demo: Mapping[str, Any]) -> bool:
+        return any(all(f in row and demo.get(f) == row[f] for f in pool.fields) for row in rows)
+
+    kept = tuple(d for d in pool.demos if not made_from_a_row(d))
+    return replace(state, pool=DemoPool(pool.k, kept, pool.fields, pool.embedder))
 
 
 def _with(record: Any, **changes: Any) -> Any:

@@ -22,7 +22,16 @@ from lmprog.errors import UsageError
 from lmprog.format import to_jsonable
 from lmprog.promptfile import atomic_write_text
 
-__all__ = ["STORE_FORMAT", "CandidateRecord", "IterationRecord", "ReflectStore"]
+__all__ = [
+    "START_KEY",
+    "STORE_FORMAT",
+    "CandidateRecord",
+    "IterationRecord",
+    "ReflectStore",
+    "StudyRecords",
+    "candidate_key",
+    "iteration_key",
+]
 
 #: the layout of the records; bump when it changes (a study in another layout is refused)
 STORE_FORMAT = 1
@@ -75,7 +84,10 @@ class IterationRecord:
     run; ``parent_minibatch``/``child_minibatch`` their mean scores (0-100) before and after the
     edit; ``instruction`` the proposed instruction; ``accepted`` whether the gate passed it (then
     ``candidate`` is the new candidate's index and ``val_score``/``parent_val_score`` the
-    validation scores of child and parent); ``note`` why an edit was not tried or not accepted.
+    validation scores of child and parent); ``note`` why an edit was not tried or not accepted;
+    ``gate`` the gate's test (``"improve"`` or ``"paired"``; its size is the minibatch's) and
+    ``feedback`` the metric's feedback texts on the parent's minibatch runs (what the reflection
+    read).
     """
 
     iteration: int
@@ -92,6 +104,8 @@ class IterationRecord:
     val_score: float | None = None
     parent_val_score: float | None = None
     note: str | None = None
+    gate: str | None = None
+    feedback: tuple[str, ...] = ()
 
     @property
     def false_accept(self) -> bool:
@@ -105,19 +119,33 @@ class IterationRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "minibatch": list(self.minibatch)}
+        return {**asdict(self), "minibatch": list(self.minibatch), "feedback": list(self.feedback)}
 
     @classmethod
     def from_json(cls, raw: Any) -> IterationRecord:
         data = dict(raw)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["minibatch"] = tuple(int(i) for i in known.get("minibatch", ()))
+        known["feedback"] = tuple(str(t) for t in known.get("feedback", ()))
         return cls(**known)
 
 
+#: the record keys of a study kept record by record (an optuna study's user attributes)
+START_KEY = "reflect:start"
+
+
+def candidate_key(index: int, value: Any) -> tuple[str, Any]:
+    return f"reflect:candidate:{index:06d}", value
+
+
+def iteration_key(iteration: int, value: Any) -> tuple[str, Any]:
+    return f"reflect:iteration:{iteration:06d}", value
+
+
 @dataclass
-class _Study:
+class StudyRecords:
     demos: dict[str, list[dict[str, Any]]] | None = None
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: list[CandidateRecord] = field(default_factory=list)
     iterations: list[IterationRecord] = field(default_factory=list)
 
@@ -137,6 +165,11 @@ class ReflectStore:
         """The demos the run starts from, per function id (None: not made yet)."""
         return self._study.demos
 
+    def pools(self) -> dict[str, dict[str, Any]]:
+        """The retrieved-demo pools the run starts from (``init="knn"``), per function id, as the
+        ``knn:`` sections of prompt files."""
+        return dict(self._study.pools)
+
     def candidates(self) -> list[CandidateRecord]:
         return list(self._study.candidates)
 
@@ -144,25 +177,37 @@ class ReflectStore:
         return list(self._study.iterations)
 
     # -- writes ---------------------------------------------------------------------------------------
-    def put_demos(self, demos: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    def put_demos(
+        self,
+        demos: Mapping[str, Sequence[Mapping[str, Any]]],
+        pools: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Store the starting demos (and retrieved-demo pools) in one write."""
         self._study.demos = {fid: [to_jsonable(dict(d)) for d in rows] for fid, rows in demos.items()}
-        self._save()
+        self._study.pools = {fid: to_jsonable(dict(doc)) for fid, doc in (pools or {}).items()}
+        self._save([(START_KEY, {"demos": self._study.demos, "pools": self._study.pools})])
 
     def put_candidate(self, record: CandidateRecord) -> None:
         """Store the seed candidate (the others come with their iteration: :meth:`put_step`)."""
         self._append_candidate(record)
-        self._save()
+        self._save([candidate_key(record.index, record.to_json())])
 
     def put_iteration(self, record: IterationRecord) -> None:
         """Store an iteration that made no candidate."""
         self._append_iteration(record)
-        self._save()
+        self._save([iteration_key(record.iteration, record.to_json())])
 
     def put_step(self, candidate: CandidateRecord, iteration: IterationRecord) -> None:
-        """Store an iteration and the candidate it made in one write: a kill leaves both or neither."""
+        """Store an iteration and the candidate it made in one write: a kill leaves both or neither
+        (in an optuna study, two writes: a candidate whose iteration is missing is not read)."""
         self._append_candidate(candidate)
         self._append_iteration(iteration)
-        self._save()
+        self._save(
+            [
+                candidate_key(candidate.index, candidate.to_json()),
+                iteration_key(iteration.iteration, iteration.to_json()),
+            ]
+        )
 
     def _append_candidate(self, record: CandidateRecord) -> None:
         if record.index != len(self._study.candidates):
@@ -190,16 +235,17 @@ class ReflectStore:
             )
         return data
 
-    def _load(self) -> _Study:
+    def _load(self) -> StudyRecords:
         raw = self._all()["studies"].get(self.key)
         if raw is None:
-            return _Study()
+            return StudyRecords()
         try:
             demos = raw.get("demos")
-            return _Study(
+            return StudyRecords(
                 demos=None
                 if demos is None
                 else {str(k): [dict(d) for d in v] for k, v in dict(demos).items()},
+                pools={str(k): dict(v) for k, v in dict(raw.get("pools") or {}).items()},
                 candidates=[CandidateRecord.from_json(c) for c in raw["candidates"]],
                 iterations=[IterationRecord.from_json(i) for i in raw["iterations"]],
             )
@@ -209,13 +255,16 @@ class ReflectStore:
                 f"({type(e).__name__}: {e}); delete it (or pass another storage=) to start over"
             ) from e
 
-    def _save(self) -> None:
+    def _save(self, written: Sequence[tuple[str, Any]] = ()) -> None:
+        """Persist the records (``written``: the keys and values just added, for stores that
+        write record by record; the file is rewritten whole)."""
         if self.path is None:
             return
         data = self._all()
         study = self._study
         data["studies"][self.key] = {
             "demos": study.demos,
+            "pools": study.pools,
             "candidates": [c.to_json() for c in study.candidates],
             "iterations": [i.to_json() for i in study.iterations],
         }

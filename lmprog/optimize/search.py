@@ -18,12 +18,13 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import MissingDependencyError
 from lmprog.function import LMFunction, State
+from lmprog.promptfile import DemoPool
 
 if TYPE_CHECKING:
     import optuna
@@ -89,19 +90,32 @@ _OPEN_ATTEMPTS = 6
 
 @dataclass(frozen=True)
 class Space:
-    """The candidates of one search round: per function (by id), instructions and demo sets."""
+    """The candidates of one search round: per function (by id), instructions and demo sets.
+
+    A function with a pool in ``pools`` has one more demo set after its ``demo_sets``: retrieved
+    demos (each call's nearest pooled examples, see :class:`~lmprog.promptfile.DemoPool`).
+    """
 
     functions: tuple[LMFunction[..., Any], ...]
     ids: tuple[str, ...]
     instructions: Mapping[str, Sequence[str]]
     demo_sets: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
+    pools: Mapping[str, DemoPool] = field(default_factory=dict)
+
+    def demo_choices(self, fid: str) -> int:
+        """How many demo sets function ``fid`` can pick from (the retrieved one included)."""
+        return len(self.demo_sets[fid]) + (fid in self.pools)
+
+    def is_retrieved(self, fid: str, di: int) -> bool:
+        """Whether demo-set index ``di`` of function ``fid`` is its retrieved demos."""
+        return fid in self.pools and di == len(self.demo_sets[fid])
 
     def suggest(self, trial: optuna.trial.Trial) -> dict[str, tuple[int, int]]:
         """Draw one configuration: (instruction index, demo-set index) per function id."""
         config = {}
         for i, fid in enumerate(self.ids):
             n_i = len(self.instructions[fid])
-            n_d = len(self.demo_sets[fid])
+            n_d = self.demo_choices(fid)
             ii = trial.suggest_categorical(f"f{i}_instruction", list(range(n_i))) if n_i > 1 else 0
             di = trial.suggest_categorical(f"f{i}_demos", list(range(n_d))) if n_d > 1 else 0
             config[fid] = (int(ii), int(di))
@@ -113,7 +127,12 @@ class Space:
             ii, di = config[fid]
             text = self.instructions[fid][ii]
             instruction = None if ii == 0 else text  # index 0 is always the original instruction
-            out[fn] = State(instruction=instruction, demos=tuple(dict(d) for d in self.demo_sets[fid][di]))
+            if self.is_retrieved(fid, di):
+                out[fn] = State(instruction=instruction, pool=self.pools[fid])
+            else:
+                out[fn] = State(
+                    instruction=instruction, demos=tuple(dict(d) for d in self.demo_sets[fid][di])
+                )
         return out
 
     def key(self, config: Mapping[str, tuple[int, int]]) -> str:
@@ -204,14 +223,19 @@ def _alive(pid: int) -> bool:
 
 
 def rank_among_live(study: optuna.Study, number: int) -> int:
-    """The place of trial ``number`` among the study's started trials (COMPLETE or RUNNING), in the
-    order they started: workers sharing a trial quota keep the first ones and drop the rest."""
+    """The place of trial ``number`` among the study's started trials (COMPLETE or RUNNING), in
+    trial-number order: workers sharing a trial quota keep the first ones and drop the rest.
+
+    Trial numbers follow the order in which trials reached the storage, so a worker that counts
+    right after its trial was inserted sees every trial numbered before it. Start times would
+    not do: a worker stamps its trial with its own clock before it waits for the write lock, so
+    a trial stamped earlier can arrive after a later one already counted itself inside the
+    quota (both then ran: one trial too many). A popped enqueued trial keeps its number."""
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     live = study.get_trials(deepcopy=False, states=states)
-    order = sorted(live, key=lambda t: (t.datetime_start.timestamp() if t.datetime_start else 0.0, t.number))
-    return [t.number for t in order].index(number)
+    return sorted(t.number for t in live).index(number)
 
 
 def live_count(study: optuna.Study) -> int:

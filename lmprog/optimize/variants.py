@@ -12,7 +12,9 @@ answers the same demos very differently across these, so ``optimize()`` runs
    that ranked best so far (only when some function has a single categorical output and an LM
    that returns logprobs; a function without one keeps ``sample``): at most 4 evaluations beyond
    the optimizer's choice. ``variants="all"`` scores options in every layout (up to 8). The same
-   variant applies to every function.
+   variant applies to every function, except that a function with tools or a ``History`` input
+   keeps the chat layout (a layout no other function takes is not tried), and one with tools or
+   ``reasoning=True`` (a text field or the model's native reasoning) keeps ``sample``.
 2. each is evaluated on the validation data, cheapest first (sampling before scoring), and only
    when its estimated requests fit what is left of ``Budget(max_calls=...)``; a budget refusal
    ends the step and keeps what was measured. ``calibrated`` first scores the options on the
@@ -75,8 +77,11 @@ def choose_variant(
         return
     functions = [fn for fn in task.functions if fn in result.states]
     scorable = [fn for fn in functions if _scorable(fn)]
+    free = [fn for fn in functions if not _chat_only(fn)]  # the functions a layout applies to
     layouts = [
-        lay for lay in LAYOUTS if lay != "completion" or all(_lm(fn).takes_prompt() for fn in functions)
+        lay
+        for lay in LAYOUTS
+        if lay == "chat" or (free and (lay != "completion" or all(_lm(fn).takes_prompt() for fn in free)))
     ]
     decodes = DECODE_ORDER if scorable else DECODE_ORDER[:1]
     first = next(iter(result.states.values()))
@@ -141,13 +146,24 @@ def _lm(fn: LMFunction[..., Any]) -> Any:
     return resolve_lm(fn.lm)
 
 
+def _chat_only(fn: LMFunction[..., Any]) -> bool:
+    """Tools and a History input need chat turns: such a function keeps the chat layout."""
+    return bool(fn.tools) or fn.signature.history is not None
+
+
 def _scorable(fn: LMFunction[..., Any]) -> bool:
-    return not fn.reasoning and label_options(fn.signature) is not None and can_score(_lm(fn))
+    """Scoring chooses an option without a reply: not with reasoning (a text field or native)
+    nor with tools (their calls come before the answer)."""
+    return (
+        not fn.reasoning and not fn.tools and label_options(fn.signature) is not None and can_score(_lm(fn))
+    )
 
 
 def _variant_state(
     fn: LMFunction[..., Any], state: State, layout: Layout, decode: Decode, scorable: bool
 ) -> State:
+    if _chat_only(fn):
+        layout = "chat"
     if not scorable or decode == "sample":
         return dataclasses.replace(state, layout=layout, decode="sample", calibration=None)
     scoring = dataclasses.replace(state, layout=layout, decode="score", calibration=None)

@@ -29,7 +29,7 @@ from lmprog.promptfile._files import (
     status,
     write,
 )
-from lmprog.promptfile._pool import DEFAULT_MAX_POOL, DemoPool
+from lmprog.promptfile._pool import DEFAULT_MAX_POOL, DemoPool, pool_from_doc, pool_problems
 
 __all__ = [
     "DEFAULT_MAX_POOL",
@@ -45,6 +45,8 @@ __all__ = [
     "fit_demo",
     "function_id",
     "load_state",
+    "pool_from_doc",
+    "pool_problems",
     "prompt_path",
     "read",
     "read_yaml",

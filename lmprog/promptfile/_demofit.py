@@ -4,7 +4,7 @@ A demo maps field names to JSON-friendly values (see :func:`lmprog.format.render
 fits its signature when:
 
 - every key is an input or an output of the function (a multi-output demo may instead hold the
-  whole return value under ``output``);
+  whole return value under ``output``), or its ``reasoning`` text, or its ``tool_calls`` transcript;
 - every input without a default is present (one with a default may be left out: it is rendered
   with its default, as in calls) and every output without a default is present;
 - every value validates against its field's type spec (options of a ``Literal``, numbers,
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from lmprog._fingerprint import to_jsonable
-from lmprog.signature import REASONING, Field, ParseFailure, Signature, field_spec
+from lmprog.signature import REASONING, TOOL_CALLS, Field, ParseFailure, Signature, field_spec
 
 __all__ = ["DemoProblem", "demo_lines", "demo_problems", "file_problems", "fit_demo"]
 
@@ -46,6 +46,8 @@ def demo_problems(signature: Signature, demo: Mapping[str, Any]) -> list[DemoPro
     for key in demo:
         if key == REASONING and isinstance(demo[key], str):
             continue  # the text of a reasoning=True function's thought (ignored by others)
+        if key == TOOL_CALLS and _is_transcript(demo[key]):
+            continue  # the tool calls of a run of a function with tools (ignored by others)
         if key not in inputs and key not in outputs and not (whole and key == "output"):
             problems.append(
                 DemoProblem(str(key), f"{key!r} is not a field of {signature.name} ({_fields(signature)})")
@@ -133,6 +135,13 @@ def _value_problems(kind: str, field: Field, value: Any) -> list[DemoProblem]:
         name = "output" if kind == field.name == "output" else f"{kind} {field.name!r}"
         return [DemoProblem(field.name, f"{name}: {error}")]
     return []
+
+
+def _is_transcript(value: Any) -> bool:
+    """Whether ``value`` is a demo's tool-call transcript: a list of ``{"tool": name, ...}``."""
+    return isinstance(value, list) and all(
+        isinstance(step, Mapping) and isinstance(step.get("tool"), str) for step in value
+    )
 
 
 def _is_default(field: Field, value: Any) -> bool:

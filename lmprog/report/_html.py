@@ -107,7 +107,8 @@ def _trials(result: OptimizationResult) -> list[_Trial]:
     details = result.details
     if isinstance(details, MiproDetails) and details.trial_history:
         return [_Trial(f"trial {t.number}", t.score) for t in details.trial_history]
-    history = details.get("trial_history")  # another optimizer's, kept in its details dict
+    # another optimizer's, kept in its details dict (a MIPRO run with no trial has none)
+    history = None if isinstance(details, MiproDetails) else details.get("trial_history")
     if isinstance(history, list) and history:
         out = []
         for i, t in enumerate(history):
@@ -233,6 +234,9 @@ def _cost_block(result: OptimizationResult) -> str:
         ("completion tokens", u.completion_tokens),
         ("cost", f"${u.cost:.4f}"),
     ]
+    plan = result.details.plan if isinstance(result.details, MiproDetails) else None
+    if plan is not None:  # how the run sized its phases to its budget
+        rows.append(("plan", plan.describe()))
     table = (
         "<table class='kv'>"
         + "".join(f"<tr><th>{_e(k)}</th><td>{_e(str(v))}</td></tr>" for k, v in rows)

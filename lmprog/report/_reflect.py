@@ -1,6 +1,7 @@
 """The part of the HTML report only a reflective run has: its iterations (what was tried on which
-function, the minibatch scores before and after, the gate's verdict, the validation score and the
-best score so far), the candidate tree with the Pareto front marked, and the accepted edits as
+function, the gate used, the minibatch scores before and after, the gate's verdict, the validation
+score, the best score so far and the metric's feedback on the minibatch the reflection read), when
+the gate was raised, the candidate tree with the Pareto front marked, and the accepted edits as
 diffs. Everything is escaped by the caller's helpers.
 """
 
@@ -25,11 +26,35 @@ def _short(fid: str | None) -> str:
     return "-" if fid is None else fid.rsplit(":", 1)[-1]
 
 
+#: feedback texts shown per iteration, and characters kept of each
+FEEDBACK_SHOWN, FEEDBACK_CHARS = 3, 160
+
+
+def _feedback(texts: tuple[str, ...]) -> str:
+    kept = [
+        t if len(t) <= FEEDBACK_CHARS else t[: FEEDBACK_CHARS - 3] + "..." for t in texts[:FEEDBACK_SHOWN]
+    ]
+    more = len(texts) - len(kept)
+    return " | ".join(kept) + (f" (+{more} more)" if more > 0 else "") if kept else "-"
+
+
 def iterations_table(details: ReflectDetails) -> str:
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("#", "kind", "function", "parent", "minibatch", "verdict", "validation", "best so far")
+        for h in (
+            "#",
+            "kind",
+            "function",
+            "parent",
+            "gate",
+            "minibatch",
+            "verdict",
+            "validation",
+            "best so far",
+            "feedback",
+        )
     )
+    gates = details.gates
     rows = []
     for it, best in zip(details.iterations, details.best_scores, strict=False):
         parent = str(it.parent) + (f" + {it.other_parent}" if it.other_parent is not None else "")
@@ -46,10 +71,12 @@ def iterations_table(details: ReflectDetails) -> str:
             it.kind,
             _short(it.function),
             parent,
+            gates.get(it.iteration, "-"),
             batch,
             verdict,
             _f(it.val_score),
             _f(best),
+            _feedback(it.feedback),
         )
         rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     rate = details.false_accept_rate
@@ -59,6 +86,8 @@ def iterations_table(details: ReflectDetails) -> str:
         + (f" (false-accept rate {rate:.0%})" if rate is not None else "")
         + ".</p>"
     )
+    for i, gate in details.gate_changes[1:]:
+        summary += f"<p>gate raised at iteration {i} to {_e(gate)} (accepted edits lost on validation).</p>"
     if details.test_score is not None:
         summary += (
             f"<p>test score {_f(details.test_score)} (seed program {_f(details.baseline_test_score)}); "

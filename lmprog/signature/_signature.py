@@ -31,6 +31,7 @@ from lmprog.signature._docstrings import (
     signature_comments,
 )
 from lmprog.signature._failure import ParseFailure
+from lmprog.signature._history import is_history
 from lmprog.signature._registry import UnsupportedType, build_spec, type_name
 from lmprog.signature._specs import MISSING, TypeSpec
 from lmprog.signature._specs_json import RecordSpec
@@ -81,21 +82,29 @@ class Signature:
     def output_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.outputs)
 
+    @property
+    def history(self) -> str | None:
+        """The input annotated :data:`~lmprog.signature.History` (shown as prior chat turns,
+        not as an input line), if any."""
+        return next((f.name for f in self.inputs if is_history(f.annotation)), None)
+
     def check_inputs(self, values: Mapping[str, Any]) -> None:
         """Raise :class:`UsageError` naming the function and the parameter when an argument
         breaks a constraint of its annotation (only constrained inputs are checked)."""
+        history = self.history
         for field in self.inputs:
-            if field.name not in self._constrained or field.name not in values:
+            if field.name not in values or (field.name not in self._constrained and field.name != history):
                 continue
             value = values[field.name]
-            if field.has_default and value is field.default:
+            if (field.has_default and value is field.default) or (field.name == history and value is None):
                 continue
             try:
                 field_spec(field).validate(to_jsonable(value))
             except ParseFailure as error:
+                shown = "History (a list of {role, content} turns)" if field.name == history else None
                 raise UsageError(
                     f"argument {field.name}={reprlib.repr(value)} does not fit "
-                    f"{type_name(field.annotation)}: {error}",
+                    f"{shown or type_name(field.annotation)}: {error}",
                     function=self.qualname,
                     file=self.file,
                     line=self.line,
@@ -197,6 +206,11 @@ def signature_from_function(
                     message = f"the default {field.default!r} breaks its constraint: {error}"
                     raise fail(f"parameter {field.name!r}: {message}") from None
         inputs.append(field)
+    histories = [f.name for f in inputs if is_history(f.annotation)]
+    if len(histories) > 1:
+        raise fail(
+            f"parameters {', '.join(map(repr, histories))} are all History: a function has one history"
+        )
 
     return_annotation = str if declared_return is _EMPTY else hints.get("return", declared_return)
     if return_annotation is None or return_annotation is type(None):

@@ -85,7 +85,18 @@ def decorator_text(lm: Any) -> str:
         f"name={getattr(lm, 'name', None)!r} lm={_stable(getattr(lm, 'lm', None))} "
         f"max_retries={getattr(lm, 'max_retries', None)!r} temperature={getattr(lm, 'temperature', None)!r}"
         + (" reasoning=True" if getattr(lm, "reasoning", False) else "")  # absent: old hashes hold
+        + _tools_text(lm)
     )
+
+
+def _tools_text(lm: Any) -> str:
+    """The tools of an lm_function by name, and its max_steps ("" without tools: old hashes hold)."""
+    tools = getattr(lm, "tools", ())
+    if not tools:
+        return ""
+    names = ",".join(str(getattr(tool, "name", tool)) for tool in tools)
+    first = " tool_first=True" if getattr(lm, "tool_first", False) else ""
+    return f" tools={names} max_steps={getattr(lm, 'max_steps', None)!r}{first}"
 
 
 def _roots(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmprog.errors import LmprogError, PromptFileError
-from lmprog.lm import Completion, InterceptedRequest, intercept_requests, redact
+from lmprog.lm import Completion, InterceptedRequest, ToolCall, intercept_requests, redact
 from lmprog.promptfile import atomic_write_text, dump_yaml, read_yaml
 from lmprog.trace import current_span, trace
 from lmprog.usage import Usage
@@ -99,6 +99,8 @@ class Cassette:
         }
         if completion.finish_reason is not None:
             response["finish_reason"] = completion.finish_reason
+        if completion.tool_calls:
+            response["tool_calls"] = [call.to_dict() for call in completion.tool_calls]
         with self._lock:
             entry = self.entries.get(request.key)
             if entry is None:
@@ -126,6 +128,11 @@ class Cassette:
             ),
             model=str(response.get("model") or request.lm.model),
             finish_reason=reason if isinstance(reason := response.get("finish_reason"), str) else None,
+            tool_calls=tuple(
+                ToolCall(str(c.get("name", "")), str(c.get("arguments", "{}")), str(c.get("id", "")))
+                for c in response.get("tool_calls") or ()
+                if isinstance(c, dict)
+            ),
         )
 
     def _describe_miss(self, request: InterceptedRequest) -> str:

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
 from lmprog.format import forced_text, format_output, is_prompt, to_jsonable
-from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages
+from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages, StreamItem, ToolCall
 from lmprog.usage import Usage
 
-ScriptedResponse: TypeAlias = str | Mapping[str, Any] | Completion | BaseException
+ScriptedResponse: TypeAlias = (
+    str | Mapping[str, Any] | Completion | ToolCall | Sequence[ToolCall] | BaseException
+)
 """A raw completion, a dict of output values by field name, a :class:`~lmprog.lm.Completion` (to
-give a ``finish_reason``, e.g. ``"length"`` for a reply cut at ``max_tokens``), or an exception to
-raise."""
+give a ``finish_reason``, e.g. ``"length"`` for a reply cut at ``max_tokens``), a
+:class:`~lmprog.lm.ToolCall` or a list of them (native tool calls, with ``native_tools=True``), or
+an exception to raise."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,12 @@ class ScriptedLM(BaseLM):
     arguments are those of :class:`~lmprog.lm.BaseLM` (``num_retries``, ``sleep``, default
     request parameters...).
 
+    ``native_tools=True`` plays a provider with native tool calling: lm_functions with tools then
+    send ``tools`` (function schemas; see ``calls[i].params``), and a scripted
+    ``ToolCall("multiply", {"a": 3, "b": 4})`` (or a list of them) is returned as the
+    completion's tool calls. Without it, script a tool call as the text protocol's JSON line
+    (``'{"tool": "multiply", "arguments": {"a": 3, "b": 4}}'``).
+
     ``constraint`` plays a provider that takes a ``"grammar"`` or a ``"json_schema"``
     (constrained decoding; the default None takes neither). What it received is in
     ``calls[i].constraint``; the script is not checked against it, except that a dict response
@@ -65,6 +75,13 @@ class ScriptedLM(BaseLM):
     float`` answers every request whose grammar forces one text (a scoring request) with that
     text as one token of that logprob, without using the script; ``True`` only says logprobs are
     returned (the script gives them as ``Completion(..., logprobs=[...])``).
+
+    Streamed (:meth:`~lmprog.lm.BaseLM.stream`, ``fn.stream``), a reply comes in pieces of one
+    word each, with its trailing whitespace.
+
+    ``native_reasoning=True`` plays a model that reasons natively (``reasoning_effort``, thoughts
+    returned apart from the answer): a dict response's ``"reasoning"`` entry, or a Completion's
+    ``reasoning``, is returned in ``Completion.reasoning``, not in the text.
 
     Example:
         >>> import lmprog
@@ -91,6 +108,8 @@ class ScriptedLM(BaseLM):
         constraint: ConstraintKind | None = None,
         takes_prompt: bool = False,
         logprobs: Callable[[Messages, str], float] | bool | None = None,
+        native_reasoning: bool = False,
+        native_tools: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, cache=cache, backoff_base=backoff_base, backoff_max=backoff_max, **kwargs)
@@ -99,6 +118,8 @@ class ScriptedLM(BaseLM):
         self.constraint = constraint
         self._takes_prompt = bool(takes_prompt)
         self._logprobs = logprobs
+        self._native = bool(native_reasoning)
+        self.native_tools = bool(native_tools)
         if callable(responses):
             self._script: list[ScriptedResponse] | None = None
             self._respond: Callable[[Messages], ScriptedResponse] | None = responses
@@ -122,6 +143,8 @@ class ScriptedLM(BaseLM):
             ident["script"] = code_identity(self._respond)
         if callable(self._logprobs):
             ident["logprobs"] = code_identity(self._logprobs)
+        if self._native:
+            ident["native_reasoning"] = True
         return ident
 
     def __getstate__(self) -> dict[str, Any]:
@@ -151,6 +174,12 @@ class ScriptedLM(BaseLM):
 
     def returns_logprobs(self) -> bool:
         return bool(self._logprobs)
+
+    def native_reasoning(self) -> bool:
+        return self._native
+
+    def supports_tools(self) -> bool:
+        return self.native_tools
 
     @property
     def remaining(self) -> int | None:
@@ -186,7 +215,23 @@ class ScriptedLM(BaseLM):
                 response = self._script[index]
         if self._respond is not None:
             response = self._respond(messages)
+        calls = _tool_calls(response, self.native_tools)
+        if calls:
+            return Completion(
+                text="",
+                usage=Usage(
+                    prompt_tokens=_words(messages),
+                    completion_tokens=sum(len(c.arguments.split()) + 1 for c in calls),
+                ),
+                model=self.model,
+                finish_reason="tool_calls",
+                tool_calls=calls,
+            )
         given = response if isinstance(response, Completion) else None
+        reasoning = given.reasoning if given is not None else None
+        if self._native and isinstance(response, Mapping) and "reasoning" in response:
+            reasoning = str(response["reasoning"])
+            response = {k: v for k, v in response.items() if k != "reasoning"}
         text = given.text if given is not None else _render(response, structured="response_format" in params)
         return Completion(
             text=text,
@@ -197,7 +242,29 @@ class ScriptedLM(BaseLM):
             model=self.model,
             finish_reason=given.finish_reason if given is not None else None,
             logprobs=given.logprobs if given is not None else None,
+            reasoning=reasoning if self._native else None,
         )
+
+    def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:
+        completion = self._request(messages, params)
+        yield from _PIECE.findall(completion.text)
+        yield completion
+
+
+_PIECE = re.compile(r"\s*\S+\s*|\s+")  # a word with its whitespace: a streamed piece
+
+
+def _tool_calls(response: ScriptedResponse, native: bool) -> tuple[ToolCall, ...]:
+    """The native tool calls a scripted response stands for (none for other responses)."""
+    if isinstance(response, ToolCall):
+        calls: tuple[ToolCall, ...] = (response,)
+    elif isinstance(response, Sequence) and not isinstance(response, str) and response:
+        calls = tuple(response) if all(isinstance(c, ToolCall) for c in response) else ()
+    else:
+        calls = ()
+    if calls and not native:
+        raise UsageError("a scripted ToolCall needs ScriptedLM(native_tools=True)")
+    return calls
 
 
 def _words(messages: Messages) -> int:
@@ -214,6 +281,7 @@ def _render(response: ScriptedResponse, *, structured: bool) -> str:
             return json.dumps({str(k): to_jsonable(v) for k, v in response.items()}, ensure_ascii=False)
         return format_output(dict(response))
     raise UsageError(
-        "a scripted response is a string, a dict of output values, a Completion or an exception, "
+        "a scripted response is a string, a dict of output values, a Completion, a ToolCall (or a "
+        "list of them) or an exception, "
         f"got {response!r}"
     )

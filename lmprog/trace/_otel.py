@@ -25,7 +25,12 @@ function (HTTP client instrumentation, your own) are children of its span. Attri
   ``lmprog.parse_retries``, ``lmprog.calls``, ``lmprog.requests`` (failed ones included),
   ``lmprog.failed_requests``, ``lmprog.cost``,
   ``lmprog.messages`` (the last rendered messages, JSON) and ``lmprog.raw`` (the last completion);
-- a failed call: status ``ERROR`` with the error message, and ``error.type``.
+- a failed call: status ``ERROR`` with the error message, and ``error.type``;
+- a span judged after it ended (``evaluate`` puts the metric's score and feedback on each
+  example's root span, and per-function feedback on that function's spans): a child span
+  ``lmprog.feedback`` of its span, with ``lmprog.score`` and ``lmprog.feedback`` (the text; left
+  out with ``capture_content=False``) and ``lmprog.span_id`` (the judged span's). The spans of the
+  last ``FEEDBACK_MEMORY`` ended spans are remembered for this; older ones get no feedback span.
 
 Text attributes are cut to ``max_length`` characters. Credentials never leave: parameters named
 like ``api_key`` and the values of credential environment variables are redacted first.
@@ -36,6 +41,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
@@ -51,10 +58,12 @@ if TYPE_CHECKING:
 
     from opentelemetry.context import Context
     from opentelemetry.trace import Span as OtelSpan
-    from opentelemetry.trace import Tracer, TracerProvider
+    from opentelemetry.trace import SpanContext, Tracer, TracerProvider
 
 INSTALL_COMMAND = "pip install 'lmprog[otel]'"
 DEFAULT_MAX_LENGTH = 4096
+#: ended spans whose OpenTelemetry context is kept, so feedback given later can join their trace
+FEEDBACK_MEMORY = 4096
 
 _sink: _OtelSink | None = None
 _lock = threading.Lock()
@@ -128,6 +137,7 @@ class _OtelSink:
         self._capture = capture_content
         self._max = max_length
         self._open: dict[str, tuple[OtelSpan, Token[Context]]] = {}
+        self._ended: OrderedDict[str, SpanContext] = OrderedDict()
         self._lock = threading.Lock()
 
     def on_start(self, span: Span) -> None:
@@ -149,6 +159,27 @@ class _OtelSink:
                 self._finish(otel_span, span)
         finally:
             otel_span.end(end_time=_ns(span.end if span.end is not None else span.start))
+            with self._lock:
+                self._ended[span.id] = otel_span.get_span_context()
+                while len(self._ended) > FEEDBACK_MEMORY:
+                    self._ended.popitem(last=False)
+
+    def on_annotate(self, span: Span) -> None:
+        """A child span ``lmprog.feedback`` of ``span``'s, holding its score and feedback."""
+        with self._lock:
+            parent = self._ended.get(span.id)
+        if parent is None:
+            return
+        attrs: dict[str, Any] = {"lmprog.span_id": span.id}
+        if span.score is not None:
+            attrs["lmprog.score"] = span.score
+        if span.feedback is not None and self._capture:
+            attrs["lmprog.feedback"] = self._text(span.feedback, secret_values())
+        ctx = self._trace.set_span_in_context(self._trace.NonRecordingSpan(parent))
+        now = _ns(time.time())
+        feedback_span = self._tracer.start_span("lmprog.feedback", context=ctx, start_time=now)
+        feedback_span.set_attributes(attrs)
+        feedback_span.end(end_time=now)
 
     def _finish(self, otel_span: OtelSpan, span: Span) -> None:
         secrets = secret_values()

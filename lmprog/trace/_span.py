@@ -71,7 +71,8 @@ class _UsageCount(Generic[T]):
 
 @dataclass
 class Span:
-    """One call in the tree. ``kind`` is ``"lm"`` for lm_functions and ``"traced"`` otherwise.
+    """One call in the tree. ``kind`` is ``"lm"`` for lm_functions, ``"tool"`` for a tool an
+    lm_function's model called, and ``"traced"`` otherwise.
 
     lm spans also carry ``model``, the last rendered ``messages``, the last ``raw`` completion,
     ``parse_retries`` (completions rejected by the parser), ``usage`` (the call's
@@ -79,6 +80,11 @@ class Span:
     count is also readable as an attribute, ``span.prompt_tokens``) and ``cache_hit`` (every
     completion of the call came from the cache). ``reasoning`` is what an
     ``@lm_function(reasoning=True)`` wrote before its answer (None for other spans).
+
+    ``score`` (0-1) and ``feedback`` are set after the call, by whoever judged it (see
+    :func:`~lmprog.trace.annotate`): ``evaluate`` puts the metric's score and feedback text on
+    the root span of each example's run, and a :class:`~lmprog.metrics.Feedback`'s per-function
+    text on the spans of that function.
     """
 
     id: str
@@ -92,7 +98,7 @@ class Span:
     start: float = 0.0
     end: float | None = None
     model: str | None = None
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None
     raw: str | None = None
     parse_retries: int = 0
     #: The LM usage of this span alone (children not included).
@@ -101,6 +107,11 @@ class Span:
     reasoning: str | None = None
     #: option text -> score of a label-scoring call (``decode="score"``/``"calibrated"``)
     scores: dict[str, float] | None = None
+    #: the tool calls of an lm_function with tools, in order: ``{"tool", "arguments", "result"}``
+    #: or ``{"tool", "arguments", "error"}`` (each call is also a child span of kind ``"tool"``)
+    tool_calls: list[dict[str, Any]] | None = None
+    score: float | None = None
+    feedback: str | None = None
     children: list[Span] = field(default_factory=list, repr=False)
     #: the live object that ran (the LMFunction of an lm span); not serialized
     obj: Any = field(default=None, repr=False, compare=False)

@@ -154,8 +154,9 @@ class SpanSink(Protocol):
     ``on_end(span)`` is called once the span is finished (``end``, ``output`` or ``error`` set), in
     the context and thread that ran it. A sink may also define ``on_start(span)``, called when the
     span opens, in the same context, before the function body runs; every span given to
-    ``on_start`` is later given to ``on_end``. Exceptions a sink raises are logged, never
-    propagated to the traced call.
+    ``on_start`` is later given to ``on_end``. A sink may define ``on_annotate(span)``, called
+    when a span is judged after it ended (:func:`annotate`: a score, feedback). Exceptions a sink
+    raises are logged, never propagated to the traced call.
     """
 
     def on_end(self, span: Span) -> None: ...
@@ -261,6 +262,22 @@ class _Open:
             c._add(s)
         for _, on_end in self._hooks:
             _notify(on_end, s)
+
+
+def annotate(s: Span, *, score: float | None = None, feedback: str | None = None) -> None:
+    """Judge a finished span: set its ``score`` and/or ``feedback`` (None leaves a value as it is)
+    and tell the registered sinks that define ``on_annotate(span)`` (the OpenTelemetry export
+    adds the judgement to the exported trace)."""
+    if score is not None:
+        s.score = score
+    if feedback is not None:
+        s.feedback = feedback
+    if score is None and feedback is None:
+        return
+    for sink in _sinks:
+        hook = getattr(sink, "on_annotate", None)
+        if hook is not None:
+            _notify(hook, s)
 
 
 def _notify(hook: _Hook, s: Span) -> None:

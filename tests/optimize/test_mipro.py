@@ -11,6 +11,7 @@ from lmprog import Budget, lm_function, traced
 from lmprog.optimize import optimize
 from lmprog.optimize.propose import check_instruction, clean_instruction, data_statistics
 from lmprog.testing import ScriptedLM
+from lmprog.usage import track
 
 LABELS = {"billing": "money", "bug": "broken", "feature": "wish"}
 # the code constant the proposer must see in the program listing
@@ -169,11 +170,13 @@ def test_same_seed_same_result_and_seed_zero_is_a_seed(tmp_path: Path) -> None:
     assert a.details.study != c.details.study
 
 
-def test_budget_is_never_exceeded_and_the_best_so_far_is_returned(tmp_path: Path) -> None:
-    result = run(Model(), tmp_path, budget=Budget(max_calls=25))
+def test_a_cap_that_cuts_the_run_short_keeps_the_best_so_far(tmp_path: Path) -> None:
+    # a cap the plan does not know of (as a kill would cut it): what was finished is kept
+    with track(limit=Budget(max_calls=25).check):
+        result = run(Model(), tmp_path)
     assert result.stopped_by == "max_calls"
     assert result.usage.requests <= 25
-    assert result.baseline_score is not None  # what was finished is kept
+    assert result.baseline_score is not None
 
 
 def test_max_trials(tmp_path: Path) -> None:
@@ -183,8 +186,9 @@ def test_max_trials(tmp_path: Path) -> None:
 
 
 def test_resume_after_an_interrupted_study_loses_no_trial_and_repeats_no_call(tmp_path: Path) -> None:
-    # first run is "killed" by a call budget in the middle of the search
-    first = run(Model(), tmp_path, budget=Budget(max_calls=60))
+    # first run is "killed" by a call cap in the middle of the search
+    with track(limit=Budget(max_calls=60).check):
+        first = run(Model(), tmp_path)
     assert first.stopped_by == "max_calls"
     done_before = first.details.trials
     assert done_before >= 1

@@ -304,6 +304,9 @@ def test_the_report_shows_iterations_the_candidate_tree_and_the_edits_as_diffs()
     assert "validation → test gap 0.0" in page
     assert "0: " in page and "1: " in page and "(edit of topic)" in page and "★" in page
     assert "+Map the keyword to the topic:" in page  # the accepted edit's diff
+    # the metric's feedback on the minibatch the reflection read, per iteration
+    assert "<td>OutputParseError: topic: could not parse the model output" in page  # a failure's text
+    assert "<td>expected urgency urgent, got calm | expected urgency urgent, got calm</td>" in page
     assert "&quot;false_accept_rate&quot;: 0.0" in page  # the details as JSON (escaped)
 
 

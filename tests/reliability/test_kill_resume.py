@@ -21,6 +21,7 @@ from lmprog import Budget, promptfile
 from lmprog.cache import CACHE_FILENAME, ResponseCache
 from lmprog.optimize import OptimizationResult, optimize
 from lmprog.testing import ScriptedLM
+from lmprog.usage import track
 
 from ._program import DATA, Model, classify, metric, reply, triage
 
@@ -70,10 +71,14 @@ def log_events(log: Path) -> list[tuple[str, str]]:
     return [tuple(line.split(" ", 1)) for line in lines if line.count(" ") == 1]  # type: ignore[misc]
 
 
-def small_mipro(folder: Path, budget: Budget | None = None) -> OptimizationResult:
+def small_mipro(folder: Path, cut: int | None = None) -> OptimizationResult:
     """A small MIPRO run (85 provider requests when run through) with its study and cache in
-    ``folder``; the model answers from the messages alone, so a resumed run gets the same answers."""
-    with lmprog.context(lm=ScriptedLM(Model(), cache=True), load_prompts=False, cache_dir=folder / "cache"):
+    ``folder``, cut short after ``cut`` new provider requests (as a kill would cut it: a cap the
+    run's plan does not know of); the model answers from the messages alone, so a resumed run
+    gets the same answers."""
+    limit = Budget(max_calls=cut).check if cut is not None else None
+    lm = ScriptedLM(Model(), cache=True)
+    with lmprog.context(lm=lm, load_prompts=False, cache_dir=folder / "cache"), track(limit=limit):
         return optimize(
             triage,
             DATA[:8],
@@ -81,7 +86,6 @@ def small_mipro(folder: Path, budget: Budget | None = None) -> OptimizationResul
             valset=DATA[8:16],
             optimizer="mipro",
             storage=str(folder / "study.db"),
-            budget=budget,
             save=False,
             apply=False,
             progress=False,
@@ -117,7 +121,7 @@ def test_a_resumed_run_writes_the_prompt_files_of_the_uninterrupted_run(
     tmp_path: Path, cuts: list[int], uninterrupted: OptimizationResult
 ) -> None:
     for cut in cuts:
-        cut_short = small_mipro(tmp_path, Budget(max_calls=cut))
+        cut_short = small_mipro(tmp_path, cut)
         assert cut_short.stopped_by == "max_calls"
     resumed = small_mipro(tmp_path)
     assert resumed.stopped_by is None

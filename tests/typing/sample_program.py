@@ -4,7 +4,7 @@ lm_functions have their declared types."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Literal, assert_type
 
 from pydantic import BaseModel
@@ -56,3 +56,6 @@ async def main() -> None:
         answer, lambda inputs, pred: lmprog.Feedback(float(bool(pred.answer)), "an empty answer"), attempts=2
     )
     assert_type(refined("Who wrote Dune?", context=["..."]), Answer)
+    assert_type(classify.stream("my card was charged twice"), Iterator[lmprog.StreamEvent])
+    assert_type(summarize.stream("a long text"), AsyncIterator[lmprog.StreamEvent])
+    assert_type(classify.astream("my card was charged twice"), AsyncIterator[lmprog.StreamEvent])
