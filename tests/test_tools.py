@@ -482,3 +482,40 @@ def test_a_json_schema_constrains_only_the_answer_only_turn() -> None:
     assert run(lm)[0] == 2.25
     sent = ["response_format" in c.params for c in lm.calls]
     assert sent == [False, False, False, True]  # a call could not fit the answer's schema
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+def test_a_stream_runs_the_tools_then_restarts_for_the_answer() -> None:
+    lm = ScriptedLM([call("lookup_price", item="apple"), call("multiply", a=0.5, b=4), "2.0"])
+    with lmprog.context(lm=lm, load_prompts=False), lmprog.trace() as t:
+        events = list(total.stream("What do 4 apples cost?"))
+    assert events[-1] == lmprog.FinalOutput(2.0)
+    assert [e.attempt for e in events if isinstance(e, lmprog.Restart)] == [2, 3]
+    assert CALLED == [("lookup_price", {"item": "apple"}), ("multiply", {"a": 0.5, "b": 4})]
+    assert "Result of lookup_price: 0.5" in json.dumps(lm.calls[1].messages)
+    (root,) = t.roots
+    assert [c.kind for c in root.children] == ["tool", "tool"] and root.requests == 3
+
+
+def test_a_streamed_tools_own_lm_calls_are_counted_in_their_own_span() -> None:
+    lm = ScriptedLM([call("described_price", item="pear"), "a green pear", "0.75 for a green pear"])
+    with lmprog.context(lm=lm, load_prompts=False), lmprog.trace() as t:
+        events = list(quote.stream("pear"))
+    assert events[-1] == lmprog.FinalOutput("0.75 for a green pear")
+    (root,) = t.roots
+    (tool,) = root.children
+    (inner,) = tool.children
+    assert root.requests == 2 and inner.requests == 1 and lm.usage.requests == 3
+
+
+def test_an_async_stream_runs_the_tools_too() -> None:
+    lm = ScriptedLM([call("lookup_price", item="pear"), "0.75"])
+
+    async def collect() -> list[Any]:
+        return [event async for event in total.astream("What does a pear cost?")]
+
+    with lmprog.context(lm=lm, load_prompts=False):
+        events = asyncio.run(collect())
+    assert events[-1] == lmprog.FinalOutput(0.75) and CALLED == [("lookup_price", {"item": "pear"})]

@@ -32,7 +32,7 @@ from lmprog.function import LMFunction
 from lmprog.lm import Completion, InterceptedRequest, intercept_requests
 from lmprog.trace import Span, Trace
 
-_ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green"}
+_ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green", "prompt": "yellow"}
 
 
 def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) -> None:
@@ -45,7 +45,11 @@ def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) ->
     with _no_lm_calls("lmprog show"):
         state = fn.state
         messages = render_messages(
-            fn.signature, values, instruction=state.instruction, demos=state.demos_for(values)
+            fn.signature,
+            values,
+            instruction=state.instruction,
+            demos=state.demos_for(values),
+            layout=state.layout,
         )
     if as_json:
         out.print_json(json.dumps(messages, ensure_ascii=False))
@@ -55,6 +59,10 @@ def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) ->
     out.print(f"prompt file: {escape(str(_relative(fn.prompt_file)))} ({escape(status)})", soft_wrap=True)
     origin = "optimized" if state.instruction is not None else "from the docstring"
     out.print(f"instruction: {origin}; demos: {len(state.demos)}; {len(messages)} message(s)")
+    out.print(f"layout: {state.layout}; decode: {state.decode}", soft_wrap=True)
+    if state.calibration:
+        prior = ", ".join(f"{escape(k)} {v:.3f}" for k, v in state.calibration.items())
+        out.print(f"calibration (content-free prior): {prior}", soft_wrap=True)
     if state.pool is not None:
         by = f"embedding model {state.pool.embedder}" if state.pool.embedder else "BM25"
         out.print(

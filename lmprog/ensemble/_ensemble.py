@@ -27,6 +27,7 @@ recorded in its span; when every rollout failed, the last error is raised. Sync 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -39,7 +40,6 @@ from lmprog import settings
 from lmprog.errors import OutputParseError, UsageError
 from lmprog.function import LMFunction, use_states
 from lmprog.metrics import Feedback
-from lmprog.promptfile import State
 from lmprog.trace import span
 
 P = ParamSpec("P")
@@ -146,7 +146,7 @@ def refine(
             for i in range(attempts):
                 state = fn.state
                 if hint is not None:
-                    state = State(instruction=fn.instruction + hint, demos=state.demos, pool=state.pool)
+                    state = dataclasses.replace(state, instruction=fn.instruction + hint)
                 try:
                     with use_states({fn: state}):
                         out = _rollout(i, temperature, inputs, lambda: fn(*args, **kwargs))

@@ -1,17 +1,43 @@
 """The wire format: a signature, an instruction and demos become chat messages; a completion
 becomes the function's return value; and what constrains a model to write only readable replies
-(GBNF grammars, JSON schemas).
+(GBNF grammars, JSON schemas); prompt layouts and label scoring.
 
-Holds ``_prompt`` (render and parse, retry messages), ``_wire`` (how values are written),
-``_read`` (the parser), ``_partial`` (the complete fields of a reply being streamed),
-``_grammar``, ``_schema``, ``_constrain`` and ``_tools`` (tools on the
-wire). May import: ``errors``, ``_fingerprint``, ``signature`` and, for the constraint kinds,
-``lm``.
+Holds ``_prompt`` (render and parse, retry messages), ``_layout`` (transcript and completion
+layouts), ``_labels`` (label options, their scores, contextual calibration), ``_wire`` (how values
+are written), ``_read`` (the parser), ``_partial`` (the complete fields of a reply being streamed),
+``_grammar``, ``_schema``, ``_constrain`` and ``_tools`` (tools on the wire). May import:
+``errors``, ``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
 """
 
 from __future__ import annotations
 
 from lmprog.format._constrain import constraint_params, grammar, json_schema, response_format
+from lmprog.format._labels import (
+    CONTENT_FREE,
+    DECODES,
+    TOP_LOGPROBS,
+    Decode,
+    LabelOption,
+    best_label,
+    calibrated,
+    calibration_prior,
+    check_decode,
+    first_token_scores,
+    forced_grammar,
+    forced_text,
+    label_options,
+    prior_problems,
+    probabilities,
+    sequence_logprob,
+)
+from lmprog.format._layout import (
+    COMPLETION_STOP,
+    LAYOUTS,
+    Layout,
+    check_layout,
+    is_prompt,
+    lead_space_grammar,
+)
 from lmprog.format._partial import partial_fields
 from lmprog.format._prompt import (
     ParseFailure,
@@ -32,21 +58,45 @@ from lmprog.format._tools import (
     tools_section,
 )
 from lmprog.format._wire import to_jsonable
+from lmprog.lm import PROMPT_ROLE
 
 __all__ = [
+    "COMPLETION_STOP",
+    "CONTENT_FREE",
+    "DECODES",
+    "LAYOUTS",
+    "PROMPT_ROLE",
+    "TOP_LOGPROBS",
+    "Decode",
+    "LabelOption",
+    "Layout",
     "ParseFailure",
+    "best_label",
+    "calibrated",
+    "calibration_prior",
+    "check_decode",
+    "check_layout",
     "constraint_params",
+    "first_token_scores",
+    "forced_grammar",
+    "forced_text",
     "format_output",
     "grammar",
+    "is_prompt",
     "json_schema",
+    "label_options",
+    "lead_space_grammar",
     "output_values",
     "parse_output",
     "partial_fields",
+    "prior_problems",
+    "probabilities",
     "read_tool_call",
     "render_messages",
     "reply_format",
     "response_format",
     "retry_messages",
+    "sequence_logprob",
     "step_messages",
     "to_jsonable",
     "tool_call_text",

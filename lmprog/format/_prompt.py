@@ -47,6 +47,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lmprog.errors import UsageError
+from lmprog.format._layout import (
+    Layout,
+    check_layout,
+    layout_messages,
+    single_output_line,
+    transcript_text,
+)
 from lmprog.format._read import parse_multi, parse_single, parse_structured
 from lmprog.format._tools import step_messages, tools_section
 from lmprog.format._wire import render_output_value, render_plain, to_jsonable
@@ -74,6 +81,7 @@ def render_messages(
     demos: Sequence[Mapping[str, Any]] = (),
     tools: Sequence[Signature] = (),
     native_tools: bool = False,
+    layout: str = "chat",
 ) -> list[dict[str, str]]:
     """Chat messages for one call: system, a user/assistant pair per demo, then the user input.
 
@@ -84,8 +92,18 @@ def render_messages(
     inputs missing from a demo are left out, outputs missing from it are an error. ``tools``: the
     signatures of the tools the model may call, listed in the system message (with the text
     protocol unless ``native_tools``); a demo's tool calls (``TOOL_CALLS``) are then rendered
-    between its input and its answer (see :mod:`lmprog.format._tools`).
+    between its input and its answer (see :mod:`lmprog.format._tools`). ``layout``
+    ``"transcript"`` or ``"completion"`` lays the same content out otherwise (see
+    :mod:`lmprog.format._layout`); those layouts have no chat turns, so tools or a ``History``
+    input need ``"chat"`` (UsageError otherwise, as for a bad layout).
     """
+    try:
+        checked = check_layout(layout)
+    except ValueError as error:
+        raise UsageError(str(error), function=signature.qualname) from None
+    if checked != "chat":
+        _check_chat_only(signature, checked, tools=bool(tools))
+        return _laid_out(signature, inputs, instruction, demos, checked)
     system = _system_message(signature, instruction)
     if tools:
         system = _with_tools(system, signature, tools_section(tools, native=native_tools))
@@ -103,6 +121,40 @@ def render_messages(
     messages.extend(_history(signature, inputs))
     messages.append({"role": "user", "content": _input_lines(signature, inputs)})
     return messages
+
+
+def _laid_out(
+    signature: Signature,
+    inputs: Mapping[str, Any],
+    instruction: str | None,
+    demos: Sequence[Mapping[str, Any]],
+    layout: Layout,
+) -> list[dict[str, str]]:
+    blocks = []
+    for index, demo in enumerate(demos):
+        outputs = _demo_outputs(signature, demo, index)
+        if signature.multi_output:
+            answer = _output_lines(outputs)
+        else:
+            field = signature.outputs[0]
+            value = outputs.get(field.name, field.default)
+            answer = single_output_line(field.name, render_output_value(value, single=True))
+        blocks.append((_input_lines(signature, demo, demo_index=index), answer))
+    body = transcript_text(signature, _input_lines(signature, inputs), blocks)
+    if layout == "completion" and signature.multi_output:
+        body += "\n"  # the model continues with the first output's header on a line of its own
+    return layout_messages(_system_message(signature, instruction), body, layout)
+
+
+def _check_chat_only(signature: Signature, layout: Layout, *, tools: bool) -> None:
+    """UsageError when ``signature`` needs chat turns (tools, a ``History`` input) that
+    ``layout`` cannot hold."""
+    what = "tools" if tools else f"a History input ({signature.history!r})" if signature.history else None
+    if what is not None:
+        raise UsageError(
+            f"the {layout!r} layout has no chat turns for {what}: use layout='chat'",
+            function=signature.qualname,
+        )
 
 
 def _history(signature: Signature, values: Mapping[str, Any]) -> list[dict[str, str]]:

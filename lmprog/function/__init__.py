@@ -3,7 +3,7 @@ its per-function state.
 
 Holds ``_decorator`` (the typed ``lm_function`` decorator), ``_function`` (``LMFunction``,
 ``AsyncLMFunction``, state overrides), ``_run`` (one call's attempts: the retry policy),
-``_stream`` (``fn.stream``: its events, over the same attempts) and
+``_score`` (label scoring calls), ``_stream`` (``fn.stream``: its events, over the same attempts) and
 ``_pickle`` (how an lm_function travels to process workers). May import every layer below it:
 ``signature``, ``lm``, ``format``, ``trace``, ``promptfile``, ``tools`` and (on first use, for its
 libcst) ``source``.
@@ -26,6 +26,7 @@ from lmprog.function._run import (
     TRUNCATION_RETRIES,
     RunSpec,
 )
+from lmprog.function._score import can_score, content_free_scores
 from lmprog.function._stream import (
     PROVIDER_RETRY,
     FinalOutput,
@@ -53,6 +54,8 @@ __all__ = [
     "State",
     "StreamEvent",
     "TextChunk",
+    "can_score",
+    "content_free_scores",
     "lm_function",
     "states_in_force",
     "use_states",

@@ -18,6 +18,7 @@ not counting the retries of failed provider requests (see :mod:`lmprog.lm`).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import inspect
 import threading
@@ -32,7 +33,8 @@ from lmprog import promptfile, settings
 from lmprog.errors import UsageError
 from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
-from lmprog.function._run import DEFAULT_MAX_STEPS, _counted, _Run, wire_demos, wire_signature
+from lmprog.function._run import DEFAULT_MAX_STEPS, _counted, _Run, layout_for, wire_demos, wire_signature
+from lmprog.function._score import start_run
 from lmprog.function._stream import StreamEvent, astream_events, stream_events
 from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
@@ -188,7 +190,7 @@ class LMFunction(Generic[P, R]):
 
     @instruction.setter
     def instruction(self, value: str | None) -> None:
-        self.state = State(instruction=value, demos=self.state.demos, pool=self.state.pool)
+        self.state = dataclasses.replace(self.state, instruction=value)
 
     @property
     def demos(self) -> list[Mapping[str, Any]]:
@@ -196,7 +198,7 @@ class LMFunction(Generic[P, R]):
 
     @demos.setter
     def demos(self, value: Sequence[Mapping[str, Any]]) -> None:
-        self.state = State(instruction=self.state.instruction, demos=tuple(dict(d) for d in value))
+        self.state = dataclasses.replace(self.state, demos=tuple(dict(d) for d in value), pool=None)
 
     @property
     def signature_hash(self) -> str:
@@ -256,6 +258,7 @@ class LMFunction(Generic[P, R]):
             demos=demos,
             tools=[tool.signature for tool in self.tools],
             native_tools=native,
+            layout=layout_for(self, lm, state.layout),
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -271,26 +274,26 @@ class LMFunction(Generic[P, R]):
         return cast(R, self._call(self.bind(*args, **kwargs)))
 
     def _call(self, inputs: dict[str, Any]) -> Any:
-        run = _Run(self, inputs)
+        run = start_run(self, inputs)
         with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 with _counted(sp):  # the requests only: a tool's own lm calls have their spans
                     completion = run.lm.complete(msgs, **run.params)
                 run.feed(completion)
-                if run.pending and run.loop is not None:
+                if isinstance(run, _Run) and run.pending and run.loop is not None:
                     run.tools_done([run.loop.call(request) for request in run.pending])
             return run.result()
 
     async def _acall(self, inputs: dict[str, Any]) -> Any:
-        run = _Run(self, inputs)
+        run = start_run(self, inputs)
         with span(self.name, self.signature.qualname, "lm", inputs, self) as sp:
             run.span = sp
             while (msgs := run.next_messages()) is not None:
                 with _counted(sp):
                     completion = await run.lm.acomplete(msgs, **run.params)
                 run.feed(completion)
-                if run.pending and run.loop is not None:
+                if isinstance(run, _Run) and run.pending and run.loop is not None:
                     run.tools_done([await run.loop.acall(request) for request in run.pending])
             return run.result()
 

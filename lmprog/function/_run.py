@@ -1,11 +1,22 @@
 """One call of an lm_function: messages out, completions in, until a reply parses or the retries
 run out (the retry policy is described in :mod:`lmprog.function._function`).
 
+The layout a call uses (:func:`layout_for`) is the state's, unless the LM cannot take it: the
+``"completion"`` layout is a plain-text prompt (:mod:`lmprog.format._layout`), and an LM whose
+``takes_prompt()`` is false (a litellm chat model) gets the ``"transcript"`` layout instead, the same
+content as chat messages, with a warning logged once per function and model. Falling back rather
+than failing keeps a prompt file optimized on the embedded model usable on a chat model; the span's
+messages show what was sent. A reply of the completion layout that fails to parse is retried as a
+transcript (a plain prompt cannot carry the errors back).
+
 With tools, a completion may instead ask for tool calls: :class:`_Run` then holds them in
 ``pending`` for the driver (the sync or async call) to run, and continues the conversation with
 their results (:meth:`_Run.tools_done`); the turns, their constraints and the transcript are kept
 by :mod:`lmprog.tools`. Turns of tool calls do not count as retries. Each request's usage is added
 to the lm span as it is made, so a tool's own lm_function calls count in their own spans only.
+
+Tools and a ``History`` input need the chat layout: with another layout the call is a UsageError
+(raised by ``render_messages``), since a transcript or a plain prompt has no turns to hold them.
 
 :class:`_Run` reads the function through the :class:`RunSpec` protocol (an ``LMFunction`` is
 one), so this module does not import the class it serves.
@@ -13,6 +24,8 @@ one), so this module does not import the class it serves.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -20,8 +33,11 @@ from typing import Any, Protocol
 from lmprog import settings
 from lmprog.errors import OutputParseError, TruncatedOutputError
 from lmprog.format import (
+    COMPLETION_STOP,
+    Layout,
     ParseFailure,
     constraint_params,
+    lead_space_grammar,
     parse_output,
     render_messages,
     reply_format,
@@ -68,6 +84,8 @@ class RunSpec(Protocol):
     @property
     def wire_signature(self) -> Signature: ...
 
+
+_logger = logging.getLogger("lmprog.function")
 
 #: Retries of a reply in the wrong format (one retry: at most 2 requests per format failure).
 FORMAT_RETRIES = 1
@@ -123,6 +141,8 @@ class _Run:
         self.native = native_reasoning(func, self.lm)
         self.wire = wire_signature(func, self.lm)  # with a reasoning field first, if asked for
         demos = wire_demos(func.signature, state.demos_for(inputs))
+        self.layout = layout_for(func, self.lm, state.layout)
+        self._inputs, self._demos, self._instruction = inputs, demos, state.instruction
         tools: tuple[Tool, ...] = tuple(getattr(func, "tools", ()) or ())
         native = bool(tools) and self.lm.supports_tools()
         self.messages: list[dict[str, Any]] = render_messages(
@@ -132,6 +152,7 @@ class _Run:
             demos=demos,
             tools=[tool.signature for tool in tools],
             native_tools=native,
+            layout=self.layout,
         )
         self.params: dict[str, Any] = {}
         if func.temperature is not None:
@@ -146,6 +167,11 @@ class _Run:
         kind = self.lm.constraint_kind() if constrain else None
         answer = constraint_params(self.wire, kind)
         self.params.update(answer)
+        self._chat_grammar = self.params.get("grammar")
+        if self.layout == "completion":  # after a single output's "name:" cue comes a space
+            if self._chat_grammar is not None and not self.wire.multi_output:
+                self.params["grammar"] = lead_space_grammar(self._chat_grammar)
+            self.params["stop"] = [COMPLETION_STOP]
         #: the tool loop (None without tools) and the constraints of each of its turns
         self.loop: ToolLoop | None = None
         self._turns: TurnConstraints | None = None
@@ -232,10 +258,23 @@ class _Run:
             if sp is not None:
                 sp.parse_retries = self.attempts
             self.messages = retry_messages(
-                self.messages, completion.text, self._errors, reply_format(self.wire)
+                self._retry_base(), completion.text, self._errors, reply_format(self.wire)
             )
             return
         self._done = True
+
+    def _retry_base(self) -> list[dict[str, str]]:
+        """The conversation a retry continues: a plain-text prompt cannot carry the errors back,
+        so a retry of the completion layout is its transcript as chat messages."""
+        if self.layout != "completion":
+            return self.messages
+        self.layout = "transcript"
+        self.params.pop("stop", None)
+        if self._chat_grammar is not None:
+            self.params["grammar"] = self._chat_grammar
+        return render_messages(
+            self.wire, self._inputs, instruction=self._instruction, demos=self._demos, layout="transcript"
+        )
 
     def tools_done(self, outcomes: list[Outcome]) -> None:
         """The driver ran :attr:`pending`: continue the conversation with the results."""
@@ -282,6 +321,28 @@ class _Run:
         if self.span is not None:
             self.span.output = self._value
         return self._value
+
+
+_warned: set[tuple[str, str]] = set()
+_lock = threading.Lock()
+
+
+def layout_for(func: Any, lm: BaseLM, layout: Layout) -> Layout:
+    """The layout a call of ``func`` on ``lm`` uses for the state's ``layout``."""
+    if layout != "completion" or lm.takes_prompt():
+        return layout
+    key = (str(func.signature.qualname), lm.model)
+    with _lock:
+        first = key not in _warned
+        _warned.add(key)
+    if first:
+        _logger.warning(
+            "%s: layout 'completion' needs an LM that continues plain text (the embedded model); "
+            "%s takes chat messages only, so the 'transcript' layout is used",
+            func.signature.qualname,
+            lm.model,
+        )
+    return "transcript"
 
 
 def wire_demos(signature: Signature, demos: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

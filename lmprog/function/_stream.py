@@ -15,6 +15,15 @@ the one retry policy), the same lm span, the same cache; only the LM is asked th
 - :class:`FinalOutput`, last: the value the call returns (``fn(...)`` with the same arguments and
   the same replies returns an equal value).
 
+A function that scores its labels (``decode="score"`` or ``"calibrated"``, on an LM that returns
+logprobs) writes no reply: its stream is one :class:`TextChunk` of the chosen option's text, then
+the :class:`FinalOutput`. The completion layout streams too: the embedded model continues a plain
+prompt without a streaming callback, so that reply comes as one chunk.
+
+With tools, a reply that calls tools is streamed like any other; the tools then run (as in a
+call) and a :class:`Restart` starts the next reply. Each request's usage is added to the span as
+it is made, so a tool's own lm_function calls count in their own spans only.
+
 A call that fails raises from the stream what ``fn(...)`` raises (after the events of its
 attempts). A cache hit comes as one chunk. The trace and the cache record each completion once,
 whole. The stream runs in a copy of the context it was created in (settings and the enclosing
@@ -33,6 +42,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 from lmprog.format import partial_fields
 from lmprog.function._run import RunSpec, _counted, _Run
+from lmprog.function._score import ScoreRun, start_run
 from lmprog.lm import Completion, TextDelta
 from lmprog.trace import span
 
@@ -121,9 +131,15 @@ class _Attempt:
 
 
 def _events(func: RunSpec, name: str, inputs: dict[str, Any], obj: Any) -> Generator[StreamEvent, None, None]:
-    run = _Run(func, inputs)
-    with span(name, func.signature.qualname, "lm", inputs, obj) as sp, _counted(sp):
+    run = start_run(func, inputs)
+    with span(name, func.signature.qualname, "lm", inputs, obj) as sp:
         run.span = sp
+        if isinstance(run, ScoreRun):  # no reply is written: the chosen option comes whole
+            while (msgs := run.next_messages()) is not None:
+                with _counted(sp):
+                    run.feed(run.lm.complete(msgs, **run.params))
+            yield from _scored(run)
+            return
         number = 0
         while (msgs := run.next_messages()) is not None:
             number += 1
@@ -131,22 +147,31 @@ def _events(func: RunSpec, name: str, inputs: dict[str, Any], obj: Any) -> Gener
                 yield Restart(number, run.errors)
             attempt = _Attempt(func, run, number)
             completion: Completion | None = None
-            with closing(run.lm.stream(msgs, **run.params)) as items:
+            with _counted(sp), closing(run.lm.stream(msgs, **run.params)) as items:
                 for item in items:
                     completion = item if isinstance(item, Completion) else completion
                     yield from attempt.events(item)
             if completion is None:  # pragma: no cover - BaseLM.stream always ends with one
                 raise RuntimeError("the LM stream ended without its completion")
             run.feed(completion)
+            if run.pending and run.loop is not None:  # a turn of tool calls: run them, go on
+                run.tools_done([run.loop.call(request) for request in run.pending])
         yield FinalOutput(run.result())
 
 
 async def _aevents(
     func: RunSpec, name: str, inputs: dict[str, Any], obj: Any
 ) -> AsyncGenerator[StreamEvent, None]:
-    run = _Run(func, inputs)
-    with span(name, func.signature.qualname, "lm", inputs, obj) as sp, _counted(sp):
+    run = start_run(func, inputs)
+    with span(name, func.signature.qualname, "lm", inputs, obj) as sp:
         run.span = sp
+        if isinstance(run, ScoreRun):
+            while (msgs := run.next_messages()) is not None:
+                with _counted(sp):
+                    run.feed(await run.lm.acomplete(msgs, **run.params))
+            for event in _scored(run):
+                yield event
+            return
         number = 0
         while (msgs := run.next_messages()) is not None:
             number += 1
@@ -154,15 +179,24 @@ async def _aevents(
                 yield Restart(number, run.errors)
             attempt = _Attempt(func, run, number)
             completion: Completion | None = None
-            async with aclosing(run.lm.astream(msgs, **run.params)) as items:
-                async for item in items:
-                    completion = item if isinstance(item, Completion) else completion
-                    for event in attempt.events(item):
-                        yield event
+            with _counted(sp):
+                async with aclosing(run.lm.astream(msgs, **run.params)) as items:
+                    async for item in items:
+                        completion = item if isinstance(item, Completion) else completion
+                        for event in attempt.events(item):
+                            yield event
             if completion is None:  # pragma: no cover - BaseLM.astream always ends with one
                 raise RuntimeError("the LM stream ended without its completion")
             run.feed(completion)
+            if run.pending and run.loop is not None:
+                run.tools_done([await run.loop.acall(request) for request in run.pending])
         yield FinalOutput(run.result())
+
+
+def _scored(run: ScoreRun) -> Iterator[StreamEvent]:
+    value = run.result()
+    yield TextChunk(run.chosen_text, 1)
+    yield FinalOutput(value)
 
 
 def stream_events(func: RunSpec, name: str, inputs: dict[str, Any], obj: Any) -> Iterator[StreamEvent]:

@@ -53,6 +53,7 @@ from lmprog.lm._local_runtime import (
 from lmprog.lm._secrets import is_secret_param, redact, secret_values
 from lmprog.lm._types import (
     CONSTRAINT_KINDS,
+    PROMPT_ROLE,
     Completion,
     ConstraintKind,
     Messages,
@@ -71,6 +72,7 @@ __all__ = [
     "LM",
     "MODEL_INSTALL_COMMAND",
     "N_CTX",
+    "PROMPT_ROLE",
     "RUNTIME_PACKAGE",
     "SAMPLING_PARAMS",
     "SEED",

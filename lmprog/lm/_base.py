@@ -273,6 +273,17 @@ class BaseLM(ABC):
         (neither: replies are read in the text format). lm_functions ask before each call."""
         return None
 
+    def takes_prompt(self) -> bool:
+        """Whether the provider continues plain text: a request whose messages are the single
+        ``{"role": "prompt", "content": ...}`` message (:data:`~lmprog.lm.PROMPT_ROLE`; the
+        ``"completion"`` prompt layout). False unless a subclass says otherwise."""
+        return False
+
+    def returns_logprobs(self) -> bool:
+        """Whether the provider returns token logprobs when a request asks for ``logprobs``
+        (label scoring needs them). False unless a subclass says otherwise."""
+        return False
+
     def supports_tools(self) -> bool:
         """Whether the provider takes native tool calling (a request parameter ``tools`` of
         OpenAI-style function schemas, answered with :attr:`Completion.tool_calls`). When it does

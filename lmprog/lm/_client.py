@@ -6,16 +6,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 from lmprog.errors import UsageError
 from lmprog.lm import _litellm, _litellm_stream
+from lmprog.lm import _local as local
 from lmprog.lm._base import _UNKNOWN, BaseLM
-from lmprog.lm._types import Completion, ConstraintKind, Messages, StreamItem
+from lmprog.lm._types import PROMPT_ROLE, Completion, ConstraintKind, Messages, StreamItem
 from lmprog.settings import current as current_settings
+from lmprog.usage import Usage
 
 
 def default_model() -> str:
@@ -61,10 +64,40 @@ class LM(BaseLM):
         'Blue.'
     """
 
+    _logprobs: bool | None = None  # returns_logprobs(), once asked
     _native_reasoning: bool | None = None
 
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
+        if _is_prompt(messages):
+            return self._complete_text(messages[0]["content"], params)
         return _litellm.complete(self.model, messages, params)
+
+    def takes_prompt(self) -> bool:
+        """True for the embedded model (llama.cpp continues plain text); litellm models take
+        chat messages only."""
+        return local.is_local_model(self.model)
+
+    def returns_logprobs(self) -> bool:
+        """True for the embedded model; for a litellm model, whether litellm lists ``logprobs``
+        among its supported parameters. Asked once per LM."""
+        if self._logprobs is None:
+            self._logprobs = local.is_local_model(self.model) or _litellm.supports_logprobs(self.model)
+        return self._logprobs
+
+    def _complete_text(self, prompt: str, params: dict[str, Any]) -> Completion:
+        if not local.is_local_model(self.model):
+            raise UsageError(
+                f"{self.model} takes chat messages only: a plain-text prompt (the 'completion' "
+                "layout) needs the embedded model ('local')"
+            )
+        out = local.complete_text(self.model, prompt, params)
+        return Completion(
+            text=out.text,
+            usage=Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
+            model="local",
+            finish_reason=out.finish_reason,
+            logprobs=out.logprobs,
+        )
 
     def constraint_kind(self) -> ConstraintKind | None:
         """``"grammar"`` for the embedded model; ``"json_schema"`` where litellm reports that the
@@ -81,12 +114,18 @@ class LM(BaseLM):
         return self._tools
 
     async def _arequest(self, messages: Messages, params: dict[str, Any]) -> Completion:
+        if _is_prompt(messages):
+            return await asyncio.to_thread(self._complete_text, messages[0]["content"], params)
         return await _litellm.acomplete(self.model, messages, params)
 
     def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:
+        if _is_prompt(messages):  # the completion layout: llama.cpp's completion call, one chunk
+            return iter([self._complete_text(messages[0]["content"], params)])
         return _litellm_stream.stream(self.model, messages, params)
 
     def _arequest_stream(self, messages: Messages, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        if _is_prompt(messages):
+            return _one_chunk(self._arequest(messages, params))
         return _litellm_stream.astream(self.model, messages, params)
 
     def native_reasoning(self) -> bool:
@@ -95,6 +134,14 @@ class LM(BaseLM):
         if self._native_reasoning is None:
             self._native_reasoning = _litellm.supports_reasoning(self.model)
         return self._native_reasoning
+
+
+def _is_prompt(messages: Messages) -> bool:
+    return len(messages) == 1 and messages[0].get("role") == PROMPT_ROLE
+
+
+async def _one_chunk(request: Awaitable[Completion]) -> AsyncIterator[StreamItem]:
+    yield await request
 
 
 _resolved: dict[str, LM] = {}

@@ -105,6 +105,17 @@ def constraint_kind(model: str) -> ConstraintKind | None:
     return "json_schema" if supported else None
 
 
+def supports_logprobs(model: str) -> bool:
+    """Whether litellm lists ``logprobs`` among ``model``'s supported parameters (False when it
+    cannot tell)."""
+    try:
+        supported = load_litellm().get_supported_openai_params(model=model) or []
+    except Exception:  # an unknown model or provider
+        logger.debug("%s: litellm cannot tell whether it returns logprobs", model)
+        return False
+    return "logprobs" in supported
+
+
 def supports_tools(model: str) -> bool:
     """Whether ``litellm.supports_function_calling`` says the model takes native tool calls
     (never the embedded model, which uses lmprog's text protocol with a grammar)."""

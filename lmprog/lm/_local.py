@@ -12,7 +12,8 @@ Each file is loaded once per process. Concurrent calls share the model's slots (
 ``max_completion_tokens``), ``stop``, ``seed``, the samplers in :data:`SAMPLING_PARAMS`,
 ``response_format`` (``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema":
 {"name": ..., "schema": {...}}}``), ``grammar`` (a llama.cpp GBNF string), ``logprobs`` and
-``top_logprobs``. It returns a :class:`LocalOutput` with the text, token usage, ``finish_reason``
+``top_logprobs``. :func:`complete_text` continues a plain-text prompt (no chat template) with the
+same parameters. Both return a :class:`LocalOutput` with the text, token usage, ``finish_reason``
 (``"stop"``, or ``"length"`` when cut at ``max_tokens``) and, if asked, per-token logprobs.
 :func:`chat_stream` streams the same request (llama.cpp's streaming callback), piece by piece.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "LocalOutput",
     "chat",
     "chat_stream",
+    "complete_text",
     "default_model_path",
     "is_local_model",
     "load_model",
@@ -147,9 +149,26 @@ class LocalModel:
         **options: Any,
     ) -> LocalOutput:
         """Complete a chat with the GGUF's own chat template."""
-        request = self._request(messages, temperature, max_tokens, stop, options)
-        result = self._live().handle_chat_completions(request)
-        return _to_output(self.path, result)
+        request = self._build(
+            {"messages": [dict(m) for m in messages]}, temperature, max_tokens, stop, options
+        )
+        return _to_output(self.path, self._live().handle_chat_completions(request))
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        **options: Any,
+    ) -> LocalOutput:
+        """Continue a plain-text ``prompt`` (no chat template); ``top_logprobs`` asks for that
+        many alternatives per token."""
+        if options.get("top_logprobs") is not None:
+            options = {**options, "n_probs": options.pop("top_logprobs")}
+        request = self._build({"prompt": prompt}, temperature, max_tokens, stop, options)
+        return _to_output(self.path, self._live().handle_completions(request))
 
     def chat_stream(
         self,
@@ -165,7 +184,9 @@ class LocalModel:
         :meth:`chat`. llama.cpp calls back in the thread that asked, so the request runs in a
         worker thread; a consumer that stops early leaves it to finish (``max_tokens`` bounds it).
         """
-        request = self._request(messages, temperature, max_tokens, stop, options)
+        request = self._build(
+            {"messages": [dict(m) for m in messages]}, temperature, max_tokens, stop, options
+        )
         for key in ("logprobs", "top_logprobs", "n_probs"):
             request.pop(key, None)
         request["stream"] = True
@@ -206,16 +227,16 @@ class LocalModel:
             finish_reason=finish,
         )
 
-    def _request(
+    def _build(
         self,
-        messages: Sequence[Mapping[str, Any]],
+        body: dict[str, Any],
         temperature: float,
         max_tokens: int | None,
         stop: str | Sequence[str] | None,
         options: Mapping[str, Any],
     ) -> dict[str, Any]:
         request: dict[str, Any] = {
-            "messages": [dict(m) for m in messages],
+            **body,
             "temperature": float(temperature),
             "seed": SEED,
             "cache_prompt": self.prompt_cache,
@@ -278,8 +299,9 @@ def _to_output(path: Path, result: Mapping[str, Any]) -> LocalOutput:
     choice = result["choices"][0]
     usage = result.get("usage") or {}
     content = (choice.get("logprobs") or {}).get("content")
+    text = choice["message"].get("content") if "message" in choice else choice.get("text")
     return LocalOutput(
-        text=choice["message"].get("content") or "",
+        text=text or "",
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         finish_reason=choice.get("finish_reason"),
@@ -330,6 +352,13 @@ def chat(
     """Complete ``messages`` with the local model; ``params`` are OpenAI-style request parameters."""
     loaded, options = _model_and_options(model, params)
     return loaded.chat(messages, **options)
+
+
+def complete_text(model: str | os.PathLike[str], prompt: str, params: Mapping[str, Any]) -> LocalOutput:
+    """Continue the plain-text ``prompt`` with the local model (no chat template); ``params`` as
+    for :func:`chat`."""
+    loaded, options = _model_and_options(model, params)
+    return loaded.complete_text(prompt, **options)
 
 
 def chat_stream(

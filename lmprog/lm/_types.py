@@ -15,6 +15,9 @@ Messages = list[dict[str, str]]
 #: What a provider constrains replies with (see :mod:`lmprog.format`).
 ConstraintKind = Literal["grammar", "json_schema"]
 CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = ("grammar", "json_schema")
+#: the role of the single message that carries a plain-text prompt for the model to continue
+#: (no chat template); only an LM whose ``takes_prompt()`` is true accepts it
+PROMPT_ROLE = "prompt"
 
 
 @dataclass(frozen=True)

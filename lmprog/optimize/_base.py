@@ -208,6 +208,14 @@ class OptimizationResult:
         if self.score is not None:
             lines.append(f"optimized score: {self.score:.1f}")
         lines.extend(f"predicted labels: {line}" for line in format_counts(self.label_counts))
+        variants = self.details.get("variants") if isinstance(self.details, Mapping) else None
+        if variants:
+            chosen = next(iter(self.states.values()), None)
+            if chosen is not None:
+                lines.append(
+                    f"layout: {chosen.layout}, decode: {chosen.decode} "
+                    f"(best of {sum('score' in v for v in variants)} variants tried on validation data)"
+                )
         for fn, state in self.states.items():
             demos = f"{len(state.demos)} demos"
             if state.pool is not None:

@@ -7,7 +7,7 @@ import logging
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from lmprog.data import load_dataset, split
 from lmprog.errors import BudgetExceededError, UsageError
@@ -21,6 +21,7 @@ from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.mipro import MIPRO
 from lmprog.optimize.reflect import Reflect
 from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
+from lmprog.optimize.variants import choose_variant
 from lmprog.trace import trace
 from lmprog.usage import track
 
@@ -55,6 +56,7 @@ def optimize(
     threads: int = 8,
     progress: bool = True,
     apply: bool = True,
+    variants: bool | Literal["all"] = True,
     **options: Any,
 ) -> OptimizationResult:
     """Optimize the instructions and demos of every lm_function ``program`` reaches.
@@ -75,6 +77,10 @@ def optimize(
         threads: examples evaluated in parallel.
         progress: show progress bars.
         apply: apply the chosen states to the functions in this process.
+        variants: after the optimizer, try each prompt layout, then scored and calibrated labels
+            in the best one, on the validation data within the budget left and keep the best
+            (:mod:`lmprog.optimize.variants`); ``"all"`` scores labels in every layout; False
+            keeps the optimizer's choice as it is.
         **options: passed to a named optimizer's constructor.
 
     Returns:
@@ -111,6 +117,8 @@ def optimize(
                     result.label_counts = label_counts(task.functions, final)[0]
                 except BudgetExceededError as e:
                     result.stopped_by = e.what
+            if variants and task.valset and result.stopped_by is None:
+                choose_variant(task, result, used=lambda: scope.total.requests, grid=variants == "all")
             # a result is written only over committed prompt files it beats (see saving.py)
             verdict = save_verdict(task, result) if save else None
     result.usage = scope.total

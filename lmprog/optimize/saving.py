@@ -140,4 +140,6 @@ def save_result(result: OptimizationResult) -> list[Path]:
     }
     if result.details.get("validation"):  # what makes the recorded score comparable (saving.py)
         prov_common["validation"] = dict(result.details["validation"])
+    if result.details.get("variants"):  # the layouts and decodings tried (variants.py)
+        prov_common["variants"] = list(result.details["variants"])
     return [promptfile.write(fn, state, prov_common) for fn, state in result.states.items()]

@@ -11,6 +11,10 @@ A file records the ``signature_hash`` of the function it was made for; when the 
 signature or docstring changes the file is stale: calls log a warning naming the file and still use
 it, and ``lmprog check`` fails. A function optimized with ``optimizer="knn"`` has a ``knn:``
 section besides: the pool its calls retrieve their demos from (:mod:`lmprog.promptfile._pool`).
+A state with another prompt layout or label decoding than the defaults records it in ``layout:``
+(``transcript`` or ``completion``; :mod:`lmprog.format._layout`), ``decode:`` (``score`` or
+``calibrated``) and, for ``calibrated``, ``calibration:`` (the content-free prior per option;
+:mod:`lmprog.format._labels`); a file without them has the defaults (``chat``, ``sample``).
 Writes are atomic (a temporary file renamed over the old one) and deterministic: writing the same
 state twice gives the same bytes.
 """
@@ -30,6 +34,7 @@ import yaml
 from lmprog import settings
 from lmprog._fingerprint import to_jsonable
 from lmprog.errors import PromptFileError
+from lmprog.format import Decode, Layout, check_decode, check_layout, label_options, prior_problems
 from lmprog.promptfile._atomic import (
     atomic_write_text as atomic_write_text,  # re-exported (cassettes, reports)
 )
@@ -51,12 +56,24 @@ class State:
 
     ``instruction=None`` means the docstring's instruction. Each demo maps input and output field
     names to values. With a ``pool`` (:class:`~lmprog.promptfile.DemoPool`), each call's demos
-    are the pool's nearest to its inputs instead of ``demos``.
+    are the pool's nearest to its inputs instead of ``demos``. ``layout`` is how the prompt is
+    laid out (``"chat"``, ``"transcript"``, ``"completion"``); ``decode`` how a categorical
+    output is chosen (``"sample"`` a reply, ``"score"`` every option, ``"calibrated"`` every
+    option divided by ``calibration``, the content-free prior per option text).
     """
 
     instruction: str | None = None
     demos: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     pool: DemoPool | None = None
+    layout: Layout = "chat"
+    decode: Decode = "sample"
+    calibration: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        check_layout(self.layout)  # ValueError naming the choices
+        check_decode(self.decode)
+        if self.decode == "calibrated" and not self.calibration:
+            raise ValueError("decode='calibrated' needs a calibration (the prior per option)")
 
     def demos_for(self, inputs: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
         """The demos of a call with these input values: retrieved from the pool when there is one."""
@@ -119,8 +136,14 @@ def render(fn: PromptFunction, state: State, provenance: Mapping[str, Any] | Non
         "signature_hash": fn.signature_hash,
         "instruction": fn.signature.instruction if state.instruction is None else state.instruction,
         "instruction_optimized": state.instruction is not None,
-        "demos": [to_jsonable(dict(d)) for d in state.demos],
     }
+    if state.layout != "chat":
+        doc["layout"] = state.layout
+    if state.decode != "sample":
+        doc["decode"] = state.decode
+    if state.calibration:
+        doc["calibration"] = {str(k): float(v) for k, v in state.calibration.items()}
+    doc["demos"] = [to_jsonable(dict(d)) for d in state.demos]
     if state.pool is not None:
         doc["knn"] = state.pool.to_doc()
     if provenance:
@@ -169,6 +192,18 @@ def read(path: Path) -> dict[str, Any]:
         problems = pool_problems(doc["knn"])
         if problems:
             raise fail("knn", "; ".join(problems))
+    for key, check in (("layout", check_layout), ("decode", check_decode)):
+        if key in doc:
+            try:
+                check(doc[key])
+            except ValueError as e:
+                raise fail(key, "must " + str(e).split(" must ", 1)[1]) from None
+    if "calibration" in doc:
+        problems = prior_problems(doc["calibration"], None)
+        if problems:
+            raise fail("calibration", "; ".join(problems))
+    if doc.get("decode") == "calibrated" and "calibration" not in doc:
+        raise fail("decode", "'calibrated' needs a calibration: mapping (the prior per option)")
     return doc
 
 
@@ -225,12 +260,34 @@ def load_state(fn: PromptFunction, path: Path | None = None) -> State | None:
             f"{problems[0]}{more}; the demos must fit {function_id(fn)}: fix them, or delete the file "
             "or re-run lmprog optimize"
         )
+    decoding = _decoding_problem(fn, target, doc)
+    if decoding:
+        raise PromptFileError(decoding)
     optimized = doc.get("instruction_optimized", True)
     return State(
         instruction=doc["instruction"] if optimized else None,
         demos=tuple(doc.get("demos") or ()),
         pool=pool_from_doc(doc["knn"]) if "knn" in doc else None,
+        layout=doc.get("layout", "chat"),
+        decode=doc.get("decode", "sample"),
+        calibration=dict(doc["calibration"]) if "calibration" in doc else None,
     )
+
+
+def _decoding_problem(fn: PromptFunction, target: Path, doc: Mapping[str, Any]) -> str | None:
+    """Why the file's ``decode``/``calibration`` cannot work for ``fn`` (None when they can)."""
+    options = label_options(fn.signature)
+    text = target.read_text(encoding="utf-8")
+    if doc.get("decode", "sample") != "sample" and options is None:
+        return (
+            f"{target}:{_line_of(text, 'decode')}: decode: {doc['decode']!r} scores the options of a "
+            f"single Literal, Enum or bool output; {function_id(fn)} has none (use decode: sample)"
+        )
+    if "calibration" in doc:
+        problems = prior_problems(doc["calibration"], options)
+        if problems:
+            return f"{target}:{_line_of(text, 'calibration')}: calibration: {'; '.join(problems)}"
+    return None
 
 
 def status(fn: PromptFunction, path: Path | None = None) -> str:
@@ -245,8 +302,9 @@ def status(fn: PromptFunction, path: Path | None = None) -> str:
     if doc["function"] != function_id(fn):
         return f"corrupt: {target}: made for {doc['function']}, not {function_id(fn)}"
     problems = _demo_problems(fn, target, doc)
-    if problems:
-        return "corrupt: " + "; ".join(problems)
+    decoding = _decoding_problem(fn, target, doc)
+    if problems or decoding:
+        return "corrupt: " + "; ".join([*problems, *([decoding] if decoding else [])])
     return "ok" if doc["signature_hash"] == fn.signature_hash else "stale"
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 
 from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
-from lmprog.format import format_output, to_jsonable
+from lmprog.format import forced_text, format_output, is_prompt, to_jsonable
 from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages, StreamItem, ToolCall
 from lmprog.usage import Usage
 
@@ -69,6 +69,13 @@ class ScriptedLM(BaseLM):
     to a request carrying a ``response_format`` is written as the JSON object a provider with
     structured outputs returns.
 
+    ``takes_prompt=True`` plays a model that continues plain text (the embedded model): it
+    accepts the ``"completion"`` layout's single ``{"role": "prompt"}`` message. ``logprobs``
+    plays a model that returns token logprobs (label scoring): a callable ``(messages, text) ->
+    float`` answers every request whose grammar forces one text (a scoring request) with that
+    text as one token of that logprob, without using the script; ``True`` only says logprobs are
+    returned (the script gives them as ``Completion(..., logprobs=[...])``).
+
     Streamed (:meth:`~lmprog.lm.BaseLM.stream`, ``fn.stream``), a reply comes in pieces of one
     word each, with its trailing whitespace.
 
@@ -99,6 +106,8 @@ class ScriptedLM(BaseLM):
         backoff_base: float = 0.0,
         backoff_max: float = 0.0,
         constraint: ConstraintKind | None = None,
+        takes_prompt: bool = False,
+        logprobs: Callable[[Messages, str], float] | bool | None = None,
         native_reasoning: bool = False,
         native_tools: bool = False,
         **kwargs: Any,
@@ -107,6 +116,8 @@ class ScriptedLM(BaseLM):
         if constraint is not None and constraint not in CONSTRAINT_KINDS:
             raise UsageError(f"constraint must be one of {CONSTRAINT_KINDS} or None, got {constraint!r}")
         self.constraint = constraint
+        self._takes_prompt = bool(takes_prompt)
+        self._logprobs = logprobs
         self._native = bool(native_reasoning)
         self.native_tools = bool(native_tools)
         if callable(responses):
@@ -130,6 +141,8 @@ class ScriptedLM(BaseLM):
             ident["script"] = digest([repr(r) for r in self._script])
         elif self._respond is not None:
             ident["script"] = code_identity(self._respond)
+        if callable(self._logprobs):
+            ident["logprobs"] = code_identity(self._logprobs)
         if self._native:
             ident["native_reasoning"] = True
         return ident
@@ -156,6 +169,12 @@ class ScriptedLM(BaseLM):
     def constraint_kind(self) -> ConstraintKind | None:
         return self.constraint
 
+    def takes_prompt(self) -> bool:
+        return self._takes_prompt
+
+    def returns_logprobs(self) -> bool:
+        return bool(self._logprobs)
+
     def native_reasoning(self) -> bool:
         return self._native
 
@@ -169,6 +188,21 @@ class ScriptedLM(BaseLM):
             return None if self._script is None else len(self._script) - len(self._calls)
 
     def _request(self, messages: Messages, params: dict[str, Any]) -> Completion:
+        if is_prompt(messages) and not self._takes_prompt:
+            raise UsageError("this ScriptedLM takes chat messages only (pass takes_prompt=True)")
+        forced = forced_text(params["grammar"]) if isinstance(params.get("grammar"), str) else None
+        score = self._logprobs if callable(self._logprobs) and params.get("logprobs") else None
+        if score is not None and forced is not None:
+            with self._lock:
+                self._calls.append(ScriptedCall(messages=[dict(m) for m in messages], params=dict(params)))
+            logprob = float(score(messages, forced))
+            return Completion(
+                text=forced,
+                usage=Usage(prompt_tokens=_words(messages), completion_tokens=len(forced.split())),
+                model=self.model,
+                finish_reason="stop",
+                logprobs=[{"token": forced, "logprob": logprob, "top_logprobs": []}],
+            )
         with self._lock:
             index = len(self._calls)
             self._calls.append(ScriptedCall(messages=[dict(m) for m in messages], params=dict(params)))
@@ -186,7 +220,7 @@ class ScriptedLM(BaseLM):
             return Completion(
                 text="",
                 usage=Usage(
-                    prompt_tokens=sum(len(str(m.get("content", "")).split()) for m in messages),
+                    prompt_tokens=_words(messages),
                     completion_tokens=sum(len(c.arguments.split()) + 1 for c in calls),
                 ),
                 model=self.model,
@@ -202,7 +236,7 @@ class ScriptedLM(BaseLM):
         return Completion(
             text=text,
             usage=Usage(
-                prompt_tokens=sum(len(str(m.get("content", "")).split()) for m in messages),
+                prompt_tokens=_words(messages),
                 completion_tokens=len(text.split()),
             ),
             model=self.model,
@@ -231,6 +265,10 @@ def _tool_calls(response: ScriptedResponse, native: bool) -> tuple[ToolCall, ...
     if calls and not native:
         raise UsageError("a scripted ToolCall needs ScriptedLM(native_tools=True)")
     return calls
+
+
+def _words(messages: Messages) -> int:
+    return sum(len(str(m.get("content", "")).split()) for m in messages)
 
 
 def _render(response: ScriptedResponse, *, structured: bool) -> str:

@@ -105,6 +105,8 @@ class Span:
     usage: Usage = field(default_factory=Usage)
     cache_hit: bool | None = None
     reasoning: str | None = None
+    #: option text -> score of a label-scoring call (``decode="score"``/``"calibrated"``)
+    scores: dict[str, float] | None = None
     #: the tool calls of an lm_function with tools, in order: ``{"tool", "arguments", "result"}``
     #: or ``{"tool", "arguments", "error"}`` (each call is also a child span of kind ``"tool"``)
     tool_calls: list[dict[str, Any]] | None = None

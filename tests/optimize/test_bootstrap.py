@@ -129,6 +129,7 @@ def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: Script
         optimizer="random_search",
         save=False,
         apply=False,
+        variants=False,  # the candidates of random search alone
         num_candidates=2,
         max_bootstrapped_demos=2,
         max_labeled_demos=2,

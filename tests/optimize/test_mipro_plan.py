@@ -88,6 +88,7 @@ def run(tmp_path: Path, budget: Budget | None, model: Any = None, **kwargs: Any)
             apply=False,
             progress=False,
             storage=str(tmp_path / "study.db"),
+            variants=False,  # mipro's plan and its own requests are measured here
             **opts,
         )
 
@@ -248,6 +249,7 @@ def priced_run(tmp_path: Path, budget: Budget) -> lmprog.OptimizationResult:
             apply=False,
             progress=False,
             storage=str(tmp_path / "study.db"),
+            variants=False,  # the plan's cost, not the layouts tried after it
             **SETTINGS,
         )
 

@@ -231,6 +231,7 @@ def test_reflection_starts_from_and_ends_with_retrieved_demos(tmp_path: Path) ->
     model = CountingModel()
     store = tmp_path / "runs.json"
     options: dict[str, Any] = {"num_iterations": 3, "minibatch_size": 4, "seed": 1, "init": "knn"}
+    options["variants"] = False  # every request counted here is reflect's (a transcript has 2 messages)
     result = run(model, max_demos=2, storage=str(store), **options)
     assert set(model.turns) == {2 + 2 * 2}  # system, question and two retrieved demos, from the start
     details = ReflectDetails.of(result)

@@ -95,6 +95,7 @@ def small_mipro(folder: Path, cut: int | None = None) -> OptimizationResult:
             num_demo_sets=1,
             full_eval_every=2,
             threads=2,
+            variants=False,  # mipro's own requests are counted here
         )
 
 

@@ -1,0 +1,183 @@
+"""The step after an optimizer that tries prompt layouts and label decodings on validation data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+
+import lmprog
+from lmprog import Budget, lm_function, optimize, settings
+from lmprog.lm import PROMPT_ROLE, Messages
+from lmprog.testing import ScriptedLM
+
+
+@lm_function
+def sentiment(review: str) -> Literal["positive", "negative"]:
+    """Classify the review."""
+
+
+TRAIN = [
+    {"review": "loved it", "output": "positive"},
+    {"review": "awful plot", "output": "negative"},
+    {"review": "great cast", "output": "positive"},
+    {"review": "awful acting", "output": "negative"},
+]
+VAL = [
+    {"review": "great fun", "output": "positive"},
+    {"review": "awful mess", "output": "negative"},
+    {"review": "great score", "output": "positive"},
+    {"review": "awful ending", "output": "negative"},
+]
+
+
+def metric(example: Any, prediction: Any, trace: Any = None) -> bool:
+    return bool(example["output"] == prediction)
+
+
+@pytest.fixture(autouse=True)
+def prompt_dir(tmp_path: Path) -> Iterator[Path]:
+    with settings.context(prompt_dir=tmp_path / "prompts", cache=False, load_prompts=False):
+        yield tmp_path / "prompts"
+
+
+def question(messages: Messages) -> str:
+    """The review the request asks about (the last one in any layout)."""
+    return messages[-1]["content"].rsplit("review:", 1)[-1]
+
+
+def layout_of(messages: Messages) -> str:
+    if messages[0]["role"] == PROMPT_ROLE:
+        return "completion"
+    return "chat" if len(messages) > 2 else "transcript"
+
+
+def sampled(messages: Messages) -> str:
+    """Sampling: the chat layout always answers "positive" (collapsed), the transcript reads the
+    review, the completion layout always answers "negative"."""
+    kind = layout_of(messages)
+    if kind == "transcript":
+        return "negative" if "awful" in question(messages) else "positive"
+    return "positive" if kind == "chat" else " negative"
+
+
+def scored(messages: Messages, text: str) -> float:
+    """Scoring: "positive" is 2 nats likelier everywhere; "awful" adds 1 nat to "negative"."""
+    label = text.strip()
+    bonus = 1.0 if label == "negative" and "awful" in question(messages) else 0.0
+    return (2.0 if label == "positive" else 0.0) + bonus - 5.0
+
+
+def run(lm: ScriptedLM, **kwargs: Any) -> lmprog.OptimizationResult:
+    kwargs.setdefault("save", False)
+    with lmprog.context(lm=lm):
+        return optimize(
+            sentiment, TRAIN, metric, valset=VAL, optimizer="labeled", apply=False, progress=False, **kwargs
+        )
+
+
+def test_with_all_every_layout_and_decoding_is_tried_and_the_best_kept() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    result = run(lm, variants="all")
+    tried = {(v["layout"], v["decode"]): v for v in result.details["variants"]}
+    assert len(tried) == 9 and not any("skipped" in v for v in tried.values())
+    assert tried["chat", "sample"]["score"] == 50.0 and tried["chat", "sample"]["collapsed"]
+    assert tried["transcript", "sample"]["score"] == 100.0 and not tried["transcript", "sample"]["collapsed"]
+    assert tried["completion", "sample"]["collapsed"]
+    assert tried["chat", "score"]["score"] == 50.0 and tried["chat", "score"]["collapsed"]
+    assert tried["chat", "calibrated"]["score"] == 100.0
+    state = result.states[sentiment]
+    assert (state.layout, state.decode, state.calibration) == (
+        "transcript",
+        "sample",
+        None,
+    )  # first of the best
+    assert result.score == 100.0
+    assert result.label_counts == {sentiment.signature.qualname: {"negative": 2, "positive": 2}}
+    labels = [c.label for c in result.candidates if c.label.startswith("layout=")]
+    assert labels[0] == "layout=transcript decode=sample"
+
+
+def test_by_default_labels_are_scored_in_the_best_sampled_layout_only() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    result = run(lm)
+    tried = [(v["layout"], v["decode"]) for v in result.details["variants"]]
+    assert tried == [
+        ("chat", "sample"),
+        ("transcript", "sample"),
+        ("completion", "sample"),
+        ("transcript", "score"),
+        ("transcript", "calibrated"),
+    ]
+    assert result.details["variants"][3]["collapsed"]  # the label bias: "positive" for everything
+    assert result.states[sentiment].layout == "transcript" and result.score == 100.0
+
+
+def test_calibration_is_chosen_and_stored_when_it_is_what_works() -> None:
+    def chat_only(messages: Messages) -> str:
+        return "positive"
+
+    lm = ScriptedLM(chat_only, constraint="grammar", logprobs=scored)
+    result = run(lm)
+    state = result.states[sentiment]
+    assert (state.layout, state.decode) == ("chat", "calibrated") and result.score == 100.0
+    assert state.calibration is not None and state.calibration["positive"] > 0.8
+    assert {v["layout"] for v in result.details["variants"]} == {"chat", "transcript"}  # no plain text
+
+
+def test_a_collapsed_variant_never_replaces_one_that_is_not_whatever_its_score() -> None:
+    val = [
+        *VAL,
+        {"review": "great again", "output": "positive"},
+        {"review": "great twice", "output": "positive"},
+    ]
+
+    def respond(messages: Messages) -> str:
+        if layout_of(messages) == "transcript":
+            return "positive"  # 4 of 6 right, but one label only
+        return "positive" if "great fun" in question(messages) else "negative"  # 3 of 6, both labels
+
+    with lmprog.context(lm=ScriptedLM(respond)):
+        result = optimize(
+            sentiment, TRAIN, metric, valset=val, optimizer="labeled", save=False, apply=False, progress=False
+        )
+    [base, transcript] = result.details["variants"]
+    assert transcript["score"] > base["score"] and transcript["collapsed"] and not base["collapsed"]
+    assert result.states[sentiment].layout == "chat" and result.score == base["score"]
+
+
+def test_variants_that_do_not_fit_the_budget_left_are_skipped_and_the_cap_holds() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    result = run(lm, budget=Budget(max_calls=18))
+    assert result.usage.requests <= 18
+    skipped = [v for v in result.details["variants"] if "skipped" in v]
+    assert skipped and all(v["skipped"].startswith("budget: ") for v in skipped)
+    assert all(v["decode"] != "sample" for v in skipped)  # sampling variants came first and fit
+
+
+def test_variants_false_keeps_the_optimizers_choice() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    result = run(lm, variants=False)
+    assert "variants" not in result.details
+    assert result.states[sentiment].layout == "chat" and result.states[sentiment].decode == "sample"
+
+
+def test_the_prompt_file_records_the_choice_and_what_was_tried(prompt_dir: Path) -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    result = run(lm, save=True)
+    [path] = result.files
+    doc = yaml.safe_load(path.read_text())
+    assert doc["layout"] == "transcript" and "decode" not in doc
+    assert len(doc["provenance"]["variants"]) == 5
+    assert {"layout": "chat", "decode": "sample", "score": 50.0} == {
+        k: doc["provenance"]["variants"][0][k] for k in ("layout", "decode", "score")
+    }
+
+
+def test_the_summary_names_the_chosen_layout_and_decoding() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    summary = run(lm).summary()
+    assert "layout: transcript, decode: sample (best of 5 variants tried on validation data)" in summary
