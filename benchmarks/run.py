@@ -114,13 +114,13 @@ def plan_cells(
     sides = {"lmprog": configs.lmprog_methods(config["knobs"]), "dspy": configs.dspy_methods(config["knobs"])}
     out = []
     for task in tasks_wanted:
-        sizes = config["tasks"][task]
         methods = list(dict.fromkeys([*sides["lmprog"], *sides["dspy"]]))
         for method in methods:
             for framework in FRAMEWORKS:
                 if method not in sides[framework]:
                     continue
                 spec = sides[framework][method]
+                sizes = configs.sizes_for(config, task, method, spec[0] if spec is not None else None)
                 settings = {
                     "model": fingerprint,
                     "temperature": 0.0,

@@ -178,10 +178,21 @@ def test_every_configuration_runs_every_optimizer_on_both_sides_with_one_budget_
                 assert configs.budget(config, method) > 0, (config["name"], method)
     # a new lmprog-only option is one line in lmprog_methods and gets its optimizer's budget
     assert configs.budget(configs.FULL, "mipro_layouts", "mipro") == configs.budget(configs.FULL, "mipro")
-    for config in configs.CONFIGS.values():  # DSPy's MIPROv2 refuses a minibatch larger than the valset
-        assert all(sizes[1] >= config["knobs"]["minibatch"] for sizes in config["tasks"].values()), config[
-            "name"
-        ]
+    for config in configs.CONFIGS.values():
+        for task in config["tasks"]:
+            for method in configs.METHOD_LABELS:
+                sizes = configs.sizes_for(config, task, method)
+                # DSPy's MIPROv2 refuses a minibatch larger than the valset
+                assert sizes[1] >= config["knobs"]["minibatch"], (config["name"], task, method)
+                assert sizes[1] <= config["tasks"][task][1]
+            # lmprog's mipro refuses a budget below baseline + one trial (its minibatch scaled down
+            # to one example) + one full evaluation
+            val = configs.sizes_for(config, task, "mipro")[1]
+            assert 2 * val + 1 <= configs.budget(config, "mipro"), (config["name"], task)
+    # the cap is the method's, else its optimizer's; the same rows for both frameworks
+    assert configs.sizes_for(configs.FULL, "trec", "mipro") == (200, 40, 200)
+    assert configs.sizes_for(configs.FULL, "trec", "mipro_layouts", "mipro") == (200, 40, 200)
+    assert configs.sizes_for(configs.FULL, "trec", "bootstrap") == (200, 100, 200)
     assert configs.seeds_for(configs.FULL, "zero_shot") == [0]
     assert configs.seeds_for(configs.FULL, "mipro") == [0, 1, 2]
     assert all(sizes[2] >= 200 or task == "iris" for task, sizes in configs.FULL["tasks"].items())
