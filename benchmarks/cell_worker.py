@@ -14,11 +14,13 @@ Every cell gets its own response cache (``cells.cache_dir``): no cell is made ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,10 @@ class CellRunner:
             before = common.METER.snapshot()
             common.METER.set_cap(cell.settings["budget"])
             t0, c0 = time.perf_counter(), time.process_time()
+            own: dict[str, int] = {}
             try:
-                program, details = self.compile(cell, splits, program)
+                with self.own_usage(own):
+                    program, details = self.compile(cell, splits, program)
             except Exception as e:  # the optimizer failed: its user is left with the unoptimized program
                 traceback.print_exc()
                 details = {"error": f"{type(e).__name__}: {e}"[:500]}
@@ -100,16 +104,20 @@ class CellRunner:
                 "seconds": round(time.perf_counter() - t0, 2),
                 "cpu_seconds": round(time.process_time() - c0, 2),
                 "lm": common.METER.snapshot().minus(before).to_dict(),
+                **({"lm_own": own} if own else {}),
                 **details,
             }
         before = common.METER.snapshot()
         t0, c0 = time.perf_counter(), time.process_time()
-        preds, scores, errors = self.evaluate(program, splits)
+        own_test: dict[str, int] = {}
+        with self.own_usage(own_test):
+            preds, scores, errors = self.evaluate(program, splits)
         gold = [_gold(row) for row in splits.test]
         out["test"] = {
             "seconds": round(time.perf_counter() - t0, 2),
             "cpu_seconds": round(time.process_time() - c0, 2),
             "lm": common.METER.snapshot().minus(before).to_dict(),
+            **({"lm_own": own_test} if own_test else {}),
             "score": round(100.0 * sum(scores) / max(1, len(scores)), 2),
             "n": len(scores),
             "errors": errors,
@@ -118,6 +126,12 @@ class CellRunner:
             "gold": [str(g)[:60] for g in gold],
         }
         return out
+
+    @contextlib.contextmanager
+    def own_usage(self, into: dict[str, int]) -> Iterator[None]:
+        """The framework's own request count, where it has one (filled into ``into``): lmprog
+        sends the completion layout to llama.cpp directly, past the litellm meter."""
+        yield
 
     def prepare(self, cell: cells.Cell, splits: tasks.Splits, cache: Path) -> Any:
         raise NotImplementedError
@@ -178,6 +192,21 @@ class LmprogCells(CellRunner):
                 fn.reset()
         return program
 
+    @contextlib.contextmanager
+    def own_usage(self, into: dict[str, int]) -> Iterator[None]:
+        from lmprog.usage import track
+
+        with track() as scope:
+            try:
+                yield
+            finally:
+                total = scope.total
+                into.update(
+                    requests=total.requests,
+                    prompt_tokens=total.prompt_tokens,
+                    completion_tokens=total.completion_tokens,
+                )
+
     def compile(self, cell: cells.Cell, splits: tasks.Splits, program: Any) -> tuple[Any, dict[str, Any]]:
         name, options = cell.settings["optimizer"]
         options = dict(options)
@@ -202,6 +231,10 @@ class LmprogCells(CellRunner):
             "demos": {fn.name: len(st.demos) for fn, st in result.states.items()},
             "instructions": {fn.name: st.instruction for fn, st in result.states.items() if st.instruction},
             "warnings": [str(w)[:300] for w in getattr(result, "warnings", [])][:5],
+            "layouts": {
+                fn.name: [getattr(st, "layout", "chat"), getattr(st, "decode", "sample")]
+                for fn, st in result.states.items()
+            },
         }
 
     def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], int]:

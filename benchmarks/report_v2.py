@@ -29,7 +29,12 @@ def dollars(prompt_tokens: float, completion_tokens: float, price: Mapping[str, 
 
 
 def _calls(result: Mapping[str, Any], phase: str, key: str = "requests") -> float:
-    return float(((result.get(phase) or {}).get("lm") or {}).get(key, 0) or 0)
+    """Requests or tokens of a phase: the framework's own count where the cell has one (lmprog's
+    usage, which also sees the completion layout sent to llama.cpp past litellm), else the
+    litellm meter's."""
+    part = result.get(phase) or {}
+    counts = part.get("lm_own") or part.get("lm") or {}
+    return float(counts.get(key, 0) or 0)
 
 
 def _group(rows: list[Mapping[str, Any]], gold: list[str]) -> dict[str, Any]:

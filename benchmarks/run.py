@@ -253,6 +253,14 @@ def render(
         if result is not None:
             payloads.append({**cell.identity(), "result": result})
     meta = {**meta, "cells stored": f"{len(payloads)} of {len(cells_all)}"}
+    uncounted = sum(
+        p["framework"] == "lmprog" and "lm_own" not in (p["result"].get("test") or {}) for p in payloads
+    )
+    if uncounted:  # measured before the worker recorded lmprog's own usage
+        meta["⚠ lmprog cells counted at the litellm boundary only"] = (
+            f"{uncounted}: their calls and tokens leave out requests of the completion layout, which "
+            "go to llama.cpp directly (their accuracy is unaffected; delete their files to recount)"
+        )
     summary = report_v2.summarize(payloads, task_order=config["tasks"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps({"meta": meta, **summary}, indent=1, default=str) + "\n")

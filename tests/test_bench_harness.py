@@ -366,3 +366,19 @@ def test_lanes_balance_expected_time_and_keep_each_framework_together() -> None:
         assert frameworks == sorted(frameworks, key=lambda f: f != "lmprog")
     assert estimate.run_seconds(planned, table, processes=2)["wall"] == 100.0
     assert estimate.run_seconds(planned, table, processes=1)["wall"] == 200.0
+
+
+def test_calls_are_the_frameworks_own_count_where_the_cell_has_one() -> None:
+    # lmprog's completion layout goes to llama.cpp directly, past the litellm meter: the meter
+    # saw 150 of the 200 test requests that lmprog's own usage counted
+    result = {
+        "optimize": {"lm": {"requests": 40, "prompt_tokens": 900}},
+        "test": {
+            "lm": {"requests": 150, "prompt_tokens": 3000},
+            "lm_own": {"requests": 200, "prompt_tokens": 4000},
+        },
+    }
+    assert report_v2._calls(result, "test") == 200
+    assert report_v2._calls(result, "test", "prompt_tokens") == 4000
+    assert report_v2._calls(result, "optimize") == 40  # no own count: the meter's
+    assert report_v2._calls(result, "missing") == 0
