@@ -83,13 +83,7 @@ async def acomplete(model: str, messages: Messages, params: Mapping[str, Any]) -
 def supports_reasoning(model: str) -> bool:
     """Whether litellm knows ``model`` to reason natively (``litellm.supports_reasoning``); never
     for the embedded model."""
-    if local.is_local_model(model):
-        return False
-    try:
-        return bool(load_litellm().supports_reasoning(model=model))
-    except Exception:  # an unknown model or provider
-        logger.debug("%s: litellm cannot tell whether it reasons natively", model)
-        return False
+    return _litellm_says(model, "supports_reasoning", "reasons natively")
 
 
 def constraint_kind(model: str) -> ConstraintKind | None:
@@ -119,12 +113,18 @@ def supports_logprobs(model: str) -> bool:
 def supports_tools(model: str) -> bool:
     """Whether ``litellm.supports_function_calling`` says the model takes native tool calls
     (never the embedded model, which uses lmprog's text protocol with a grammar)."""
+    return _litellm_says(model, "supports_function_calling", "supports function calling")
+
+
+def _litellm_says(model: str, check: str, what: str) -> bool:
+    """litellm's answer to one of its ``supports_*`` questions about ``model``: False for the
+    embedded model, and for a model or provider litellm does not know."""
     if local.is_local_model(model):
         return False
     try:
-        return bool(load_litellm().supports_function_calling(model=model))
-    except Exception:  # an unknown model or provider: the text protocol
-        logger.debug("%s: litellm cannot tell whether it supports function calling", model)
+        return bool(getattr(load_litellm(), check)(model=model))
+    except Exception:  # an unknown model or provider
+        logger.debug("%s: litellm cannot tell whether it %s", model, what)
         return False
 
 
