@@ -152,30 +152,33 @@ FULL = _config(
         "gsm8k": (100, 50, 200),
     },
     SEEDS,
-    {"bootstrap": 60, "random_search": 200, "mipro": 200, "reflect": 200},
+    # labeled/knn make no call while choosing demos; their budget pays for measuring the result
+    # on validation data and lmprog's variants step (layouts, scored and calibrated labels):
+    # DSPy's LabeledFewShot and KNNFewShot have the same budget and use none of it
+    {"labeled": 120, "knn": 120, "bootstrap": 160, "random_search": 200, "mipro": 200, "reflect": 200},
     {"demos": 4, "candidates": 4, "trials": 8, "minibatch": 10, "full_eval_every": 4},
-    # optimizers that evaluate whole validation sets several times get one that fits the budget
-    # (lmprog's mipro refuses a budget below baseline + one trial + one full evaluation: 201
-    # calls with 100 validation examples); both frameworks get the same rows
-    {"mipro": 40, "reflect": 40},
+    # every optimizer validates on the same 40 rows (both frameworks): one that evaluates whole
+    # validation sets several times needs a set that fits the budget (lmprog's mipro refuses a
+    # budget below baseline + one trial + one full evaluation: 201 calls with 100 examples)
+    {m: 40 for m in ("labeled", "knn", "bootstrap", "random_search", "mipro", "reflect")},
 )
 
 QUICK = _config(
     "quick",
     {"trec": (40, 20, 40), "banking77_10": (40, 20, 40), "scone": (40, 20, 40)},
     (0,),
-    {"bootstrap": 10, "random_search": 24, "mipro": 24, "reflect": 24},
+    {"labeled": 36, "knn": 36, "bootstrap": 40, "random_search": 40, "mipro": 40, "reflect": 40},
     {"demos": 4, "candidates": 3, "trials": 4, "minibatch": 6, "full_eval_every": 2},
-    {"mipro": 8, "reflect": 8},
+    {m: 8 for m in ("labeled", "knn", "bootstrap", "random_search", "mipro", "reflect")},
 )
 
 SMOKE = _config(
     "smoke",
     {"trec": (8, 6, 6), "hotpotqa": (3, 3, 2), "gsm8k": (3, 3, 1)},  # val >= minibatch (MIPROv2)
     (0,),
-    {"bootstrap": 6, "random_search": 12, "mipro": 12, "reflect": 12},
+    {"labeled": 12, "knn": 12, "bootstrap": 12, "random_search": 12, "mipro": 12, "reflect": 12},
     {"demos": 2, "candidates": 2, "trials": 2, "minibatch": 3, "full_eval_every": 2},
-    {"mipro": 5, "reflect": 5},
+    {m: 5 for m in ("labeled", "knn", "bootstrap", "random_search", "mipro", "reflect")},
 )
 
 CONFIGS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}

@@ -192,7 +192,16 @@ def test_every_configuration_runs_every_optimizer_on_both_sides_with_one_budget_
     # the cap is the method's, else its optimizer's; the same rows for both frameworks
     assert configs.sizes_for(configs.FULL, "trec", "mipro") == (200, 40, 200)
     assert configs.sizes_for(configs.FULL, "trec", "mipro_layouts", "mipro") == (200, 40, 200)
-    assert configs.sizes_for(configs.FULL, "trec", "bootstrap") == (200, 100, 200)
+    assert configs.sizes_for(configs.FULL, "trec", "bootstrap") == (200, 40, 200)
+    assert configs.sizes_for(configs.FULL, "trec", "zero_shot") == (200, 100, 200)
+    # every optimizer's budget pays for measuring its result on validation and one more variant
+    # (lmprog's variants step: scored labels), labeled and knn included
+    for config in configs.CONFIGS.values():
+        for task in config["tasks"]:
+            for method, spec in configs.lmprog_methods(config["knobs"]).items():
+                if spec is not None:
+                    val = configs.sizes_for(config, task, method, spec[0])[1]
+                    assert configs.budget(config, method, spec[0]) >= 2 * val, (config["name"], task, method)
     assert configs.seeds_for(configs.FULL, "zero_shot") == [0]
     assert configs.seeds_for(configs.FULL, "mipro") == [0, 1, 2]
     assert all(sizes[2] >= 200 or task == "iris" for task, sizes in configs.FULL["tasks"].items())
