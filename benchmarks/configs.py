@@ -60,6 +60,8 @@ def lmprog_methods(knobs: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]
         "mipro": ("mipro", mipro),
         "knn": ("knn", {"k": knobs["demos"]}),
         "reflect": ("reflect", {"num_iterations": knobs["trials"], "minibatch_size": 3}),
+        # reflection starting from retrieved demos (lmprog only: GEPA starts from the zero-shot program)
+        "reflect_knn": ("reflect", {"num_iterations": knobs["trials"], "minibatch_size": 3, "init": "knn"}),
     }
 
 
