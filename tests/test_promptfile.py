@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from lmprog import lm_function, settings
+from lmprog import History, lm_function, settings
 from lmprog.errors import PromptFileError
 from lmprog.function import LMFunction, State
 from lmprog.promptfile import (
@@ -232,3 +232,20 @@ def test_export_dotprompt_structured_output_and_default_path() -> None:
         "schema": {"reasoning": "string", "answer(enum)": ["yes", "no"]},
     }
     assert "sources: {{json sources}}" in path.read_text()
+
+
+def test_export_dotprompt_puts_a_history_in_the_history_helper_not_the_inputs(tmp_path: Path) -> None:
+    @lm_function
+    def reply(history: History, message: str) -> str:
+        """Answer the user's message, given the conversation so far."""
+
+    reply.state = State(demos=({"history": [], "message": "hi", "output": "hello"},))
+    text = export_dotprompt(reply, tmp_path / "reply.prompt").read_text()
+    front_text, body = text[4:].split("\n---\n", 1)
+    front = yaml.safe_load(front_text)
+    # Dotprompt passes a conversation as messages, not as an input field
+    assert front["input"]["schema"] == {"message": "string"}
+    assert "history" not in body.replace("{{history}}", "")
+    # the turns go where lmprog puts them: after the demos, before the input turn
+    assert body.rstrip().endswith('{{history}}\n\n{{role "user"}}\nmessage: {{message}}')
+    assert body.index('{{role "model"}}\nhello') < body.index("{{history}}")

@@ -39,20 +39,25 @@ def export_dotprompt(
     (Picoschema when every field fits it, else JSON Schema) and the lmprog function id and
     signature hash under ``metadata.lmprog``. The Handlebars body renders the same messages as
     lmprog: ``{{role "system"}}`` with the instruction, one user/model turn per demo, then the
-    input turn, where string inputs are ``{{name}}`` and other inputs ``{{json name}}``.
-    Default path: the prompt file's, with the suffix ``.prompt``.
+    input turn, where string inputs are ``{{name}}`` and other inputs ``{{json name}}``. A
+    ``History`` parameter is not an input of the prompt: Dotprompt passes a conversation as
+    messages, which its ``{{history}}`` helper inserts where lmprog puts the turns (before the
+    input turn). Default path: the prompt file's, with the suffix ``.prompt``.
     """
     target = Path(path) if path is not None else prompt_path(fn).with_suffix(".prompt")
     sig, state = fn.signature, fn.state
-    sentinels = {f.name: f"@@lmprog-input-{i}@@" for i, f in enumerate(sig.inputs)}
+    inputs = [f for f in sig.inputs if f.name != sig.history]
+    sentinels = {f.name: f"@@lmprog-input-{i}@@" for i, f in enumerate(inputs)}
     messages = render_messages(sig, sentinels, instruction=state.instruction, demos=state.demos)
     roles = {"system": "system", "user": "user", "assistant": "model"}
     body = []
-    for message in messages:
+    for number, message in enumerate(messages):
         text = message["content"].replace("{{", "\\{{")
-        for field in sig.inputs:
+        for field in inputs:
             helper = "{{%s}}" if field.annotation is str else "{{json %s}}"
             text = text.replace(sentinels[field.name], helper % field.name)
+        if sig.history is not None and number == len(messages) - 1:
+            body.append("{{history}}\n")
         body.append(f'{{{{role "{roles.get(message["role"], message["role"])}"}}}}\n{text}\n')
     front: dict[str, Any] = {"name": prompt_path(fn).stem}
     chosen = model or _function_model(fn)
@@ -61,7 +66,7 @@ def export_dotprompt(
     if fn.temperature is not None:
         front["config"] = {"temperature": fn.temperature}
     front["input"] = {
-        "schema": _object_schema([(f.name, f.annotation, f.description, f.has_default) for f in sig.inputs])
+        "schema": _object_schema([(f.name, f.annotation, f.description, f.has_default) for f in inputs])
     }
     front["output"] = _output_spec(fn)
     front["metadata"] = {"lmprog": {"function": function_id(fn), "signature_hash": fn.signature_hash}}
