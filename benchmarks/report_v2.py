@@ -60,6 +60,8 @@ def _group(rows: list[Mapping[str, Any]], gold: list[str]) -> dict[str, Any]:
                 "collapsed": stats.collapsed(test["predictions"], gold),
                 "optimizer_error": (res.get("optimize") or {}).get("error"),
                 "lmprog_commit": res.get("lmprog_commit"),
+                # lmprog: the layout and label decoding its optimizer chose, per function
+                "layouts": (res.get("optimize") or {}).get("layouts"),
             }
         )
     n = len(per_seed)
@@ -275,7 +277,9 @@ def _prediction_lines(summary: Mapping[str, Any]) -> list[str]:
                     flags = (" COLLAPSED" if s["collapsed"] else "") + (
                         " OPTIMIZER FAILED" if s["optimizer_error"] else ""
                     )
-                    parts.append(f"seed {s['seed']}{flags} ({top})")
+                    chosen = s.get("layouts") or {}
+                    how = ", ".join("/".join(v) for v in chosen.values() if v != ["chat", "sample"])
+                    parts.append(f"seed {s['seed']}{flags} ({top})" + (f" [{how}]" if how else ""))
                 lines.append(f"- {task} {fw} {method}: " + "; ".join(parts))
     return [*lines, ""]
 
