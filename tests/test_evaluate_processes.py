@@ -21,6 +21,7 @@ from lmprog import errors, evaluate, lm_function, settings
 from lmprog.errors import BudgetExceededError, OutputParseError, UsageError
 from lmprog.evaluate import EvaluationResult
 from lmprog.function import LMFunction, State, use_states
+from lmprog.optimize import Budget
 from lmprog.testing import ScriptedLM
 from lmprog.trace import Trace, trace, traced
 from lmprog.usage import track
@@ -269,3 +270,44 @@ def test_an_lm_that_cannot_reach_the_workers_is_a_clear_error() -> None:
     message = str(info.value)
     assert "lm=ScriptedLM('scripted')" in message and "loky" in message and '"threading"' in message
     assert isinstance(Trace(), Trace)
+
+
+class LoggedAnswer:
+    """The scripted model, appending one line per request to a file every process can reach."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        with open(self.path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return answer(messages)
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_a_budget_smaller_than_the_data_is_never_overrun_by_worker_processes(
+    backend: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "requests.log"
+    cap = 3
+    budget = Budget(max_calls=cap)
+    data = rows(*(["France", "Italy", "Peru", "Spain"] * 4))
+    with settings.context(lm=ScriptedLM(LoggedAnswer(log)), cache=False), track(budget.check) as scope:
+        with pytest.raises(BudgetExceededError) as info:
+            evaluate(capital, data, city_matches, threads=3, backend=backend, progress=False)
+    assert (info.value.what, info.value.limit) == ("max_calls", cap)
+    # the workers reserve every request from one ledger: no more than the cap reached the model
+    sent = [int(line) for line in log.read_text().split()]
+    assert 1 <= len(sent) <= cap
+    assert os.getpid() not in sent
+    assert scope.total.requests <= cap
+
+
+def test_under_the_budget_worker_processes_count_every_request_once() -> None:
+    budget = Budget(max_calls=8)
+    with track(budget.check) as scope:
+        result = evaluate(
+            capital, rows("France", "Italy", "Peru", "Spain") * 2, city_matches, threads=3, backend="loky"
+        )
+    assert result.score == 100.0
+    assert result.usage.requests == 8 and scope.total == result.usage

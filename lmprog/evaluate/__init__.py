@@ -2,9 +2,9 @@
 it and collects traces and usage into an :class:`EvaluationResult`.
 
 Holds ``_run`` (``evaluate``), ``_task`` (one example on a worker), ``_results`` (the result
-types and the progress bar), ``_workers`` (joblib backends) and ``_cluster`` (dask and ray, the
-budget ledger their workers share). May import: ``function``, ``trace``, ``data``, ``settings``,
-``usage``, ``errors``. joblib is imported on first use only.
+types and the progress bar), ``_workers`` (joblib backends), ``_ledger`` (the budget ledger
+worker processes share) and ``_cluster`` (dask and ray). May import: ``function``, ``trace``,
+``data``, ``settings``, ``usage``, ``errors``. joblib is imported on first use only.
 """
 
 from __future__ import annotations

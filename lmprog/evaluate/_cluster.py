@@ -11,107 +11,23 @@ through ray's joblib backend on the ray instance of this process (``ray.init()``
 address in ``cluster=`` is passed to ``ray.init`` when ray is not running yet).
 
 A budget (the caps of the caller's ``track(limit=...)`` scopes, e.g. an optimizer's ``Budget``)
-is held by a :class:`Ledger` living in one actor of the cluster. Every worker reserves each
-provider request from it before sending it and settles its usage afterwards; the actor runs its
-methods one at a time, so workers together can never send more requests than the cap allows.
+is held by a :class:`~lmprog.evaluate._ledger.Ledger` living in one actor of the cluster. Every
+worker reserves each provider request from it before sending it and settles its usage afterwards;
+the actor runs its methods one at a time, so workers together can never send more requests than
+the cap allows.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from lmprog.errors import MissingDependencyError, UsageError
-from lmprog.evaluate._workers import portable
-from lmprog.usage import Usage, UsageScope, limits_in_force
+from lmprog.evaluate._ledger import Ledger, LedgerHandle
+from lmprog.usage import limits_in_force
 
 CLUSTER_BACKENDS = ("dask", "ray")
-
-Limit = Callable[[Usage], None]
-
-
-class Ledger:
-    """The usage of every worker of one evaluation against the caller's caps (thread-safe).
-
-    ``limits`` pairs each cap with what its scope had used before the evaluation started.
-    """
-
-    def __init__(self, limits: list[tuple[Limit, Usage]]) -> None:
-        self.limits = limits
-        self._total = Usage()
-        self._inflight = 0
-        self._lock = threading.Lock()
-
-    def reserve(self) -> BaseException | None:
-        """Reserve one provider request; the error of the cap it would pass (nothing reserved)."""
-        with self._lock:
-            ahead = self._total + Usage(requests=self._inflight + 1)
-            for limit, before in self.limits:
-                try:
-                    limit(before + ahead)
-                except Exception as e:
-                    return portable(e)
-            self._inflight += 1
-            return None
-
-    def settle(self, usage: Usage, reserved: bool) -> None:
-        """Account a finished request (``reserved``) or a cache hit."""
-        with self._lock:
-            self._inflight -= int(reserved)
-            self._total = self._total + usage
-
-    def total(self) -> Usage:
-        with self._lock:
-            return self._total
-
-
-class LedgerScope(UsageScope):
-    """A usage scope, inside a worker, that reserves and settles through a remote ledger."""
-
-    def __init__(self, handle: LedgerHandle) -> None:
-        super().__init__()
-        self.handle = handle
-
-    def acquire(self) -> None:
-        error = self.handle.reserve()
-        if error is not None:
-            raise error
-        with self._lock:
-            self._inflight += 1
-
-    def release(self, usage: Usage) -> None:
-        self.handle.settle(usage, True)
-        super().release(usage)
-
-    def add(self, usage: Usage) -> None:
-        self.handle.settle(usage, False)
-        super().add(usage)
-
-
-class LedgerHandle:
-    """A ledger living in a dask or ray actor, called synchronously from any worker."""
-
-    def __init__(self, kind: str, actor: Any) -> None:
-        self.kind = kind
-        self.actor = actor
-
-    def reserve(self) -> BaseException | None:
-        return self._call("reserve")  # type: ignore[no-any-return]
-
-    def settle(self, usage: Usage, reserved: bool) -> None:
-        self._call("settle", usage, reserved)
-
-    def total(self) -> Usage:
-        return self._call("total")  # type: ignore[no-any-return]
-
-    def _call(self, method: str, *args: Any) -> Any:
-        if self.kind == "ray":
-            import ray
-
-            return ray.get(getattr(self.actor, method).remote(*args))
-        return getattr(self.actor, method)(*args).result()
 
 
 @contextmanager

@@ -8,9 +8,9 @@ get a copy of the caller's settings (the LM included, which must pickle), of the
 set on lm_functions and of the ``use_states`` overrides; the program and the metric must pickle
 (lm_functions pickle by reference to their module). Each example's spans and usage come back:
 the spans join the caller's trace under its current span, the usage the caller's ``track()``
-scopes. On a cluster (``"dask"``, ``"ray"``, see ``_cluster``) the caller's caps are held by a
-ledger every worker reserves each request from, so a budget cannot be overrun; on ``"loky"`` and
-``"multiprocessing"`` a cap is checked in the caller as results arrive. An LM object sent to a
+scopes. In other processes the caller's caps are held by a ledger every worker reserves each
+request from (``_ledger``: in an actor on a cluster, ``"dask"``, ``"ray"``; in a manager process
+for ``"loky"`` and ``"multiprocessing"``), so a budget cannot be overrun. An LM object sent to a
 worker is a copy: its ``usage`` and a ScriptedLM's ``calls`` stay in the worker.
 """
 
@@ -28,12 +28,8 @@ from typing import Any, Literal
 
 from lmprog.data import Example, load_dataset
 from lmprog.errors import BudgetExceededError, EvaluationError, UsageError
-from lmprog.evaluate._cluster import (
-    CLUSTER_BACKENDS,
-    LedgerHandle,
-    cluster_backend,
-    cluster_slots,
-)
+from lmprog.evaluate._cluster import CLUSTER_BACKENDS, cluster_backend, cluster_slots
+from lmprog.evaluate._ledger import LedgerHandle, process_ledger
 from lmprog.evaluate._results import EvaluationResult, ExampleResult, ProgressBar, usage_from_spans
 from lmprog.evaluate._task import Inputs, Task
 from lmprog.evaluate._workers import settings_snapshot, streams, uses_threads
@@ -113,6 +109,8 @@ def evaluate(
         ledger = stack.enter_context(cluster_backend(backend_name, cluster))
         backend = None  # the cluster's joblib backend is active inside the stack
         threads = min(threads, cluster_slots(backend_name) or threads)
+    elif not in_process:  # worker processes of this machine
+        ledger = stack.enter_context(process_ledger())
     with stack:
         return _evaluate(
             program,

@@ -20,7 +20,7 @@ from typing import Any
 from lmprog import settings
 from lmprog.data import Example, select_inputs
 from lmprog.errors import DatasetError
-from lmprog.evaluate._cluster import LedgerHandle, LedgerScope
+from lmprog.evaluate._ledger import LedgerHandle, LedgerScope
 from lmprog.evaluate._results import ExampleResult, usage_from_spans
 from lmprog.evaluate._workers import portable
 from lmprog.function import LMFunction, State, use_states
