@@ -189,6 +189,64 @@ def test_eval_prints_the_score_table_and_saves_a_trace(project: Path) -> None:
     assert out.count("pipeline") >= 8 and "classify" in out and " ms" in out and "tokens" in out
 
 
+@pytest.mark.parametrize("backend", ["loky", "dask"])
+def test_eval_runs_the_examples_in_worker_processes(project: Path, backend: str) -> None:
+    if backend == "dask":
+        pytest.importorskip("distributed", reason='needs the extra: pip install "lmprog[distributed]"')
+    (project / "where.py").write_text(
+        "import os\n"
+        "def elsewhere(example, prediction, trace=None):\n"
+        f"    return os.getpid() != {os.getpid()}\n"
+    )
+    code, out = invoke(
+        "eval",
+        "prog.py:pipeline",
+        "--data",
+        "train.jsonl",
+        "-m",
+        "exact_match",
+        "--threads",
+        "2",
+        "--backend",
+        backend,
+    )
+    assert code == 0, out
+    assert "pipeline / exact_match: 37.5 on 8 example(s)" in out  # the same score as in this process
+    # the metric runs beside the program: every example ran in another process
+    code, out = invoke(
+        "eval",
+        "prog.py:pipeline",
+        "--data",
+        "train.jsonl",
+        "-m",
+        "where.py:elsewhere",
+        "--threads",
+        "2",
+        "--backend",
+        backend,
+    )
+    assert code == 0, out
+    assert "pipeline / elsewhere: 100.0 on 8 example(s)" in out
+
+
+def test_eval_refuses_an_unknown_backend_and_a_cluster_without_one(project: Path) -> None:
+    code, out = invoke(
+        "eval", "prog.py:pipeline", "--data", "train.jsonl", "-m", "exact_match", "--backend", "spark"
+    )
+    assert code != 0 and "--backend spark: choose one of threads, loky, dask, ray" in out
+    code, out = invoke(
+        "eval",
+        "prog.py:pipeline",
+        "--data",
+        "train.jsonl",
+        "-m",
+        "exact_match",
+        "--cluster",
+        "tcp://10.0.0.5:8786",
+    )
+    assert code != 0 and "--cluster is for --backend dask or ray, not threads" in out
+
+
 def test_trace_show_prints_the_metric_score_and_feedback_of_each_run(project: Path) -> None:
     (project / "fb.py").write_text(
         "from lmprog import Feedback\n"

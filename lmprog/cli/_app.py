@@ -213,12 +213,28 @@ def eval_(
     trace: Annotated[
         Path | None, typer.Option("--trace", help="save the traces of the run here (JSONL)")
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="where examples run: threads (this process), loky (processes of this machine), "
+            "dask or ray (a cluster)",
+        ),
+    ] = "threads",
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="with --backend dask: a scheduler address (tcp://host:8786; default: a local cluster "
+            "of --threads worker processes); with ray: the address for ray.init",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a program on data and print the score table."""
     from lmprog.cli._running import run_eval
 
     with _errors():
-        run_eval(target, data, metric, model, threads, rows, trace, _out())
+        run_eval(target, data, metric, model, threads, rows, trace, _out(), backend=backend, cluster=cluster)
 
 
 @app.command()

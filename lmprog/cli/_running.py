@@ -180,13 +180,29 @@ def run_eval(
     rows: int,
     trace_out: Path | None,
     out: Console,
+    *,
+    backend: str = "threads",
+    cluster: str | None = None,
 ) -> float:
+    if backend not in EVAL_BACKENDS:
+        raise CLIError(f"--backend {backend}: choose one of {', '.join(EVAL_BACKENDS)}")
+    if cluster is not None and backend not in ("dask", "ray"):
+        raise CLIError(f"--cluster is for --backend dask or ray, not {backend}")
     module, entry = load_target(target)
     use_model(model)
     program = resolve_entry(module, entry)
     metric = load_metric(metric_spec, module)
     examples = load_rows(data, program, "data")
-    result = evaluate(program, examples, metric, threads=threads, progress="auto")
+    with _cluster_for(backend, cluster, threads) as where:
+        result = evaluate(
+            program,
+            examples,
+            metric,
+            threads=threads,
+            progress="auto",
+            backend=None if backend == "threads" else backend,
+            cluster=where,
+        )
     out.print(result.renderable(rows))
     if trace_out is not None:
         spans = [s for r in result.results if r.trace is not None for s in r.trace.spans]
@@ -196,6 +212,26 @@ def run_eval(
             soft_wrap=True,
         )
     return result.score
+
+
+EVAL_BACKENDS = ("threads", "loky", "dask", "ray")
+
+
+@contextmanager
+def _cluster_for(backend: str, address: str | None, workers: int) -> Iterator[Any]:
+    """What ``evaluate(cluster=...)`` gets: the address given, else for dask a local cluster of
+    ``workers`` single-threaded worker processes started for the run (and closed after it)."""
+    if backend != "dask" or address is not None:
+        yield address
+        return
+    try:
+        import distributed
+    except ImportError as e:
+        raise CLIError('--backend dask needs dask.distributed: pip install "lmprog[distributed]"') from e
+    with distributed.Client(  # type: ignore[no-untyped-call]
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as client:
+        yield client
 
 
 def make_optimizer(name: str, options: dict[str, Any] | None = None) -> Optimizer:
