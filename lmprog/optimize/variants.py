@@ -29,9 +29,10 @@ after the optimizer (``optimize(..., variants=False)`` opts out):
    (while the validation labels do not) never replaces one that does not, whatever its score.
 
 With ``Budget(max_calls=N)`` and a validation set, ``optimize()`` plans the step into the budget
-before the optimizer starts (:func:`plan_reserve`): it sets aside the requests of the first steps
-of the order above that fit in at most :data:`RESERVE_SHARE` of ``N`` (whole steps only: the
-evaluation of a result the optimizer leaves unmeasured, which labeled, bootstrap and knn do; then
+before the optimizer starts (:func:`plan_reserve`): it sets aside the requests of the steps of
+the order above that fit, in order, in at most :data:`RESERVE_SHARE` of ``N`` (whole steps only,
+a step that does not fit is left out: the evaluation of a result the optimizer leaves
+unmeasured, which labeled, bootstrap and knn do, without which nothing is set aside; then
 ``score`` + ``calibrated`` in the optimizer's layout; then sampling in the other layouts; then
 scoring in one other layout, or in all of them for ``"all"``), and runs the optimizer under
 ``N`` minus that reserve: the optimizer sees the smaller ``max_calls`` and plans for it. The
@@ -92,20 +93,23 @@ class Reserve:
 
 
 def plan_reserve(task: Task, *, measure: bool, least: int = 0, grid: bool = False) -> Reserve:
-    """The reserve of ``task``'s call budget for the step: whole steps of the order (the first
-    ``measure``: evaluating the optimizer's result) while they fit in :data:`RESERVE_SHARE` of
-    ``max_calls`` and leave the optimizer at least ``least`` calls."""
+    """The reserve of ``task``'s call budget for the step: the whole steps of the order, in
+    order, that fit in :data:`RESERVE_SHARE` of ``max_calls`` and leave the optimizer at least
+    ``least`` calls (a step that does not fit is left out, the next ones may fit). ``measure``:
+    the first step evaluates the optimizer's result; when that does not fit, nothing is set aside
+    (an unmeasured result is not compared with variants)."""
     cap = task.budget.max_calls
     if cap is None or not task.valset:
         return Reserve(optimizer_max_calls=cap)
     steps = _steps(task, measure=measure, grid=grid)
     room = min(int(cap * RESERVE_SHARE), cap - least)
     calls, covers = 0, []
-    for name, cost in steps:
-        if calls + cost > room:
+    for i, (name, cost) in enumerate(steps):
+        if calls + cost <= room:
+            calls += cost
+            covers.append(name)
+        elif i == 0 and measure:
             break
-        calls += cost
-        covers.append(name)
     return Reserve(calls, tuple(covers), sum(cost for _, cost in steps), cap - calls)
 
 

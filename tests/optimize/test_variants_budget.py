@@ -123,10 +123,16 @@ def test_the_reserve_is_at_most_half_the_budget_and_whole_steps_only() -> None:
 
     with lmprog.context(lm=lm()):
         assert plan_reserve(task(8), measure=True).calls == 4  # the evaluation (4) fits in 4
-        assert plan_reserve(task(51), measure=True).calls == 4  # 26 is above 51 // 2 = 25
+        assert plan_reserve(task(10), measure=True).calls == 4  # transcript sampling: 8 > 5
+        # 26 is above 51 // 2 = 25: the scoring step is left out, sampling in transcript fits
+        assert plan_reserve(task(51), measure=True).covers == ("evaluation", "sample in 1 other layout(s)")
+        assert plan_reserve(task(51), measure=True).calls == 8
+        assert plan_reserve(task(7), measure=True).calls == 0  # no evaluation (4 > 3): nothing
+        assert plan_reserve(task(7), measure=False).calls == 0  # neither 22 nor 4 fits in 3
+        assert plan_reserve(task(8), measure=False).calls == 4  # sampling in transcript
         assert plan_reserve(task(52), measure=True).calls == 26
         assert plan_reserve(task(52), measure=False).calls == 22 + 4  # no evaluation: transcript fits
-        assert plan_reserve(task(52), measure=True, least=40).calls == 4  # 52 - 40 leaves 12
+        assert plan_reserve(task(52), measure=True, least=40).calls == 8  # 52 - 40 leaves 12
         assert plan_reserve(task(2), measure=True).calls == 0
         full = plan_reserve(task(1000), measure=True, grid=True)
         assert full.calls == full.wanted == 4 + 22 + 4 + 22 and full.optimizer_max_calls == 1000 - 52
