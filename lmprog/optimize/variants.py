@@ -33,16 +33,17 @@ before the optimizer starts (:func:`plan_reserve`): it sets aside the requests o
 the order above that fit, in order, in at most :data:`RESERVE_SHARE` of ``N`` (whole steps only,
 a step that does not fit is left out: the evaluation of a result the optimizer leaves
 unmeasured, which labeled, bootstrap and knn do, without which nothing is set aside; then
-``score`` + ``calibrated`` in the optimizer's layout; then sampling in the other layouts; then
+``score`` + ``calibrated`` in the optimizer's layout; then sampling in each other layout; then
 scoring in one other layout, or in all of them for ``"all"``), and runs the optimizer under
 ``N`` minus that reserve: the optimizer sees the smaller ``max_calls`` and plans for it. The
 reserve never leaves the optimizer less than it accepts (:meth:`Optimizer.min_calls`: MIPRO's
-smallest plan); it shrinks by whole steps, down to none, instead. After the optimizer, the step
-spends what is left of ``N``, reserve or not. Half, not less: on the embedded model scoring plus
-calibration without a response cache costs two passes over the validation set, and a third of a
-budget that MIPRO's smallest plan fits into rarely holds two. ``max_cost`` and ``max_trials``
-reserve nothing: the price of a request is unknown before the first one, and a run the optimizer
-ends on either cap skips the step, as before.
+smallest plan); it shrinks by whole steps, down to none, instead. An optimizer that spends its
+share stops as on any cap (``result.stopped_by == "max_calls"``), and the step still runs; after
+the optimizer it spends what is left of ``N``, reserve or not. Half, not less: on the embedded
+model scoring plus calibration without a response cache costs two passes over the validation
+set, and a third of a budget that MIPRO's smallest plan fits into rarely holds two.
+``max_cost`` and ``max_trials`` reserve nothing: the price of a request is unknown before the
+first one, and a run the optimizer ends on either cap skips the step, as before.
 
 What was tried, with scores, label counts, the requests each evaluation made and why a variant
 was skipped, is recorded in ``result.details["variants"]`` (and in the prompt files'
@@ -125,8 +126,7 @@ def _steps(task: Task, *, measure: bool, grid: bool) -> list[tuple[str, int]]:
     steps = [("evaluation", sample)] if measure else []
     if scorable:
         steps.append(("score and calibrated in the optimizer's layout", scoring))
-    if others:
-        steps.append((f"sample in {others} other layout(s)", others * sample))
+    steps.extend((f"sample in other layout {k} of {others}", sample) for k in range(1, others + 1))
     if scorable and others:
         n = others if grid else 1
         steps.append((f"score and calibrated in {n} other layout(s)", n * scoring))

@@ -111,7 +111,7 @@ def test_with_a_response_cache_calibrated_after_score_costs_the_content_free_req
     spent = result.details["variants_budget"]
     # calibrated counts 3 x 2 content-free requests: the transcript sampling now fits too
     assert spent["reserve"] == 4 + 8 + 6 + 4 and spent["optimizer_max_calls"] == 38
-    assert spent["covers"][-1] == "sample in 1 other layout(s)"
+    assert spent["covers"][-1] == "sample in other layout 1 of 1"
     calibrated = result.details["variants"][2]
     assert (calibrated["decode"], calibrated["requests"]) == ("calibrated", 6)
     assert result.states[sentiment].decode == "calibrated"
@@ -125,7 +125,7 @@ def test_the_reserve_is_at_most_half_the_budget_and_whole_steps_only() -> None:
         assert plan_reserve(task(8), measure=True).calls == 4  # the evaluation (4) fits in 4
         assert plan_reserve(task(10), measure=True).calls == 4  # transcript sampling: 8 > 5
         # 26 is above 51 // 2 = 25: the scoring step is left out, sampling in transcript fits
-        assert plan_reserve(task(51), measure=True).covers == ("evaluation", "sample in 1 other layout(s)")
+        assert plan_reserve(task(51), measure=True).covers == ("evaluation", "sample in other layout 1 of 1")
         assert plan_reserve(task(51), measure=True).calls == 8
         assert plan_reserve(task(7), measure=True).calls == 0  # no evaluation (4 > 3): nothing
         assert plan_reserve(task(7), measure=False).calls == 0  # neither 22 nor 4 fits in 3
@@ -134,8 +134,10 @@ def test_the_reserve_is_at_most_half_the_budget_and_whole_steps_only() -> None:
         assert plan_reserve(task(52), measure=False).calls == 22 + 4  # no evaluation: transcript fits
         assert plan_reserve(task(52), measure=True, least=40).calls == 8  # 52 - 40 leaves 12
         assert plan_reserve(task(2), measure=True).calls == 0
+    with lmprog.context(lm=lm(takes_prompt=True)):  # transcript and completion: one step each
+        assert plan_reserve(task(10), measure=False).covers == ("sample in other layout 1 of 2",)
         full = plan_reserve(task(1000), measure=True, grid=True)
-        assert full.calls == full.wanted == 4 + 22 + 4 + 22 and full.optimizer_max_calls == 1000 - 52
+        assert full.calls == full.wanted == 4 + 22 + 2 * 4 + 2 * 22 and full.optimizer_max_calls == 1000 - 78
         assert full.calls <= 1000 * RESERVE_SHARE
 
 
