@@ -316,11 +316,16 @@ class BaseLM(ABC):
             keyed["rollout"] = rollout
         return PreparedCall(msgs, merged, cache_key(self.model, msgs, keyed))
 
-    def _cache(self) -> ResponseCache | None:
+    def caches(self) -> bool:
+        """Whether a completion of this LM is served from the persistent response cache when the
+        same request was made before (its ``cache``, else the ``cache`` setting; never while
+        :func:`intercept_requests` records or replays)."""
         if _request_hook is not None:  # record/replay sees every request: no cache in between
-            return None
-        enabled = self.cache if self.cache is not None else current_settings().cache
-        return get_cache(current_settings().cache_dir) if enabled else None
+            return False
+        return self.cache if self.cache is not None else current_settings().cache
+
+    def _cache(self) -> ResponseCache | None:
+        return get_cache(current_settings().cache_dir) if self.caches() else None
 
     def _send(self, call: PreparedCall) -> Completion:
         hook = _request_hook

@@ -253,6 +253,11 @@ class Optimizer(ABC):
     def run(self, task: Task) -> OptimizationResult:
         """Search for better states of ``task.functions``."""
 
+    def min_calls(self, task: Task) -> int:
+        """The smallest ``Budget(max_calls=...)`` a run of ``task`` accepts (0: any). ``optimize()``
+        never sets calls aside for the variants step that would leave the optimizer fewer."""
+        return 0
+
     def estimate_calls(self, task: Task) -> int:
         """An upper estimate of the LM calls a fresh run makes (before cache hits); shown before
         starting. The default assumes one run of the program per training and validation example."""

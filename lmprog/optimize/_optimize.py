@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import types
@@ -21,7 +22,7 @@ from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.mipro import MIPRO
 from lmprog.optimize.reflect import Reflect
 from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
-from lmprog.optimize.variants import choose_variant
+from lmprog.optimize.variants import Reserve, choose_variant, plan_reserve
 from lmprog.trace import trace
 from lmprog.usage import track
 
@@ -70,15 +71,23 @@ def optimize(
             half (seeded).
         optimizer: ``"labeled"``, ``"bootstrap"``, ``"random_search"``, ``"mipro"``, ``"reflect"``,
             ``"knn"`` (retrieved demos) or an Optimizer object.
-        budget: caps on provider requests, cost and trials, never exceeded.
+        budget: caps on provider requests, cost and trials, never exceeded. With
+            ``max_calls``, variants on and a validation set, part of it (at most half) is set
+            aside for the variants step before the optimizer starts, which then runs under the
+            rest (its own planning sees the smaller ``max_calls``): the evaluation of a result
+            the optimizer leaves unmeasured, then scored and calibrated labels in its layout,
+            then the other layouts, whole steps only and never below what the optimizer
+            accepts (:func:`~lmprog.optimize.variants.plan_reserve`;
+            ``result.details["variants_budget"]``). ``max_cost`` reserves nothing.
         seed: makes sampling and splits reproducible.
         save: write the chosen states to the functions' prompt files.
         entry: the entry function of a module ``program``.
         threads: examples evaluated in parallel.
         progress: show progress bars.
         apply: apply the chosen states to the functions in this process.
-        variants: after the optimizer, try each prompt layout, then scored and calibrated labels
-            in the best one, on the validation data within the budget left and keep the best
+        variants: after the optimizer, try scored and calibrated labels in its layout, then
+            sampling in each other layout, then scored and calibrated labels in the best other,
+            on the validation data within the budget left, and keep the best
             (:mod:`lmprog.optimize.variants`); ``"all"`` scores labels in every layout; False
             keeps the optimizer's choice as it is.
         **options: passed to a named optimizer's constructor.
@@ -103,22 +112,39 @@ def optimize(
             program, trainset, metric, valset, opt, budget=budget, seed=seed, entry=entry, threads=threads
         )
         task.progress = progress
+        reserve = Reserve(optimizer_max_calls=budget.max_calls)
+        if variants and budget.max_calls:  # Budget(max_calls=0): nothing to plan, as before
+            reserve = plan_reserve(
+                task, measure=not opt.needs_valset, least=opt.min_calls(task), grid=variants == "all"
+            )
+        share = (
+            task
+            if not reserve.calls
+            else dataclasses.replace(
+                task, budget=dataclasses.replace(budget, max_calls=reserve.optimizer_max_calls)
+            )
+        )
         logger.info(
-            "%s: estimated LM calls (upper bound, before cache hits): %d", opt.name, opt.estimate_calls(task)
+            "%s: estimated LM calls (upper bound, before cache hits): %d", opt.name, opt.estimate_calls(share)
         )
         # every optimization starts from the docstrings with no demos, whatever prompt files say,
         # so the same command gives the same result however often it is run
         with use_states({f: State() for f in task.functions}):
-            result = opt.run(task)
-            if task.valset and result.score is None and result.stopped_by is None:
+            result = opt.run(task) if share is task else _run_share(opt, share, scope.total.requests)
+            after = scope.total.requests
+            # the optimizer ran out of its share of max_calls, not of the budget: the rest is the step's
+            go_on = result.stopped_by is None or (reserve.calls > 0 and result.stopped_by == "max_calls")
+            if task.valset and result.score is None and go_on:
                 try:
                     final = task.evaluate(task.valset, result.states)
                     result.score = final.score
                     result.label_counts = label_counts(task.functions, final)[0]
                 except BudgetExceededError as e:
-                    result.stopped_by = e.what
-            if variants and task.valset and result.stopped_by is None:
+                    result.stopped_by, go_on = e.what, False
+            if variants and task.valset and go_on:
                 choose_variant(task, result, used=lambda: scope.total.requests, grid=variants == "all")
+            if variants and task.valset and budget.max_calls is not None:
+                result.details["variants_budget"] = _bought(reserve, result, scope.total.requests - after)
             # a result is written only over committed prompt files it beats (see saving.py)
             verdict = save_verdict(task, result) if save else None
     result.usage = scope.total
@@ -132,6 +158,25 @@ def optimize(
         result.files = save_result(result)
     logger.info("%s", result.summary())
     return result
+
+
+def _run_share(opt: Optimizer, task: Task, spent: int) -> OptimizationResult:
+    """``opt.run(task)`` with its requests capped at its share, ``task.budget.max_calls``, of the
+    whole budget (``spent``: what discovering the functions took of it)."""
+    assert task.budget.max_calls is not None
+    with track(limit=Budget(max_calls=max(0, task.budget.max_calls - spent)).check):
+        return opt.run(task)
+
+
+def _bought(reserve: Reserve, result: OptimizationResult, spent: int) -> dict[str, Any]:
+    """``details["variants_budget"]``: the reserve, and what the requests after the optimizer
+    (evaluating its result, the variants) measured."""
+    tried = result.details.get("variants") or []
+    return {
+        **reserve.record(),
+        "after_optimizer": spent,
+        "evaluated": [f"{t['layout']} {t['decode']}" for t in tried[1:] if "skipped" not in t],
+    }
 
 
 def make_task(

@@ -32,7 +32,7 @@ from typing import Any
 from lmprog.errors import BudgetExceededError, UsageError
 from lmprog.optimize._base import OptimizationResult, Optimizer, Task
 from lmprog.optimize.mipro_config import MiproConfig, estimate_calls, study_key
-from lmprog.optimize.mipro_plan import MiproPlan, plan_for_cost, plan_run
+from lmprog.optimize.mipro_plan import MiproPlan, plan_for_cost, plan_run, smallest_calls
 from lmprog.optimize.mipro_result import MiproDetails, ParetoPoint, TrialRecord
 from lmprog.optimize.mipro_run import MiproRun
 from lmprog.optimize.mipro_store import MiproStore
@@ -116,6 +116,10 @@ class MIPRO(Optimizer):
             return self.plan(task).calls
         except UsageError:  # below the smallest plan: run() says so
             return estimate_calls(self.config, task)
+
+    def min_calls(self, task: Task) -> int:
+        """The calls of the smallest plan: ``plan`` refuses a ``max_calls`` below it."""
+        return smallest_calls(self.config.resolved(), task)
 
     def plan(self, task: Task) -> MiproPlan:
         """How a run of ``task`` sizes its phases to its budget (see :mod:`.mipro_plan`).

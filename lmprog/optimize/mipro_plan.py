@@ -47,7 +47,7 @@ from lmprog.optimize._base import Task
 from lmprog.optimize.mipro_config import MiproConfig
 from lmprog.optimize.mipro_store import FullEvaluation
 
-__all__ = ["COST_MARGIN", "MiproPlan", "plan_for_cost", "plan_run"]
+__all__ = ["COST_MARGIN", "MiproPlan", "plan_for_cost", "plan_run", "smallest_calls"]
 
 #: instruction proposals drawn per accepted one at most (the proposer's ``attempts``)
 PROPOSAL_ATTEMPTS = 3
@@ -165,6 +165,12 @@ def plan_run(config: MiproConfig, task: Task) -> MiproPlan:
             f"at least {need}, or give a smaller validation set"
         )
     return MiproPlan(cap, fitted, phases(fitted, task), _scaled(config, fitted), given=config)
+
+
+def smallest_calls(config: MiproConfig, task: Task) -> int:
+    """The estimated calls of the smallest plan of ``task`` under ``config``: the least
+    ``max_calls`` :func:`plan_run` accepts."""
+    return _total(_fit(config, task, lambda c: False), task)
 
 
 def plan_for_cost(plan: MiproPlan, task: Task, baseline: FullEvaluation | None) -> MiproPlan:

@@ -4,28 +4,51 @@ Whatever an optimizer chose (instructions, demos, a demo pool), the same content
 model in another layout (``chat``, ``transcript``, ``completion``; :mod:`lmprog.format._layout`)
 and a categorical output can be chosen by scoring every option, with or without contextual
 calibration (``sample``, ``score``, ``calibrated``; :mod:`lmprog.format._labels`). A 135M model
-answers the same demos very differently across these, so ``optimize()`` runs
-:func:`choose_variant` after the optimizer (``optimize(..., variants=False)`` opts out):
+answers the same demos very differently across these (calibrated decoding is the one that most
+often lifts it, benchmarks/results/layouts.md), so ``optimize()`` runs :func:`choose_variant`
+after the optimizer (``optimize(..., variants=False)`` opts out):
 
-1. the variants: sampling in each layout the program's LMs can take (``completion`` only when
-   every function's LM continues plain text), then ``score`` and ``calibrated`` in the layout
-   that ranked best so far (only when some function has a single categorical output and an LM
-   that returns logprobs; a function without one keeps ``sample``): at most 4 evaluations beyond
-   the optimizer's choice. ``variants="all"`` scores options in every layout (up to 8). The same
-   variant applies to every function, except that a function with tools or a ``History`` input
-   keeps the chat layout (a layout no other function takes is not tried), and one with tools or
-   ``reasoning=True`` (a text field or the model's native reasoning) keeps ``sample``.
-2. each is evaluated on the validation data, cheapest first (sampling before scoring), and only
-   when its estimated requests fit what is left of ``Budget(max_calls=...)``; a budget refusal
-   ends the step and keeps what was measured. ``calibrated`` first scores the options on the
-   content-free inputs (3 inputs x options requests per function) and stores the prior.
+1. the variants, most valuable first: ``score`` then ``calibrated`` in the optimizer's own layout
+   (only when some function has a single categorical output and an LM that returns logprobs; a
+   function without one keeps ``sample``), then sampling in each other layout the program's LMs
+   can take (``completion`` only when every function's LM continues plain text), then ``score``
+   and ``calibrated`` in the other layout whose sampling ranked best: at most 6 evaluations
+   beyond the optimizer's choice. ``variants="all"`` scores options in every layout (the full
+   grid, up to 8). The same variant applies to every function, except that a function with tools
+   or a ``History`` input keeps the chat layout (a layout no other function takes is not tried),
+   and one with tools or ``reasoning=True`` (a text field or the model's native reasoning) keeps
+   ``sample``.
+2. each is evaluated on the validation data in that order, and only when its estimated requests
+   (:func:`_estimate`) fit what is left of ``Budget(max_calls=...)``; a budget refusal ends the
+   step and keeps what was measured. ``calibrated`` first scores the options on the content-free
+   inputs (3 inputs x options requests per function) and stores the prior; right after ``score``
+   in the same layout its scoring requests are the same ones again, free when the LM's response
+   cache is on (then only the content-free requests count).
 3. the optimizer's own choice stays unless a variant ranks higher under
    :func:`~lmprog.optimize.balance.rank_key`: a variant whose predictions collapse to one label
    (while the validation labels do not) never replaces one that does not, whatever its score.
 
-What was tried, with scores, label counts and why a variant was skipped, is recorded in
-``result.details["variants"]`` (and in the prompt files' provenance); every evaluated variant is
-also a :class:`~lmprog.optimize.Candidate`.
+With ``Budget(max_calls=N)`` and a validation set, ``optimize()`` plans the step into the budget
+before the optimizer starts (:func:`plan_reserve`): it sets aside the requests of the steps of
+the order above that fit, in order, in at most :data:`RESERVE_SHARE` of ``N`` (whole steps only,
+a step that does not fit is left out: the evaluation of a result the optimizer leaves
+unmeasured, which labeled, bootstrap and knn do, without which nothing is set aside; then
+``score`` + ``calibrated`` in the optimizer's layout; then sampling in each other layout; then
+scoring in one other layout, or in all of them for ``"all"``), and runs the optimizer under
+``N`` minus that reserve: the optimizer sees the smaller ``max_calls`` and plans for it. The
+reserve never leaves the optimizer less than it accepts (:meth:`Optimizer.min_calls`: MIPRO's
+smallest plan); it shrinks by whole steps, down to none, instead. An optimizer that spends its
+share stops as on any cap (``result.stopped_by == "max_calls"``), and the step still runs; after
+the optimizer it spends what is left of ``N``, reserve or not. Half, not less: on the embedded
+model scoring plus calibration without a response cache costs two passes over the validation
+set, and a third of a budget that MIPRO's smallest plan fits into rarely holds two.
+``max_cost`` and ``max_trials`` reserve nothing: the price of a request is unknown before the
+first one, and a run the optimizer ends on either cap skips the step, as before.
+
+What was tried, with scores, label counts, the requests each evaluation made and why a variant
+was skipped, is recorded in ``result.details["variants"]`` (and in the prompt files'
+provenance), the reserve and what it bought in ``result.details["variants_budget"]``; every
+evaluated variant is also a :class:`~lmprog.optimize.Candidate`.
 """
 
 from __future__ import annotations
@@ -45,6 +68,69 @@ from lmprog.optimize.balance import LabelCounts, is_collapsed, label_counts, ran
 logger = logging.getLogger("lmprog.optimize")
 
 DECODE_ORDER: tuple[Decode, ...] = ("sample", "score", "calibrated")
+#: the largest share of ``Budget.max_calls`` set aside for the step (see the module docstring)
+RESERVE_SHARE = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Reserve:
+    """The requests of ``Budget(max_calls=...)`` set aside for the step before the optimizer
+    runs (:func:`plan_reserve`), and the steps of the order they cover."""
+
+    calls: int = 0
+    covers: tuple[str, ...] = ()
+    #: what every step would need
+    wanted: int = 0
+    #: the ``max_calls`` the optimizer runs under (None: no call cap)
+    optimizer_max_calls: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "reserve": self.calls,
+            "covers": list(self.covers),
+            "wanted": self.wanted,
+            "optimizer_max_calls": self.optimizer_max_calls,
+        }
+
+
+def plan_reserve(task: Task, *, measure: bool, least: int = 0, grid: bool = False) -> Reserve:
+    """The reserve of ``task``'s call budget for the step: the whole steps of the order, in
+    order, that fit in :data:`RESERVE_SHARE` of ``max_calls`` and leave the optimizer at least
+    ``least`` calls (a step that does not fit is left out, the next ones may fit). ``measure``:
+    the first step evaluates the optimizer's result; when that does not fit, nothing is set aside
+    (an unmeasured result is not compared with variants)."""
+    cap = task.budget.max_calls
+    if cap is None or not task.valset:
+        return Reserve(optimizer_max_calls=cap)
+    steps = _steps(task, measure=measure, grid=grid)
+    room = min(int(cap * RESERVE_SHARE), cap - least)
+    calls, covers = 0, []
+    for i, (name, cost) in enumerate(steps):
+        if calls + cost <= room:
+            calls += cost
+            covers.append(name)
+        elif i == 0 and measure:
+            break
+    return Reserve(calls, tuple(covers), sum(cost for _, cost in steps), cap - calls)
+
+
+def _steps(task: Task, *, measure: bool, grid: bool) -> list[tuple[str, int]]:
+    """The steps of the order with their estimated requests, before the optimizer ran."""
+    functions = task.functions
+    scorable = [fn for fn in functions if _scorable(fn)]
+    sample = _estimate(task, functions, scorable, "sample")
+    scoring = _estimate(task, functions, scorable, "score") + _estimate(
+        task, functions, scorable, "calibrated", repeat=True
+    )
+    others = len(_layouts(functions)) - 1
+    steps = [("evaluation", sample)] if measure else []
+    if scorable:
+        steps.append(("score and calibrated in the optimizer's layout", scoring))
+    steps.extend((f"sample in other layout {k} of {others}", sample) for k in range(1, others + 1))
+    if scorable and others:
+        n = others if grid else 1
+        steps.append((f"score and calibrated in {n} other layout(s)", n * scoring))
+    return steps
 
 
 @dataclasses.dataclass
@@ -55,6 +141,7 @@ class _Tried:
     collapsed: bool = False
     counts: LabelCounts = dataclasses.field(default_factory=dict)
     skipped: str | None = None
+    requests: int | None = None
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layout": self.layout, "decode": self.decode}
@@ -64,6 +151,8 @@ class _Tried:
         out["score"] = None if self.score is None else round(self.score, 2)
         out["collapsed"] = self.collapsed
         out["label_counts"] = self.counts
+        if self.requests is not None:
+            out["requests"] = self.requests
         return out
 
 
@@ -72,37 +161,39 @@ def choose_variant(
 ) -> None:
     """Try the layout x decoding variants of ``result.states`` on ``task.valset`` and keep the
     best in ``result`` (states, score, label counts); ``used()`` is the requests spent so far.
-    ``grid``: score options in every layout, not only in the best one found by sampling."""
+    ``grid``: score options in every layout, not only in the optimizer's and the best other."""
     if not task.valset or not result.states:
         return
     functions = [fn for fn in task.functions if fn in result.states]
     scorable = [fn for fn in functions if _scorable(fn)]
-    free = [fn for fn in functions if not _chat_only(fn)]  # the functions a layout applies to
-    layouts = [
-        lay
-        for lay in LAYOUTS
-        if lay == "chat" or (free and (lay != "completion" or all(_lm(fn).takes_prompt() for fn in free)))
-    ]
-    decodes = DECODE_ORDER if scorable else DECODE_ORDER[:1]
+    layouts = _layouts(functions)
     first = next(iter(result.states.values()))
     base = _Tried(first.layout, first.decode, result.score)
     base_counts = dict(result.label_counts)
     tried = [base]
     best, best_states = base, dict(result.states)
     base_checked = False
+    scored_in: set[Layout] = set()  # the layouts whose "score" variant was evaluated
 
     def combos() -> Iterator[tuple[Layout, Decode]]:
-        yield from ((lay, decodes[0]) for lay in layouts)
-        scoring = layouts if grid else [best.layout]  # the best so far, once sampling is measured
-        yield from ((lay, dec) for dec in decodes[1:] for lay in scoring)
+        if scorable:  # the most valuable first: scoring, then calibrated, in the optimizer's layout
+            yield from ((base.layout, dec) for dec in DECODE_ORDER[1:])
+        others = [lay for lay in layouts if lay != base.layout]
+        yield from ((lay, DECODE_ORDER[0]) for lay in others)
+        if scorable:  # then in the other layout whose sampling ranked best (once it is measured)
+            sampled = [t for t in tried if t.layout in others and t.decode == "sample" and t.skipped is None]
+            ranked = sorted(sampled, key=lambda t: rank_key(t.score, t.collapsed), reverse=True)
+            scoring = others if grid else [t.layout for t in ranked[:1]]
+            yield from ((lay, dec) for lay in scoring for dec in DECODE_ORDER[1:])
 
     for layout, decode in combos():
         if (layout, decode) == (base.layout, base.decode):
             continue
         variant = _Tried(layout, decode)
         tried.append(variant)
-        cost = _estimate(task, functions, scorable, decode)
-        left = None if task.budget.max_calls is None else task.budget.max_calls - used()
+        cost = _estimate(task, functions, scorable, decode, repeat=layout in scored_in)
+        before = used()
+        left = None if task.budget.max_calls is None else task.budget.max_calls - before
         if left is not None and cost > left:
             variant.skipped = f"budget: about {cost} requests needed, {left} left"
             continue
@@ -118,6 +209,9 @@ def choose_variant(
             variant.skipped = f"failed: {str(e).splitlines()[0]}"
             logger.warning("variant layout=%s decode=%s failed: %s", layout, decode, e)
             continue
+        variant.requests = used() - before
+        if decode == "score":
+            scored_in.add(layout)
         predicted, expected = label_counts(functions, evaluation)
         if not base_checked:  # the validation labels are known from the first evaluation
             base.collapsed, base_checked = is_collapsed(base_counts, expected), True
@@ -140,6 +234,17 @@ def choose_variant(
     if best is not base:
         logger.info("variants: layout=%s decode=%s scored %.1f", best.layout, best.decode, best.score or 0.0)
         result.states, result.score, result.label_counts = best_states, best.score, best.counts
+
+
+def _layouts(functions: list[LMFunction[..., Any]]) -> list[Layout]:
+    """The layouts the step tries: chat, and the others when some function can take them
+    (``completion`` only when every such function's LM continues plain text)."""
+    free = [fn for fn in functions if not _chat_only(fn)]  # the functions a layout applies to
+    return [
+        lay
+        for lay in LAYOUTS
+        if lay == "chat" or (free and (lay != "completion" or all(_lm(fn).takes_prompt() for fn in free)))
+    ]
 
 
 def _lm(fn: LMFunction[..., Any]) -> Any:
@@ -174,10 +279,21 @@ def _variant_state(
 
 
 def _estimate(
-    task: Task, functions: list[LMFunction[..., Any]], scorable: list[LMFunction[..., Any]], decode: Decode
+    task: Task,
+    functions: list[LMFunction[..., Any]],
+    scorable: list[LMFunction[..., Any]],
+    decode: Decode,
+    *,
+    repeat: bool = False,
 ) -> int:
     """Requests one variant needs at most (before cache hits): one per example and function,
     one per option when scoring with a grammar, plus calibration's content-free inputs."""
+    if repeat and decode == "calibrated" and len(functions) == 1:
+        # right after "score" in the same layout: the same scoring requests again, served by the
+        # response cache of an LM that keeps one (in a pipeline, a changed label changes the
+        # next function's requests: counted in full, as without a cache)
+        cached = [fn for fn in scorable if _lm(fn).caches()]
+        return _estimate(task, functions, scorable, decode) - _estimate(task, cached, cached, "score")
     per_example = 0
     calibration = 0
     for fn in functions:

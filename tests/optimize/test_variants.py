@@ -90,30 +90,34 @@ def test_with_all_every_layout_and_decoding_is_tried_and_the_best_kept() -> None
     assert tried["chat", "score"]["score"] == 50.0 and tried["chat", "score"]["collapsed"]
     assert tried["chat", "calibrated"]["score"] == 100.0
     state = result.states[sentiment]
-    assert (state.layout, state.decode, state.calibration) == (
-        "transcript",
-        "sample",
-        None,
-    )  # first of the best
+    assert (state.layout, state.decode) == ("chat", "calibrated")  # the first of the best (100)
     assert result.score == 100.0
     assert result.label_counts == {sentiment.signature.qualname: {"negative": 2, "positive": 2}}
     labels = [c.label for c in result.candidates if c.label.startswith("layout=")]
-    assert labels[0] == "layout=transcript decode=sample"
+    assert labels[:4] == [
+        "layout=chat decode=score",
+        "layout=chat decode=calibrated",
+        "layout=transcript decode=sample",
+        "layout=completion decode=sample",
+    ]
 
 
-def test_by_default_labels_are_scored_in_the_best_sampled_layout_only() -> None:
+def test_by_default_labels_are_scored_in_the_optimizers_layout_then_in_the_best_other() -> None:
     lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
     result = run(lm)
     tried = [(v["layout"], v["decode"]) for v in result.details["variants"]]
     assert tried == [
-        ("chat", "sample"),
+        ("chat", "sample"),  # the optimizer's choice
+        ("chat", "score"),
+        ("chat", "calibrated"),
         ("transcript", "sample"),
         ("completion", "sample"),
-        ("transcript", "score"),
+        ("transcript", "score"),  # the best other sampled layout, not the collapsed completion
         ("transcript", "calibrated"),
     ]
-    assert result.details["variants"][3]["collapsed"]  # the label bias: "positive" for everything
-    assert result.states[sentiment].layout == "transcript" and result.score == 100.0
+    assert result.details["variants"][1]["collapsed"]  # the label bias: "positive" for everything
+    state = result.states[sentiment]
+    assert (state.layout, state.decode) == ("chat", "calibrated") and result.score == 100.0
 
 
 def test_calibration_is_chosen_and_stored_when_it_is_what_works() -> None:
@@ -155,7 +159,12 @@ def test_variants_that_do_not_fit_the_budget_left_are_skipped_and_the_cap_holds(
     assert result.usage.requests <= 18
     skipped = [v for v in result.details["variants"] if "skipped" in v]
     assert skipped and all(v["skipped"].startswith("budget: ") for v in skipped)
-    assert all(v["decode"] != "sample" for v in skipped)  # sampling variants came first and fit
+    # in the order of value, each when it fits what is left: the evaluation 4, chat score 8 (2
+    # options x 4), chat calibrated 14 (no cache: 8 + 3 x 2 content-free) does not fit the 6 left
+    variants = result.details["variants"][1:]
+    evaluated = [(v["layout"], v["decode"], v["requests"]) for v in variants if "score" in v]
+    assert evaluated == [("chat", "score", 8), ("transcript", "sample", 4)]
+    assert result.usage.requests == 16
 
 
 def test_variants_false_keeps_the_optimizers_choice() -> None:
@@ -170,8 +179,8 @@ def test_the_prompt_file_records_the_choice_and_what_was_tried(prompt_dir: Path)
     result = run(lm, save=True)
     [path] = result.files
     doc = yaml.safe_load(path.read_text())
-    assert doc["layout"] == "transcript" and "decode" not in doc
-    assert len(doc["provenance"]["variants"]) == 5
+    assert doc["decode"] == "calibrated" and "layout" not in doc  # chat is the default layout
+    assert len(doc["provenance"]["variants"]) == 7
     assert {"layout": "chat", "decode": "sample", "score": 50.0} == {
         k: doc["provenance"]["variants"][0][k] for k in ("layout", "decode", "score")
     }
@@ -180,4 +189,4 @@ def test_the_prompt_file_records_the_choice_and_what_was_tried(prompt_dir: Path)
 def test_the_summary_names_the_chosen_layout_and_decoding() -> None:
     lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
     summary = run(lm).summary()
-    assert "layout: transcript, decode: sample (best of 5 variants tried on validation data)" in summary
+    assert "layout: chat, decode: calibrated (best of 7 variants tried on validation data)" in summary
