@@ -176,14 +176,16 @@ def _variant_state(
 def _estimate(
     task: Task, functions: list[LMFunction[..., Any]], scorable: list[LMFunction[..., Any]], decode: Decode
 ) -> int:
-    """Requests one variant needs at most (before cache hits): one per example and function,
-    one per option when scoring with a grammar, plus calibration's content-free inputs."""
+    """Requests one variant needs (before cache hits): one per example and function, or what one
+    scored call sends (:func:`~lmprog.function.score_requests`), plus calibration's content-free
+    inputs."""
+    from lmprog.function import score_requests  # here, not at the top: keeps this edit to one function
+
     per_example = 0
     calibration = 0
     for fn in functions:
         if decode != "sample" and fn in scorable:
-            options = label_options(fn.signature) or ()
-            n = len(options) if _lm(fn).constraint_kind() == "grammar" else 1
+            n = score_requests(fn, _lm(fn))
             per_example += n
             calibration += 3 * n if decode == "calibrated" else 0
         else:
