@@ -118,7 +118,11 @@ class ScoreRun:
     """One scoring call: a request per option (or one request), then the best option (no tool
     calls: a function with tools cannot score)."""
 
-    def __init__(self, func: Any, inputs: Mapping[str, Any], *, state: State | None = None) -> None:
+    def __init__(
+        self, func: Any, inputs: Mapping[str, Any], *, state: State | None = None, one_request: bool = True
+    ) -> None:
+        """``one_request=False`` sends one request per option on a grammar LM even when one
+        request could score them all (for comparisons)."""
         self.func = func
         self.lm = resolve_lm(func.lm)
         self.state: State = state if state is not None else func.state
@@ -146,7 +150,7 @@ class ScoreRun:
         if not self._grammar:
             one = {**_BASE, "max_tokens": 1, "top_logprobs": TOP_LOGPROBS}
             self._requests = [_Request(None, one)]
-        elif first_words_differ(texts):
+        elif one_request and first_words_differ(texts):
             one = {**_BASE, "max_tokens": 1, "top_logprobs": GRAMMAR_TOP_LOGPROBS}
             one["grammar"] = choice_grammar(texts)
             self._requests = [_Request(None, one)]
