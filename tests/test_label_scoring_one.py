@@ -3,7 +3,8 @@ request per option (options sharing a first word; a reply that cannot tell them 
 
 from __future__ import annotations
 
-from typing import Literal
+from types import SimpleNamespace
+from typing import Any, Literal
 
 import pytest
 
@@ -20,6 +21,7 @@ from lmprog.format import (
 from lmprog.function import LMFunction, State, score_requests
 from lmprog.function._score import ScoreRun
 from lmprog.lm import Completion
+from lmprog.optimize.variants import _estimate
 from lmprog.testing import ScriptedLM
 from lmprog.trace import trace
 
@@ -166,3 +168,14 @@ def test_score_requests_counts_what_one_scored_call_sends() -> None:
     assert score_requests(make(intent), grammar) == 3
     assert score_requests(make(intent), hosted) == 1  # no grammar: always the first token's list
     assert score_requests(make(intent), sampling) == 1  # no logprobs: it samples one reply
+
+
+def test_the_variants_budget_estimate_counts_the_requests_a_scored_call_sends() -> None:
+    task: Any = SimpleNamespace(valset=[{}] * 10)
+    one, each = make(topic), make(intent)
+    with lmprog.context(lm=ScriptedLM([], constraint="grammar", logprobs=True)):
+        assert _estimate(task, [one], [one], "score") == 10  # was 30: one request per option
+        assert _estimate(task, [one], [one], "calibrated") == 10 + 3
+        assert _estimate(task, [each], [each], "score") == 30
+        assert _estimate(task, [one, each], [one, each], "calibrated") == 40 + 3 * 4
+        assert _estimate(task, [one], [], "sample") == 10

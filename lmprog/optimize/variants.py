@@ -37,7 +37,7 @@ from typing import Any
 
 from lmprog.errors import BudgetExceededError, EvaluationError, LMError
 from lmprog.format import LAYOUTS, Decode, Layout, calibration_prior, label_options
-from lmprog.function import LMFunction, State, can_score, content_free_scores
+from lmprog.function import LMFunction, State, can_score, content_free_scores, score_requests
 from lmprog.lm import resolve_lm
 from lmprog.optimize._base import Candidate, OptimizationResult, Task
 from lmprog.optimize.balance import LabelCounts, is_collapsed, label_counts, rank_key
@@ -179,8 +179,6 @@ def _estimate(
     """Requests one variant needs (before cache hits): one per example and function, or what one
     scored call sends (:func:`~lmprog.function.score_requests`), plus calibration's content-free
     inputs."""
-    from lmprog.function import score_requests  # here, not at the top: keeps this edit to one function
-
     per_example = 0
     calibration = 0
     for fn in functions:
