@@ -14,10 +14,12 @@ import lmprog
 from lmprog import lm_function
 from lmprog.errors import LMError, UsageError
 from lmprog.format import (
+    GRAMMAR_TOP_LOGPROBS,
     LabelOption,
     best_label,
     calibrated,
     calibration_prior,
+    choice_texts,
     first_token_scores,
     forced_grammar,
     forced_text,
@@ -135,18 +137,20 @@ def make(fn: object, **state: object) -> LMFunction:
 
 
 @pytest.mark.parametrize("layout", ["chat", "transcript", "completion"])
-def test_score_sends_one_forced_request_per_option_and_records_the_scores(layout: str) -> None:
+def test_score_sends_one_request_for_all_options_and_records_the_scores(layout: str) -> None:
     fn = make(sentiment, decode="score", layout=layout, demos=({"review": "ok", "output": "positive"},))
     lm = ScriptedLM([], constraint="grammar", logprobs=biased, takes_prompt=True)
     with lmprog.context(lm=lm), trace() as t:
         assert fn("awful film") == "positive"  # the bias wins without calibration
     lead = " " if layout == "completion" else ""
-    assert [forced_text(c.params["grammar"]) for c in lm.calls] == [lead + "positive", lead + "negative"]
-    assert all(c.params["logprobs"] is True and c.params["temperature"] == 0.0 for c in lm.calls)
-    assert all(c.messages == fn.messages("awful film") for c in lm.calls)
+    [call] = lm.calls
+    assert choice_texts(call.params["grammar"]) == (lead + "positive", lead + "negative")
+    assert call.params["max_tokens"] == 1 and call.params["top_logprobs"] == GRAMMAR_TOP_LOGPROBS
+    assert call.params["logprobs"] is True and call.params["temperature"] == 0.0
+    assert call.messages == fn.messages("awful film")
     [span] = t.spans
     assert span.scores == {"positive": -3.0, "negative": -4.0}
-    assert span.raw == "positive" and span.output == "positive" and span.requests == 2
+    assert span.raw == "positive" and span.output == "positive" and span.requests == 1
 
 
 def test_calibrated_decoding_corrects_the_label_bias() -> None:
@@ -161,7 +165,7 @@ def test_calibrated_decoding_corrects_the_label_bias() -> None:
             assert fn("awful film") == "negative"
             assert fn("fine film") == "positive"  # ties after calibration: the first option
     assert t.spans[0].scores is not None and t.spans[0].scores["negative"] > t.spans[0].scores["positive"]
-    assert len(lm.calls) == 3 * 2 + 2 * 2  # three content-free inputs, then two calls, two options each
+    assert len(lm.calls) == 3 + 2  # three content-free inputs, then two calls, one request each
 
 
 def test_content_free_inputs_fill_every_input_field() -> None:
@@ -237,4 +241,4 @@ def test_an_async_function_scores_too() -> None:
     lm = ScriptedLM([], constraint="grammar", logprobs=biased)
     with lmprog.context(lm=lm):
         assert asyncio.run(fn("x")) == "positive"
-    assert len(lm.calls) == 2
+    assert len(lm.calls) == 1

@@ -89,8 +89,8 @@ def test_history_scores_its_labels_in_the_chat_layout() -> None:
     with lmprog.context(lm=lm, load_prompts=False), use_states({chatty: State(decode="score")}):
         with lmprog.trace() as t:
             assert chatty("awful", PAST) == "negative"
-    assert len(lm.calls) == 2 and all(c.messages[1:3] == PAST for c in lm.calls)
-    assert t.spans[0].scores is not None and t.spans[0].requests == 2
+    assert len(lm.calls) == 1 and all(c.messages[1:3] == PAST for c in lm.calls)  # one for both options
+    assert t.spans[0].scores is not None and t.spans[0].requests == 1
 
 
 @pytest.mark.parametrize("decode", ["score", "calibrated"])
@@ -117,7 +117,7 @@ def test_a_scored_call_streams_the_chosen_option_whole() -> None:
         with lmprog.trace() as t:
             events = list(plain.stream("awful"))
     assert events == [TextChunk("negative", 1), FinalOutput("negative")]
-    assert t.spans[0].scores is not None and t.spans[0].requests == 2 and len(lm.calls) == 2
+    assert t.spans[0].scores is not None and t.spans[0].requests == 1 and len(lm.calls) == 1
 
 
 def test_a_scored_call_streams_asynchronously_too() -> None:

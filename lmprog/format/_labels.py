@@ -6,11 +6,24 @@ A function whose single output is a ``Literal``, an ``Enum`` or ``bool`` has a f
 ``decode="score"`` an lm_function does not sample a reply: it asks the model for the
 log-likelihood of every option and returns the likeliest (:func:`best_label`).
 
-- An LM that takes a grammar and returns logprobs (the embedded model): one request per option,
-  the grammar forcing exactly that option's text (:func:`forced_grammar`), ``logprobs`` on; the
-  option's score is the sum of the logprobs of the tokens that spell it
-  (:func:`sequence_logprob`). llama.cpp reports each token's logprob under the model before the
-  grammar's mask, so the sum is the option's likelihood under the model itself.
+- An LM that takes a grammar and returns logprobs (the embedded model), options that can differ
+  in their first token (:func:`first_words_differ`): one request, a grammar allowing exactly the
+  options (:func:`choice_grammar`), one token, ``top_logprobs`` = :data:`GRAMMAR_TOP_LOGPROBS`;
+  each option scores the best logprob among the alternatives that begin its text
+  (:func:`first_token_scores` with ``lead``, strict: see there). What llama.cpp (xllamacpp)
+  returns there, found by experiment: the first token's ``top_logprobs`` are natural-log
+  probabilities of the model's own distribution over the whole vocabulary *before* the grammar's
+  mask (not renormalised over the allowed tokens), so an option's first token may be missing from
+  a short list (zero-shot, SmolLM2 ranked ``maybe`` 4,000th). The generated token is the likeliest
+  allowed one, with the same unmasked logprob. (``post_sampling_probs`` with temperature 1 gives
+  probabilities renormalised over the allowed tokens only when the unconstrained draw broke the
+  grammar, else the unmasked ones: it depends on the draw, so it is not used.) Unmasked or
+  renormalised, the allowed tokens' logprobs differ by one constant, so the choice and the
+  calibrated probabilities are the same either way.
+- The same LM, options that may share their first token, or a one-request reply that cannot tell
+  them apart: one request per option, the grammar forcing exactly that option's text
+  (:func:`forced_grammar`), ``logprobs`` on; the option's score is the sum of the logprobs of the
+  tokens that spell it (:func:`sequence_logprob`), each under the model before the grammar's mask.
 - Any other LM that returns logprobs: one request, one token, ``top_logprobs``; each option scores
   the best logprob among the top first tokens that begin it (:func:`first_token_scores`), the
   others a floor below the lowest seen. Options that share their first token tie; that is the
@@ -41,6 +54,10 @@ DECODES: tuple[Decode, ...] = ("sample", "score", "calibrated")
 CONTENT_FREE: tuple[str, ...] = ("N/A", "", "[MASK]")
 #: how many top alternatives the one-request scorer asks for (OpenAI's maximum)
 TOP_LOGPROBS = 20
+#: how many the one-request scorer asks a grammar LM for: its alternatives ignore the grammar
+GRAMMAR_TOP_LOGPROBS = 1000
+# the first pre-token of a text, as byte-level BPE tokenizers split words (GPT-2's pattern)
+_FIRST_WORD = re.compile(r" ?[^\W\d_]+| ?\d| ?[^\w\s]+| ?_+|\s+")
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,35 @@ def forced_grammar(text: str) -> str:
     return f"root ::= {literal(text)}\n"
 
 
+def choice_grammar(texts: Sequence[str]) -> str:
+    """A GBNF grammar that allows exactly one of ``texts``."""
+    return "root ::= " + " | ".join(literal(t) for t in texts) + "\n"
+
+
+def choice_texts(grammar: str) -> tuple[str, ...] | None:
+    """The texts a :func:`choice_grammar` grammar allows; None for any other grammar."""
+    literal_re = r'"(?:[^"\\]|\\.)*"'
+    match = re.fullmatch(rf"root ::= ({literal_re}(?: \| {literal_re})*)\n?", grammar)
+    if match is None:
+        return None
+    texts = []
+    for part in re.findall(literal_re, match.group(1)):
+        text = forced_text(f"root ::= {part}")
+        if text is None:
+            return None
+        texts.append(text)
+    return tuple(texts)
+
+
+def first_words_differ(texts: Sequence[str]) -> bool:
+    """Whether the texts' first words (pre-tokens, :data:`_FIRST_WORD`) are pairwise different.
+    A tokenizer never merges across them, so texts with the same first word share their first
+    token (``card_arrival``/``card_linking``); texts whose first words differ may still share one
+    (``humor``/``human`` as ``hum``...), which the reply shows (:func:`first_token_scores`)."""
+    words = [m.group(0) if (m := _FIRST_WORD.match(t)) else t for t in texts]
+    return all(words) and len(set(words)) == len(words)
+
+
 def forced_text(grammar: str) -> str | None:
     """The text a :func:`forced_grammar` grammar allows; None for any other grammar."""
     match = re.fullmatch(r'root ::= "((?:[^"\\]|\\.)*)"\n?', grammar)
@@ -109,20 +155,57 @@ def sequence_logprob(logprobs: Sequence[Mapping[str, Any]], text: str) -> float:
 
 
 def first_token_scores(
-    logprobs: Sequence[Mapping[str, Any]], options: Sequence[LabelOption]
+    logprobs: Sequence[Mapping[str, Any]], options: Sequence[LabelOption], *, lead: str | None = None
 ) -> dict[str, float]:
-    """Option scores from the top alternatives of the first generated token (see module docs)."""
+    """Option scores from the top alternatives of the first generated token (see module docs).
+
+    Without ``lead`` (an LM without a grammar): tokens match options loosely (case and spaces
+    folded) and options not seen score a floor. With ``lead`` (the reply of a grammar allowing
+    exactly ``lead + option`` for each option): a token counts for an option only when it begins
+    ``lead + text`` exactly; a token that begins every option (``lead`` itself) says nothing and
+    is skipped. ValueError, rather than a guess, when an option has no such token among the
+    alternatives, or when a token shared by some options is likelier than one of those options'
+    own tokens (the first token cannot tell them apart).
+    """
     if not logprobs:
         raise ValueError("the reply carries no logprobs")
     first = logprobs[0]
     top = [(str(first.get("token", "")), float(first.get("logprob", 0.0)))]
     top += [(str(t.get("token", "")), float(t.get("logprob", 0.0))) for t in first.get("top_logprobs") or ()]
+    if lead is not None:
+        return _strict_scores(top, options, lead)
     floor = min(lp for _, lp in top) - math.log(10)
     scores = {}
     for option in options:
         want = _norm(option.text)
         found = [lp for token, lp in top if _norm(token) and want.startswith(_norm(token))]
         scores[option.text] = max(found) if found else floor
+    return scores
+
+
+def _strict_scores(
+    top: Sequence[tuple[str, float]], options: Sequence[LabelOption], lead: str
+) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    shared: dict[str, float] = {}  # the best logprob of a token shared by some options, per option
+    for option in options:
+        want = lead + option.text
+        for token, lp in top:
+            if not token or not want.startswith(token):
+                continue
+            owners = sum(1 for o in options if (lead + o.text).startswith(token))
+            if owners == len(options) > 1:
+                continue
+            target = scores if owners == 1 else shared
+            target[option.text] = max(lp, target.get(option.text, -math.inf))
+    missing = [o.text for o in options if o.text not in scores]
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise ValueError(f"no first token of {names} among the {len(top)} alternatives")
+    blurred = [text for text, lp in shared.items() if lp > scores[text]]
+    if blurred:
+        names = ", ".join(map(repr, blurred))
+        raise ValueError(f"the likeliest first token of {names} begins another option too")
     return scores
 
 

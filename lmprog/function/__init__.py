@@ -26,7 +26,7 @@ from lmprog.function._run import (
     TRUNCATION_RETRIES,
     RunSpec,
 )
-from lmprog.function._score import can_score, content_free_scores
+from lmprog.function._score import can_score, content_free_scores, score_requests
 from lmprog.function._stream import (
     PROVIDER_RETRY,
     FinalOutput,
@@ -57,6 +57,7 @@ __all__ = [
     "can_score",
     "content_free_scores",
     "lm_function",
+    "score_requests",
     "states_in_force",
     "use_states",
 ]

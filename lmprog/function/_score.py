@@ -8,8 +8,13 @@ option scores (``span.scores``: option text -> score, calibrated when the call w
 chosen option's text as its ``raw`` reply.
 
 What an LM must offer: token logprobs (``BaseLM.returns_logprobs``). With a grammar too (the
-embedded model), each option is one request forcing its text; without one, one request reads the
-first token's top alternatives. An LM without logprobs cannot score: the call samples a reply
+embedded model), one request allowing exactly the options reads the first token's alternatives
+when the options' first words differ (:func:`~lmprog.format.first_words_differ`); when they do not,
+or when that reply cannot tell the options apart (an option's first token missing from the
+alternatives, or shared with another option), each option is one request forcing its text (the
+fallback is logged at debug level and counted in ``ScoreRun.fallback``). Without a grammar, one
+request reads the first token's top alternatives. :func:`score_requests` says how many requests
+one call sends. An LM without logprobs cannot score: the call samples a reply
 instead (``decode="sample"``), logged once per function and model, so that a prompt file made on
 the embedded model still works on a chat model. :func:`content_free_scores` scores the options on
 the content-free inputs calibration divides out.
@@ -26,11 +31,14 @@ from typing import Any
 from lmprog.errors import LMError, UsageError
 from lmprog.format import (
     CONTENT_FREE,
+    GRAMMAR_TOP_LOGPROBS,
     TOP_LOGPROBS,
     LabelOption,
     best_label,
     calibrated,
+    choice_grammar,
     first_token_scores,
+    first_words_differ,
     forced_grammar,
     label_options,
     render_messages,
@@ -45,6 +53,7 @@ logger = logging.getLogger("lmprog.function")
 
 #: the token budget of one scoring request (the grammar ends it after the option's text)
 SCORE_MAX_TOKENS = 64
+_BASE: dict[str, Any] = {"temperature": 0.0, "logprobs": True}
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
@@ -58,6 +67,16 @@ class _Request:
 def can_score(lm: BaseLM) -> bool:
     """Whether ``lm`` can score options (it returns token logprobs)."""
     return lm.returns_logprobs()
+
+
+def score_requests(func: Any, lm: BaseLM) -> int:
+    """The requests one scoring call of ``func`` on ``lm`` sends, before cache hits: 1 with one
+    request for all options, else one per option (a one-request reply that cannot tell the options
+    apart adds one per option; rare). 1 when the call samples instead (no logprobs, no options)."""
+    options = label_options(func.signature)
+    if options is None or not can_score(lm) or lm.constraint_kind() != "grammar":
+        return 1
+    return 1 if first_words_differ([o.text for o in options]) else len(options)
 
 
 def wants_scoring(func: Any, lm: BaseLM) -> bool:
@@ -99,7 +118,11 @@ class ScoreRun:
     """One scoring call: a request per option (or one request), then the best option (no tool
     calls: a function with tools cannot score)."""
 
-    def __init__(self, func: Any, inputs: Mapping[str, Any], *, state: State | None = None) -> None:
+    def __init__(
+        self, func: Any, inputs: Mapping[str, Any], *, state: State | None = None, one_request: bool = True
+    ) -> None:
+        """``one_request=False`` sends one request per option on a grammar LM even when one
+        request could score them all (for comparisons)."""
         self.func = func
         self.lm = resolve_lm(func.lm)
         self.state: State = state if state is not None else func.state
@@ -121,23 +144,34 @@ class ScoreRun:
             layout=layout,
         )
         lead = " " if layout == "completion" else ""
-        base: dict[str, Any] = {"temperature": 0.0, "logprobs": True}
-        if self.lm.constraint_kind() == "grammar":
-            self._requests = [
-                _Request(
-                    o, {**base, "max_tokens": SCORE_MAX_TOKENS, "grammar": forced_grammar(lead + o.text)}
-                )
-                for o in options
-            ]
-        else:
-            self._requests = [_Request(None, {**base, "max_tokens": 1, "top_logprobs": TOP_LOGPROBS})]
         self._lead = lead
+        self._grammar = self.lm.constraint_kind() == "grammar"
+        texts = [lead + o.text for o in options]
+        if not self._grammar:
+            one = {**_BASE, "max_tokens": 1, "top_logprobs": TOP_LOGPROBS}
+            self._requests = [_Request(None, one)]
+        elif one_request and first_words_differ(texts):
+            one = {**_BASE, "max_tokens": 1, "top_logprobs": GRAMMAR_TOP_LOGPROBS}
+            one["grammar"] = choice_grammar(texts)
+            self._requests = [_Request(None, one)]
+        else:
+            self._requests = self._forced_requests()
         self._next = 0
         self.params: dict[str, Any] = {}
         self.span: Span | None = None
         self.scores: dict[str, float] = {}
+        #: why the one request could not tell the options apart (then one request per option followed)
+        self.fallback: str | None = None
         self._all_cached = True
         self.chosen_text = ""  # the chosen option's text, once result() is read
+
+    def _forced_requests(self) -> list[_Request]:
+        return [
+            _Request(
+                o, {**_BASE, "max_tokens": SCORE_MAX_TOKENS, "grammar": forced_grammar(self._lead + o.text)}
+            )
+            for o in self.options
+        ]
 
     def next_messages(self) -> list[dict[str, str]] | None:
         if self._next >= len(self._requests):
@@ -156,7 +190,14 @@ class ScoreRun:
         if not completion.logprobs:
             raise LMError(f"{self.lm.model} returned no logprobs for a scoring request", model=self.lm.model)
         try:
-            if request.option is None:
+            if request.option is None and self._grammar:
+                try:
+                    self.scores = first_token_scores(completion.logprobs, self.options, lead=self._lead)
+                except ValueError as e:
+                    self.fallback = str(e)
+                    logger.debug("%s: one request cannot score the options (%s)", self.lm.model, e)
+                    self._requests.extend(self._forced_requests())
+            elif request.option is None:
                 self.scores = first_token_scores(completion.logprobs, self.options)
             else:
                 text = self._lead + request.option.text

@@ -60,7 +60,7 @@ from typing import Any
 
 from lmprog.errors import BudgetExceededError, EvaluationError, LMError
 from lmprog.format import LAYOUTS, Decode, Layout, calibration_prior, label_options
-from lmprog.function import LMFunction, State, can_score, content_free_scores
+from lmprog.function import LMFunction, State, can_score, content_free_scores, score_requests
 from lmprog.lm import resolve_lm
 from lmprog.optimize._base import Candidate, OptimizationResult, Task
 from lmprog.optimize.balance import LabelCounts, is_collapsed, label_counts, rank_key
@@ -286,8 +286,9 @@ def _estimate(
     *,
     repeat: bool = False,
 ) -> int:
-    """Requests one variant needs at most (before cache hits): one per example and function,
-    one per option when scoring with a grammar, plus calibration's content-free inputs."""
+    """Requests one variant needs (before cache hits): one per example and function, or what one
+    scored call sends (:func:`~lmprog.function.score_requests`), plus calibration's content-free
+    inputs."""
     if repeat and decode == "calibrated" and len(functions) == 1:
         # right after "score" in the same layout: the same scoring requests again, served by the
         # response cache of an LM that keeps one (in a pipeline, a changed label changes the
@@ -298,8 +299,7 @@ def _estimate(
     calibration = 0
     for fn in functions:
         if decode != "sample" and fn in scorable:
-            options = label_options(fn.signature) or ()
-            n = len(options) if _lm(fn).constraint_kind() == "grammar" else 1
+            n = score_requests(fn, _lm(fn))
             per_example += n
             calibration += 3 * n if decode == "calibrated" else 0
         else:

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 
 from lmprog._fingerprint import code_identity, digest
 from lmprog.errors import UsageError
-from lmprog.format import forced_text, format_output, is_prompt, to_jsonable
+from lmprog.format import choice_texts, forced_text, format_output, is_prompt, to_jsonable
 from lmprog.lm import CONSTRAINT_KINDS, BaseLM, Completion, ConstraintKind, Messages, StreamItem, ToolCall
 from lmprog.usage import Usage
 
@@ -192,6 +192,9 @@ class ScriptedLM(BaseLM):
             raise UsageError("this ScriptedLM takes chat messages only (pass takes_prompt=True)")
         forced = forced_text(params["grammar"]) if isinstance(params.get("grammar"), str) else None
         score = self._logprobs if callable(self._logprobs) and params.get("logprobs") else None
+        choices = choice_texts(params["grammar"]) if isinstance(params.get("grammar"), str) else None
+        if score is not None and forced is None and choices is not None:
+            return self._choose(messages, params, choices, score)
         if score is not None and forced is not None:
             with self._lock:
                 self._calls.append(ScriptedCall(messages=[dict(m) for m in messages], params=dict(params)))
@@ -243,6 +246,27 @@ class ScriptedLM(BaseLM):
             finish_reason=given.finish_reason if given is not None else None,
             logprobs=given.logprobs if given is not None else None,
             reasoning=reasoning if self._native else None,
+        )
+
+    def _choose(
+        self,
+        messages: Messages,
+        params: dict[str, Any],
+        choices: Sequence[str],
+        score: Callable[[Messages, str], float],
+    ) -> Completion:
+        """A one-token reply under a grammar allowing ``choices``: each choice is one token scored
+        by ``score``, the alternatives are the best ``top_logprobs`` of them."""
+        with self._lock:
+            self._calls.append(ScriptedCall(messages=[dict(m) for m in messages], params=dict(params)))
+        ranked = sorted(((float(score(messages, c)), c) for c in choices), key=lambda x: -x[0])
+        top = [{"token": c, "logprob": lp} for lp, c in ranked[: int(params.get("top_logprobs") or 0)]]
+        return Completion(
+            text=ranked[0][1],
+            usage=Usage(prompt_tokens=_words(messages), completion_tokens=1),
+            model=self.model,
+            finish_reason="length",
+            logprobs=[{"token": ranked[0][1], "logprob": ranked[0][0], "top_logprobs": top}],
         )
 
     def _request_stream(self, messages: Messages, params: dict[str, Any]) -> Iterator[StreamItem]:

@@ -1,0 +1,181 @@
+"""Scoring every option with one request on an LM with a grammar, and when it falls back to one
+request per option (options sharing a first word; a reply that cannot tell them apart)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Literal
+
+import pytest
+
+import lmprog
+from lmprog import lm_function
+from lmprog.format import (
+    LabelOption,
+    choice_grammar,
+    choice_texts,
+    first_token_scores,
+    first_words_differ,
+    forced_text,
+)
+from lmprog.function import LMFunction, State, score_requests
+from lmprog.function._score import ScoreRun
+from lmprog.lm import Completion
+from lmprog.optimize.variants import _estimate
+from lmprog.testing import ScriptedLM
+from lmprog.trace import trace
+
+
+def intent(query: str) -> Literal["card_arrival", "card_linking", "refund"]:
+    """Name the intent."""
+
+
+def topic(question: str) -> Literal["human", "humor", "place"]:
+    """Name the topic."""
+
+
+def sentiment(review: str) -> Literal["positive", "negative"]:
+    """Classify the review."""
+
+
+def make(fn: object, **state: object) -> LMFunction:
+    func = lm_function(fn)  # type: ignore[call-overload]
+    func.state = State(**state)  # type: ignore[arg-type]
+    return func
+
+
+def reply(token: str, logprob: float, *alternatives: tuple[str, float]) -> Completion:
+    """A one-token reply with its top alternatives, as llama.cpp returns it."""
+    top = [{"token": t, "logprob": lp} for t, lp in alternatives]
+    return Completion(token, logprobs=[{"token": token, "logprob": logprob, "top_logprobs": top}])
+
+
+def spelled(*tokens: tuple[str, float]) -> Completion:
+    """A forced option's reply: the tokens that spell it."""
+    return Completion(
+        "".join(t for t, _ in tokens),
+        logprobs=[{"token": t, "logprob": lp, "top_logprobs": []} for t, lp in tokens],
+    )
+
+
+OPTIONS = [LabelOption("y", "yes"), LabelOption("n", "no"), LabelOption("m", "maybe")]
+
+
+def test_choice_grammar_round_trips_hostile_texts() -> None:
+    texts = ('say "hi"', "a | b", "back\\slash", " lead")
+    assert choice_texts(choice_grammar(texts)) == texts
+    assert choice_texts(choice_grammar(["one"])) == ("one",)
+    assert choice_texts('root ::= "a" | b\n') is None
+    assert choice_texts('root ::= ("a" | "b")\n') is None
+
+
+def test_first_words_differ_only_when_no_two_texts_begin_with_the_same_word() -> None:
+    assert first_words_differ(["positive", "negative"])
+    assert first_words_differ([" human", " humor", " place"])  # the reply decides these
+    assert not first_words_differ(["card_arrival", "card_linking", "refund"])
+    assert not first_words_differ(["no", "no way"])
+    assert not first_words_differ(["42", "4 or 5"])  # digits are words of one digit
+    assert not first_words_differ(["", "x"])
+
+
+def test_strict_first_token_scores_read_each_options_own_tokens() -> None:
+    logprobs = reply("no", -1.0, ("no", -1.0), ("Yes", -0.5), ("m", -3.0), ("maybe", -6.0), ("yes", -2.0))
+    scores = first_token_scores(logprobs.logprobs or [], OPTIONS, lead="")
+    assert scores == {"yes": -2.0, "no": -1.0, "maybe": -3.0}  # "Yes" is not "yes"; "m" beats "maybe"
+
+
+def test_strict_first_token_scores_skip_the_lead_every_option_begins_with() -> None:
+    logprobs = reply(" ", -0.5, (" ", -0.5), (" no", -2.0), (" yes", -1.0), (" maybe", -4.0))
+    scores = first_token_scores(logprobs.logprobs or [], OPTIONS, lead=" ")
+    assert scores == {"yes": -1.0, "no": -2.0, "maybe": -4.0}
+
+
+def test_strict_first_token_scores_refuse_a_missing_option() -> None:
+    logprobs = reply("no", -1.0, ("yes", -2.0))
+    with pytest.raises(ValueError, match="no first token of 'maybe' among the 2 alternatives"):
+        first_token_scores(logprobs.logprobs or [], OPTIONS, lead="")
+
+
+def test_strict_first_token_scores_refuse_a_shared_token_likelier_than_an_options_own() -> None:
+    options = [LabelOption(1, "human"), LabelOption(2, "humor"), LabelOption(3, "place")]
+    logprobs = reply("hum", -0.5, ("human", -3.0), ("humor", -4.0), ("place", -2.0))
+    with pytest.raises(ValueError, match="likeliest first token of 'human', 'humor' begins another"):
+        first_token_scores(logprobs.logprobs or [], options, lead="")
+    clear = reply("human", -0.5, ("humor", -4.0), ("hum", -5.0), ("place", -2.0))
+    assert first_token_scores(clear.logprobs or [], options, lead="") == {
+        "human": -0.5,
+        "humor": -4.0,
+        "place": -2.0,
+    }
+
+
+def test_options_sharing_a_first_word_are_scored_one_request_each() -> None:
+    fn = make(intent, decode="score")
+    lm = ScriptedLM([], constraint="grammar", logprobs=lambda m, text: -len(text) / 4)
+    with lmprog.context(lm=lm), trace() as t:
+        assert fn("where is my card?") == "refund"
+    assert [forced_text(c.params["grammar"]) for c in lm.calls] == ["card_arrival", "card_linking", "refund"]
+    assert t.spans[0].requests == 3 and score_requests(fn, lm) == 3
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        reply("human", -1.0, ("humor", -2.0), ("human", -1.0)),  # "place" is missing
+        reply("hum", -0.2, ("hum", -0.2), ("human", -3.0), ("humor", -2.5), ("place", -4.0)),
+    ],
+    ids=["missing-option", "shared-first-token"],
+)
+def test_a_reply_that_cannot_tell_the_options_apart_falls_back_to_one_request_per_option(
+    first: Completion,
+) -> None:
+    forced = [
+        spelled(("hum", -0.2), ("an", -3.0)),
+        spelled(("hum", -0.2), ("or", -0.5)),
+        spelled(("place", -4.0)),
+    ]
+    lm = ScriptedLM([first, *forced], constraint="grammar", logprobs=True)
+    fn = make(topic, decode="score")
+    with lmprog.context(lm=lm), trace() as t:
+        assert fn("who wrote Hamlet?") == "humor"  # the forced sums, not the first token, decide
+    assert choice_texts(lm.calls[0].params["grammar"]) == ("human", "humor", "place")
+    assert [forced_text(c.params["grammar"]) for c in lm.calls[1:]] == ["human", "humor", "place"]
+    assert t.spans[0].requests == 4
+    assert t.spans[0].scores == {"human": -3.2, "humor": -0.7, "place": -4.0}
+
+
+def test_the_fallback_says_why() -> None:
+    first = reply("human", -1.0, ("humor", -2.0))
+    lm = ScriptedLM(
+        [first, spelled(("human", -1.0)), spelled(("humor", -2.0)), spelled(("place", -3.0))],
+        constraint="grammar",
+        logprobs=True,
+    )
+    with lmprog.context(lm=lm):
+        run = ScoreRun(make(topic, decode="score"), {"question": "x"})
+        while (messages := run.next_messages()) is not None:
+            run.feed(lm.complete(messages, **run.params))
+    assert run.fallback is not None and "'place'" in run.fallback
+    assert run.result() == "human"
+
+
+def test_score_requests_counts_what_one_scored_call_sends() -> None:
+    grammar = ScriptedLM([], constraint="grammar", logprobs=True)
+    hosted = ScriptedLM([], logprobs=True)
+    sampling = ScriptedLM([], constraint="grammar")
+    assert score_requests(make(sentiment), grammar) == 1
+    assert score_requests(make(topic), grammar) == 1
+    assert score_requests(make(intent), grammar) == 3
+    assert score_requests(make(intent), hosted) == 1  # no grammar: always the first token's list
+    assert score_requests(make(intent), sampling) == 1  # no logprobs: it samples one reply
+
+
+def test_the_variants_budget_estimate_counts_the_requests_a_scored_call_sends() -> None:
+    task: Any = SimpleNamespace(valset=[{}] * 10)
+    one, each = make(topic), make(intent)
+    with lmprog.context(lm=ScriptedLM([], constraint="grammar", logprobs=True)):
+        assert _estimate(task, [one], [one], "score") == 10  # was 30: one request per option
+        assert _estimate(task, [one], [one], "calibrated") == 10 + 3
+        assert _estimate(task, [each], [each], "score") == 30
+        assert _estimate(task, [one, each], [one, each], "calibrated") == 40 + 3 * 4
+        assert _estimate(task, [one], [], "sample") == 10
