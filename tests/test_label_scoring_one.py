@@ -179,3 +179,14 @@ def test_the_variants_budget_estimate_counts_the_requests_a_scored_call_sends() 
         assert _estimate(task, [each], [each], "score") == 30
         assert _estimate(task, [one, each], [one, each], "calibrated") == 40 + 3 * 4
         assert _estimate(task, [one], [], "sample") == 10
+
+
+def test_a_one_request_score_is_cached_though_cut_at_its_one_token(tmp_path: Any) -> None:
+    # the reply is cut at max_tokens=1 (finish_reason "length"): no answer for a sampled call,
+    # but all a scoring call needs; calibrated decoding after score re-reads the same requests
+    fn = make(sentiment, decode="score")
+    lm = ScriptedLM([], constraint="grammar", logprobs=lambda m, text: -len(text) / 4, cache=True)
+    with lmprog.context(lm=lm, cache=True, cache_dir=tmp_path / "cache"), trace() as t:
+        assert fn("fine") == fn("fine") == "positive"
+    assert len(lm.calls) == 1 and [s.cache_hit for s in t.spans] == [False, True]
+    assert lm.calls[0].params["max_tokens"] == 1

@@ -8,7 +8,8 @@ A provider implements one method, ``_request(messages, params) -> Completion`` (
 3. wait for the rate limiter, call ``_request``, retry :class:`TransientLMError` with backoff
    (an empty completion from any provider is one, unless it was cut at ``max_tokens``);
 4. store the completion in the cache, unless it was cut at ``max_tokens`` (``finish_reason``
-   ``"length"``: returned, never cached; lm_functions retry it with a larger budget).
+   ``"length"``: returned, not cached, lm_functions retry it with a larger budget; a request for
+   ``logprobs`` is cached anyway: label scoring reads the alternatives of a one-token reply).
 
 Steps 2 to 4 are one state machine (``_call.CallRun``) that the sync and async drivers share;
 :meth:`BaseLM.stream` and :meth:`BaseLM.astream` drive the same machine over the provider's

@@ -11,7 +11,8 @@ async); every decision is made here, once:
    :class:`~lmprog.errors.TransientLMError`, an empty completion included, with retries left),
    or raise (any other error, or the last transient one);
 4. :meth:`CallRun.finish`: the completion with the call's whole usage (and its native tool calls,
-   if any), stored in the cache unless it was cut at ``max_tokens``.
+   if any), stored in the cache unless it was cut at ``max_tokens`` (a request for logprobs is
+   stored anyway: label scoring reads the alternatives of a one-token reply).
 
 Every provider request, failed ones included, is counted once in ``lm.usage`` and in the usage
 scopes of :func:`lmprog.usage.track`.
@@ -157,7 +158,10 @@ class CallRun:
             tool_calls=raw.tool_calls,
         )
         answered = bool(completion.text.strip() or completion.tool_calls)
-        if self.cache is not None and answered and completion.finish_reason != "length":
+        # a reply cut at max_tokens is no answer, except to a request for logprobs: label
+        # scoring asks for one token and reads its alternatives, which are complete
+        whole = completion.finish_reason != "length" or bool(self.call.send.get("logprobs"))
+        if self.cache is not None and answered and whole:
             entry = {
                 "text": completion.text,
                 "model": completion.model,

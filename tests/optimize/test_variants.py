@@ -159,12 +159,13 @@ def test_variants_that_do_not_fit_the_budget_left_are_skipped_and_the_cap_holds(
     assert result.usage.requests <= 18
     skipped = [v for v in result.details["variants"] if "skipped" in v]
     assert skipped and all(v["skipped"].startswith("budget: ") for v in skipped)
-    # in the order of value, each when it fits what is left: the evaluation 4, chat score 8 (2
-    # options x 4), chat calibrated 14 (no cache: 8 + 3 x 2 content-free) does not fit the 6 left
+    # in the order of value, each when it fits what is left: the evaluation 4, chat score 4 (one
+    # request scores both options), chat calibrated 7 (no cache: 4 + 3 content-free); sampling
+    # in another layout (4) does not fit the 3 left
     variants = result.details["variants"][1:]
     evaluated = [(v["layout"], v["decode"], v["requests"]) for v in variants if "score" in v]
-    assert evaluated == [("chat", "score", 8), ("transcript", "sample", 4)]
-    assert result.usage.requests == 16
+    assert evaluated == [("chat", "score", 4), ("chat", "calibrated", 7)]
+    assert result.usage.requests == 15
 
 
 def test_variants_false_keeps_the_optimizers_choice() -> None:

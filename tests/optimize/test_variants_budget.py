@@ -87,18 +87,23 @@ def test_bootstrap_under_a_tight_cap_leaves_room_for_calibration_and_never_excee
     result = run(model, "bootstrap", Budget(max_calls=58))
     assert result.usage.requests == len(model.calls) <= 58
     spent = result.details["variants_budget"]
-    # the evaluation 4, then chat score 8 (2 options x 4 examples) and calibrated 8 + 3 x 2
-    # content-free (no cache): 26 of the 29 (half) that may be set aside; sampling in the
-    # transcript layout (4 more) would pass 29
-    assert spent["reserve"] == 26 and spent["optimizer_max_calls"] == 32
-    assert spent["covers"] == ["evaluation", "score and calibrated in the optimizer's layout"]
-    assert result.details["runs"] == 32 and result.stopped_by == "max_calls"  # bootstrap's share ran out
-    assert spent["evaluated"] == ["chat score", "chat calibrated"] and spent["after_optimizer"] == 26
+    # the evaluation 4, then chat score 4 (one request scores both options) and calibrated 4 + 3
+    # content-free (no cache), sampling in the transcript layout 4: 19 of the 29 (half) that may
+    # be set aside; score and calibrated in transcript (11 more) would pass 29
+    assert spent["reserve"] == 19 and spent["optimizer_max_calls"] == 39
+    assert spent["covers"] == [
+        "evaluation",
+        "score and calibrated in the optimizer's layout",
+        "sample in other layout 1 of 1",
+    ]
+    assert result.stopped_by == "max_calls"  # bootstrap's share ran out
+    assert spent["evaluated"] == ["chat score", "chat calibrated", "transcript sample"]
+    assert spent["after_optimizer"] == 19
     # the optimizer's choice predicts one label for every input; calibration un-collapses it
     base, score, calibrated = result.details["variants"][:3]
     assert base["collapsed"] and base["label_counts"] == {"sentiment": {"positive": 4}}
-    assert score["collapsed"] and score["requests"] == 8
-    assert not calibrated["collapsed"] and calibrated["requests"] == 14 and calibrated["score"] == 100.0
+    assert score["collapsed"] and score["requests"] == 4
+    assert not calibrated["collapsed"] and calibrated["requests"] == 7 and calibrated["score"] == 100.0
     state = result.states[sentiment]
     assert (state.layout, state.decode) == ("chat", "calibrated") and result.score == 100.0
     assert result.label_counts == {"sentiment": {"negative": 2, "positive": 2}}
@@ -109,11 +114,11 @@ def test_with_a_response_cache_calibrated_after_score_costs_the_content_free_req
     result = run(model, "bootstrap", Budget(max_calls=60))
     assert result.usage.requests == len(model.calls) <= 60
     spent = result.details["variants_budget"]
-    # calibrated counts 3 x 2 content-free requests: the transcript sampling now fits too
-    assert spent["reserve"] == 4 + 8 + 6 + 4 and spent["optimizer_max_calls"] == 38
-    assert spent["covers"][-1] == "sample in other layout 1 of 1"
+    # calibrated counts its 3 content-free requests only: scoring in transcript now fits too
+    assert spent["reserve"] == 4 + 4 + 3 + 4 + (4 + 3) and spent["optimizer_max_calls"] == 38
+    assert spent["covers"][-1] == "score and calibrated in 1 other layout(s)"
     calibrated = result.details["variants"][2]
-    assert (calibrated["decode"], calibrated["requests"]) == ("calibrated", 6)
+    assert (calibrated["decode"], calibrated["requests"]) == ("calibrated", 3)
     assert result.states[sentiment].decode == "calibrated"
 
 
@@ -124,20 +129,20 @@ def test_the_reserve_is_at_most_half_the_budget_and_whole_steps_only() -> None:
     with lmprog.context(lm=lm()):
         assert plan_reserve(task(8), measure=True).calls == 4  # the evaluation (4) fits in 4
         assert plan_reserve(task(10), measure=True).calls == 4  # transcript sampling: 8 > 5
-        # 26 is above 51 // 2 = 25: the scoring step is left out, sampling in transcript fits
-        assert plan_reserve(task(51), measure=True).covers == ("evaluation", "sample in other layout 1 of 1")
-        assert plan_reserve(task(51), measure=True).calls == 8
+        # 15 is above 29 // 2 = 14: the scoring step is left out, sampling in transcript fits
+        assert plan_reserve(task(29), measure=True).covers == ("evaluation", "sample in other layout 1 of 1")
+        assert plan_reserve(task(29), measure=True).calls == 8
         assert plan_reserve(task(7), measure=True).calls == 0  # no evaluation (4 > 3): nothing
-        assert plan_reserve(task(7), measure=False).calls == 0  # neither 22 nor 4 fits in 3
+        assert plan_reserve(task(7), measure=False).calls == 0  # neither 11 nor 4 fits in 3
         assert plan_reserve(task(8), measure=False).calls == 4  # sampling in transcript
-        assert plan_reserve(task(52), measure=True).calls == 26
-        assert plan_reserve(task(52), measure=False).calls == 22 + 4  # no evaluation: transcript fits
+        assert plan_reserve(task(52), measure=True).calls == 4 + 11 + 4  # scoring in transcript: 30 > 26
+        assert plan_reserve(task(52), measure=False).calls == 11 + 4 + 11  # no evaluation: all fit
         assert plan_reserve(task(52), measure=True, least=40).calls == 8  # 52 - 40 leaves 12
         assert plan_reserve(task(2), measure=True).calls == 0
     with lmprog.context(lm=lm(takes_prompt=True)):  # transcript and completion: one step each
         assert plan_reserve(task(10), measure=False).covers == ("sample in other layout 1 of 2",)
         full = plan_reserve(task(1000), measure=True, grid=True)
-        assert full.calls == full.wanted == 4 + 22 + 2 * 4 + 2 * 22 and full.optimizer_max_calls == 1000 - 78
+        assert full.calls == full.wanted == 4 + 11 + 2 * 4 + 2 * 11 and full.optimizer_max_calls == 1000 - 45
         assert full.calls <= 1000 * RESERVE_SHARE
 
 
