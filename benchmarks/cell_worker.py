@@ -235,6 +235,9 @@ class LmprogCells(CellRunner):
                 fn.name: [getattr(st, "layout", "chat"), getattr(st, "decode", "sample")]
                 for fn, st in result.states.items()
             },
+            # what the variants step tried (scores, label counts, budget skips) and its reserve
+            "variants": result.details.get("variants"),
+            "variants_budget": result.details.get("variants_budget"),
         }
 
     def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], int]:
