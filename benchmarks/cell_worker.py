@@ -9,7 +9,11 @@ evaluation — and saved at once, so a killed worker loses at most the cell it w
 optimizer that raises (DSPy's MIPROv2 proposer does when the small model's reply does not parse
 or the budget runs out under it) leaves its user with the unoptimized program: that program is
 evaluated, and the error is kept in the cell and flagged in the report.
-Every cell gets its own response cache (``cells.cache_dir``): no cell is made cheaper by another.
+Every cell gets its own response cache (``cells.cache_dir``): no cell is made cheaper by another,
+and the cache is emptied when the cell starts, so a cell computed again (killed half-way, or its
+result set aside) is not made cheaper by its own earlier run: its counts are those of one whole
+run. Inside the run the cache serves repeated requests (lmprog's calibrated labels after scored
+ones re-read the same requests; DSPy's evaluations of the same program), as it would for a user.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import sys
 import time
 import traceback
@@ -49,8 +54,10 @@ def main() -> None:
             continue
         started = time.perf_counter()
         print(f"cell {cell.task}/{cell.name}: start", flush=True)
+        cache = cells.cache_dir(work, cell)
+        shutil.rmtree(cache, ignore_errors=True)  # no answers left from an earlier, unfinished run
         try:
-            result = runner.run(cell, cells.cache_dir(work, cell))
+            result = runner.run(cell, cache)
         except Exception as e:  # recorded, not stored: the next run tries the cell again
             traceback.print_exc()
             print(f"cell {cell.task}/{cell.name}: FAILED {type(e).__name__}: {e}", flush=True)
