@@ -56,6 +56,7 @@ def main() -> None:
         print(f"cell {cell.task}/{cell.name}: start", flush=True)
         cache = cells.cache_dir(work, cell)
         shutil.rmtree(cache, ignore_errors=True)  # no answers left from an earlier, unfinished run
+        cache.mkdir(parents=True)
         try:
             result = runner.run(cell, cache)
         except Exception as e:  # recorded, not stored: the next run tries the cell again
