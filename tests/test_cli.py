@@ -198,35 +198,12 @@ def test_eval_runs_the_examples_in_worker_processes(project: Path, backend: str)
         "def elsewhere(example, prediction, trace=None):\n"
         f"    return os.getpid() != {os.getpid()}\n"
     )
-    code, out = invoke(
-        "eval",
-        "prog.py:pipeline",
-        "--data",
-        "train.jsonl",
-        "-m",
-        "exact_match",
-        "--threads",
-        "2",
-        "--backend",
-        backend,
-    )
-    assert code == 0, out
-    assert "pipeline / exact_match: 37.5 on 8 example(s)" in out  # the same score as in this process
-    # the metric runs beside the program: every example ran in another process
-    code, out = invoke(
-        "eval",
-        "prog.py:pipeline",
-        "--data",
-        "train.jsonl",
-        "-m",
-        "where.py:elsewhere",
-        "--threads",
-        "2",
-        "--backend",
-        backend,
-    )
-    assert code == 0, out
-    assert "pipeline / elsewhere: 100.0 on 8 example(s)" in out
+    for metric, shown in [("exact_match", "exact_match: 37.5"), ("where.py:elsewhere", "elsewhere: 100.0")]:
+        args = ["prog.py:pipeline", "--data", "train.jsonl", "-m", metric, "--threads", "2"]
+        code, out = invoke("eval", *args, "--backend", backend)
+        assert code == 0, out
+        # the same score as in this process; the metric runs beside the program, in another process
+        assert f"pipeline / {shown} on 8 example(s)" in out
 
 
 def test_eval_refuses_an_unknown_backend_and_a_cluster_without_one(project: Path) -> None:

@@ -22,6 +22,7 @@ from lmprog.usage import track
 distributed = pytest.importorskip("distributed", reason='needs the extra: pip install "lmprog[distributed]"')
 
 from test_evaluate_processes import (  # noqa: E402  (after the skip)
+    LoggedAnswer,
     answer,
     capital,
     check_run,
@@ -39,18 +40,6 @@ def client() -> Iterator[Any]:
     )
     with cluster, distributed.Client(cluster) as c:
         yield c
-
-
-class Logged:
-    """The scripted model, appending one line per request to a file every worker can reach."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, messages: list[dict[str, str]]) -> str:
-        with open(self.path, "a") as f:
-            f.write(f"{os.getpid()}\n")
-        return answer(messages)
 
 
 def wait_idle(client: Any) -> None:
@@ -71,7 +60,7 @@ def test_dask_runs_the_program_on_the_workers_and_brings_everything_back(client:
 
 def test_a_scheduler_address_or_the_default_client_reaches_the_cluster(client: Any, tmp_path: Path) -> None:
     log = tmp_path / "requests.log"
-    with settings.context(lm=ScriptedLM(Logged(log)), cache=False):
+    with settings.context(lm=ScriptedLM(LoggedAnswer(log)), cache=False):
         by_address = evaluate(
             capital, rows("France", "Peru"), city_matches, backend="dask", cluster=client.scheduler.address
         )
@@ -95,7 +84,7 @@ def test_a_budget_smaller_than_the_data_is_never_overrun_by_the_workers(
     log = tmp_path / "requests.log"
     budget = Budget(max_calls=cap)
     data = rows(*(["France", "Italy", "Peru", "Spain"] * 5))
-    with settings.context(lm=ScriptedLM(Logged(log)), cache=False), track(budget.check) as scope:
+    with settings.context(lm=ScriptedLM(LoggedAnswer(log)), cache=False), track(budget.check) as scope:
         with pytest.raises(BudgetExceededError) as info:
             evaluate(capital, data, city_matches, threads=6, backend="dask", cluster=client, progress=False)
     wait_idle(client)
@@ -125,7 +114,8 @@ def test_under_the_budget_every_request_is_counted_once(client: Any) -> None:
 def test_every_worker_uses_the_response_cache_under_cache_dir(client: Any, tmp_path: Path) -> None:
     log = tmp_path / "requests.log"
     data = rows("France", "Italy", "Peru", "Spain", "Atlantis")
-    with settings.context(lm=ScriptedLM(Logged(log), cache=True), cache=True, cache_dir=tmp_path / "cache"):
+    model = ScriptedLM(LoggedAnswer(log), cache=True)
+    with settings.context(lm=model, cache=True, cache_dir=tmp_path / "cache"):
         first = evaluate(capital, data, city_matches, threads=4, backend="dask", cluster=client)
         second = evaluate(capital, data, city_matches, threads=4, backend="dask", cluster=client)
     assert len(requests_in(log)) == len(data) == first.usage.requests
