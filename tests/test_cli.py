@@ -207,20 +207,10 @@ def test_eval_runs_the_examples_in_worker_processes(project: Path, backend: str)
 
 
 def test_eval_refuses_an_unknown_backend_and_a_cluster_without_one(project: Path) -> None:
-    code, out = invoke(
-        "eval", "prog.py:pipeline", "--data", "train.jsonl", "-m", "exact_match", "--backend", "spark"
-    )
+    args = ["eval", "prog.py:pipeline", "--data", "train.jsonl", "-m", "exact_match"]
+    code, out = invoke(*args, "--backend", "spark")
     assert code != 0 and "--backend spark: choose one of threads, loky, dask, ray" in out
-    code, out = invoke(
-        "eval",
-        "prog.py:pipeline",
-        "--data",
-        "train.jsonl",
-        "-m",
-        "exact_match",
-        "--cluster",
-        "tcp://10.0.0.5:8786",
-    )
+    code, out = invoke(*args, "--cluster", "tcp://10.0.0.5:8786")
     assert code != 0 and "--cluster is for --backend dask or ray, not threads" in out
 
 
