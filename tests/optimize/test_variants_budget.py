@@ -16,6 +16,7 @@ from lmprog.optimize import Task
 from lmprog.optimize.mipro import MIPRO
 from lmprog.optimize.variants import RESERVE_SHARE, plan_reserve
 from lmprog.testing import ScriptedLM
+from optimize.test_variants import VAL, metric
 
 
 @lm_function
@@ -26,16 +27,6 @@ def sentiment(review: str) -> Literal["positive", "negative"]:
 # every training review is negative and the chat layout samples "positive" for everything, so no
 # bootstrap run passes: bootstrap goes on until its cap stops it
 TRAIN = [{"review": f"awful thing {i}", "output": "negative"} for i in range(40)]
-VAL = [
-    {"review": "great fun", "output": "positive"},
-    {"review": "awful mess", "output": "negative"},
-    {"review": "great score", "output": "positive"},
-    {"review": "awful ending", "output": "negative"},
-]
-
-
-def metric(example: Any, prediction: Any, trace: Any = None) -> bool:
-    return bool(example["output"] == prediction)
 
 
 @pytest.fixture(autouse=True)
