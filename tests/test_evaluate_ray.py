@@ -18,8 +18,8 @@ from lmprog.usage import track
 
 ray = pytest.importorskip("ray", reason='needs the extra: pip install "lmprog[ray]"')
 
-from test_evaluate_cluster import Logged, requests_in  # noqa: E402  (after the skip)
-from test_evaluate_processes import answer, capital, check_run, city_matches, rows  # noqa: E402
+from test_evaluate_cluster import requests_in  # noqa: E402  (after the skip)
+from test_evaluate_processes import LoggedAnswer, answer, capital, check_run, city_matches, rows  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -47,7 +47,7 @@ def test_a_budget_smaller_than_the_data_is_never_overrun_by_ray_workers(tmp_path
     log = tmp_path / "requests.log"
     budget = Budget(max_calls=3)
     data = rows(*(["France", "Italy", "Peru", "Spain"] * 3))
-    with settings.context(lm=ScriptedLM(Logged(log)), cache=False), track(budget.check):
+    with settings.context(lm=ScriptedLM(LoggedAnswer(log)), cache=False), track(budget.check):
         with pytest.raises(BudgetExceededError) as info:
             evaluate(capital, data, city_matches, threads=2, backend="ray", progress=False)
     assert (info.value.what, info.value.limit) == ("max_calls", 3)
