@@ -6,7 +6,12 @@ The pool is part of an lm_function's :class:`~lmprog.promptfile.State` and of it
 deployed program needs nothing but its prompt files. Retrieval compares the text of a call's input
 values with the text of each pooled demo's inputs:
 
-- by default with BM25 (``bm25s``, the ``lmprog[knn]`` extra): no model, deterministic;
+- by default with BM25 (``bm25s``, the ``lmprog[knn]`` extra): no model, deterministic; words of
+  two or more characters and numbers (``5.1``, ``7``) are its tokens, and a pool whose inputs have
+  no token at all ranks by pool order instead of failing;
+- by distance when every input field of the call and of every pooled demo is a number (features
+  such as Iris's measurements, where words say nothing): Euclidean distance over the fields, each
+  scaled by its standard deviation in the pool, no extra needed;
 - with an embedding model through litellm when ``embedder`` names one (cosine similarity; the pool
   is embedded once per process, each call embeds its own inputs).
 
@@ -49,7 +54,7 @@ class DemoPool:
         counts as nearer)."""
         if self.k <= 0 or not self.demos:
             return ()
-        scores = self._scores(input_text(inputs, self.fields))
+        scores = self._scores(inputs)
         ranked = sorted(range(len(self.demos)), key=lambda i: (-scores[i], i))[: self.k]
         return tuple(self.demos[i] for i in reversed(ranked))
 
@@ -65,22 +70,41 @@ class DemoPool:
         doc["pool"] = [to_jsonable(dict(d)) for d in self.demos]
         return doc
 
-    def _scores(self, query: str) -> list[float]:
+    def _scores(self, inputs: Mapping[str, Any]) -> list[float]:
         if self.embedder is not None:
-            return self._cosine(query)
-        return self._bm25(query)
+            return self._cosine(input_text(inputs, self.fields))
+        if self.fields and all(_numbers(v, self.fields) for v in (inputs, *self.demos)):
+            return self._distance(inputs)
+        return self._bm25(input_text(inputs, self.fields))
+
+    def _distance(self, inputs: Mapping[str, Any]) -> list[float]:
+        with self._lock:
+            scales = self._index.get("scales")
+            if scales is None:
+                scales = [_spread([float(d[f]) for d in self.demos]) for f in self.fields]
+                self._index["scales"] = scales
+        query = [float(inputs[f]) for f in self.fields]
+        return [
+            -math.dist(
+                [q / s for q, s in zip(query, scales, strict=True)],
+                [float(d[f]) / s for f, s in zip(self.fields, scales, strict=True)],
+            )
+            for d in self.demos
+        ]
 
     def _bm25(self, query: str) -> list[float]:
         bm25s = _import_bm25s()
         with self._lock:
-            retriever = self._index.get("bm25")
-            if retriever is None:
-                corpus = [input_text(d, self.fields) for d in self.demos]
-                retriever = bm25s.BM25()
-                retriever.index(_tokens(bm25s, corpus), show_progress=False)
-                self._index["bm25"] = retriever
+            if "bm25" not in self._index:
+                corpus = _tokens(bm25s, [input_text(d, self.fields) for d in self.demos])
+                # bm25s cannot index a corpus without a single token: such a pool ranks by order
+                self._index["bm25"] = None
+                if any(corpus):
+                    self._index["bm25"] = bm25s.BM25()
+                    self._index["bm25"].index(corpus, show_progress=False)
+            retriever = self._index["bm25"]
         words = _tokens(bm25s, [query])[0]
-        if not words:
+        if not words or retriever is None:
             return [0.0] * len(self.demos)
         return [float(s) for s in retriever.get_scores(words)]
 
@@ -154,9 +178,30 @@ def _import_bm25s() -> Any:
     return bm25s
 
 
+#: BM25's tokens: numbers (``5.1``, ``7``) and words of two or more characters
+_TOKEN = r"(?u)\b\d+(?:\.\d+)?\b|\b\w\w+\b"
+
+
 def _tokens(bm25s: Any, texts: list[str]) -> list[list[str]]:
-    tokens: list[list[str]] = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    tokens: list[list[str]] = bm25s.tokenize(
+        texts, stopwords="en", token_pattern=_TOKEN, return_ids=False, show_progress=False
+    )
     return tokens
+
+
+def _numbers(values: Mapping[str, Any], fields: Sequence[str]) -> bool:
+    """Whether every one of ``fields`` holds a finite real number (not a bool) in ``values``."""
+    return all(
+        isinstance(v := values.get(f), int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for f in fields
+    )
+
+
+def _spread(values: list[float]) -> float:
+    """The standard deviation of ``values``, or 1 where they do not vary (a field scaled by it)."""
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return spread or 1.0
 
 
 def _cos(a: Sequence[float], b: Sequence[float]) -> float:

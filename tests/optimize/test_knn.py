@@ -111,6 +111,55 @@ def test_staleness_and_corrupt_pools_are_reported(lm: ScriptedLM) -> None:
     assert "fields ['body'] are not inputs" in promptfile.status(topic)
 
 
+@lm_function
+def species(petal_length: float, petal_width: float) -> Literal["setosa", "versicolor", "virginica"]:
+    """Name the iris species from its petal's length and width in cm."""
+
+
+FLOWERS = [
+    {"petal_length": 1.4, "petal_width": 0.2, "label": "setosa"},
+    {"petal_length": 1.5, "petal_width": 0.3, "label": "setosa"},
+    {"petal_length": 4.5, "petal_width": 1.5, "label": "versicolor"},
+    {"petal_length": 4.0, "petal_width": 1.2, "label": "versicolor"},
+    {"petal_length": 6.0, "petal_width": 2.5, "label": "virginica"},
+    {"petal_length": 5.8, "petal_width": 2.2, "label": "virginica"},
+]
+
+
+def test_numeric_inputs_are_retrieved_by_distance(lm: ScriptedLM) -> None:
+    # regression: numbers have no BM25 word (bm25s failed with "max() arg is an empty sequence")
+    result = optimize(species, FLOWERS, metric=lambda e, p, trace=None: 1.0, optimizer="knn", k=2, save=False)
+    assert species(petal_length=5.9, petal_width=2.4) == "virginica"
+    shown = demo_texts(lm.calls[-1].messages)
+    assert len(shown) == 2 and "6.0" in shown[-1] and "5.8" in shown[0]
+    pool = result.states[species].pool
+    assert pool is not None
+    assert [d["output"] for d in pool.retrieve({"petal_length": 1.45, "petal_width": 0.25})] == ["setosa"] * 2
+
+
+def test_each_numeric_field_counts_by_its_spread_in_the_pool() -> None:
+    pool = DemoPool(
+        k=1,
+        demos=({"grams": 0, "ratio": 0.0, "output": "a"}, {"grams": 100, "ratio": 1.0, "output": "b"}),
+        fields=("grams", "ratio"),
+    )
+    # raw distances make "a" nearest (40 vs 60); scaled by spreads 50 and 0.5, "b" is (1.2 vs 2.15)
+    assert pool.retrieve({"grams": 40, "ratio": 1.0})[0]["output"] == "b"
+    # a field that is a string anywhere sends the pool to BM25, whose tokens include numbers
+    mixed = DemoPool(
+        k=1,
+        demos=({"size": "5.1 cm", "output": "small"}, {"size": "7.7 cm", "output": "large"}),
+        fields=("size",),
+    )
+    assert mixed.retrieve({"size": "7.7"})[0]["output"] == "large"
+
+
+def test_a_pool_without_a_single_token_ranks_by_pool_order() -> None:
+    pool = DemoPool(k=2, demos=tuple({"text": t, "output": t} for t in ("?", "!", "a")), fields=("text",))
+    assert [d["output"] for d in pool.retrieve({"text": "why?"})] == ["!", "?"]
+    assert [d["output"] for d in pool.retrieve({"text": "?"})] == ["!", "?"]
+
+
 def test_a_pool_survives_pickling_without_its_index() -> None:
     pool = DemoPool(
         k=1,
