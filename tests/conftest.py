@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,13 @@ def _fresh_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     settings.configure(cache_dir=tmp_path_factory.mktemp("cache"))
     yield
     settings.reset()
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> Iterator[None]:
+    """The embedded model, greedy, without a response cache or prompt files (``local_model``)."""
+    with settings.context(lm="local", cache=False, cache_dir=tmp_path, load_prompts=False, temperature=0.0):
+        yield
 
 
 _real_connect = socket.socket.connect

@@ -3,7 +3,6 @@ real parsing, real optimization. Skipped when the `local` extra is not installed
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,20 +11,12 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from local_model import NEEDS_LOCAL, TICKETS
 
 import lmprog
 from lmprog import lm_function, metrics, traced
 
-pytestmark = [
-    pytest.mark.local,
-    pytest.mark.skipif(
-        importlib.util.find_spec("xllamacpp") is None, reason="needs pip install 'lmprog[local]'"
-    ),
-]
-ROOT = Path(__file__).resolve().parents[1]
-TICKETS = [
-    json.loads(line) for line in (ROOT / "examples" / "data" / "tickets.jsonl").read_text().splitlines()
-]
+pytestmark = NEEDS_LOCAL
 LABELS = ("billing", "bug", "feature")
 
 

@@ -3,34 +3,20 @@ under a grammar, and the same choice as one request per option where the margin 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from local_model import NEEDS_LOCAL
 
-from lmprog import lm_function, settings
+from lmprog import lm_function
 from lmprog.format import choice_grammar
 from lmprog.function import State, score_requests
 from lmprog.function._score import ScoreRun
 from lmprog.lm import resolve_lm
 from lmprog.trace import trace
 
-pytestmark = [
-    pytest.mark.local,
-    pytest.mark.skipif(
-        importlib.util.find_spec("xllamacpp") is None,
-        reason="needs the local extra: pip install 'lmprog[local]'",
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path) -> Iterator[None]:
-    with settings.context(lm="local", cache=False, cache_dir=tmp_path, load_prompts=False, temperature=0.0):
-        yield
+pytestmark = [*NEEDS_LOCAL, pytest.mark.usefixtures("local_settings")]
 
 
 @lm_function

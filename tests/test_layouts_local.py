@@ -3,32 +3,18 @@ and the scores are real log-likelihoods of the options."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import pytest
+from local_model import NEEDS_LOCAL
 
-from lmprog import lm_function, settings
+from lmprog import lm_function
 from lmprog.format import calibration_prior
 from lmprog.function import FinalOutput, State, TextChunk, content_free_scores
 from lmprog.trace import trace
 
-pytestmark = [
-    pytest.mark.local,
-    pytest.mark.skipif(
-        importlib.util.find_spec("xllamacpp") is None,
-        reason="needs the local extra: pip install 'lmprog[local]'",
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path) -> Iterator[None]:
-    with settings.context(lm="local", cache=False, cache_dir=tmp_path, load_prompts=False, temperature=0.0):
-        yield
+pytestmark = [*NEEDS_LOCAL, pytest.mark.usefixtures("local_settings")]
 
 
 @lm_function

@@ -4,27 +4,18 @@ when the `local` extra is not installed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from local_model import NEEDS_LOCAL, TICKETS
 
 import lmprog
 from lmprog import Budget, Feedback, lm_function, traced
 from lmprog.optimize.reflect_result import ReflectDetails
 
-pytestmark = [
-    pytest.mark.local,
-    pytest.mark.skipif(
-        importlib.util.find_spec("xllamacpp") is None, reason="needs pip install 'lmprog[local]'"
-    ),
-]
-ROOT = Path(__file__).resolve().parents[1]
-TICKETS = [
-    json.loads(line) for line in (ROOT / "examples" / "data" / "tickets.jsonl").read_text().splitlines()
-]
+pytestmark = NEEDS_LOCAL
 
 
 @lm_function

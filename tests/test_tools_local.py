@@ -5,23 +5,18 @@ accuracy. Skipped when the `local` extra is not installed."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from local_model import NEEDS_LOCAL
 
 import lmprog
 from lmprog import lm_function
 
-pytestmark = [
-    pytest.mark.local,
-    pytest.mark.skipif(
-        importlib.util.find_spec("xllamacpp") is None, reason="needs pip install 'lmprog[local]'"
-    ),
-]
+pytestmark = NEEDS_LOCAL
 ROOT = Path(__file__).resolve().parents[1]
 PRICES = {"apple": 2, "pear": 3, "melon": 5}
 
