@@ -9,9 +9,11 @@ one retry state machine, so every behaviour is checked on both.
 from __future__ import annotations
 
 import asyncio
+import enum
 import pickle
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import annotated_types
 import pytest
 
 import lmprog
@@ -186,3 +188,43 @@ def test_scripted_completions_keep_their_finish_reason_and_logprobs() -> None:
     assert (first.text, first.finish_reason, first.logprobs) == ("4", "stop", tokens)
     second = lm.complete([{"role": "user", "content": "2 + 2?"}])
     assert (second.text, second.finish_reason, second.usage.completion_tokens) == ("fo", "length", 1)
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "capped"),
+    [
+        (int, True),
+        (float, True),
+        (bool, True),
+        (Literal["a", "b"], True),
+        (Color, True),
+        (Annotated[int, annotated_types.Gt(0)], True),  # a constraint keeps its type's cap
+        (str, False),
+        (int | None, False),
+        (list[int], False),
+    ],
+)
+def test_one_short_output_caps_the_completion(annotation: Any, capped: bool) -> None:
+    def fn(text: str) -> Any:
+        """Answer about the text."""
+
+    fn.__annotations__["return"] = annotation
+    wrapped = lm_function(fn)
+    assert wrapped.max_tokens == (SHORT_OUTPUT_TOKENS if capped else None)
+
+
+def test_a_tuple_of_numbers_or_an_explicit_cap_is_not_capped_short() -> None:
+    @lm_function
+    def pair(text: str) -> tuple[int, int]:
+        """Two counts."""
+
+    @lm_function(max_tokens=7)
+    def bounded(text: str) -> int:
+        """A count."""
+
+    assert pair.max_tokens is None and bounded.max_tokens == 7

@@ -25,9 +25,8 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, ParamSpec, TypeVar, cast, get_args, get_origin
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from lmprog import promptfile, settings
 from lmprog.errors import UsageError
@@ -38,7 +37,7 @@ from lmprog.function._score import start_run
 from lmprog.function._stream import StreamEvent, astream_events, stream_events
 from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
-from lmprog.signature import Signature, signature_from_function, with_reasoning
+from lmprog.signature import Signature, field_spec, signature_from_function, with_reasoning
 from lmprog.tools import Tool, tools_of
 from lmprog.trace import span
 
@@ -416,11 +415,4 @@ def _short_output_tokens(signature: Signature) -> int | None:
     """A completion cap for functions answering with one short value (an option or a number)."""
     if len(signature.outputs) != 1:
         return None
-    annotation = signature.outputs[0].annotation
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) is Literal:
-        return SHORT_OUTPUT_TOKENS
-    if isinstance(annotation, type) and issubclass(annotation, Enum | bool | int | float):
-        return SHORT_OUTPUT_TOKENS
-    return None
+    return SHORT_OUTPUT_TOKENS if field_spec(signature.outputs[0]).base.short else None

@@ -66,6 +66,9 @@ class TypeSpec(ABC):
 
     #: Free text is always a valid value (``str``): parsing such a spec never fails.
     free_text: ClassVar[bool] = False
+    #: A value is one short answer (a number, yes or no, an option): a reply of a few dozen
+    #: tokens holds it, so an lm_function answering with one such output caps its completions.
+    short: ClassVar[bool] = False
     #: Python types of JSON values that match this spec exactly (used to order union members).
     json_types: tuple[type, ...] = ()
 
@@ -142,6 +145,7 @@ class StrSpec(TypeSpec):
 
 class _NumberSpec(TypeSpec):
     integral: ClassVar[bool]
+    short = True
 
     def _convert(self, number: float | int | None, source: Any) -> Any:
         if number is None:
@@ -216,6 +220,7 @@ class FloatSpec(_NumberSpec):
 
 class BoolSpec(TypeSpec):
     json_types = (bool,)
+    short = True
 
     def noun(self) -> str:
         return "yes or no"
@@ -245,6 +250,8 @@ class BoolSpec(TypeSpec):
 
 class ChoiceSpec(TypeSpec):
     """``Literal[...]`` options or the members of an ``Enum``; compared as normalized text."""
+
+    short = True
 
     def __init__(self, annotation: Any, options: Sequence[Any], keys: dict[str, Any]) -> None:
         super().__init__(annotation)
