@@ -52,9 +52,9 @@ from lmprog.lm._cache import ResponseCache, cache_key, get_cache, without_secret
 from lmprog.lm._call import CallRun, PreparedCall
 from lmprog.lm._ratelimit import RateLimiter
 from lmprog.lm._retry import RetryPolicy
-from lmprog.lm._secrets import is_secret_param
+from lmprog.lm._secrets import split_secrets
 from lmprog.lm._stream import astream_call, stream_call
-from lmprog.lm._types import Completion, ConstraintKind, Messages, StreamItem, TextDelta
+from lmprog.lm._types import Completion, ConstraintKind, Messages, StreamItem, TextDelta, check_messages
 from lmprog.settings import current as current_settings
 from lmprog.usage import Usage, UsageMeter
 
@@ -119,7 +119,7 @@ class BaseLM(ABC):
         self.retry_policy = RetryPolicy(num_retries, backoff_base, backoff_max)
         self._sleep = sleep
         self.rate_limiter = RateLimiter(rpm, sleep=sleep) if rpm is not None else None
-        public, secret = _split_secrets(params)
+        public, secret = split_secrets(params)
         self.params: dict[str, Any] = public
         self._secret_params = secret
         self._meter = UsageMeter()
@@ -300,7 +300,7 @@ class BaseLM(ABC):
         return run
 
     def _prepare(self, messages: Sequence[Mapping[str, str]], call_params: Mapping[str, Any]) -> PreparedCall:
-        msgs = _check_messages(messages)
+        msgs = check_messages(messages)
         current = current_settings()
         merged: dict[str, Any] = {
             "temperature": current.temperature,
@@ -385,27 +385,3 @@ def intercept_requests(hook: RequestHook) -> Iterator[None]:
     finally:
         with _hook_lock:
             _request_hook = previous
-
-
-def _split_secrets(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    public: dict[str, Any] = {}
-    secret: dict[str, Any] = {}
-    for name, value in params.items():
-        (secret if is_secret_param(name) else public)[name] = value
-    return public, secret
-
-
-def _check_messages(messages: Sequence[Mapping[str, str]]) -> Messages:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence) or not messages:
-        raise UsageError(
-            f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {messages!r}"
-        )
-    out: Messages = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise UsageError(f"message {i} must be a dict with a 'role' and a 'content', got {message!r}")
-        content = message.get("content")
-        if not isinstance(content, str):
-            raise UsageError(f"message {i} needs a string 'content', got {content!r}")
-        out.append(dict(message))
-    return out

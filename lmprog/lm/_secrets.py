@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|AUTH)", re.IGNORECASE)
@@ -64,3 +65,12 @@ def redact(obj: Any, secrets: list[str] | None = None) -> Any:
             if v in obj:
                 obj = obj.replace(v, REDACTED)
     return obj
+
+
+def split_secrets(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` split into (the public ones, the credentials: :func:`is_secret_param`)."""
+    public: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for name, value in params.items():
+        (secret if is_secret_param(name) else public)[name] = value
+    return public, secret

@@ -1,14 +1,15 @@
 """What passes between lmprog and an LM: messages, completions (and the tool calls in them), and the
 constraint kinds a provider may take. The vocabulary of :mod:`lmprog.lm`; imports nothing of
-lmprog but usage."""
+lmprog but usage and errors."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lmprog.errors import UsageError
 from lmprog.usage import Usage
 
 Messages = list[dict[str, str]]
@@ -96,3 +97,20 @@ class TextDelta:
 
 #: What a provider's ``_request_stream`` yields: text pieces, then exactly one whole Completion.
 StreamItem = str | Completion
+
+
+def check_messages(messages: Sequence[Mapping[str, str]]) -> Messages:
+    """``messages`` as plain dicts, or a :class:`~lmprog.errors.UsageError` naming the bad one."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence) or not messages:
+        raise UsageError(
+            f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {messages!r}"
+        )
+    out: Messages = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise UsageError(f"message {i} must be a dict with a 'role' and a 'content', got {message!r}")
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise UsageError(f"message {i} needs a string 'content', got {content!r}")
+        out.append(dict(message))
+    return out
