@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from local_model import NEEDS_LOCAL
+from local_model import NEEDS_LOCAL, ROOT
 
 import lmprog
 from lmprog import lm_function
 
 pytestmark = NEEDS_LOCAL
-ROOT = Path(__file__).resolve().parents[1]
 PRICES = {"apple": 2, "pear": 3, "melon": 5}
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,24 +74,29 @@ class DemoPool:
     def _scores(self, inputs: Mapping[str, Any]) -> list[float]:
         if self.embedder is not None:
             return self._cosine(input_text(inputs, self.fields))
-        if self.fields and all(_numbers(v, self.fields) for v in (inputs, *self.demos)):
-            return self._distance(inputs)
+        scaled = self._scaled()
+        if scaled is not None and _numbers(inputs, self.fields):
+            scales, rows = scaled
+            query = [float(inputs[f]) / s for f, s in zip(self.fields, scales, strict=True)]
+            return [-math.dist(query, row) for row in rows]
         return self._bm25(input_text(inputs, self.fields))
 
-    def _distance(self, inputs: Mapping[str, Any]) -> list[float]:
+    def _scaled(self) -> tuple[list[float], list[list[float]]] | None:
+        """Each field's spread in the pool, and every pooled demo's inputs divided by them; None
+        when some pooled input is not a number. Built once, on first use."""
         with self._lock:
-            scales = self._index.get("scales")
-            if scales is None:
-                scales = [_spread([float(d[f]) for d in self.demos]) for f in self.fields]
-                self._index["scales"] = scales
-        query = [float(inputs[f]) for f in self.fields]
-        return [
-            -math.dist(
-                [q / s for q, s in zip(query, scales, strict=True)],
-                [float(d[f]) / s for f, s in zip(self.fields, scales, strict=True)],
-            )
-            for d in self.demos
-        ]
+            if "scaled" not in self._index:
+                self._index["scaled"] = None
+                if self.fields and all(_numbers(d, self.fields) for d in self.demos):
+                    columns = [[float(d[f]) for d in self.demos] for f in self.fields]
+                    scales = [statistics.pstdev(column) or 1.0 for column in columns]
+                    rows = [
+                        [v / s for v, s in zip(row, scales, strict=True)]
+                        for row in zip(*columns, strict=True)
+                    ]
+                    self._index["scaled"] = (scales, rows)
+            scaled: tuple[list[float], list[list[float]]] | None = self._index["scaled"]
+            return scaled
 
     def _bm25(self, query: str) -> list[float]:
         bm25s = _import_bm25s()
@@ -195,13 +201,6 @@ def _numbers(values: Mapping[str, Any], fields: Sequence[str]) -> bool:
         isinstance(v := values.get(f), int | float) and not isinstance(v, bool) and math.isfinite(v)
         for f in fields
     )
-
-
-def _spread(values: list[float]) -> float:
-    """The standard deviation of ``values``, or 1 where they do not vary (a field scaled by it)."""
-    mean = sum(values) / len(values)
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    return spread or 1.0
 
 
 def _cos(a: Sequence[float], b: Sequence[float]) -> float:
