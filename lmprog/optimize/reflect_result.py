@@ -14,6 +14,7 @@ from typing import Any
 from lmprog.errors import UsageError
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Candidate, OptimizationResult
+from lmprog.optimize.balance import rank_key
 from lmprog.optimize.reflect_front import pareto_front
 from lmprog.optimize.reflect_store import CandidateRecord, IterationRecord
 from lmprog.promptfile import DemoPool
@@ -149,10 +150,11 @@ def instruction_diff(before: str, after: str, name: str) -> str:
 
 
 def best_candidate(candidates: Sequence[CandidateRecord]) -> CandidateRecord | None:
-    """The highest validation score; the earliest among equals."""
+    """The highest validation score among those that do not collapse (any, when all do;
+    :func:`~lmprog.optimize.balance.rank_key`); the earliest among equals."""
     best: CandidateRecord | None = None
     for c in candidates:
-        if best is None or c.score > best.score:
+        if best is None or rank_key(c.score, c.collapsed) > rank_key(best.score, best.collapsed):
             best = c
     return best
 
@@ -241,6 +243,8 @@ def build_result(
             c.score,
             label.get(c.index, f"candidate {c.index}"),
             len(c.values),
+            label_counts=c.label_counts,
+            collapsed=c.collapsed,
         )
         for c in candidates
     ]
@@ -248,6 +252,7 @@ def build_result(
         "reflect",
         scored[best.index].states if best is not None else {fn: State() for fn in functions},
         score=best.score if best is not None else None,
+        label_counts=dict(best.label_counts) if best is not None else {},
         baseline_score=candidates[0].score if candidates else None,
         candidates=scored,
         seed=seed,

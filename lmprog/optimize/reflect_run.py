@@ -20,6 +20,7 @@ from lmprog.errors import BudgetExceededError, LmprogError
 from lmprog.evaluate import EvaluationResult
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Task, provider_failed
+from lmprog.optimize.balance import is_collapsed, label_counts
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.demos import sample_labeled
 from lmprog.optimize.knn import KNNFewShot
@@ -91,11 +92,18 @@ class ReflectRun:
                 None,
                 (),
             )
-            values = self._validate(seed)
-            self.store.put_candidate(CandidateRecord(0, seed.instructions, (), -1, None, values))
+            self.store.put_candidate(self._validate(seed))
 
-    def _validate(self, record: CandidateRecord) -> tuple[float, ...]:
-        return tuple(self.task.evaluate(self.task.valset, self.states(record)).values)
+    def _validate(self, record: CandidateRecord) -> CandidateRecord:
+        """``record`` with its values, label counts and collapse on the validation set."""
+        result = self.task.evaluate(self.task.valset, self.states(record))
+        counts, expected = label_counts(self.task.functions, result)
+        return replace(
+            record,
+            values=tuple(result.values),
+            label_counts=counts,
+            collapsed=is_collapsed(counts, expected),
+        )
 
     def iterate(self, i: int) -> None:
         cands, its = self.store.candidates(), self.store.iterations()
@@ -143,7 +151,7 @@ class ReflectRun:
         if why is not None:
             self.store.put_iteration(_with(record, note=why))
             return
-        child = _with(child, values=self._validate(child))
+        child = self._validate(child)
         logger.info(
             "reflect: iteration %d: %s accepted, validation %.1f (parent %.1f)",
             i,
@@ -176,7 +184,7 @@ class ReflectRun:
     def _merge(self, i: int, a: int, b: int, merged: dict[str, str]) -> None:
         cands = self.store.candidates()
         child = CandidateRecord(len(cands), merged, (a, b), i, None, ())
-        child = _with(child, values=self._validate(child))
+        child = self._validate(child)
         logger.info("reflect: iteration %d: merged %d and %d, validation %.1f", i, a, b, child.score)
         best_parent = max(cands[a].score, cands[b].score)
         self.store.put_step(

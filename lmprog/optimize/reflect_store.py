@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: the layout of the records; bump when it changes (a study in another layout is refused)
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: candidates carry their label counts and collapse
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,9 @@ class CandidateRecord:
     function id, ``parents`` the candidates it came from (one for an edit, two for a merge),
     ``iteration`` the iteration that made it (-1 for the seed), ``function`` the function id an
     edit changed (None for the seed and merges) and ``values`` its metric value (0-1) on each
-    validation example, in the order of the data.
+    validation example, in the order of the data. ``label_counts`` are its validation predictions
+    per label of each categorical function, and ``collapsed`` whether they collapse
+    (:func:`~lmprog.optimize.balance.is_collapsed`; a record stored without them reads as not).
     """
 
     index: int
@@ -54,6 +56,8 @@ class CandidateRecord:
     iteration: int
     function: str | None
     values: tuple[float, ...]
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    collapsed: bool = False
 
     @property
     def score(self) -> float:
@@ -72,6 +76,11 @@ class CandidateRecord:
             iteration=int(raw["iteration"]),
             function=None if raw["function"] is None else str(raw["function"]),
             values=tuple(float(v) for v in raw["values"]),
+            label_counts={
+                str(q): {str(label): int(n) for label, n in dict(c).items()}
+                for q, c in dict(raw.get("label_counts") or {}).items()
+            },
+            collapsed=bool(raw.get("collapsed", False)),
         )
 
 

@@ -8,7 +8,10 @@ answers the same demos very differently across these (calibrated decoding is the
 often lifts it, benchmarks/results/layouts.md), so ``optimize()`` runs :func:`choose_variant`
 after the optimizer (``optimize(..., variants=False)`` opts out):
 
-1. the variants, most valuable first: ``score`` then ``calibrated`` in the optimizer's own layout
+1. when the optimizer's result collapses on validation data (:func:`~.balance.is_collapsed`),
+   first the same states with demos retrieved per call instead of fixed ones (:mod:`.rescue`;
+   the variants below are then made of them when they rank higher); then
+   the variants, most valuable first: ``score`` then ``calibrated`` in the optimizer's own layout
    (only when some function has a single categorical output and an LM that returns logprobs; a
    function without one keeps ``sample``), then sampling in each other layout the program's LMs
    can take (``completion`` only when every function's LM continues plain text), then ``score``
@@ -63,7 +66,8 @@ from lmprog.format import LAYOUTS, Decode, Layout, calibration_prior, label_opti
 from lmprog.function import LMFunction, State, can_score, content_free_scores, score_requests
 from lmprog.lm import resolve_lm
 from lmprog.optimize._base import Candidate, OptimizationResult, Task
-from lmprog.optimize.balance import LabelCounts, is_collapsed, label_counts, rank_key
+from lmprog.optimize.balance import LabelCounts, expected_counts, is_collapsed, label_counts, rank_key
+from lmprog.optimize.rescue import retrieved_states
 
 logger = logging.getLogger("lmprog.optimize")
 
@@ -142,9 +146,13 @@ class _Tried:
     counts: LabelCounts = dataclasses.field(default_factory=dict)
     skipped: str | None = None
     requests: int | None = None
+    #: built on retrieved demos (:mod:`.rescue`) instead of the optimizer's fixed ones
+    retrieved: bool = False
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layout": self.layout, "decode": self.decode}
+        if self.retrieved:
+            out["demos"] = "retrieved"
         if self.skipped is not None:
             out["skipped"] = self.skipped
             return out
@@ -168,12 +176,65 @@ def choose_variant(
     scorable = [fn for fn in functions if _scorable(fn)]
     layouts = _layouts(functions)
     first = next(iter(result.states.values()))
-    base = _Tried(first.layout, first.decode, result.score)
-    base_counts = dict(result.label_counts)
+    expected = expected_counts(functions, task.valset)
+    base = _Tried(first.layout, first.decode, result.score, counts=dict(result.label_counts))
+    base.collapsed = is_collapsed(base.counts, expected)
     tried = [base]
     best, best_states = base, dict(result.states)
-    base_checked = False
+    source = dict(result.states)  # what the variants are made of: the optimizer's states, or rescued
     scored_in: set[Layout] = set()  # the layouts whose "score" variant was evaluated
+
+    def measure(variant: _Tried, make: Callable[[], dict[LMFunction[..., Any], State]], cost: int) -> bool:
+        """Evaluate the states ``make()`` builds as ``variant`` if ``cost`` fits what is left of the
+        budget; False when the budget ends the step."""
+        nonlocal best, best_states
+        tried.append(variant)
+        before = used()
+        left = None if task.budget.max_calls is None else task.budget.max_calls - before
+        if left is not None and cost > left:
+            variant.skipped = f"budget: about {cost} requests needed, {left} left"
+            return True
+        try:
+            states = make()  # calibrated: the content-free requests of the prior
+            evaluation = task.evaluate(task.valset, states)
+        except BudgetExceededError as e:
+            variant.skipped = f"budget: {e.what} reached"
+            return False
+        except (EvaluationError, LMError) as e:
+            variant.skipped = f"failed: {str(e).splitlines()[0]}"
+            logger.warning("variant layout=%s decode=%s failed: %s", variant.layout, variant.decode, e)
+            return True
+        variant.requests = used() - before
+        if variant.decode == "score":
+            scored_in.add(variant.layout)
+        variant.score, variant.counts = evaluation.score, label_counts(functions, evaluation)[0]
+        variant.collapsed = is_collapsed(variant.counts, expected)
+        label = f"layout={variant.layout} decode={variant.decode}"
+        result.candidates.append(
+            Candidate(
+                states,
+                variant.score,
+                label=label + (" demos=retrieved" if variant.retrieved else ""),
+                evaluated_on=len(task.valset),
+                label_counts=variant.counts,
+                collapsed=variant.collapsed,
+            )
+        )
+        if rank_key(variant.score, variant.collapsed) > rank_key(best.score, best.collapsed):
+            best, best_states = variant, states
+        return True
+
+    on_retrieved = False  # the variants below are made of rescued states
+    if base.collapsed:  # first resort: the same states with retrieved demos (see .rescue)
+        rescued = retrieved_states(task, source)
+        if rescued is not None:
+            rescue = _Tried(base.layout, base.decode, retrieved=True)
+            going = measure(rescue, lambda: rescued, _estimate(task, functions, scorable, base.decode))
+            if best is rescue:
+                source, on_retrieved = rescued, True
+            if not going:
+                _finish(result, tried, best, best_states, base)
+                return
 
     def combos() -> Iterator[tuple[Layout, Decode]]:
         if scorable:  # the most valuable first: scoring, then calibrated, in the optimizer's layout
@@ -181,7 +242,14 @@ def choose_variant(
         others = [lay for lay in layouts if lay != base.layout]
         yield from ((lay, DECODE_ORDER[0]) for lay in others)
         if scorable:  # then in the other layout whose sampling ranked best (once it is measured)
-            sampled = [t for t in tried if t.layout in others and t.decode == "sample" and t.skipped is None]
+            sampled = [
+                t
+                for t in tried
+                if t.layout in others
+                and t.decode == "sample"
+                and t.skipped is None
+                and t.retrieved == on_retrieved
+            ]
             ranked = sorted(sampled, key=lambda t: rank_key(t.score, t.collapsed), reverse=True)
             scoring = others if grid else [t.layout for t in ranked[:1]]
             yield from ((lay, dec) for lay in scoring for dec in DECODE_ORDER[1:])
@@ -189,50 +257,33 @@ def choose_variant(
     for layout, decode in combos():
         if (layout, decode) == (base.layout, base.decode):
             continue
-        variant = _Tried(layout, decode)
-        tried.append(variant)
+
+        def make(layout: Layout = layout, decode: Decode = decode) -> dict[LMFunction[..., Any], State]:
+            return {fn: _variant_state(fn, source[fn], layout, decode, fn in scorable) for fn in functions}
+
         cost = _estimate(task, functions, scorable, decode, repeat=layout in scored_in)
-        before = used()
-        left = None if task.budget.max_calls is None else task.budget.max_calls - before
-        if left is not None and cost > left:
-            variant.skipped = f"budget: about {cost} requests needed, {left} left"
-            continue
-        try:
-            states = {
-                fn: _variant_state(fn, result.states[fn], layout, decode, fn in scorable) for fn in functions
-            }
-            evaluation = task.evaluate(task.valset, states)
-        except BudgetExceededError as e:
-            variant.skipped = f"budget: {e.what} reached"
+        if not measure(_Tried(layout, decode, retrieved=on_retrieved), make, cost):
             break
-        except (EvaluationError, LMError) as e:
-            variant.skipped = f"failed: {str(e).splitlines()[0]}"
-            logger.warning("variant layout=%s decode=%s failed: %s", layout, decode, e)
-            continue
-        variant.requests = used() - before
-        if decode == "score":
-            scored_in.add(layout)
-        predicted, expected = label_counts(functions, evaluation)
-        if not base_checked:  # the validation labels are known from the first evaluation
-            base.collapsed, base_checked = is_collapsed(base_counts, expected), True
-        variant.score, variant.counts = evaluation.score, predicted
-        variant.collapsed = is_collapsed(predicted, expected)
-        result.candidates.append(
-            Candidate(
-                states,
-                variant.score,
-                label=f"layout={layout} decode={decode}",
-                evaluated_on=len(task.valset),
-                label_counts=predicted,
-                collapsed=variant.collapsed,
-            )
-        )
-        if rank_key(variant.score, variant.collapsed) > rank_key(best.score, best.collapsed):
-            best, best_states = variant, states
-    base.counts = base_counts
+    _finish(result, tried, best, best_states, base)
+
+
+def _finish(
+    result: OptimizationResult,
+    tried: list[_Tried],
+    best: _Tried,
+    best_states: dict[LMFunction[..., Any], State],
+    base: _Tried,
+) -> None:
+    """Record what was tried in ``result.details["variants"]`` and keep the best in ``result``."""
     result.details["variants"] = [t.record() for t in tried]
     if best is not base:
-        logger.info("variants: layout=%s decode=%s scored %.1f", best.layout, best.decode, best.score or 0.0)
+        logger.info(
+            "variants: layout=%s decode=%s%s scored %.1f",
+            best.layout,
+            best.decode,
+            " demos=retrieved" if best.retrieved else "",
+            best.score or 0.0,
+        )
         result.states, result.score, result.label_counts = best_states, best.score, best.counts
 
 

@@ -59,6 +59,24 @@ class DemoPool:
         ranked = sorted(range(len(self.demos)), key=lambda i: (-scores[i], i))[: self.k]
         return tuple(self.demos[i] for i in reversed(ranked))
 
+    @property
+    def numeric(self) -> bool:
+        """Whether every pooled demo's compared inputs are numbers: a call whose inputs are numbers
+        too is then ranked by scaled distance, without BM25 (no extra needed)."""
+        return self._scaled() is not None
+
+    @property
+    def ready(self) -> bool:
+        """Whether ranking needs no missing extra: an embedding model, a numeric pool, or
+        ``bm25s`` (``lmprog[knn]``) installed."""
+        if self.embedder is not None or self.numeric:
+            return True
+        try:
+            _import_bm25s()
+        except ImportError:
+            return False
+        return True
+
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled (process workers, deep copies) without its index and lock: rebuilt on first use
         return (DemoPool, (self.k, self.demos, self.fields, self.embedder))

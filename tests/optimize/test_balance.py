@@ -76,6 +76,20 @@ def test_collapse_check() -> None:
     assert rank_key(80.0, False) > rank_key(60.0, False)
 
 
+def test_near_collapse_is_collapse() -> None:
+    """Iris, seed 1 of reflect (benchmark v2): 39 of 40 validation predictions one species, a
+    third of the labels each; on test it answered that species 50 of 50 times."""
+    third = {"f": {"setosa": 13, "versicolor": 14, "virginica": 13}}
+    assert is_collapsed({"f": {"setosa": 39, "virginica": 1}}, third)
+    assert is_collapsed({"f": {"no": 36, "yes": 4}}, {"f": {"no": 20, "yes": 20}})  # 90 %, 40 over
+    assert not is_collapsed({"f": {"no": 35, "yes": 5}}, {"f": {"no": 20, "yes": 20}})  # 87.5 %
+    # a skewed data set answered skewed: 95 % "no" where 85 % of the labels are "no"
+    assert not is_collapsed({"f": {"no": 38, "yes": 2}}, {"f": {"no": 34, "yes": 6}})
+    # 9 of 9 is a full collapse, 8 of 9 too few predictions to call a near one
+    assert is_collapsed({"f": {"no": 9}}, {"f": {"no": 5, "yes": 4}})
+    assert not is_collapsed({"f": {"no": 8, "yes": 1}}, {"f": {"no": 5, "yes": 4}})
+
+
 VAL = [
     {"text": "great plot", "label": "positive"},
     {"text": "great cast", "label": "positive"},

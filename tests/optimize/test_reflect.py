@@ -15,7 +15,7 @@ from lmprog.errors import UsageError
 from lmprog.optimize import OptimizationResult, optimize
 from lmprog.optimize.reflect import Reflect, sign_test
 from lmprog.optimize.reflect_front import merge_instructions, merge_pair, pareto_front
-from lmprog.optimize.reflect_result import ReflectDetails
+from lmprog.optimize.reflect_result import ReflectDetails, best_candidate
 from lmprog.optimize.reflect_store import CandidateRecord, IterationRecord, ReflectStore
 from lmprog.promptfile import function_id
 from lmprog.testing import ScriptedLM
@@ -179,6 +179,37 @@ def test_the_pareto_front_keeps_a_candidate_best_on_any_one_example() -> None:
         record(4, (1.0, 1.0, 1.0, 0.0), (1,)),  # the same as 1: 1 stands for both
     ]
     assert pareto_front(cands) == {1: 3, 2: 1}
+
+
+def test_candidates_carry_label_counts_and_a_collapsed_one_is_never_the_result() -> None:
+    # the seed's topic answers "billing" for every ticket it parses: collapsed on validation
+    rows = [{"ticket": ex["ticket"], "topic": ex["topic"]} for ex in DATA]
+    with lmprog.context(lm=ScriptedLM(Model()), load_prompts=False, cache=False):
+        result = optimize(
+            topic,
+            rows[:9],
+            lambda ex, pred: pred == ex["topic"],
+            valset=rows[9:],
+            optimizer="reflect",
+            num_iterations=2,
+            storage=":memory:",
+            save=False,
+            apply=False,
+            progress=False,
+            threads=1,
+        )
+    details = ReflectDetails.of(result)
+    seed = details.candidates[0]
+    assert seed.label_counts[topic.signature.qualname] == {"billing": 6} and seed.collapsed
+    best = next(c for c in details.candidates if c.score == result.score)
+    assert not best.collapsed and result.label_counts == best.label_counts
+    assert result.label_counts[topic.signature.qualname] == {"billing": 3, "bug": 3, "feature": 3}
+    # the rank: a collapsed record never wins over one that is not, whatever its score
+    high = CandidateRecord(0, {}, (), -1, None, (1.0, 1.0, 0.0), collapsed=True)
+    low = CandidateRecord(1, {}, (0,), 0, None, (1.0, 0.0, 0.0))
+    assert best_candidate([high, low]) is low
+    assert best_candidate([high]) is high  # all collapse: the best of them
+    assert CandidateRecord.from_json(json.loads(json.dumps(high.to_json()))) == high
 
 
 def test_merge_combines_two_lineages_that_changed_different_functions() -> None:

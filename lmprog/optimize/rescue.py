@@ -1,0 +1,67 @@
+"""The variants step's first resort for a collapsed result: the same states with retrieved demos.
+
+A small model shown the same few demos for every input may answer one label for all of them
+(a collapsed configuration, :mod:`.balance`), and when it does not read the inputs no layout or
+label decoding of those demos changes that: on Iris, whose inputs are four measurements, every
+program of the embedded 135M model with fixed demos predicted one species for all 50 test
+flowers (30.0-38.0 against a majority class of 36.0). Demos retrieved per call, the nearest
+training rows last, change with the input, and the model copies the nearest one's label often
+enough to follow it: the same model scored 90.0-94.0 with them
+(``benchmarks/results/v2/full/findings.md``).
+
+So when the optimizer's result collapses on validation data (or nearly:
+:func:`~.balance.is_collapsed`), :func:`~.variants.choose_variant` first evaluates
+:func:`retrieved_states`: the result's states with each categorical function's fixed demos
+replaced by a pool of its labeled training rows (``k`` per call: as many as the demos it
+replaces, else :data:`RESCUE_K`), in the same layout and decoding. It replaces the result when
+it ranks higher (:func:`~.balance.rank_key`: a configuration that does not collapse always
+does), and the later variants then build on it. It is not planned into the budget's reserve
+(:func:`~.variants.plan_reserve`): it runs only when needed, and then spends first what the
+later variants would have. A function keeps its states when it already retrieves (a ``knn`` or
+mipro pool), has no categorical output, has labeled training rows of fewer than two labels
+(demos of one label pull every answer to it), or has inputs that need BM25 where ``bm25s``
+(``lmprog[knn]``) is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from lmprog.function import LMFunction, State
+from lmprog.optimize._base import Task
+from lmprog.optimize.balance import label_field, label_of
+from lmprog.optimize.demos import sample_labeled
+from lmprog.promptfile import DEFAULT_MAX_POOL, DemoPool
+
+#: demos retrieved per call for a function that had none
+RESCUE_K = 4
+
+
+def retrieved_states(
+    task: Task, states: Mapping[LMFunction[..., Any], State]
+) -> dict[LMFunction[..., Any], State] | None:
+    """``states`` with every function that can take retrieved demos given a pool of its labeled
+    training rows instead of its fixed demos; None when no function can (see the module doc)."""
+    rng = random.Random(task.seed)
+    out = dict(states)
+    for fn, state in states.items():
+        if state.pool is not None:
+            continue
+        pool = _pool(task, fn, len(state.demos) or RESCUE_K, rng)
+        if pool is not None:
+            out[fn] = dataclasses.replace(state, demos=(), pool=pool)
+    return out if out != dict(states) else None
+
+
+def _pool(task: Task, fn: LMFunction[..., Any], k: int, rng: random.Random) -> DemoPool | None:
+    name = label_field(fn)
+    if name is None:
+        return None
+    rows = sample_labeled(fn, task.trainset, DEFAULT_MAX_POOL, rng)
+    if len({label_of(row[name]) for row in rows if name in row}) < 2:
+        return None  # demos of one label would pull every answer to it
+    pool = DemoPool(k=k, demos=tuple(rows), fields=tuple(fn.signature.input_names))
+    return pool if pool.ready else None
