@@ -123,7 +123,9 @@ def test_training_rows_of_one_label_give_no_rescue() -> None:
 def test_a_rescue_that_does_not_fit_the_budget_is_skipped_and_recorded() -> None:
     # the evaluation of the labeled result takes 12 of 15; the rescue needs 12 more
     result = run(size, TRAIN, VAL, budget=Budget(max_calls=15))
-    rescue = result.details["variants"][1]
+    base, rescue = result.details["variants"][:2]
+    # regression: with no variant evaluated the base was reported as not collapsed
+    assert base["collapsed"] and all("skipped" in v for v in result.details["variants"][1:])
     assert rescue["demos"] == "retrieved" and rescue["skipped"] == "budget: about 12 requests needed, 3 left"
     assert result.usage.requests <= 15 and result.states[size].pool is None
 
