@@ -135,10 +135,34 @@ def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: Script
         max_labeled_demos=2,
         progress=False,
     )
-    scores = [c.score for c in result.candidates]
-    assert len(scores) == 4  # zero-shot, labeled, two bootstraps
-    assert result.score == max(scores)
-    assert result.baseline_score == scores[0] == 50.0  # even persons right, odd wrong
+    scores = {c.label: c.score for c in result.candidates}
+    # the likeliest first: labeled, the seeded bootstrap, then the zero-shot baseline
+    assert list(scores) == ["labeled", "bootstrap #0 (2 demos)", "zero-shot", "bootstrap #1 (2 demos)"]
+    assert result.score == max(scores.values())
+    assert result.baseline_score == scores["zero-shot"] == 50.0  # even persons right, odd wrong
+
+
+def test_random_search_under_a_call_cap_scores_a_bootstrapped_set_before_the_baseline(lm: ScriptedLM) -> None:
+    # labeled 4 x 2 functions, bootstrap #0 at most 4 runs x 2 + its 8: the smallest useful plan,
+    # 24 of 30, so the variants step's reserve (up to 15) leaves it that
+    result = optimize(
+        pipeline,
+        DATA[:4],
+        metric,
+        valset=DATA[4:],
+        optimizer="random_search",
+        save=False,
+        apply=False,
+        budget=Budget(max_calls=30),
+        num_candidates=3,
+        max_bootstrapped_demos=2,
+        max_labeled_demos=2,
+        progress=False,
+    )
+    assert result.details["variants_budget"]["optimizer_max_calls"] == 30  # no whole step fits in 6
+    labels = [c.label for c in result.candidates if c.score is not None]
+    assert labels[:2] == ["labeled", "bootstrap #0 (2 demos)"]
+    assert result.usage.requests <= 30
 
 
 def test_budget_max_calls_stops_the_run_and_is_never_exceeded(lm: ScriptedLM) -> None:
