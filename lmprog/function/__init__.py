@@ -12,13 +12,7 @@ libcst) ``source``.
 from __future__ import annotations
 
 from lmprog.function._decorator import LMFunctionDecorator, lm_function
-from lmprog.function._function import (
-    SHORT_OUTPUT_TOKENS,
-    AsyncLMFunction,
-    LMFunction,
-    states_in_force,
-    use_states,
-)
+from lmprog.function._function import SHORT_OUTPUT_TOKENS, AsyncLMFunction, LMFunction
 from lmprog.function._run import (
     DEFAULT_REASONING_EFFORT,
     FORMAT_RETRIES,
@@ -27,6 +21,7 @@ from lmprog.function._run import (
     RunSpec,
 )
 from lmprog.function._score import can_score, content_free_scores, score_requests
+from lmprog.function._states import states_in_force, use_states
 from lmprog.function._stream import (
     PROVIDER_RETRY,
     FinalOutput,

@@ -17,14 +17,11 @@ not counting the retries of failed provider requests (see :mod:`lmprog.lm`).
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import functools
 import inspect
 import threading
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -34,6 +31,7 @@ from lmprog.format import render_messages
 from lmprog.function._pickle import by_reference, find
 from lmprog.function._run import DEFAULT_MAX_STEPS, _counted, _Run, layout_for, wire_demos, wire_signature
 from lmprog.function._score import start_run
+from lmprog.function._states import mark_set, overridden
 from lmprog.function._stream import StreamEvent, astream_events, stream_events
 from lmprog.lm import BaseLM, resolve_lm
 from lmprog.promptfile import State
@@ -43,22 +41,6 @@ from lmprog.trace import span
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_overrides: contextvars.ContextVar[Mapping[LMFunction[Any, Any], State] | None] = contextvars.ContextVar(
-    "lmprog_state_overrides", default=None
-)
-
-
-@contextmanager
-def use_states(states: Mapping[LMFunction[Any, Any], State]) -> Iterator[None]:
-    """Run the block with these lm_functions' states replaced, in this context only (thread-safe:
-    optimizers evaluate candidate states in parallel this way)."""
-    merged = {**(_overrides.get() or {}), **states}
-    token = _overrides.set(merged)
-    try:
-        yield
-    finally:
-        _overrides.reset(token)
 
 
 class LMFunction(Generic[P, R]):
@@ -167,9 +149,9 @@ class LMFunction(Generic[P, R]):
     @property
     def state(self) -> State:
         """The state in force here: a context override, else the function's own."""
-        override = _overrides.get()
-        if override is not None and self in override:
-            return override[self]
+        override = overridden(self)
+        if override is not None:
+            return override
         self._load_prompt_file()
         return self._state
 
@@ -178,8 +160,7 @@ class LMFunction(Generic[P, R]):
         with self._state_lock:
             self._file_state_loaded = True
             self._state = value
-        with _set_states_lock:
-            _set_states.add(self)
+        mark_set(self)
 
     @property
     def instruction(self) -> str:
@@ -370,22 +351,6 @@ class AsyncLMFunction(LMFunction[P, Awaitable[R]]):
 
     def stream(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
         return self.astream(*args, **kwargs)
-
-
-_set_states: weakref.WeakSet[LMFunction[Any, Any]] = weakref.WeakSet()  # lm_functions given a state
-_set_states_lock = threading.Lock()
-
-
-def states_in_force() -> dict[LMFunction[Any, Any], State]:
-    """The states in force here that a copy of the program in another process would not see
-    (process workers run under them): the state set on each lm_function that pickles by
-    reference (one that pickles by value carries its own), and this context's ``use_states``
-    overrides on top."""
-    with _set_states_lock:
-        given = list(_set_states)
-    states = {fn: fn.state for fn in given if by_reference(fn)}
-    states.update(_overrides.get() or {})
-    return states
 
 
 class _BoundLMFunction:
