@@ -19,49 +19,63 @@ does), and the later variants then build on it. It is not planned into the budge
 (:func:`~.variants.plan_reserve`): it runs only when needed, and then spends first what the
 later variants would have. A function keeps its states when it already retrieves (a ``knn`` or
 mipro pool), has no categorical output, has labeled training rows of fewer than two labels
-(demos of one label pull every answer to it), or has inputs that need BM25 where ``bm25s``
-(``lmprog[knn]``) is missing.
+(demos of one label pull every answer to it) or without a label the validation rows expect (an
+answer copied from the nearest demos can never be it), or has inputs that need BM25 where
+``bm25s`` (``lmprog[knn]``) is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from collections.abc import Mapping
 from typing import Any
 
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Task
-from lmprog.optimize.balance import label_field, label_of
+from lmprog.optimize.balance import LabelCounts, label_field, label_of
 from lmprog.optimize.demos import sample_labeled
 from lmprog.promptfile import DEFAULT_MAX_POOL, DemoPool
+
+logger = logging.getLogger("lmprog.optimize")
 
 #: demos retrieved per call for a function that had none
 RESCUE_K = 4
 
 
 def retrieved_states(
-    task: Task, states: Mapping[LMFunction[..., Any], State]
+    task: Task, states: Mapping[LMFunction[..., Any], State], expected: LabelCounts
 ) -> dict[LMFunction[..., Any], State] | None:
     """``states`` with every function that can take retrieved demos given a pool of its labeled
-    training rows instead of its fixed demos; None when no function can (see the module doc)."""
+    training rows instead of its fixed demos; None when no function can (see the module doc).
+    ``expected``: the validation labels per function (:func:`~.balance.expected_counts`)."""
     rng = random.Random(task.seed)
     out = dict(states)
     for fn, state in states.items():
         if state.pool is not None:
             continue
-        pool = _pool(task, fn, len(state.demos) or RESCUE_K, rng)
+        pool = _pool(task, fn, len(state.demos) or RESCUE_K, rng, expected.get(fn.signature.qualname, {}))
         if pool is not None:
             out[fn] = dataclasses.replace(state, demos=(), pool=pool)
     return out if out != dict(states) else None
 
 
-def _pool(task: Task, fn: LMFunction[..., Any], k: int, rng: random.Random) -> DemoPool | None:
+def _pool(
+    task: Task, fn: LMFunction[..., Any], k: int, rng: random.Random, expected: Mapping[str, int]
+) -> DemoPool | None:
     name = label_field(fn)
     if name is None:
         return None
     rows = sample_labeled(fn, task.trainset, DEFAULT_MAX_POOL, rng)
-    if len({label_of(row[name]) for row in rows if name in row}) < 2:
+    labels = {label_of(row[name]) for row in rows if name in row}
+    if len(labels) < 2:
         return None  # demos of one label would pull every answer to it
+    missing = sorted(set(expected) - labels)
+    if missing:  # an answer copied from the nearest demos can never be these
+        logger.info(
+            "no retrieved demos for %s: no training row is labeled %s", fn.signature.qualname, missing
+        )
+        return None
     pool = DemoPool(k=k, demos=tuple(rows), fields=tuple(fn.signature.input_names))
     return pool if pool.ready else None

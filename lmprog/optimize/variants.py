@@ -226,7 +226,7 @@ def choose_variant(
 
     on_retrieved = False  # the variants below are made of rescued states
     if base.collapsed:  # first resort: the same states with retrieved demos (see .rescue)
-        rescued = retrieved_states(task, source)
+        rescued = retrieved_states(task, source, expected)
         if rescued is not None:
             rescue = _Tried(base.layout, base.decode, retrieved=True)
             going = measure(rescue, lambda: rescued, _estimate(task, functions, scorable, base.decode))

@@ -120,6 +120,20 @@ def test_training_rows_of_one_label_give_no_rescue() -> None:
     assert not any(v.get("demos") == "retrieved" for v in result.details["variants"])
 
 
+def test_training_rows_without_a_label_validation_expects_give_no_rescue() -> None:
+    # regression (the embedded model, 4 tickets): a pool without "billing", the label of 3 of 4
+    # validation rows, answered 0 of 4 right and replaced a collapsed result that scored 75
+    val = [*VAL, {"length": 30.0, "width": 15.0, "output": "huge"}]
+
+    @lm_function
+    def sized(length: float, width: float) -> Literal["small", "large", "huge"]:
+        """Name the flower's size."""
+
+    result = run(sized, TRAIN, val)
+    assert result.details["variants"][0]["collapsed"]
+    assert not any(v.get("demos") == "retrieved" for v in result.details["variants"])
+
+
 def test_a_rescue_that_does_not_fit_the_budget_is_skipped_and_recorded() -> None:
     # the evaluation of the labeled result takes 12 of 15; the rescue needs 12 more
     result = run(size, TRAIN, VAL, budget=Budget(max_calls=15))
