@@ -95,14 +95,6 @@ def _paired(a: list[list[float]], b: list[list[float]]) -> dict[str, Any] | None
     return {**diff.to_dict(), "real": diff.excludes_zero()}
 
 
-def _paired(a: list[list[float]], b: list[list[float]]) -> dict[str, Any] | None:
-    """The paired difference of two score matrices, or None when they scored other test sets."""
-    if len(a[0]) != len(b[0]):
-        return None
-    diff = stats.paired_difference(*_align(a, b))
-    return {**diff.to_dict(), "real": diff.excludes_zero()}
-
-
 def _align(a: list[list[float]], b: list[list[float]]) -> tuple[list[list[float]], list[list[float]]]:
     """Pair seeds; a one-seed side (zero-shot, the same program for every seed) is repeated."""
     if len(a) == 1 and len(b) > 1:
@@ -153,7 +145,20 @@ def summarize(payloads: Iterable[Mapping[str, Any]], task_order: Iterable[str] =
                     m["difference"] = paired
         out["tasks"][task] = entry
     out["costs"] = _costs(out["tasks"])
+    out["lmprog_commits"] = _commits(out["tasks"])
     return out
+
+
+def _commits(tasks: Mapping[str, Any]) -> dict[str, int]:
+    """How many lmprog cells each lmprog commit computed (cells made by other code than the
+    newest are named in the report, not hidden)."""
+    counts: dict[str, int] = defaultdict(int)
+    for entry in tasks.values():
+        for sides in entry["methods"].values():
+            for seed in (sides.get("lmprog") or {}).get("per_seed", []):
+                if seed.get("lmprog_commit"):
+                    counts[str(seed["lmprog_commit"])[:10]] += 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _costs(tasks: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
@@ -236,6 +241,15 @@ def markdown(
                 f"{_diff(entry['best_difference'])}.",
             ]
         lines.append("")
+    commits = summary.get("lmprog_commits") or {}
+    if len(commits) > 1:
+        lines += [
+            "lmprog's cells were computed by more than one commit of lmprog (cells: "
+            + ", ".join(f"`{c}` {n}" for c, n in commits.items())
+            + "); a cell is computed again only when its settings change, so the older ones may "
+            "not show the newest optimizers' behaviour (see findings.md).",
+            "",
+        ]
     lines += _cost_lines(summary, labels)
     lines += _prediction_lines(summary)
     return "\n".join(lines) + "\n"

@@ -391,3 +391,17 @@ def test_calls_are_the_frameworks_own_count_where_the_cell_has_one() -> None:
     assert report_v2._calls(result, "test", "prompt_tokens") == 4000
     assert report_v2._calls(result, "optimize") == 40  # no own count: the meter's
     assert report_v2._calls(result, "missing") == 0
+
+
+def test_the_report_names_the_lmprog_commits_when_cells_come_from_several() -> None:
+    payloads = []
+    for seed, commit in ((0, "aaaaaaaaaaaa1"), (1, "aaaaaaaaaaaa1"), (2, "bbbbbbbbbbbb2")):
+        p = _payload("lmprog", "bootstrap", seed, [1, 0] * 20, ["a", "b"] * 20)
+        p["result"]["lmprog_commit"] = commit
+        payloads.append(p)
+    summary = report_v2.summarize(payloads)
+    assert summary["lmprog_commits"] == {"aaaaaaaaaa": 2, "bbbbbbbbbb": 1}
+    text = report_v2.markdown(summary, {}, configs.METHOD_LABELS)
+    assert "more than one commit of lmprog (cells: `aaaaaaaaaa` 2, `bbbbbbbbbb` 1)" in text
+    one = report_v2.summarize(payloads[:2])
+    assert "more than one commit" not in report_v2.markdown(one, {}, configs.METHOD_LABELS)
