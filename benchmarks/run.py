@@ -92,10 +92,13 @@ def versions() -> dict[str, str]:
 
 
 def lmprog_commit() -> str:
+    """The last commit that changed lmprog's code (``lmprog/``), ``+dirty`` with uncommitted
+    changes there: commits that touch only benchmarks or docs do not make cells look different."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
 
-    commit = git("rev-parse", "HEAD") or "unknown"
+    commit = git("log", "-1", "--format=%H", "--", "lmprog") or "unknown"
     return commit + ("+dirty" if git("status", "--porcelain", "--", "lmprog") else "")
 
 
