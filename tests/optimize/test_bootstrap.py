@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -8,7 +9,7 @@ import lmprog
 from lmprog import Budget, lm_function, traced
 from lmprog.errors import UsageError
 from lmprog.function import State
-from lmprog.optimize import optimize
+from lmprog.optimize import OptimizationResult, optimize
 from lmprog.testing import ScriptedLM
 
 
@@ -120,8 +121,9 @@ def test_labeled_demos_fill_functions_whose_fields_match_the_data() -> None:
     assert all(d["text"].endswith(d["output"] + ".") for d in demos)
 
 
-def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: ScriptedLM) -> None:
-    result = optimize(
+def random_search(**options: Any) -> OptimizationResult:
+    """random_search on 4 training and 4 validation rows, nothing saved or applied."""
+    return optimize(
         pipeline,
         DATA[:4],
         metric,
@@ -129,12 +131,14 @@ def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: Script
         optimizer="random_search",
         save=False,
         apply=False,
-        variants=False,  # the candidates of random search alone
-        num_candidates=2,
-        max_bootstrapped_demos=2,
-        max_labeled_demos=2,
         progress=False,
+        **options,
     )
+
+
+def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: ScriptedLM) -> None:
+    # variants=False: the candidates of random search alone
+    result = random_search(variants=False, num_candidates=2, max_bootstrapped_demos=2, max_labeled_demos=2)
     scores = {c.label: c.score for c in result.candidates}
     # the likeliest first: labeled, the seeded bootstrap, then the zero-shot baseline
     assert list(scores) == ["labeled", "bootstrap #0 (2 demos)", "zero-shot", "bootstrap #1 (2 demos)"]
@@ -145,19 +149,8 @@ def test_random_search_keeps_the_best_candidate_on_the_validation_set(lm: Script
 def test_random_search_under_a_call_cap_scores_a_bootstrapped_set_before_the_baseline(lm: ScriptedLM) -> None:
     # labeled 4 x 2 functions, bootstrap #0 at most 4 runs x 2 + its 8: the smallest useful plan,
     # 24 of 30, so the variants step's reserve (up to 15) leaves it that
-    result = optimize(
-        pipeline,
-        DATA[:4],
-        metric,
-        valset=DATA[4:],
-        optimizer="random_search",
-        save=False,
-        apply=False,
-        budget=Budget(max_calls=30),
-        num_candidates=3,
-        max_bootstrapped_demos=2,
-        max_labeled_demos=2,
-        progress=False,
+    result = random_search(
+        budget=Budget(max_calls=30), num_candidates=3, max_bootstrapped_demos=2, max_labeled_demos=2
     )
     assert result.details["variants_budget"]["optimizer_max_calls"] == 30  # no whole step fits in 6
     labels = [c.label for c in result.candidates if c.score is not None]
@@ -185,18 +178,7 @@ def test_budget_max_calls_stops_the_run_and_is_never_exceeded(lm: ScriptedLM) ->
 
 
 def test_budget_max_trials(lm: ScriptedLM) -> None:
-    result = optimize(
-        pipeline,
-        DATA[:4],
-        metric,
-        valset=DATA[4:],
-        optimizer="random_search",
-        save=False,
-        apply=False,
-        budget=Budget(max_trials=2),
-        num_candidates=4,
-        progress=False,
-    )
+    result = random_search(budget=Budget(max_trials=2), num_candidates=4)
     assert result.stopped_by == "max_trials" and len(result.candidates) == 2
 
 
