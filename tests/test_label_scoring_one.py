@@ -38,6 +38,10 @@ def sentiment(review: str) -> Literal["positive", "negative"]:
     """Classify the review."""
 
 
+def species(length: float) -> Literal["setosa", "versicolor", "virginica"]:
+    """Name the species."""
+
+
 def make(fn: object, **state: object) -> LMFunction:
     func = lm_function(fn)  # type: ignore[call-overload]
     func.state = State(**state)  # type: ignore[arg-type]
@@ -164,7 +168,9 @@ def test_score_requests_counts_what_one_scored_call_sends() -> None:
     hosted = ScriptedLM([], logprobs=True)
     sampling = ScriptedLM([], constraint="grammar")
     assert score_requests(make(sentiment), grammar) == 1
-    assert score_requests(make(topic), grammar) == 1
+    # human/humor share "h": a reply whose "hum" is likelier than "human" falls back, 1 + 3
+    assert score_requests(make(topic), grammar) == 4
+    assert score_requests(make(species), grammar) == 4  # regression: counted 1, sent 4 on Iris
     assert score_requests(make(intent), grammar) == 3
     assert score_requests(make(intent), hosted) == 1  # no grammar: always the first token's list
     assert score_requests(make(intent), sampling) == 1  # no logprobs: it samples one reply
@@ -172,12 +178,14 @@ def test_score_requests_counts_what_one_scored_call_sends() -> None:
 
 def test_the_variants_budget_estimate_counts_the_requests_a_scored_call_sends() -> None:
     task: Any = SimpleNamespace(valset=[{}] * 10)
-    one, each = make(topic), make(intent)
+    one, each = make(sentiment), make(intent)
     with lmprog.context(lm=ScriptedLM([], constraint="grammar", logprobs=True)):
         assert _estimate(task, [one], [one], "score") == 10  # was 30: one request per option
         assert _estimate(task, [one], [one], "calibrated") == 10 + 3
         assert _estimate(task, [each], [each], "score") == 30
         assert _estimate(task, [one, each], [one, each], "calibrated") == 40 + 3 * 4
+        shared = make(topic)  # options sharing a first character: at most 1 + 3 each
+        assert _estimate(task, [shared], [shared], "score") == 40
         assert _estimate(task, [one], [], "sample") == 10
 
 

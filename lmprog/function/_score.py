@@ -70,13 +70,20 @@ def can_score(lm: BaseLM) -> bool:
 
 
 def score_requests(func: Any, lm: BaseLM) -> int:
-    """The requests one scoring call of ``func`` on ``lm`` sends, before cache hits: 1 with one
-    request for all options, else one per option (a one-request reply that cannot tell the options
-    apart adds one per option; rare). 1 when the call samples instead (no logprobs, no options)."""
+    """The requests one scoring call of ``func`` on ``lm`` sends at most, before cache hits: 1
+    with one request for all options, else one per option; 1 when the call samples instead (no
+    logprobs, no options). A one-request reply that cannot tell the options apart adds one per
+    option, which only options beginning with the same character can cause (a token they share,
+    ``v`` for ``versicolor``/``virginica``, likelier than their own): those count ``1 + options``.
+    It depends on the input: on Iris the embedded model's reply fell back on every call."""
     options = label_options(func.signature)
     if options is None or not can_score(lm) or lm.constraint_kind() != "grammar":
         return 1
-    return 1 if first_words_differ([o.text for o in options]) else len(options)
+    texts = [o.text for o in options]
+    if not first_words_differ(texts):
+        return len(options)
+    firsts = [t[:1] for t in texts]
+    return 1 if len(set(firsts)) == len(firsts) else 1 + len(options)
 
 
 def wants_scoring(func: Any, lm: BaseLM) -> bool:
