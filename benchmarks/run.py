@@ -102,6 +102,21 @@ def lmprog_commit() -> str:
     return commit + ("+dirty" if git("status", "--porcelain", "--", "lmprog") else "")
 
 
+def new_run_dir(root: Path) -> Path:
+    """A fresh ``<root>/<date-time>`` directory; ``-2``, ``-3``... when runs start in the same
+    second (two runs started at once on other tasks collided on the name)."""
+    stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"no free run directory for {stamp} under {root}")
+
+
 def prompt_cache() -> str:
     """Prompt-prefix reuse for the embedded model: on unless ``LMPROG_LLAMA_PROMPT_CACHE`` says."""
     return os.environ.get("LMPROG_LLAMA_PROMPT_CACHE", "1")
@@ -403,9 +418,7 @@ def main() -> None:
             print(f"estimated: {calls} LM calls, {cost} for {len(todo)} cells on {args.model}")
             if not args.yes and _ask("start? [y/N] ") not in ("y", "yes"):
                 sys.exit("not started (pass --yes to start without asking)")
-        stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-        run_dir = WORK / "runs" / stamp
-        run_dir.mkdir(parents=True)
+        run_dir = new_run_dir(WORK / "runs")
         started = time.perf_counter()
         run_workers(todo, args, store_root, run_dir, commit)
         log(f"workers done in {time.perf_counter() - started:.0f}s")

@@ -405,3 +405,18 @@ def test_the_report_names_the_lmprog_commits_when_cells_come_from_several() -> N
     assert "more than one commit of lmprog (cells: `aaaaaaaaaa` 2, `bbbbbbbbbb` 1)" in text
     one = report_v2.summarize(payloads[:2])
     assert "more than one commit" not in report_v2.markdown(one, {}, configs.METHOD_LABELS)
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import run  # benchmarks/run.py: stdlib imports only at module level
+
+    # regression: two runs started at once (other tasks) collided on the directory name; the
+    # directories of this second and the next exist already, as another run's would
+    now = dt.datetime.now()
+    taken = {(now + dt.timedelta(seconds=s)).strftime("%Y-%m-%d-%H%M%S") for s in (0, 1)}
+    for name in taken:
+        (tmp_path / name).mkdir()
+    made = run.new_run_dir(tmp_path)
+    assert made.is_dir() and made.name not in taken and made.name.rsplit("-", 1)[0] in taken
