@@ -106,8 +106,16 @@ def label_counts(
     functions: Sequence[LMFunction[..., Any]], result: EvaluationResult
 ) -> tuple[LabelCounts, LabelCounts]:
     """Per categorical function (by qualname): how often each label was predicted on the examples
-    of ``result`` (from the lm calls in their traces), and how often each label is the expected
-    one (from the examples that carry a label for that function)."""
+    of ``result`` (:func:`predicted_counts`), and how often each label is the expected one
+    (:func:`expected_counts`)."""
+    return predicted_counts(functions, result), expected_counts(
+        functions, [r.example for r in result.results]
+    )
+
+
+def predicted_counts(functions: Sequence[LMFunction[..., Any]], result: EvaluationResult) -> LabelCounts:
+    """Per categorical function (by qualname): how often each label was predicted on the examples
+    of ``result``, from the lm calls in their traces."""
     predicted: LabelCounts = {}
     for fn in functions:
         name = label_field(fn)
@@ -123,7 +131,7 @@ def label_counts(
                 except (TypeError, ValueError, AttributeError, KeyError):
                     continue
         predicted[fn.signature.qualname] = dict(sorted(pred.items()))
-    return predicted, expected_counts(functions, [res.example for res in result.results])
+    return predicted
 
 
 def expected_counts(

@@ -20,7 +20,7 @@ from lmprog.errors import BudgetExceededError, LmprogError
 from lmprog.evaluate import EvaluationResult
 from lmprog.function import LMFunction, State
 from lmprog.optimize._base import Task, provider_failed
-from lmprog.optimize.balance import is_collapsed, label_counts
+from lmprog.optimize.balance import expected_counts, is_collapsed, predicted_counts
 from lmprog.optimize.bootstrap import BootstrapFewShot
 from lmprog.optimize.demos import sample_labeled
 from lmprog.optimize.knn import KNNFewShot
@@ -44,6 +44,8 @@ class ReflectRun:
 
     def __init__(self, cfg: ReflectConfig, task: Task, store: ReflectStore, ids: list[str], listing: str):
         self.cfg, self.task, self.store, self.ids, self.listing = cfg, task, store, ids, listing
+        #: the validation labels per function: the same for every candidate
+        self.expected = expected_counts(task.functions, task.valset)
         self.plan = Plan(
             train=len(task.trainset),
             val=len(task.valset),
@@ -97,12 +99,12 @@ class ReflectRun:
     def _validate(self, record: CandidateRecord) -> CandidateRecord:
         """``record`` with its values, label counts and collapse on the validation set."""
         result = self.task.evaluate(self.task.valset, self.states(record))
-        counts, expected = label_counts(self.task.functions, result)
+        counts = predicted_counts(self.task.functions, result)
         return replace(
             record,
             values=tuple(result.values),
             label_counts=counts,
-            collapsed=is_collapsed(counts, expected),
+            collapsed=is_collapsed(counts, self.expected),
         )
 
     def iterate(self, i: int) -> None:

@@ -52,13 +52,15 @@ def retrieved_states(
     ``expected``: the validation labels per function (:func:`~.balance.expected_counts`)."""
     rng = random.Random(task.seed)
     out = dict(states)
+    rescued = False
     for fn, state in states.items():
         if state.pool is not None:
             continue
         pool = _pool(task, fn, len(state.demos) or RESCUE_K, rng, expected.get(fn.signature.qualname, {}))
         if pool is not None:
             out[fn] = dataclasses.replace(state, demos=(), pool=pool)
-    return out if out != dict(states) else None
+            rescued = True
+    return out if rescued else None
 
 
 def _pool(

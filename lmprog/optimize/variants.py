@@ -66,7 +66,7 @@ from lmprog.format import LAYOUTS, Decode, Layout, calibration_prior, label_opti
 from lmprog.function import LMFunction, State, can_score, content_free_scores, score_requests
 from lmprog.lm import resolve_lm
 from lmprog.optimize._base import Candidate, OptimizationResult, Task
-from lmprog.optimize.balance import LabelCounts, expected_counts, is_collapsed, label_counts, rank_key
+from lmprog.optimize.balance import LabelCounts, expected_counts, is_collapsed, predicted_counts, rank_key
 from lmprog.optimize.rescue import retrieved_states
 
 logger = logging.getLogger("lmprog.optimize")
@@ -207,7 +207,7 @@ def choose_variant(
         variant.requests = used() - before
         if variant.decode == "score":
             scored_in.add(variant.layout)
-        variant.score, variant.counts = evaluation.score, label_counts(functions, evaluation)[0]
+        variant.score, variant.counts = evaluation.score, predicted_counts(functions, evaluation)
         variant.collapsed = is_collapsed(variant.counts, expected)
         label = f"layout={variant.layout} decode={variant.decode}"
         result.candidates.append(
