@@ -10,14 +10,16 @@ enough to follow it: the same model scored 90.0-94.0 with them
 (``benchmarks/results/v2/full/findings.md``).
 
 So when the optimizer's result collapses on validation data (or nearly:
-:func:`~.balance.is_collapsed`), :func:`~.variants.choose_variant` first evaluates
+:func:`~.balance.is_collapsed`) and scoring and calibrating its labels in its layout did not
+help (calibration corrects a label bias, and on ScoNe it was what kept results from collapsing;
+tried first, the rescue took the calls it needed), :func:`~.variants.choose_variant` evaluates
 :func:`retrieved_states`: the result's states with each categorical function's fixed demos
 replaced by a pool of its labeled training rows (``k`` per call: as many as the demos it
 replaces, else :data:`RESCUE_K`), in the same layout and decoding. It replaces the result when
 it ranks higher (:func:`~.balance.rank_key`: a configuration that does not collapse always
 does), and the later variants then build on it. It is not planned into the budget's reserve
-(:func:`~.variants.plan_reserve`): it runs only when needed, and then spends first what the
-later variants would have. A function keeps its states when it already retrieves (a ``knn`` or
+(:func:`~.variants.plan_reserve`): it runs only when needed, and then spends what the later
+variants would have. A function keeps its states when it already retrieves (a ``knn`` or
 mipro pool), has no categorical output, has labeled training rows of fewer than two labels
 (demos of one label pull every answer to it) or without a label the validation rows expect (an
 answer copied from the nearest demos can never be it), or has inputs that need BM25 where

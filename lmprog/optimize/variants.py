@@ -8,12 +8,12 @@ answers the same demos very differently across these (calibrated decoding is the
 often lifts it, benchmarks/results/layouts.md), so ``optimize()`` runs :func:`choose_variant`
 after the optimizer (``optimize(..., variants=False)`` opts out):
 
-1. when the optimizer's result collapses on validation data (:func:`~.balance.is_collapsed`),
-   first the same states with demos retrieved per call instead of fixed ones (:mod:`.rescue`;
-   the variants below are then made of them when they rank higher); then
-   the variants, most valuable first: ``score`` then ``calibrated`` in the optimizer's own layout
+1. the variants, most valuable first: ``score`` then ``calibrated`` in the optimizer's own layout
    (only when some function has a single categorical output and an LM that returns logprobs; a
-   function without one keeps ``sample``), then sampling in each other layout the program's LMs
+   function without one keeps ``sample``); if the best so far still collapses
+   (:func:`~.balance.is_collapsed`), the same states with demos retrieved per call instead of
+   fixed ones (:mod:`.rescue`; the variants below are then made of them when they rank higher);
+   then sampling in each other layout the program's LMs
    can take (``completion`` only when every function's LM continues plain text), then ``score``
    and ``calibrated`` in the other layout whose sampling ranked best: at most 6 evaluations
    beyond the optimizer's choice. ``variants="all"`` scores options in every layout (the full
@@ -225,7 +225,23 @@ def choose_variant(
         return True
 
     on_retrieved = False  # the variants below are made of rescued states
-    if base.collapsed:  # first resort: the same states with retrieved demos (see .rescue)
+
+    def run(layout: Layout, decode: Decode) -> bool:
+        """Measure the variant ``layout`` x ``decode`` of ``source``; False when the budget ends."""
+
+        def make() -> dict[LMFunction[..., Any], State]:
+            return {fn: _variant_state(fn, source[fn], layout, decode, fn in scorable) for fn in functions}
+
+        cost = _estimate(task, functions, scorable, decode, repeat=layout in scored_in)
+        return measure(_Tried(layout, decode, retrieved=on_retrieved), make, cost)
+
+    # the most valuable first: scoring, then calibrated, in the optimizer's layout (calibration is
+    # what corrects a label bias, and both are planned into the reserve)
+    for decode in DECODE_ORDER[1:] if scorable else ():
+        if not run(base.layout, decode):
+            _finish(result, tried, best, best_states, base)
+            return
+    if best.collapsed:  # still collapsed: the same states with retrieved demos (see .rescue)
         rescued = retrieved_states(task, source, expected)
         if rescued is not None:
             rescue = _Tried(base.layout, base.decode, retrieved=True)
@@ -236,10 +252,9 @@ def choose_variant(
                 _finish(result, tried, best, best_states, base)
                 return
 
+    others = [lay for lay in layouts if lay != base.layout]
+
     def combos() -> Iterator[tuple[Layout, Decode]]:
-        if scorable:  # the most valuable first: scoring, then calibrated, in the optimizer's layout
-            yield from ((base.layout, dec) for dec in DECODE_ORDER[1:])
-        others = [lay for lay in layouts if lay != base.layout]
         yield from ((lay, DECODE_ORDER[0]) for lay in others)
         if scorable:  # then in the other layout whose sampling ranked best (once it is measured)
             sampled = [
@@ -255,14 +270,7 @@ def choose_variant(
             yield from ((lay, dec) for lay in scoring for dec in DECODE_ORDER[1:])
 
     for layout, decode in combos():
-        if (layout, decode) == (base.layout, base.decode):
-            continue
-
-        def make(layout: Layout = layout, decode: Decode = decode) -> dict[LMFunction[..., Any], State]:
-            return {fn: _variant_state(fn, source[fn], layout, decode, fn in scorable) for fn in functions}
-
-        cost = _estimate(task, functions, scorable, decode, repeat=layout in scored_in)
-        if not measure(_Tried(layout, decode, retrieved=on_retrieved), make, cost):
+        if not run(layout, decode):
             break
     _finish(result, tried, best, best_states, base)
 

@@ -169,3 +169,22 @@ def test_without_bm25s_text_inputs_are_not_rescued_but_numbers_are(tmp_path: Pat
     text_variants, numbers_rescue = json.loads(done.stdout.strip().splitlines()[-1])
     assert text_variants[0]["collapsed"] and not any(v.get("demos") == "retrieved" for v in text_variants)
     assert numbers_rescue["demos"] == "retrieved" and numbers_rescue["score"] == 100.0
+
+
+def test_with_logprobs_scoring_and_calibration_come_first_and_the_rescue_after_them() -> None:
+    def biased(messages: Messages, text: str) -> float:
+        return 0.0 if text.strip() == "small" else -3.0  # the same whatever the input
+
+    lm = ScriptedLM(copy_last_demo, constraint="grammar", logprobs=biased)
+    with lmprog.context(lm=lm):
+        result = optimize(
+            size, TRAIN, metric, valset=VAL, optimizer="labeled", save=False, apply=False, progress=False
+        )
+    tried = [(v["layout"], v["decode"], v.get("demos")) for v in result.details["variants"]]
+    assert tried[:4] == [
+        ("chat", "sample", None),  # the optimizer's result: collapsed
+        ("chat", "score", None),  # collapsed (the bias)
+        ("chat", "calibrated", None),  # collapsed (no input moves the scores)
+        ("chat", "sample", "retrieved"),  # then the rescue
+    ]
+    assert result.states[size].pool is not None and result.score == 100.0
