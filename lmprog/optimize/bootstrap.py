@@ -222,6 +222,11 @@ class BootstrapFewShot(Optimizer):
         return no_demo_warnings(name or self.name, counts, reason)
 
 
+#: under a call budget below the whole search, random_search's seeded bootstrap runs at most this
+#: many training examples per demo it wants (at 25 % passing runs it still finds them all)
+FIRST_RUNS_PER_DEMO = 4
+
+
 class RandomSearch(BootstrapFewShot):
     """Score several candidate demo sets on the validation set and keep the best.
 
@@ -235,7 +240,13 @@ class RandomSearch(BootstrapFewShot):
     (:meth:`min_calls`): scoring each candidate takes a pass over the validation set, and with
     the baseline first a 200-call budget with 40 validation rows, of which ``optimize()`` sets
     aside up to half for the variants step, ended before any bootstrapped set was scored (the
-    zero-shot program was the result on Banking77-10 and Iris in benchmark v2).
+    zero-shot program was the result on Banking77-10 and Iris in benchmark v2). When the budget
+    is below :meth:`estimate_calls`, the seeded bootstrap runs at most
+    :data:`FIRST_RUNS_PER_DEMO` training examples per demo it wants (its demos are topped up with
+    labeled ones as usual): counted at one pass over the training set, the smallest plan took
+    the whole of a 200-call budget with 200 training rows, and ``optimize()`` could set nothing
+    aside for scoring and calibrating the labels (ScoNe's random_search cells predicted "no" for
+    every test input).
     """
 
     name = "random_search"
@@ -251,10 +262,25 @@ class RandomSearch(BootstrapFewShot):
         return (boots + (self.num_candidates + 2) * len(task.valset)) * per_run
 
     def min_calls(self, task: Task) -> int:
-        """Scoring the labeled demos and the first bootstrapped set, bootstrapping included."""
+        """Scoring the labeled demos and the first bootstrapped set, its bootstrap cut to
+        :meth:`least_runs` runs included."""
         if self.num_candidates < 1:
             return 0
-        return (2 * len(task.valset) + len(task.trainset) * self.max_rounds) * max(1, len(task.functions))
+        return (2 * len(task.valset) + self.least_runs(task)) * max(1, len(task.functions))
+
+    def least_runs(self, task: Task) -> int:
+        """The training runs the seeded bootstrap makes at most under a budget that does not
+        cover the whole search."""
+        wanted = FIRST_RUNS_PER_DEMO * max(0, self.max_bootstrapped_demos)
+        return min(len(task.trainset) * self.max_rounds, wanted)
+
+    def first_runs(self, task: Task) -> int | None:
+        """The runs the seeded bootstrap may make in ``task``: :meth:`least_runs` when
+        ``task.budget.max_calls`` is below :meth:`estimate_calls`, else no limit (None)."""
+        cap = task.budget.max_calls
+        if cap is None or cap >= self.estimate_calls(task):
+            return None
+        return self.least_runs(task)
 
     def run(self, task: Task) -> OptimizationResult:
         candidates: list[Candidate] = []
@@ -334,7 +360,9 @@ class RandomSearch(BootstrapFewShot):
             if k > 0:
                 crng.shuffle(order)
             n_boot = self.max_bootstrapped_demos if k == 0 else crng.randint(1, self.max_bootstrapped_demos)
-            found = self.bootstrap(task, order, max_demos=n_boot)
+            found = self.bootstrap(
+                task, order, max_demos=n_boot, max_runs=self.first_runs(task) if k == 0 else None
+            )
             if boots is not None:
                 boots.append(found)
             states = self.states_from(task, found, crng, n_boot)

@@ -3,6 +3,7 @@ optimizer runs, the optimizer under the rest, and the step within the whole cap.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +14,7 @@ import lmprog
 from lmprog import Budget, lm_function, optimize, settings
 from lmprog.lm import Messages
 from lmprog.optimize import Task
+from lmprog.optimize.bootstrap import RandomSearch
 from lmprog.optimize.mipro import MIPRO
 from lmprog.optimize.variants import RESERVE_SHARE, plan_reserve
 from lmprog.testing import ScriptedLM
@@ -180,3 +182,37 @@ def test_a_cost_cap_reserves_no_calls() -> None:
     assert "variants_budget" not in result.details
     assert result.details["runs"] == 80  # the whole training set, twice: no share to run out of
     assert result.states[sentiment].decode == "calibrated"  # the step ran after it, unbudgeted
+
+
+def test_random_search_on_a_large_training_set_leaves_room_for_calibration() -> None:
+    # 200 training rows, none of which bootstraps: counted at a whole pass over them, random
+    # search's smallest plan (208) took all of a 60-call budget and the collapsed result was kept
+    # (ScoNe's random_search cells predicted "no" for every test input)
+    train = [{"review": f"awful thing {i}", "output": "negative"} for i in range(200)]
+    options = dict(num_candidates=4, max_bootstrapped_demos=4, max_labeled_demos=4, max_rounds=1)
+    search = RandomSearch(**options)  # type: ignore[arg-type]
+    task = Task(sentiment, train, VAL, metric, Budget(max_calls=60), 0, functions=[sentiment])
+    assert search.least_runs(task) == 16 and search.min_calls(task) == 2 * 4 + 16
+    assert search.first_runs(task) == 16  # 60 is below the whole search's 824
+    assert search.first_runs(dataclasses.replace(task, budget=Budget())) is None
+    assert search.first_runs(dataclasses.replace(task, budget=Budget(max_calls=824))) is None
+
+    model = lm()
+    with lmprog.context(lm=model):
+        result = optimize(
+            sentiment, train, metric, valset=VAL, optimizer="random_search", budget=Budget(max_calls=60),
+            save=False, apply=False, progress=False, **options,
+        )  # fmt: skip
+    assert result.usage.requests == len(model.calls) <= 60
+    spent = result.details["variants_budget"]
+    # score and calibrated in chat (4 + 7), sampling in transcript (4), scoring there (11): 26 of
+    # the 30 that may be set aside, and 60 - 24 leaves them
+    assert spent["reserve"] == 26 and spent["optimizer_max_calls"] == 34
+    assert spent["covers"][0] == "score and calibrated in the optimizer's layout"
+    labels = [c.label for c in result.candidates]
+    assert labels[:3] == ["labeled", "bootstrap #0 (4 demos)", "zero-shot"]
+    # labeled 4, bootstrap #0's 16 runs and its 4, zero-shot 4: the next bootstrap hits the cap
+    assert result.stopped_by == "max_calls"
+    state = result.states[sentiment]
+    assert (state.layout, state.decode) == ("chat", "calibrated") and result.score == 100.0
+    assert result.label_counts == {"sentiment": {"negative": 2, "positive": 2}}
