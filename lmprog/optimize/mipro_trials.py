@@ -18,6 +18,7 @@ from lmprog.errors import BudgetExceededError, LMError
 from lmprog.optimize._base import Task
 from lmprog.optimize.identity import digest
 from lmprog.optimize.mipro_config import MiproConfig
+from lmprog.optimize.quota import take_place
 from lmprog.optimize.search import (
     OWNER_ATTR,
     Space,
@@ -25,8 +26,6 @@ from lmprog.optimize.search import (
     is_orphan,
     live_count,
     new_owner,
-    optuna_state,
-    rank_among_live,
     tell_once,
 )
 
@@ -81,16 +80,13 @@ class RoundSearch:
         return len(self.study(r).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
     def run_next_trial(self, r: int, space: Space, quota: int) -> bool:
-        """Ask for round ``r``'s next trial and run it; False (the trial dropped) when other workers
-        took the round's last places in the meantime."""
+        """Ask for round ``r``'s next trial and run it; False (nothing run) when other workers took
+        the round's last places in the meantime (see :func:`~lmprog.optimize.quota.take_place`)."""
         study = self.study(r)
         # a sampler seeded by the trial's place: the same suggestions after a resume
         study.sampler = self._sampler(r, len(study.get_trials(deepcopy=False)))
-        trial = study.ask()
-        trial.set_user_attr(OWNER_ATTR, self.owner)
-        if rank_among_live(study, trial.number) >= quota:
-            trial.set_user_attr("lmprog_skipped", "the round's trial quota was reached")
-            study.tell(trial, state=optuna_state("FAIL"))
+        trial = take_place(study, self.storage, quota, self.owner)
+        if trial is None:
             return False
         self._run(r, space, trial)
         return True

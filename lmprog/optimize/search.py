@@ -230,7 +230,8 @@ def rank_among_live(study: optuna.Study, number: int) -> int:
     right after its trial was inserted sees every trial numbered before it. Start times would
     not do: a worker stamps its trial with its own clock before it waits for the write lock, so
     a trial stamped earlier can arrive after a later one already counted itself inside the
-    quota (both then ran: one trial too many). A popped enqueued trial keeps its number."""
+    quota (both then ran: one trial too many). A popped enqueued trial keeps its number (why
+    PostgreSQL workers count under a lock instead: :mod:`lmprog.optimize.quota`)."""
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
