@@ -175,7 +175,11 @@ def _bought(reserve: Reserve, result: OptimizationResult, spent: int) -> dict[st
     return {
         **reserve.record(),
         "after_optimizer": spent,
-        "evaluated": [f"{t['layout']} {t['decode']}" for t in tried[1:] if "skipped" not in t],
+        "evaluated": [
+            f"{t['layout']} {t['decode']}" + (f" ({t['prior']})" if "prior" in t else "")
+            for t in tried[1:]
+            if "skipped" not in t
+        ],
     }
 
 

@@ -13,11 +13,12 @@ after the optimizer (``optimize(..., variants=False)`` opts out):
    function without one keeps ``sample``); if the best so far still collapses
    (:func:`~.balance.is_collapsed`), the same states with demos retrieved per call instead of
    fixed ones (:mod:`.rescue`; the variants below are then made of them when they rank higher);
-   then sampling in each other layout the program's LMs
-   can take (``completion`` only when every function's LM continues plain text), then ``score``
-   and ``calibrated`` in the other layout whose sampling ranked best: at most 6 evaluations
+   then ``calibrated`` on the validation inputs' prior (below) in the optimizer's layout, unless
+   the rescue won; then sampling in each other layout the program's LMs can take
+   (``completion`` only when every function's LM continues plain text), then ``score`` and both
+   calibrations in the other layout whose sampling ranked best: at most 8 evaluations
    beyond the optimizer's choice. ``variants="all"`` scores options in every layout (the full
-   grid, up to 8). The same variant applies to every function, except that a function with tools
+   grid, up to 11). The same variant applies to every function, except that a function with tools
    or a ``History`` input keeps the chat layout (a layout no other function takes is not tried),
    and one with tools or ``reasoning=True`` (a text field or the model's native reasoning) keeps
    ``sample``.
@@ -26,7 +27,13 @@ after the optimizer (``optimize(..., variants=False)`` opts out):
    step and keeps what was measured. ``calibrated`` first scores the options on the content-free
    inputs (3 inputs x options requests per function) and stores the prior; right after ``score``
    in the same layout its scoring requests are the same ones again, free when the LM's response
-   cache is on (then only the content-free requests count).
+   cache is on (then only the content-free requests count). Calibration on the inputs' prior
+   ("batch calibration", Zhou et al. 2023) divides out instead the mean option probabilities
+   over the validation inputs, read from the ``score`` variant's calls (no label is used): where
+   the content-free inputs do not show a model's bias (on ScoNe the embedded model said "no" to
+   every validation input, calibrated or not), the inputs do, and the predictions no longer
+   lean to one label. Scoring again is free with a response cache and one function; otherwise it
+   costs a pass and is not planned into the reserve below.
 3. the optimizer's own choice stays unless a variant ranks higher under
    :func:`~lmprog.optimize.balance.rank_key`: a variant whose predictions collapse to one label
    (while the validation labels do not) never replaces one that does not, whatever its score.
@@ -72,6 +79,9 @@ from lmprog.optimize.rescue import retrieved_states
 logger = logging.getLogger("lmprog.optimize")
 
 DECODE_ORDER: tuple[Decode, ...] = ("sample", "score", "calibrated")
+#: the scored variants of a layout, in order: None is ``calibrated`` on the validation inputs'
+#: prior (it needs that layout's ``score`` variant measured first)
+SCORED_ORDER: tuple[Decode | None, ...] = ("score", "calibrated", None)
 #: the largest share of ``Budget.max_calls`` set aside for the step (see the module docstring)
 RESERVE_SHARE = 0.5
 
@@ -148,11 +158,15 @@ class _Tried:
     requests: int | None = None
     #: built on retrieved demos (:mod:`.rescue`) instead of the optimizer's fixed ones
     retrieved: bool = False
+    #: ``"inputs"``: calibrated on the prior of the validation inputs, not the content-free ones
+    prior: str | None = None
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layout": self.layout, "decode": self.decode}
         if self.retrieved:
             out["demos"] = "retrieved"
+        if self.prior is not None:
+            out["prior"] = self.prior
         if self.skipped is not None:
             out["skipped"] = self.skipped
             return out
@@ -183,6 +197,8 @@ def choose_variant(
     best, best_states = base, dict(result.states)
     source = dict(result.states)  # what the variants are made of: the optimizer's states, or rescued
     scored_in: set[Layout] = set()  # the layouts whose "score" variant was evaluated
+    # the raw option scores per function of each evaluated "score" variant, by (layout, retrieved)
+    option_scores: dict[tuple[Layout, bool], dict[LMFunction[..., Any], list[dict[str, float]]]] = {}
 
     def measure(variant: _Tried, make: Callable[[], dict[LMFunction[..., Any], State]], cost: int) -> bool:
         """Evaluate the states ``make()`` builds as ``variant`` if ``cost`` fits what is left of the
@@ -207,6 +223,7 @@ def choose_variant(
         variant.requests = used() - before
         if variant.decode == "score":
             scored_in.add(variant.layout)
+            option_scores[(variant.layout, variant.retrieved)] = _option_scores(scorable, evaluation)
         variant.score, variant.counts = evaluation.score, predicted_counts(functions, evaluation)
         variant.collapsed = is_collapsed(variant.counts, expected)
         label = f"layout={variant.layout} decode={variant.decode}"
@@ -214,7 +231,9 @@ def choose_variant(
             Candidate(
                 states,
                 variant.score,
-                label=label + (" demos=retrieved" if variant.retrieved else ""),
+                label=label
+                + (" demos=retrieved" if variant.retrieved else "")
+                + (f" prior={variant.prior}" if variant.prior else ""),
                 evaluated_on=len(task.valset),
                 label_counts=variant.counts,
                 collapsed=variant.collapsed,
@@ -235,6 +254,37 @@ def choose_variant(
         cost = _estimate(task, functions, scorable, decode, repeat=layout in scored_in)
         return measure(_Tried(layout, decode, retrieved=on_retrieved), make, cost)
 
+    deferred: list[Callable[[], bool]] = []  # calibrations on the inputs that cost requests
+
+    def run_on_inputs(layout: Layout) -> bool:
+        """Measure ``calibrated`` in ``layout`` on the prior of the validation inputs' scores (from
+        that layout's measured ``score`` variant; nothing to do without one). When scoring again
+        costs requests (no response cache) it is deferred to the end of the order: the reserve
+        was planned for the steps after it."""
+        scores = option_scores.get((layout, on_retrieved))
+        if not scores:
+            return True
+        made_of = source
+
+        def make() -> dict[LMFunction[..., Any], State]:
+            states = {
+                fn: _variant_state(fn, made_of[fn], layout, "score", fn in scorable) for fn in functions
+            }
+            for fn, sets in scores.items():
+                prior = calibration_prior(sets)
+                states[fn] = dataclasses.replace(states[fn], decode="calibrated", calibration=prior)
+            return states
+
+        variant = _Tried(layout, "calibrated", retrieved=on_retrieved, prior="inputs")
+        cost = _estimate_again(task, functions, scorable)
+        if cost:
+            deferred.append(lambda: measure(variant, make, cost))
+            return True
+        return measure(variant, make, cost)
+
+    def run_any(layout: Layout, decode: Decode | None) -> bool:
+        return run_on_inputs(layout) if decode is None else run(layout, decode)
+
     # the most valuable first: scoring, then calibrated, in the optimizer's layout (calibration is
     # what corrects a label bias, and both are planned into the reserve)
     for decode in DECODE_ORDER[1:] if scorable else ():
@@ -251,10 +301,16 @@ def choose_variant(
             if not going:
                 _finish(result, tried, best, best_states, base)
                 return
+    # calibrated on the validation inputs' prior, after the rescue (where retrieved demos work, on
+    # Iris, they beat any calibration of fixed ones); not when the rescue won (its layout was
+    # not scored with retrieved demos)
+    if scorable and not run_on_inputs(base.layout):
+        _finish(result, tried, best, best_states, base)
+        return
 
     others = [lay for lay in layouts if lay != base.layout]
 
-    def combos() -> Iterator[tuple[Layout, Decode]]:
+    def combos() -> Iterator[tuple[Layout, Decode | None]]:
         yield from ((lay, DECODE_ORDER[0]) for lay in others)
         if scorable:  # then in the other layout whose sampling ranked best (once it is measured)
             sampled = [
@@ -267,11 +323,15 @@ def choose_variant(
             ]
             ranked = sorted(sampled, key=lambda t: rank_key(t.score, t.collapsed), reverse=True)
             scoring = others if grid else [t.layout for t in ranked[:1]]
-            yield from ((lay, dec) for lay in scoring for dec in DECODE_ORDER[1:])
+            yield from ((lay, dec) for lay in scoring for dec in SCORED_ORDER)
 
-    for layout, decode in combos():
-        if not run(layout, decode):
+    for layout, step in combos():
+        if not run_any(layout, step):
             break
+    else:
+        for later in deferred:
+            if not later():
+                break
     _finish(result, tried, best, best_states, base)
 
 
@@ -286,10 +346,11 @@ def _finish(
     result.details["variants"] = [t.record() for t in tried]
     if best is not base:
         logger.info(
-            "variants: layout=%s decode=%s%s scored %.1f",
+            "variants: layout=%s decode=%s%s%s scored %.1f",
             best.layout,
             best.decode,
             " demos=retrieved" if best.retrieved else "",
+            f" prior={best.prior}" if best.prior else "",
             best.score or 0.0,
         )
         result.states, result.score, result.label_counts = best_states, best.score, best.counts
@@ -335,6 +396,35 @@ def _variant_state(
         return scoring
     prior = calibration_prior(content_free_scores(fn, scoring))
     return dataclasses.replace(scoring, decode="calibrated", calibration=prior)
+
+
+def _option_scores(
+    scorable: list[LMFunction[..., Any]], evaluation: Any
+) -> dict[LMFunction[..., Any], list[dict[str, float]]]:
+    """The raw option scores of each scorable function's calls in ``evaluation`` (a ``score``
+    variant's: its spans record them uncalibrated)."""
+    out: dict[LMFunction[..., Any], list[dict[str, float]]] = {}
+    for fn in scorable:
+        sets = [
+            dict(span.scores)
+            for res in evaluation.results
+            for span in (res.trace.spans if res.trace is not None else [])
+            if span.obj is fn and span.kind == "lm" and span.error is None and span.scores
+        ]
+        if sets:
+            out[fn] = sets
+    return out
+
+
+def _estimate_again(
+    task: Task, functions: list[LMFunction[..., Any]], scorable: list[LMFunction[..., Any]]
+) -> int:
+    """Requests of scoring the validation set again in a layout just scored: none when the one
+    function's LM keeps a response cache, else a whole pass (in a pipeline a changed label
+    changes the next function's requests)."""
+    if len(functions) == 1 and all(_lm(fn).caches() for fn in scorable):
+        return 0
+    return _estimate(task, functions, scorable, "score")
 
 
 def _estimate(

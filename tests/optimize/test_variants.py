@@ -105,15 +105,19 @@ def test_with_all_every_layout_and_decoding_is_tried_and_the_best_kept() -> None
 def test_by_default_labels_are_scored_in_the_optimizers_layout_then_in_the_best_other() -> None:
     lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
     result = run(lm)
-    tried = [(v["layout"], v["decode"]) for v in result.details["variants"]]
+    tried = [(v["layout"], v["decode"], v.get("prior")) for v in result.details["variants"]]
     assert tried == [
-        ("chat", "sample"),  # the optimizer's choice
-        ("chat", "score"),
-        ("chat", "calibrated"),
-        ("transcript", "sample"),
-        ("completion", "sample"),
-        ("transcript", "score"),  # the best other sampled layout, not the collapsed completion
-        ("transcript", "calibrated"),
+        ("chat", "sample", None),  # the optimizer's choice
+        ("chat", "score", None),
+        ("chat", "calibrated", None),
+        ("transcript", "sample", None),
+        ("completion", "sample", None),
+        ("transcript", "score", None),  # the best other sampled layout, not the collapsed completion
+        ("transcript", "calibrated", None),
+        # calibrated on the validation inputs' prior: scoring again costs a pass without a
+        # response cache, so these come after the planned order
+        ("chat", "calibrated", "inputs"),
+        ("transcript", "calibrated", "inputs"),
     ]
     assert result.details["variants"][1]["collapsed"]  # the label bias: "positive" for everything
     # regression: calibration, which corrects that bias, comes before retrieved demos (tried
@@ -184,7 +188,7 @@ def test_the_prompt_file_records_the_choice_and_what_was_tried(prompt_dir: Path)
     [path] = result.files
     doc = yaml.safe_load(path.read_text())
     assert doc["decode"] == "calibrated" and "layout" not in doc  # chat is the default layout
-    assert len(doc["provenance"]["variants"]) == 7
+    assert len(doc["provenance"]["variants"]) == 9
     assert {"layout": "chat", "decode": "sample", "score": 50.0} == {
         k: doc["provenance"]["variants"][0][k] for k in ("layout", "decode", "score")
     }
@@ -193,4 +197,45 @@ def test_the_prompt_file_records_the_choice_and_what_was_tried(prompt_dir: Path)
 def test_the_summary_names_the_chosen_layout_and_decoding() -> None:
     lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
     summary = run(lm).summary()
-    assert "layout: chat, decode: calibrated (best of 7 variants tried on validation data)" in summary
+    assert "layout: chat, decode: calibrated (best of 9 variants tried on validation data)" in summary
+
+
+def leaning(messages: Messages, text: str) -> float:
+    """Scoring with a bias the content-free inputs do not show: on every real review "negative"
+    is 2 nats likelier, and the review's own label 1 nat more; on a content-free input both
+    labels score the same. The model says "negative" to every review, calibrated or not."""
+    label, review = text.strip(), question(messages)
+    if "awful" not in review and "great" not in review:
+        return -5.0
+    right = ("awful" in review) == (label == "negative")
+    return (2.0 if label == "negative" else 0.0) + (1.0 if right else 0.0) - 5.0
+
+
+def test_calibration_on_the_inputs_prior_uncollapses_a_bias_the_content_free_inputs_miss() -> None:
+    # regression: on ScoNe the embedded model said "no" to all 40 validation inputs scored and
+    # calibrated on the content-free inputs alike, and the result predicted "no" for every test input
+    lm = ScriptedLM(lambda m: "negative", constraint="grammar", logprobs=leaning, cache=True)
+    result = run(lm)
+    tried = {(v["layout"], v["decode"], v.get("prior")): v for v in result.details["variants"]}
+    assert tried["chat", "score", None]["collapsed"] and tried["chat", "calibrated", None]["collapsed"]
+    assert tried["chat", "calibrated", None]["label_counts"] == {"sentiment": {"negative": 4}}
+    on_inputs = tried["chat", "calibrated", "inputs"]
+    # right after calibrated in the same layout, scoring again is served by the response cache
+    assert on_inputs["requests"] == 0 and not on_inputs["collapsed"] and on_inputs["score"] == 100.0
+    # after score, calibrated and the rescue (retrieved demos: still "negative" for all)
+    order = [(v["decode"], v.get("demos"), v.get("prior")) for v in result.details["variants"]]
+    assert order[1:5] == [
+        ("score", None, None),
+        ("calibrated", None, None),
+        ("sample", "retrieved", None),
+        ("calibrated", None, "inputs"),
+    ]
+    state = result.states[sentiment]
+    assert (state.layout, state.decode) == ("chat", "calibrated") and result.score == 100.0
+    # the mean "negative" probability over the 4 validation inputs: e^3/(1+e^3) on the 2 "awful"
+    # ones, e/(1+e) on the 2 "great" ones
+    assert state.calibration is not None
+    assert state.calibration["negative"] == pytest.approx((0.95257 + 0.73106) / 2, abs=1e-4)
+    assert result.label_counts == {"sentiment": {"negative": 2, "positive": 2}}
+    labels = [c.label for c in result.candidates]
+    assert "layout=chat decode=calibrated prior=inputs" in labels
