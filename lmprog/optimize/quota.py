@@ -39,7 +39,8 @@ __all__ = ["LOCK_WAIT_SECONDS", "take_place"]
 
 #: How long a worker waits for another's place-taking (milliseconds of work) before failing.
 LOCK_WAIT_SECONDS = 600
-#: The first key of lmprog's advisory locks on trial quotas (the study id is the second).
+#: The first key of lmprog's advisory locks on trial quotas (the study id is the second); the
+#: schema lock of :mod:`lmprog.optimize.storage_lock` has another first key, so they never collide.
 _LOCK_SPACE = 0x6C6D7071
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmprog.errors import MissingDependencyError
 from lmprog.function import LMFunction, State
+from lmprog.optimize.storage_lock import safe_url, schema_lock
 from lmprog.promptfile import DemoPool
 
 if TYPE_CHECKING:
@@ -64,7 +65,13 @@ def _with_driver(url: str) -> str:
 
 
 def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
-    """Open (creating) the storage; SQLite gets a generous lock timeout for parallel writers."""
+    """Open (creating) the storage; SQLite gets a generous lock timeout for parallel writers.
+
+    On PostgreSQL one process at a time opens it, under the database's schema lock
+    (:func:`~lmprog.optimize.storage_lock.schema_lock`): optuna creates the schema as it opens,
+    by checking for each table and type and then creating it, and processes opening a new
+    database at once otherwise fail on what another created between their check and their create.
+    """
     import optuna
     import sqlalchemy.exc
 
@@ -74,13 +81,15 @@ def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            with schema_lock(url):
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
-            # processes opening a new storage at once race to create its schema: the losers
-            # fail on what the winner created, and find it all in place when they try again
+            # SQLite: processes opening a new storage at once race to create its schema: the
+            # losers fail on what the winner created, and find it all in place when they try again
+            # (on PostgreSQL the schema lock rules that race out: what is left is a failed connection)
             if attempt == _OPEN_ATTEMPTS - 1:
                 raise
-            logger.debug("opening %s failed (%s); retrying", url, e)
+            logger.debug("opening %s failed (%s); retrying", safe_url(url), e)
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
 
