@@ -111,7 +111,7 @@ def test_an_enqueued_trial_popped_late_does_not_take_a_place_already_counted(pos
 
 
 def test_a_worker_waiting_too_long_for_the_trial_lock_says_why(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str,
 ) -> None:
     import psycopg
 
@@ -121,9 +121,8 @@ def test_a_worker_waiting_too_long_for_the_trial_lock_says_why(
     a = worker(postgres_url)
     study = a.study(0)
     study_id = a.storage.get_study_id_from_name("job-r0")
-    monkeypatch.setattr(quota, "LOCK_WAIT_SECONDS", 0.1)
     with psycopg.connect(postgres_url) as frozen:  # a worker frozen while it takes a place
         frozen.execute("SELECT pg_advisory_xact_lock(%s, %s)", (quota._LOCK_SPACE, study_id))
         with pytest.raises(LmprogError, match=r"'job-r0': another worker has been taking a trial"):
-            quota.take_place(study, a.storage, QUOTA, a.owner)
+            quota.take_place(study, a.storage, QUOTA, a.owner, wait=0.1)
     assert live_count(study) == 0  # nothing was asked

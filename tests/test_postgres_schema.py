@@ -114,7 +114,7 @@ def test_two_workers_opening_a_new_database_at_once_both_get_a_working_storage(p
 
 
 def test_a_storage_waiting_too_long_for_the_schema_lock_says_why_without_the_password(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str,
 ) -> None:
     import psycopg
 
@@ -122,11 +122,10 @@ def test_a_storage_waiting_too_long_for_the_schema_lock_says_why_without_the_pas
 
     # the server trusts the user: the password is never sent, only shown if it leaks
     with_password = postgres_url.replace("lmprog@", "lmprog:s3cret-word@", 1)
-    monkeypatch.setattr(storage_lock, "LOCK_WAIT_SECONDS", 0.1)
     with psycopg.connect(postgres_url) as frozen:  # a worker frozen while it creates the schema
         frozen.execute("SELECT pg_advisory_lock(%s, %s)", storage_lock.SCHEMA_LOCK_KEYS)
         with pytest.raises(LmprogError, match=r"another process has been opening it") as caught:
-            open_storage(with_password)
+            open_storage(with_password, lock_wait=0.1)
     message = str(caught.value)
     assert "s3cret-word" not in message and "s3cret-word" not in repr(caught.value.__cause__)
     assert postgres_url.rsplit("/", 1)[1] in message  # names the database

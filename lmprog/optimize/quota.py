@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from lmprog.errors import LmprogError
 from lmprog.optimize.search import OWNER_ATTR, live_count, optuna_state, rank_among_live
+from lmprog.optimize.storage_lock import advisory_lock
 
 if TYPE_CHECKING:
     import optuna
@@ -45,10 +45,17 @@ _LOCK_SPACE = 0x6C6D7071
 
 
 def take_place(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, quota: int, owner: dict[str, Any]
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    quota: int,
+    owner: dict[str, Any],
+    *,
+    wait: float | None = None,
 ) -> optuna.trial.Trial | None:
-    """A new trial of ``study`` recorded as ``owner``'s, or None when ``quota`` trials are live."""
-    with _exclusive_asks(study, storage) as exclusive:
+    """A new trial of ``study`` recorded as ``owner``'s, or None when ``quota`` trials are live;
+    ``wait``: the longest wait for another worker's place-taking, in seconds (None:
+    :data:`LOCK_WAIT_SECONDS`)."""
+    with _exclusive_asks(study, storage, LOCK_WAIT_SECONDS if wait is None else wait) as exclusive:
         if exclusive and live_count(study) >= quota:
             return None
         trial = study.ask()
@@ -61,35 +68,27 @@ def take_place(
 
 
 @contextmanager
-def _exclusive_asks(study: optuna.Study, storage: optuna.storages.BaseStorage) -> Iterator[bool]:
+def _exclusive_asks(study: optuna.Study, storage: optuna.storages.BaseStorage, wait: float) -> Iterator[bool]:
     """Hold ``study``'s advisory lock (PostgreSQL: True) or nothing (other storages: False)."""
     engine = _postgres_engine(storage)
     if engine is None:
         yield False
         return
-    import sqlalchemy
-    import sqlalchemy.exc
-
     study_id = storage.get_study_id_from_name(study.study_name)
     with engine.connect() as conn, conn.begin():
-        conn.execute(
-            sqlalchemy.text("SELECT set_config('lock_timeout', :wait, true)"),
-            {"wait": f"{LOCK_WAIT_SECONDS}s"},
-        )
-        try:
-            conn.execute(
-                sqlalchemy.text("SELECT pg_advisory_xact_lock(:space, :study)"),
-                {"space": _LOCK_SPACE, "study": study_id},
-            )
-        except sqlalchemy.exc.OperationalError as e:
-            if getattr(e.orig, "sqlstate", None) != "55P03":  # lock_not_available
-                raise
-            raise LmprogError(
+        advisory_lock(
+            conn,
+            "SELECT pg_advisory_xact_lock(:space, :study)",
+            {"space": _LOCK_SPACE, "study": study_id},
+            wait=wait,
+            session=False,
+            waited=(
                 f"study {study.study_name!r}: another worker has been taking a trial for more than "
-                f"{LOCK_WAIT_SECONDS} s (its trial lock on the PostgreSQL server is still held: a "
-                "frozen process, or a stalled connection?). Stop that worker and run again: the "
-                "search resumes where it stopped"
-            ) from e
+                f"{wait:g} s (its trial lock on the PostgreSQL server is still held: a frozen "
+                "process, or a stalled connection?). Stop that worker and run again: the search "
+                "resumes where it stopped"
+            ),
+        )
         yield True  # the lock is released when the transaction ends, on success or error
 
 

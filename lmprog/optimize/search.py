@@ -64,13 +64,17 @@ def _with_driver(url: str) -> str:
     return f"{scheme}://{rest}"
 
 
-def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
+def open_storage(
+    storage: str | Path | None, *, lock_wait: float | None = None
+) -> optuna.storages.BaseStorage:
     """Open (creating) the storage; SQLite gets a generous lock timeout for parallel writers.
 
     On PostgreSQL one process at a time opens it, under the database's schema lock
     (:func:`~lmprog.optimize.storage_lock.schema_lock`): optuna creates the schema as it opens,
     by checking for each table and type and then creating it, and processes opening a new
     database at once otherwise fail on what another created between their check and their create.
+    ``lock_wait``: the longest wait for that lock in seconds (None:
+    :data:`~lmprog.optimize.storage_lock.LOCK_WAIT_SECONDS`).
     """
     import optuna
     import sqlalchemy.exc
@@ -81,7 +85,7 @@ def open_storage(storage: str | Path | None) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            with schema_lock(url):
+            with schema_lock(url, wait=lock_wait):
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
             # SQLite: processes opening a new storage at once race to create its schema: the

@@ -27,10 +27,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from lmprog.errors import LmprogError
 
-__all__ = ["LOCK_WAIT_SECONDS", "SCHEMA_LOCK_KEYS", "safe_url", "schema_lock"]
+if TYPE_CHECKING:
+    import sqlalchemy.engine
+
+__all__ = ["LOCK_WAIT_SECONDS", "SCHEMA_LOCK_KEYS", "advisory_lock", "safe_url", "schema_lock"]
 
 logger = logging.getLogger("lmprog.optimize.storage_lock")
 
@@ -52,9 +56,37 @@ def safe_url(url: str) -> str:
         return url.split("://", 1)[0] + "://..."
 
 
+def advisory_lock(
+    conn: sqlalchemy.engine.Connection,
+    statement: str,
+    keys: dict[str, int],
+    *,
+    wait: float,
+    session: bool,
+    waited: str,
+) -> None:
+    """Take a PostgreSQL advisory lock on ``conn`` (``statement`` with its ``keys``), waiting at
+    most ``wait`` seconds (``lock_timeout``, set for the session, or for the transaction when
+    not ``session``); past it, an :class:`~lmprog.errors.LmprogError` saying ``waited``."""
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    conn.execute(
+        sqlalchemy.text("SELECT set_config('lock_timeout', :wait, :local)"),
+        {"wait": f"{max(1, int(wait * 1000))}ms", "local": not session},
+    )
+    try:
+        conn.execute(sqlalchemy.text(statement), keys)
+    except sqlalchemy.exc.OperationalError as e:
+        if getattr(e.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        raise LmprogError(waited) from e
+
+
 @contextmanager
-def schema_lock(url: str) -> Iterator[None]:
-    """Hold the schema lock of ``url``'s database (PostgreSQL), or nothing (other storages)."""
+def schema_lock(url: str, *, wait: float | None = None) -> Iterator[None]:
+    """Hold the schema lock of ``url``'s database (PostgreSQL), or nothing (other storages);
+    ``wait``: the longest wait for it in seconds (None: :data:`LOCK_WAIT_SECONDS`)."""
     import sqlalchemy
     import sqlalchemy.exc
     import sqlalchemy.pool
@@ -64,24 +96,23 @@ def schema_lock(url: str) -> Iterator[None]:
         return
     # NullPool: closing the connection ends its session, and with it the lock, whatever happens
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT")
+    wait = LOCK_WAIT_SECONDS if wait is None else wait
     try:
         with engine.connect() as conn:
-            conn.execute(
-                sqlalchemy.text("SELECT set_config('lock_timeout', :wait, false)"),
-                {"wait": f"{int(LOCK_WAIT_SECONDS * 1000)}ms"},
-            )
             keys = {"space": SCHEMA_LOCK_KEYS[0], "key": SCHEMA_LOCK_KEYS[1]}
-            try:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:space, :key)"), keys)
-            except sqlalchemy.exc.OperationalError as e:
-                if getattr(e.orig, "sqlstate", None) != "55P03":  # lock_not_available
-                    raise
-                raise LmprogError(
+            advisory_lock(
+                conn,
+                "SELECT pg_advisory_lock(:space, :key)",
+                keys,
+                wait=wait,
+                session=True,
+                waited=(
                     f"storage {safe_url(url)}: another process has been opening it (creating "
-                    f"optuna's tables) for more than {LOCK_WAIT_SECONDS:g} s, and still holds its "
-                    "schema lock on the PostgreSQL server: a frozen process, or a stalled "
-                    "connection? Stop that process (or end its session on the server) and run again"
-                ) from e
+                    f"optuna's tables) for more than {wait:g} s, and still holds its schema lock "
+                    "on the PostgreSQL server: a frozen process, or a stalled connection? Stop "
+                    "that process (or end its session on the server) and run again"
+                ),
+            )
             try:
                 yield
             finally:
