@@ -29,16 +29,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from lmprog.optimize.search import OWNER_ATTR, live_count, optuna_state, rank_among_live
-from lmprog.optimize.storage_lock import advisory_lock
+from lmprog.optimize.storage_lock import LOCK_WAIT_SECONDS, advisory_lock
 
 if TYPE_CHECKING:
     import optuna
     import sqlalchemy
 
-__all__ = ["LOCK_WAIT_SECONDS", "take_place"]
+__all__ = ["take_place"]
 
-#: How long a worker waits for another's place-taking (milliseconds of work) before failing.
-LOCK_WAIT_SECONDS = 600
 #: The first key of lmprog's advisory locks on trial quotas (the study id is the second); the
 #: schema lock of :mod:`lmprog.optimize.storage_lock` has another first key, so they never collide.
 _LOCK_SPACE = 0x6C6D7071
@@ -54,7 +52,7 @@ def take_place(
 ) -> optuna.trial.Trial | None:
     """A new trial of ``study`` recorded as ``owner``'s, or None when ``quota`` trials are live;
     ``wait``: the longest wait for another worker's place-taking, in seconds (None:
-    :data:`LOCK_WAIT_SECONDS`)."""
+    :data:`~lmprog.optimize.storage_lock.LOCK_WAIT_SECONDS`, as for the schema lock)."""
     with _exclusive_asks(study, storage, LOCK_WAIT_SECONDS if wait is None else wait) as exclusive:
         if exclusive and live_count(study) >= quota:
             return None

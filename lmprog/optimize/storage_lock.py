@@ -38,8 +38,8 @@ __all__ = ["LOCK_WAIT_SECONDS", "SCHEMA_LOCK_KEYS", "advisory_lock", "safe_url",
 
 logger = logging.getLogger("lmprog.optimize.storage_lock")
 
-#: How long a process waits for another's schema creation (well under a second of work) before
-#: failing.
+#: How long a process waits for another's lock (the schema's, or a round's trial quota in
+#: :mod:`lmprog.optimize.quota`: well under a second of work each) before failing.
 LOCK_WAIT_SECONDS: float = 600
 #: The keys of the schema lock: ("lmps", 1). The quota locks use ("lmpq", study id).
 SCHEMA_LOCK_KEYS = (0x6C6D7073, 1)

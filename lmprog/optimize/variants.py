@@ -196,7 +196,6 @@ def choose_variant(
     tried = [base]
     best, best_states = base, dict(result.states)
     source = dict(result.states)  # what the variants are made of: the optimizer's states, or rescued
-    scored_in: set[Layout] = set()  # the layouts whose "score" variant was evaluated
     # the raw option scores per function of each evaluated "score" variant, by (layout, retrieved)
     option_scores: dict[tuple[Layout, bool], dict[LMFunction[..., Any], list[dict[str, float]]]] = {}
 
@@ -222,7 +221,6 @@ def choose_variant(
             return True
         variant.requests = used() - before
         if variant.decode == "score":
-            scored_in.add(variant.layout)
             option_scores[(variant.layout, variant.retrieved)] = _option_scores(scorable, evaluation)
         variant.score, variant.counts = evaluation.score, predicted_counts(functions, evaluation)
         variant.collapsed = is_collapsed(variant.counts, expected)
@@ -251,7 +249,7 @@ def choose_variant(
         def make() -> dict[LMFunction[..., Any], State]:
             return {fn: _variant_state(fn, source[fn], layout, decode, fn in scorable) for fn in functions}
 
-        cost = _estimate(task, functions, scorable, decode, repeat=layout in scored_in)
+        cost = _estimate(task, functions, scorable, decode, repeat=(layout, on_retrieved) in option_scores)
         return measure(_Tried(layout, decode, retrieved=on_retrieved), make, cost)
 
     deferred: list[Callable[[], bool]] = []  # calibrations on the inputs that cost requests
@@ -276,7 +274,7 @@ def choose_variant(
             return states
 
         variant = _Tried(layout, "calibrated", retrieved=on_retrieved, prior="inputs")
-        cost = _estimate_again(task, functions, scorable)
+        cost = _estimate(task, functions, scorable, "score", repeat=True)
         if cost:
             deferred.append(lambda: measure(variant, make, cost))
             return True
@@ -416,17 +414,6 @@ def _option_scores(
     return out
 
 
-def _estimate_again(
-    task: Task, functions: list[LMFunction[..., Any]], scorable: list[LMFunction[..., Any]]
-) -> int:
-    """Requests of scoring the validation set again in a layout just scored: none when the one
-    function's LM keeps a response cache, else a whole pass (in a pipeline a changed label
-    changes the next function's requests)."""
-    if len(functions) == 1 and all(_lm(fn).caches() for fn in scorable):
-        return 0
-    return _estimate(task, functions, scorable, "score")
-
-
 def _estimate(
     task: Task,
     functions: list[LMFunction[..., Any]],
@@ -437,9 +424,9 @@ def _estimate(
 ) -> int:
     """Requests one variant needs (before cache hits): one per example and function, or what one
     scored call sends (:func:`~lmprog.function.score_requests`), plus calibration's content-free
-    inputs."""
-    if repeat and decode == "calibrated" and len(functions) == 1:
-        # right after "score" in the same layout: the same scoring requests again, served by the
+    inputs. ``repeat``: the layout's scoring requests were sent already."""
+    if repeat and decode != "sample" and len(functions) == 1:
+        # after "score" in the same layout: the same scoring requests again, served by the
         # response cache of an LM that keeps one (in a pipeline, a changed label changes the
         # next function's requests: counted in full, as without a cache)
         cached = [fn for fn in scorable if _lm(fn).caches()]
