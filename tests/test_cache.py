@@ -11,6 +11,7 @@ import pytest
 
 from lmprog import settings
 from lmprog.cache import CACHE_FILENAME, ResponseCache, cache_key, get_cache, is_secret_param
+from lmprog.errors import UsageError
 from lmprog.lm import Completion
 from lmprog.testing import ScriptedLM
 
@@ -253,3 +254,35 @@ def test_api_key_reaches_the_provider_but_never_the_cache_file(cache_dir: Path) 
     assert b"four" in data  # the entry is there...
     assert FAKE_KEY.encode() not in data  # ...the key is not
     assert lm.complete(MESSAGES).cache_hit
+
+
+def _reply_with_alternatives() -> Completion:
+    """A one-token reply with a thousand unrelated alternatives, as llama.cpp returns to label scoring."""
+    top = [{"token": f"w{i}", "logprob": -5.0 - i / 100} for i in range(1000)]
+    top += [{"token": "ye", "logprob": -0.5}, {"token": "n", "logprob": -1.2}, {"token": "", "logprob": -9.0}]
+    return Completion("yes", logprobs=[{"token": "yes", "logprob": -0.3, "top_logprobs": top}])
+
+
+def test_alternatives_for_cuts_the_reply_and_its_cache_entry_to_the_options_tokens(cache_dir: Path) -> None:
+    lm = ScriptedLM([_reply_with_alternatives()], cache=True, logprobs=True)
+    first = lm.complete(MESSAGES, logprobs=True, alternatives_for=("yes", "no"))
+    assert first.logprobs is not None
+    assert first.logprobs[0]["token"] == "yes"
+    assert [t["token"] for t in first.logprobs[0]["top_logprobs"]] == ["ye", "n"]
+    assert "alternatives_for" not in lm.calls[0].params  # never sent to the provider
+    second = lm.complete(MESSAGES, logprobs=True, alternatives_for=["yes", "no"])
+    assert second.cache_hit and second.logprobs == first.logprobs
+    with sqlite3.connect(cache_dir / CACHE_FILENAME) as conn:
+        sizes = [len(row[0]) for row in conn.execute("SELECT value FROM responses")]
+    assert len(sizes) == 1 and sizes[0] < 500, sizes  # was ~45 KB with every alternative kept
+
+
+def test_alternatives_for_is_part_of_the_key_and_must_be_texts(cache_dir: Path) -> None:
+    lm = ScriptedLM([_reply_with_alternatives(), _reply_with_alternatives()], cache=True, logprobs=True)
+    lm.complete(MESSAGES, logprobs=True, alternatives_for=["yes", "no"])
+    whole = lm.complete(MESSAGES, logprobs=True)
+    assert not whole.cache_hit and whole.logprobs is not None
+    assert len(whole.logprobs[0]["top_logprobs"]) == 1003
+    for bad in ("yes", [1, 2], 3):
+        with pytest.raises(UsageError, match="alternatives_for must be a sequence of texts"):
+            lm.complete(MESSAGES, logprobs=True, alternatives_for=bad)

@@ -3,6 +3,9 @@ request per option (options sharing a first word; a reply that cannot tell them 
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -10,6 +13,7 @@ import pytest
 
 import lmprog
 from lmprog import lm_function
+from lmprog.cache import CACHE_FILENAME
 from lmprog.format import (
     LabelOption,
     choice_grammar,
@@ -198,3 +202,21 @@ def test_a_one_request_score_is_cached_though_cut_at_its_one_token(tmp_path: Any
         assert fn("fine") == fn("fine") == "positive"
     assert len(lm.calls) == 1 and [s.cache_hit for s in t.spans] == [False, True]
     assert lm.calls[0].params["max_tokens"] == 1
+
+
+def test_a_scoring_reply_keeps_only_the_options_first_tokens_in_the_cache(
+    tmp_path: Path,
+) -> None:
+    noise = [(f"w{i}", -6.0 - i / 100) for i in range(1000)]
+    first = reply("human", -1.0, *noise, ("humor", -2.0), ("pl", -2.5), ("hum", -7.0))
+    lm = ScriptedLM([first], constraint="grammar", logprobs=True, cache=True)
+    fn = make(topic, decode="score")
+    with lmprog.context(lm=lm, cache_dir=tmp_path), trace() as t:
+        assert fn("who wrote Hamlet?") == "human"
+        assert fn("who wrote Hamlet?") == "human"  # from the cache: the same scores
+    assert len(lm.calls) == 1
+    assert t.spans[0].scores == t.spans[1].scores == {"human": -1.0, "humor": -2.0, "place": -2.5}
+    with sqlite3.connect(tmp_path / CACHE_FILENAME) as conn:
+        (value,) = [json.loads(row[0]) for row in conn.execute("SELECT value FROM responses")]
+    kept = [t["token"] for t in value["logprobs"][0]["top_logprobs"]]
+    assert kept == ["humor", "pl", "hum"]  # of 1003 alternatives: the ones that begin an option

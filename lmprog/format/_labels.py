@@ -6,20 +6,21 @@ A function whose single output is a ``Literal``, an ``Enum`` or ``bool`` has a f
 ``decode="score"`` an lm_function does not sample a reply: it asks the model for the
 log-likelihood of every option and returns the likeliest (:func:`best_label`).
 
-- An LM that takes a grammar and returns logprobs (the embedded model), options that can differ
-  in their first token (:func:`first_words_differ`): one request, a grammar allowing exactly the
-  options (:func:`choice_grammar`), one token, ``top_logprobs`` = :data:`GRAMMAR_TOP_LOGPROBS`;
-  each option scores the best logprob among the alternatives that begin its text
-  (:func:`first_token_scores` with ``lead``, strict: see there). What llama.cpp (xllamacpp)
-  returns there, found by experiment: the first token's ``top_logprobs`` are natural-log
-  probabilities of the model's own distribution over the whole vocabulary *before* the grammar's
-  mask (not renormalised over the allowed tokens), so an option's first token may be missing from
-  a short list (zero-shot, SmolLM2 ranked ``maybe`` 4,000th). The generated token is the likeliest
-  allowed one, with the same unmasked logprob. (``post_sampling_probs`` with temperature 1 gives
-  probabilities renormalised over the allowed tokens only when the unconstrained draw broke the
-  grammar, else the unmasked ones: it depends on the draw, so it is not used.) Unmasked or
-  renormalised, the allowed tokens' logprobs differ by one constant, so the choice and the
-  calibrated probabilities are the same either way.
+- An LM that takes a grammar and returns logprobs (the embedded model), options that can differ in
+  their first token (:func:`first_words_differ`): one request, a grammar allowing exactly the
+  options (:func:`choice_grammar`), one token, ``top_logprobs`` = :data:`GRAMMAR_TOP_LOGPROBS` (of
+  which the LM keeps only the alternatives that begin an option, ``alternatives_for``: the rest
+  would make each cache entry ~45 KB); each option scores the best logprob among the alternatives
+  that begin its text (:func:`first_token_scores` with ``lead``, strict: see there). What
+  llama.cpp (xllamacpp) returns there, found by experiment: the first token's ``top_logprobs`` are
+  natural-log probabilities of the model's own distribution over the whole vocabulary *before* the
+  grammar's mask (not renormalised over the allowed tokens), so an option's first token may be
+  missing from a short list (zero-shot, SmolLM2 ranked ``maybe`` 4,000th). The generated token is
+  the likeliest allowed one, with the same unmasked logprob. (``post_sampling_probs`` with
+  temperature 1 gives probabilities renormalised over the allowed tokens only when the
+  unconstrained draw broke the grammar, else the unmasked ones: it depends on the draw, so it is
+  not used.) Unmasked or renormalised, the allowed tokens' logprobs differ by one constant, so the
+  choice and the calibrated probabilities are the same either way.
 - The same LM, options that may share their first token, or a one-request reply that cannot tell
   them apart: one request per option, the grammar forcing exactly that option's text
   (:func:`forced_grammar`), ``logprobs`` on; the option's score is the sum of the logprobs of the

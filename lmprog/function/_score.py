@@ -160,6 +160,7 @@ class ScoreRun:
         elif one_request and first_words_differ(texts):
             one = {**_BASE, "max_tokens": 1, "top_logprobs": GRAMMAR_TOP_LOGPROBS}
             one["grammar"] = choice_grammar(texts)
+            one["alternatives_for"] = texts  # the options' first tokens, not a thousand others
             self._requests = [_Request(None, one)]
         else:
             self._requests = self._forced_requests()
@@ -175,7 +176,14 @@ class ScoreRun:
     def _forced_requests(self) -> list[_Request]:
         return [
             _Request(
-                o, {**_BASE, "max_tokens": SCORE_MAX_TOKENS, "grammar": forced_grammar(self._lead + o.text)}
+                o,
+                # the option's own tokens are read, no alternative (the runtime sends 20 a token)
+                {
+                    **_BASE,
+                    "max_tokens": SCORE_MAX_TOKENS,
+                    "grammar": forced_grammar(self._lead + o.text),
+                    "alternatives_for": (),
+                },
             )
             for o in self.options
         ]

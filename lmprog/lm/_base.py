@@ -67,6 +67,19 @@ _TRANSPORT_PARAMS = frozenset({"timeout", "request_timeout", "stream_timeout", "
 _UNKNOWN = object()  # a constraint kind not asked for yet
 
 
+def _texts(value: Any) -> tuple[str, ...] | None:
+    """The ``alternatives_for`` parameter as a tuple of texts (None when not set)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, str | bytes)
+        or not isinstance(value, Sequence)
+        or not all(isinstance(t, str) for t in value)
+    ):
+        raise UsageError(f"alternatives_for must be a sequence of texts, got {value!r}")
+    return tuple(value)
+
+
 class BaseLM(ABC):
     """The contract every LM client implements; thread-safe and usable from asyncio.
 
@@ -96,6 +109,11 @@ class BaseLM(ABC):
     A parameter ``rollout`` (int) is never sent: it only makes the cache key distinct, so that
     repeated samples at a temperature above 0 are not all served from the cache. ``rollout``
     ``None`` or ``0`` is the same as no rollout. A parameter passed as ``None`` means "not set".
+
+    A parameter ``alternatives_for`` (a sequence of texts) is never sent either: the completion's
+    ``top_logprobs`` keep only the alternatives whose token begins one of those texts, in the
+    completion returned and in its cache entry (label scoring reads only its options' first
+    tokens out of a thousand alternatives). It is part of the cache key.
     """
 
     def __init__(
@@ -312,10 +330,13 @@ class BaseLM(ABC):
         rollout = merged.pop("rollout", None)
         if rollout is not None and (isinstance(rollout, bool) or not isinstance(rollout, int)):
             raise UsageError(f"rollout must be an int, got {rollout!r}")
+        alternatives = _texts(merged.pop("alternatives_for", None))
         keyed = {k: v for k, v in merged.items() if k not in _TRANSPORT_PARAMS}
         if rollout:
             keyed["rollout"] = rollout
-        return PreparedCall(msgs, merged, cache_key(self.model, msgs, keyed))
+        if alternatives is not None:
+            keyed["alternatives_for"] = list(alternatives)
+        return PreparedCall(msgs, merged, cache_key(self.model, msgs, keyed), alternatives)
 
     def caches(self) -> bool:
         """Whether a completion of this LM is served from the persistent response cache when the

@@ -11,8 +11,10 @@ async); every decision is made here, once:
    :class:`~lmprog.errors.TransientLMError`, an empty completion included, with retries left),
    or raise (any other error, or the last transient one);
 4. :meth:`CallRun.finish`: the completion with the call's whole usage (and its native tool calls,
-   if any), stored in the cache unless it was cut at ``max_tokens`` (a request for logprobs is
-   stored anyway: label scoring reads the alternatives of a one-token reply).
+   if any), its top logprob alternatives cut to the ones the caller reads
+   (``PreparedCall.alternatives_for``, see :func:`keep_alternatives`), stored in the cache unless
+   it was cut at ``max_tokens`` (a request for logprobs is stored anyway: label scoring reads the
+   alternatives of a one-token reply).
 
 Every provider request, failed ones included, is counted once in ``lm.usage`` and in the usage
 scopes of :func:`lmprog.usage.track`.
@@ -33,7 +35,7 @@ from lmprog.lm._types import Completion, Messages, ToolCall
 from lmprog.usage import Usage, UsageMeter, UsageScope, acquire_request, release_request
 from lmprog.usage import record as record_usage
 
-__all__ = ["CallRun", "PreparedCall"]
+__all__ = ["CallRun", "PreparedCall", "keep_alternatives"]
 
 logger = logging.getLogger("lmprog.lm")
 
@@ -46,11 +48,37 @@ Scopes = tuple[UsageScope, ...]
 @dataclass(frozen=True)
 class PreparedCall:
     """A request ready to send: ``send`` is what the provider receives (secrets included, rollout
-    excluded), ``key`` its cache key."""
+    and ``alternatives_for`` excluded), ``key`` its cache key; ``alternatives_for``: keep only the
+    top logprob alternatives that begin one of these texts (None: keep them all)."""
 
     messages: Messages
     send: dict[str, Any]
     key: str
+    alternatives_for: tuple[str, ...] | None = None
+
+
+def keep_alternatives(
+    logprobs: list[dict[str, Any]] | None, texts: tuple[str, ...] | None
+) -> list[dict[str, Any]] | None:
+    """``logprobs`` with each token's ``top_logprobs`` cut to the alternatives whose token is a
+    non-empty beginning of one of ``texts`` (the generated tokens themselves are kept). A reply to
+    a label-scoring request carries up to a thousand alternatives, of which the scorer reads only
+    the options' first tokens: cut, its cache entry is a few hundred bytes instead of ~45 KB."""
+    if logprobs is None or texts is None:
+        return logprobs
+    out = []
+    for position in logprobs:
+        top = position.get("top_logprobs")
+        if isinstance(top, list):
+            kept = [t for t in top if _begins_one(t, texts)]
+            position = {**position, "top_logprobs": kept}
+        out.append(position)
+    return out
+
+
+def _begins_one(alternative: Any, texts: tuple[str, ...]) -> bool:
+    token = alternative.get("token") if isinstance(alternative, dict) else None
+    return isinstance(token, str) and bool(token) and any(text.startswith(token) for text in texts)
 
 
 class CallRun:
@@ -153,7 +181,7 @@ class CallRun:
             latency=time.perf_counter() - self.started,
             attempts=self.attempts,
             finish_reason=raw.finish_reason,
-            logprobs=raw.logprobs,
+            logprobs=keep_alternatives(raw.logprobs, self.call.alternatives_for),
             reasoning=raw.reasoning,
             tool_calls=raw.tool_calls,
         )
