@@ -25,7 +25,7 @@ from lmprog.format import (
 from lmprog.function import LMFunction, State, score_requests
 from lmprog.function._score import ScoreRun
 from lmprog.lm import Completion
-from lmprog.optimize.variants import _estimate
+from lmprog.optimize.variants_budget import estimate as _estimate
 from lmprog.testing import ScriptedLM
 from lmprog.trace import trace
 

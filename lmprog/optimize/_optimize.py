@@ -22,7 +22,8 @@ from lmprog.optimize.knn import KNNFewShot
 from lmprog.optimize.mipro import MIPRO
 from lmprog.optimize.reflect import Reflect
 from lmprog.optimize.saving import save_result, save_verdict, validation_provenance
-from lmprog.optimize.variants import Reserve, choose_variant, plan_reserve
+from lmprog.optimize.variants import choose_variant
+from lmprog.optimize.variants_budget import Reserve, plan_reserve
 from lmprog.trace import trace
 from lmprog.usage import track
 
@@ -77,7 +78,7 @@ def optimize(
             rest (its own planning sees the smaller ``max_calls``): the evaluation of a result
             the optimizer leaves unmeasured, then scored and calibrated labels in its layout,
             then the other layouts, whole steps only and never below what the optimizer
-            accepts (:func:`~lmprog.optimize.variants.plan_reserve`;
+            accepts (:func:`~lmprog.optimize.variants_budget.plan_reserve`;
             ``result.details["variants_budget"]``). ``max_cost`` reserves nothing.
         seed: makes sampling and splits reproducible.
         save: write the chosen states to the functions' prompt files.

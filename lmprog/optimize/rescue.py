@@ -18,7 +18,7 @@ replaced by a pool of its labeled training rows (``k`` per call: as many as the 
 replaces, else :data:`RESCUE_K`), in the same layout and decoding. It replaces the result when
 it ranks higher (:func:`~.balance.rank_key`: a configuration that does not collapse always
 does), and the later variants then build on it. It is not planned into the budget's reserve
-(:func:`~.variants.plan_reserve`): it runs only when needed, and then spends what the later
+(:func:`~.variants_budget.plan_reserve`): it runs only when needed, and then spends what the later
 variants would have. A function keeps its states when it already retrieves (a ``knn`` or
 mipro pool), has no categorical output, has labeled training rows of fewer than two labels
 (demos of one label pull every answer to it) or without a label the validation rows expect (an

@@ -23,37 +23,23 @@ after the optimizer (``optimize(..., variants=False)`` opts out):
    and one with tools or ``reasoning=True`` (a text field or the model's native reasoning) keeps
    ``sample``.
 2. each is evaluated on the validation data in that order, and only when its estimated requests
-   (:func:`_estimate`) fit what is left of ``Budget(max_calls=...)``; a budget refusal ends the
-   step and keeps what was measured. ``calibrated`` first scores the options on the content-free
-   inputs (3 inputs x options requests per function) and stores the prior; right after ``score``
-   in the same layout its scoring requests are the same ones again, free when the LM's response
-   cache is on (then only the content-free requests count). Calibration on the inputs' prior
-   ("batch calibration", Zhou et al. 2023) divides out instead the mean option probabilities
-   over the validation inputs, read from the ``score`` variant's calls (no label is used): where
-   the content-free inputs do not show a model's bias (on ScoNe the embedded model said "no" to
-   every validation input, calibrated or not), the inputs do, and the predictions no longer
-   lean to one label. Scoring again is free with a response cache and one function; otherwise it
-   costs a pass and is not planned into the reserve below.
+   (:func:`~.variants_budget.estimate`) fit what is left of ``Budget(max_calls=...)``; a budget
+   refusal ends the step and keeps what was measured. ``calibrated`` first scores the options on
+   the content-free inputs (3 inputs x options requests per function) and stores the prior; right
+   after ``score`` in the same layout its scoring requests are the same ones again, free when the
+   LM's response cache is on (then only the content-free requests count). Calibration on the
+   inputs' prior ("batch calibration", Zhou et al. 2023) divides out instead the mean option
+   probabilities over the validation inputs, read from the ``score`` variant's calls (no label is
+   used): where the content-free inputs do not show a model's bias (on ScoNe the embedded model
+   said "no" to every validation input, calibrated or not), the inputs do, and the predictions no
+   longer lean to one label. Scoring again is free with a response cache and one function;
+   otherwise it costs a pass and is not planned into the reserve (:mod:`.variants_budget`).
 3. the optimizer's own choice stays unless a variant ranks higher under
    :func:`~lmprog.optimize.balance.rank_key`: a variant whose predictions collapse to one label
    (while the validation labels do not) never replaces one that does not, whatever its score.
 
-With ``Budget(max_calls=N)`` and a validation set, ``optimize()`` plans the step into the budget
-before the optimizer starts (:func:`plan_reserve`): it sets aside the requests of the steps of
-the order above that fit, in order, in at most :data:`RESERVE_SHARE` of ``N`` (whole steps only,
-a step that does not fit is left out: the evaluation of a result the optimizer leaves
-unmeasured, which labeled, bootstrap and knn do, without which nothing is set aside; then
-``score`` + ``calibrated`` in the optimizer's layout; then sampling in each other layout; then
-scoring in one other layout, or in all of them for ``"all"``), and runs the optimizer under
-``N`` minus that reserve: the optimizer sees the smaller ``max_calls`` and plans for it. The
-reserve never leaves the optimizer less than it accepts (:meth:`Optimizer.min_calls`: MIPRO's
-smallest plan); it shrinks by whole steps, down to none, instead. An optimizer that spends its
-share stops as on any cap (``result.stopped_by == "max_calls"``), and the step still runs; after
-the optimizer it spends what is left of ``N``, reserve or not. Half, not less: on the embedded
-model scoring plus calibration without a response cache costs two passes over the validation
-set, and a third of a budget that MIPRO's smallest plan fits into rarely holds two.
-``max_cost`` and ``max_trials`` reserve nothing: the price of a request is unknown before the
-first one, and a run the optimizer ends on either cap skips the step, as before.
+How ``Budget(max_calls=N)`` is shared between the optimizer and this step before the optimizer
+runs is :mod:`.variants_budget`'s (``plan_reserve``).
 
 What was tried, with scores, label counts, the requests each evaluation made and why a variant
 was skipped, is recorded in ``result.details["variants"]`` (and in the prompt files'
@@ -69,12 +55,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lmprog.errors import BudgetExceededError, EvaluationError, LMError
-from lmprog.format import LAYOUTS, Decode, Layout, calibration_prior, label_options
-from lmprog.function import LMFunction, State, can_score, content_free_scores, score_requests
-from lmprog.lm import resolve_lm
+from lmprog.format import Decode, Layout, calibration_prior
+from lmprog.function import LMFunction, State, content_free_scores
 from lmprog.optimize._base import Candidate, OptimizationResult, Task
 from lmprog.optimize.balance import LabelCounts, expected_counts, is_collapsed, predicted_counts, rank_key
 from lmprog.optimize.rescue import retrieved_states
+from lmprog.optimize.variants_budget import chat_only, estimate, is_scorable, step_layouts
 
 logger = logging.getLogger("lmprog.optimize")
 
@@ -82,69 +68,6 @@ DECODE_ORDER: tuple[Decode, ...] = ("sample", "score", "calibrated")
 #: the scored variants of a layout, in order: None is ``calibrated`` on the validation inputs'
 #: prior (it needs that layout's ``score`` variant measured first)
 SCORED_ORDER: tuple[Decode | None, ...] = ("score", "calibrated", None)
-#: the largest share of ``Budget.max_calls`` set aside for the step (see the module docstring)
-RESERVE_SHARE = 0.5
-
-
-@dataclasses.dataclass(frozen=True)
-class Reserve:
-    """The requests of ``Budget(max_calls=...)`` set aside for the step before the optimizer
-    runs (:func:`plan_reserve`), and the steps of the order they cover."""
-
-    calls: int = 0
-    covers: tuple[str, ...] = ()
-    #: what every step would need
-    wanted: int = 0
-    #: the ``max_calls`` the optimizer runs under (None: no call cap)
-    optimizer_max_calls: int | None = None
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "reserve": self.calls,
-            "covers": list(self.covers),
-            "wanted": self.wanted,
-            "optimizer_max_calls": self.optimizer_max_calls,
-        }
-
-
-def plan_reserve(task: Task, *, measure: bool, least: int = 0, grid: bool = False) -> Reserve:
-    """The reserve of ``task``'s call budget for the step: the whole steps of the order, in
-    order, that fit in :data:`RESERVE_SHARE` of ``max_calls`` and leave the optimizer at least
-    ``least`` calls (a step that does not fit is left out, the next ones may fit). ``measure``:
-    the first step evaluates the optimizer's result; when that does not fit, nothing is set aside
-    (an unmeasured result is not compared with variants)."""
-    cap = task.budget.max_calls
-    if cap is None or not task.valset:
-        return Reserve(optimizer_max_calls=cap)
-    steps = _steps(task, measure=measure, grid=grid)
-    room = min(int(cap * RESERVE_SHARE), cap - least)
-    calls, covers = 0, []
-    for i, (name, cost) in enumerate(steps):
-        if calls + cost <= room:
-            calls += cost
-            covers.append(name)
-        elif i == 0 and measure:
-            break
-    return Reserve(calls, tuple(covers), sum(cost for _, cost in steps), cap - calls)
-
-
-def _steps(task: Task, *, measure: bool, grid: bool) -> list[tuple[str, int]]:
-    """The steps of the order with their estimated requests, before the optimizer ran."""
-    functions = task.functions
-    scorable = [fn for fn in functions if _scorable(fn)]
-    sample = _estimate(task, functions, scorable, "sample")
-    scoring = _estimate(task, functions, scorable, "score") + _estimate(
-        task, functions, scorable, "calibrated", repeat=True
-    )
-    others = len(_layouts(functions)) - 1
-    steps = [("evaluation", sample)] if measure else []
-    if scorable:
-        steps.append(("score and calibrated in the optimizer's layout", scoring))
-    steps.extend((f"sample in other layout {k} of {others}", sample) for k in range(1, others + 1))
-    if scorable and others:
-        n = others if grid else 1
-        steps.append((f"score and calibrated in {n} other layout(s)", n * scoring))
-    return steps
 
 
 @dataclasses.dataclass
@@ -187,8 +110,8 @@ def choose_variant(
     if not task.valset or not result.states:
         return
     functions = [fn for fn in task.functions if fn in result.states]
-    scorable = [fn for fn in functions if _scorable(fn)]
-    layouts = _layouts(functions)
+    scorable = [fn for fn in functions if is_scorable(fn)]
+    layouts = step_layouts(functions)
     first = next(iter(result.states.values()))
     expected = expected_counts(functions, task.valset)
     base = _Tried(first.layout, first.decode, result.score, counts=dict(result.label_counts))
@@ -249,7 +172,7 @@ def choose_variant(
         def make() -> dict[LMFunction[..., Any], State]:
             return {fn: _variant_state(fn, source[fn], layout, decode, fn in scorable) for fn in functions}
 
-        cost = _estimate(task, functions, scorable, decode, repeat=(layout, on_retrieved) in option_scores)
+        cost = estimate(task, functions, scorable, decode, repeat=(layout, on_retrieved) in option_scores)
         return measure(_Tried(layout, decode, retrieved=on_retrieved), make, cost)
 
     deferred: list[Callable[[], bool]] = []  # calibrations on the inputs that cost requests
@@ -274,7 +197,7 @@ def choose_variant(
             return states
 
         variant = _Tried(layout, "calibrated", retrieved=on_retrieved, prior="inputs")
-        cost = _estimate(task, functions, scorable, "score", repeat=True)
+        cost = estimate(task, functions, scorable, "score", repeat=True)
         if cost:
             deferred.append(lambda: measure(variant, make, cost))
             return True
@@ -293,7 +216,7 @@ def choose_variant(
         rescued = retrieved_states(task, source, expected)
         if rescued is not None:
             rescue = _Tried(base.layout, base.decode, retrieved=True)
-            going = measure(rescue, lambda: rescued, _estimate(task, functions, scorable, base.decode))
+            going = measure(rescue, lambda: rescued, estimate(task, functions, scorable, base.decode))
             if best is rescue:
                 source, on_retrieved = rescued, True
             if not going:
@@ -354,38 +277,10 @@ def _finish(
         result.states, result.score, result.label_counts = best_states, best.score, best.counts
 
 
-def _layouts(functions: list[LMFunction[..., Any]]) -> list[Layout]:
-    """The layouts the step tries: chat, and the others when some function can take them
-    (``completion`` only when every such function's LM continues plain text)."""
-    free = [fn for fn in functions if not _chat_only(fn)]  # the functions a layout applies to
-    return [
-        lay
-        for lay in LAYOUTS
-        if lay == "chat" or (free and (lay != "completion" or all(_lm(fn).takes_prompt() for fn in free)))
-    ]
-
-
-def _lm(fn: LMFunction[..., Any]) -> Any:
-    return resolve_lm(fn.lm)
-
-
-def _chat_only(fn: LMFunction[..., Any]) -> bool:
-    """Tools and a History input need chat turns: such a function keeps the chat layout."""
-    return bool(fn.tools) or fn.signature.history is not None
-
-
-def _scorable(fn: LMFunction[..., Any]) -> bool:
-    """Scoring chooses an option without a reply: not with reasoning (a text field or native)
-    nor with tools (their calls come before the answer)."""
-    return (
-        not fn.reasoning and not fn.tools and label_options(fn.signature) is not None and can_score(_lm(fn))
-    )
-
-
 def _variant_state(
     fn: LMFunction[..., Any], state: State, layout: Layout, decode: Decode, scorable: bool
 ) -> State:
-    if _chat_only(fn):
+    if chat_only(fn):
         layout = "chat"
     if not scorable or decode == "sample":
         return dataclasses.replace(state, layout=layout, decode="sample", calibration=None)
@@ -412,32 +307,3 @@ def _option_scores(
         if sets:
             out[fn] = sets
     return out
-
-
-def _estimate(
-    task: Task,
-    functions: list[LMFunction[..., Any]],
-    scorable: list[LMFunction[..., Any]],
-    decode: Decode,
-    *,
-    repeat: bool = False,
-) -> int:
-    """Requests one variant needs (before cache hits): one per example and function, or what one
-    scored call sends (:func:`~lmprog.function.score_requests`), plus calibration's content-free
-    inputs. ``repeat``: the layout's scoring requests were sent already."""
-    if repeat and decode != "sample" and len(functions) == 1:
-        # after "score" in the same layout: the same scoring requests again, served by the
-        # response cache of an LM that keeps one (in a pipeline, a changed label changes the
-        # next function's requests: counted in full, as without a cache)
-        cached = [fn for fn in scorable if _lm(fn).caches()]
-        return _estimate(task, functions, scorable, decode) - _estimate(task, cached, cached, "score")
-    per_example = 0
-    calibration = 0
-    for fn in functions:
-        if decode != "sample" and fn in scorable:
-            n = score_requests(fn, _lm(fn))
-            per_example += n
-            calibration += 3 * n if decode == "calibrated" else 0
-        else:
-            per_example += 1
-    return per_example * len(task.valset) + calibration

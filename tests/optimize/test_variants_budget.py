@@ -16,7 +16,7 @@ from lmprog.lm import Messages
 from lmprog.optimize import Task
 from lmprog.optimize.bootstrap import RandomSearch
 from lmprog.optimize.mipro import MIPRO
-from lmprog.optimize.variants import RESERVE_SHARE, plan_reserve
+from lmprog.optimize.variants_budget import RESERVE_SHARE, plan_reserve
 from lmprog.testing import ScriptedLM
 from optimize.test_variants import VAL, metric
 
