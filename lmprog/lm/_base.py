@@ -49,7 +49,7 @@ from typing import Any
 from lmprog._fingerprint import to_jsonable
 from lmprog.errors import UsageError
 from lmprog.lm._cache import ResponseCache, cache_key, get_cache, without_secrets
-from lmprog.lm._call import CallRun, PreparedCall
+from lmprog.lm._call import CallRun, PreparedCall, alternatives_param
 from lmprog.lm._ratelimit import RateLimiter
 from lmprog.lm._retry import RetryPolicy
 from lmprog.lm._secrets import split_secrets
@@ -65,19 +65,6 @@ _TRANSPORT_PARAMS = frozenset({"timeout", "request_timeout", "stream_timeout", "
 
 
 _UNKNOWN = object()  # a constraint kind not asked for yet
-
-
-def _texts(value: Any) -> tuple[str, ...] | None:
-    """The ``alternatives_for`` parameter as a tuple of texts (None when not set)."""
-    if value is None:
-        return None
-    if (
-        isinstance(value, str | bytes)
-        or not isinstance(value, Sequence)
-        or not all(isinstance(t, str) for t in value)
-    ):
-        raise UsageError(f"alternatives_for must be a sequence of texts, got {value!r}")
-    return tuple(value)
 
 
 class BaseLM(ABC):
@@ -330,7 +317,7 @@ class BaseLM(ABC):
         rollout = merged.pop("rollout", None)
         if rollout is not None and (isinstance(rollout, bool) or not isinstance(rollout, int)):
             raise UsageError(f"rollout must be an int, got {rollout!r}")
-        alternatives = _texts(merged.pop("alternatives_for", None))
+        alternatives = alternatives_param(merged.pop("alternatives_for", None))
         keyed = {k: v for k, v in merged.items() if k not in _TRANSPORT_PARAMS}
         if rollout:
             keyed["rollout"] = rollout

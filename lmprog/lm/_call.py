@@ -25,17 +25,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lmprog.errors import TransientLMError
+from lmprog.errors import TransientLMError, UsageError
 from lmprog.lm._cache import ResponseCache
 from lmprog.lm._retry import RetryPolicy, next_wait
 from lmprog.lm._types import Completion, Messages, ToolCall
 from lmprog.usage import Usage, UsageMeter, UsageScope, acquire_request, release_request
 from lmprog.usage import record as record_usage
 
-__all__ = ["CallRun", "PreparedCall", "keep_alternatives"]
+__all__ = ["CallRun", "PreparedCall", "alternatives_param", "keep_alternatives"]
 
 logger = logging.getLogger("lmprog.lm")
 
@@ -55,6 +56,19 @@ class PreparedCall:
     send: dict[str, Any]
     key: str
     alternatives_for: tuple[str, ...] | None = None
+
+
+def alternatives_param(value: Any) -> tuple[str, ...] | None:
+    """The ``alternatives_for`` request parameter as a tuple of texts (None when not set)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, str | bytes)
+        or not isinstance(value, Sequence)
+        or not all(isinstance(t, str) for t in value)
+    ):
+        raise UsageError(f"alternatives_for must be a sequence of texts, got {value!r}")
+    return tuple(value)
 
 
 def keep_alternatives(
