@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ class CellRunner:
         t0, c0 = time.perf_counter(), time.process_time()
         own_test: dict[str, int] = {}
         with self.own_usage(own_test):
-            preds, scores, errors = self.evaluate(program, splits)
+            preds, scores, kinds = self.evaluate(program, splits)
         gold = [_gold(row) for row in splits.test]
         out["test"] = {
             "seconds": round(time.perf_counter() - t0, 2),
@@ -128,7 +129,10 @@ class CellRunner:
             **({"lm_own": own_test} if own_test else {}),
             "score": round(100.0 * sum(scores) / max(1, len(scores)), 2),
             "n": len(scores),
-            "errors": errors,
+            "errors": sum(kinds.values()),
+            # why the failed examples failed: exception type -> examples (lmprog), or DSPy's
+            # "no prediction" (its Evaluate keeps no error)
+            "error_kinds": dict(sorted(kinds.items())),
             "scores": [round(float(x), 4) for x in scores],
             "predictions": [None if p is None else str(p)[:60] for p in preds],
             "gold": [str(g)[:60] for g in gold],
@@ -147,7 +151,7 @@ class CellRunner:
     def compile(self, cell: cells.Cell, splits: tasks.Splits, program: Any) -> tuple[Any, dict[str, Any]]:
         raise NotImplementedError
 
-    def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], int]:
+    def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], Counter[str]]:
         raise NotImplementedError
 
 
@@ -248,10 +252,11 @@ class LmprogCells(CellRunner):
             "variants_budget": result.details.get("variants_budget"),
         }
 
-    def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], int]:
+    def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], Counter[str]]:
         res = self.lmprog.evaluate(program, splits.test, self.metric, threads=1, progress=False)
         preds = [_answer(r.prediction) if r.error is None else None for r in res.results]
-        return preds, [float(r.value) for r in res.results], sum(r.error is not None for r in res.results)
+        kinds = Counter(type(r.error).__name__ for r in res.results if r.error is not None)
+        return preds, [float(r.value) for r in res.results], kinds
 
 
 class DspyCells(CellRunner):
@@ -328,7 +333,7 @@ class DspyCells(CellRunner):
             "instructions": {n: p.signature.instructions[:500] for n, p in compiled.named_predictors()},
         }
 
-    def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], int]:
+    def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], Counter[str]]:
         test = self.programs.examples(splits.test, splits.inputs)
         evaluator = self.dspy.Evaluate(
             devset=test,
@@ -339,13 +344,14 @@ class DspyCells(CellRunner):
             provide_traceback=False,
         )
         res = evaluator(program)
-        preds, scores, errors = [], [], 0
+        preds, scores, kinds = [], [], Counter[str]()
         for _example, prediction, score in res.results:
             fields = dict(prediction) if prediction is not None else {}
             preds.append(_answer(prediction) if fields else None)
             scores.append(float(score or 0.0))
-            errors += not fields
-        return preds, scores, errors
+            if not fields:
+                kinds["no prediction"] += 1
+        return preds, scores, kinds
 
 
 def feedback_metric(metric: Any, dspy: Any) -> Any:

@@ -56,6 +56,7 @@ def _group(rows: list[Mapping[str, Any]], gold: list[str]) -> dict[str, Any]:
                 + _calls(res, "test", "completion_tokens"),
                 "seconds": float(res.get("cell_seconds", 0.0)),
                 "errors": test.get("errors", 0),
+                **({"error_kinds": test["error_kinds"]} if test.get("error_kinds") else {}),
                 "prediction_counts": stats.prediction_counts(test["predictions"]),
                 "collapsed": stats.collapsed(test["predictions"], gold),
                 "optimizer_error": (res.get("optimize") or {}).get("error"),

@@ -420,3 +420,14 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path: Pat
         (tmp_path / name).mkdir()
     made = run.new_run_dir(tmp_path)
     assert made.is_dir() and made.name not in taken and made.name.rsplit("-", 1)[0] in taken
+
+
+def test_summary_keeps_why_test_examples_failed() -> None:
+    n = 4
+    failed = _payload("lmprog", "bootstrap", 0, [0] * n, ["a", "b", "a", "b"])
+    failed["result"]["test"].update(errors=3, error_kinds={"TruncatedOutputError": 2, "ParseError": 1})
+    plain = _payload("lmprog", "bootstrap", 1, [1] * n, ["a", "b", "a", "b"])
+    seeds = report_v2.summarize([failed, plain], task_order=["trec"])["tasks"]["trec"]["methods"]["bootstrap"]
+    first, second = seeds["lmprog"]["per_seed"]
+    assert first["errors"] == 3 and first["error_kinds"] == {"TruncatedOutputError": 2, "ParseError": 1}
+    assert "error_kinds" not in second  # cells stored before the kinds were recorded
