@@ -155,6 +155,14 @@ class CellRunner:
         raise NotImplementedError
 
 
+def _kind(result: Any) -> str:
+    """What kind of failure an lmprog example result holds: its exception's type name (the
+    message alone when the evaluation kept no exception)."""
+    if result.exception is not None:
+        return type(result.exception).__name__
+    return str(result.error).split(":", 1)[0][:60]
+
+
 def _gold(row: dict[str, Any]) -> Any:
     return row.get("label", row.get("answer"))
 
@@ -255,7 +263,7 @@ class LmprogCells(CellRunner):
     def evaluate(self, program: Any, splits: tasks.Splits) -> tuple[list[Any], list[float], Counter[str]]:
         res = self.lmprog.evaluate(program, splits.test, self.metric, threads=1, progress=False)
         preds = [_answer(r.prediction) if r.error is None else None for r in res.results]
-        kinds = Counter(type(r.error).__name__ for r in res.results if r.error is not None)
+        kinds = Counter(_kind(r) for r in res.results if r.error is not None)
         return preds, [float(r.value) for r in res.results], kinds
 
 
