@@ -69,13 +69,26 @@ def test_each_call_gets_its_nearest_training_examples_nearest_last(lm: ScriptedL
     assert any("sourdough" in s for s in shown) and any("tomatoes" in s for s in shown)
 
 
-def test_ties_are_broken_by_pool_order() -> None:
-    pool = DemoPool(
-        k=2, demos=tuple({"text": f"same words {i}", "output": "sport"} for i in range(4)), fields=("text",)
-    )
-    # no shared word scores anything: the first two of the pool, the first one nearest (last)
-    assert [d["text"] for d in pool.retrieve({"text": "unrelated"})] == ["same words 1", "same words 0"]
-    assert pool.retrieve({"text": "unrelated"}) == pool.retrieve({"text": "unrelated"})
+def test_ties_are_broken_by_the_call_and_demo_texts_not_by_pool_order() -> None:
+    demos = tuple({"text": f"same words {i}", "output": "sport"} for i in range(6))
+    pool, backwards = (DemoPool(k=2, demos=d, fields=("text",)) for d in (demos, demos[::-1]))
+    calls = [{"text": f"unrelated {i}"} for i in range(20)]  # no shared word: every demo ties
+    assert [pool.retrieve(c) for c in calls] == [backwards.retrieve(c) for c in calls]
+    assert pool.retrieve(calls[0]) == pool.retrieve(calls[0])
+    # the nearest demo (last) varies from call to call instead of being the pool's first
+    assert len({pool.retrieve(c)[-1]["text"] for c in calls}) > 1
+
+
+def test_a_label_balanced_pool_does_not_put_its_first_labels_nearest_to_every_tied_call() -> None:
+    # as on TREC: the rare label's demos come first in a label-interleaved pool, and a call whose
+    # only word in common with the pool is "what" ties with every "What is X ?" demo
+    rare = [{"text": f"What is {w} ?", "output": "abbreviation"} for w in ("SAP", "LMDS")]
+    words = ("gymnophobia", "goldenseal", "nanometer", "amphibian", "pneumonia", "quartz", "sonar", "ozone")
+    common = [{"text": f"What is {w} ?", "output": "description"} for w in words]
+    pool = DemoPool(k=4, demos=tuple(rare + common), fields=("text",))
+    nearest = [pool.retrieve({"text": f"What is the capital of country {i} ?"})[-1] for i in range(40)]
+    abbreviations = sum(d["output"] == "abbreviation" for d in nearest)
+    assert abbreviations < 20, abbreviations  # by pool order: 40 of 40
 
 
 def test_the_pool_is_stored_in_the_prompt_file_and_reloaded(lm: ScriptedLM, tmp_path: Path) -> None:
@@ -154,10 +167,15 @@ def test_each_numeric_field_counts_by_its_spread_in_the_pool() -> None:
     assert mixed.retrieve({"size": "7.7"})[0]["output"] == "large"
 
 
-def test_a_pool_without_a_single_token_ranks_by_pool_order() -> None:
-    pool = DemoPool(k=2, demos=tuple({"text": t, "output": t} for t in ("?", "!", "a")), fields=("text",))
-    assert [d["output"] for d in pool.retrieve({"text": "why?"})] == ["!", "?"]
-    assert [d["output"] for d in pool.retrieve({"text": "?"})] == ["!", "?"]
+def test_a_pool_without_a_single_token_ranks_by_the_tie_order() -> None:
+    texts = ("?", "!", "a")
+    pool, backwards = (
+        DemoPool(k=2, demos=tuple({"text": t, "output": t} for t in order), fields=("text",))
+        for order in (texts, texts[::-1])
+    )
+    for call in ({"text": "why?"}, {"text": "?"}):
+        got = pool.retrieve(call)
+        assert len(got) == 2 and got == backwards.retrieve(call)
 
 
 def test_a_pool_survives_pickling_without_its_index() -> None:
