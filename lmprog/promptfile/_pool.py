@@ -17,8 +17,8 @@ values with the text of each pooled demo's inputs:
 
 Ties are broken by a hash of the call's input text and each tied demo's (:func:`tie_key`), not by
 pool order, and the chosen demos are ordered from the least to the most similar, so the nearest
-example sits right before the question. The index is built on first use and kept
-with the pool object.
+example sits right before the question. The index is built on first use and kept with the pool
+object.
 """
 
 from __future__ import annotations
