@@ -25,7 +25,7 @@ from lmprog.format import (
 from lmprog.function import LMFunction, State, score_requests
 from lmprog.function._score import ScoreRun
 from lmprog.lm import Completion
-from lmprog.optimize.variants_budget import estimate as _estimate
+from lmprog.optimize.variants_budget import estimate
 from lmprog.testing import ScriptedLM
 from lmprog.trace import trace
 
@@ -184,13 +184,13 @@ def test_the_variants_budget_estimate_counts_the_requests_a_scored_call_sends() 
     task: Any = SimpleNamespace(valset=[{}] * 10)
     one, each = make(sentiment), make(intent)
     with lmprog.context(lm=ScriptedLM([], constraint="grammar", logprobs=True)):
-        assert _estimate(task, [one], [one], "score") == 10  # was 30: one request per option
-        assert _estimate(task, [one], [one], "calibrated") == 10 + 3
-        assert _estimate(task, [each], [each], "score") == 30
-        assert _estimate(task, [one, each], [one, each], "calibrated") == 40 + 3 * 4
+        assert estimate(task, [one], [one], "score") == 10  # was 30: one request per option
+        assert estimate(task, [one], [one], "calibrated") == 10 + 3
+        assert estimate(task, [each], [each], "score") == 30
+        assert estimate(task, [one, each], [one, each], "calibrated") == 40 + 3 * 4
         shared = make(topic)  # options sharing a first character: at most 1 + 3 each
-        assert _estimate(task, [shared], [shared], "score") == 40
-        assert _estimate(task, [one], [], "sample") == 10
+        assert estimate(task, [shared], [shared], "score") == 40
+        assert estimate(task, [one], [], "sample") == 10
 
 
 def test_a_one_request_score_is_cached_though_cut_at_its_one_token(tmp_path: Any) -> None:

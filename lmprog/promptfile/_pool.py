@@ -56,13 +56,14 @@ class DemoPool:
         """The ``k`` demos nearest to ``inputs``, least similar first (ties: see :func:`tie_key`)."""
         if self.k <= 0 or not self.demos:
             return ()
-        scores = self._scores(inputs)
         query = input_text(inputs, self.fields)
+        scores = self._scores(inputs, query)
         texts = self._texts()
         ranked = sorted(range(len(self.demos)), key=lambda i: (-scores[i], tie_key(query, texts[i]), i))
         return tuple(self.demos[i] for i in reversed(ranked[: self.k]))
 
     def _texts(self) -> list[str]:
+        """Each demo's compared text (:func:`input_text`), built once: ties, BM25 and embeddings."""
         with self._lock:
             if "texts" not in self._index:
                 self._index["texts"] = [input_text(d, self.fields) for d in self.demos]
@@ -99,15 +100,16 @@ class DemoPool:
         doc["pool"] = [to_jsonable(dict(d)) for d in self.demos]
         return doc
 
-    def _scores(self, inputs: Mapping[str, Any]) -> list[float]:
+    def _scores(self, inputs: Mapping[str, Any], query: str) -> list[float]:
+        """Each demo's similarity to ``inputs`` (``query``: their text, :func:`input_text`)."""
         if self.embedder is not None:
-            return self._cosine(input_text(inputs, self.fields))
+            return self._cosine(query)
         scaled = self._scaled()
         if scaled is not None and _numbers(inputs, self.fields):
             scales, rows = scaled
-            query = [float(inputs[f]) / s for f, s in zip(self.fields, scales, strict=True)]
-            return [-math.dist(query, row) for row in rows]
-        return self._bm25(input_text(inputs, self.fields))
+            point = [float(inputs[f]) / s for f, s in zip(self.fields, scales, strict=True)]
+            return [-math.dist(point, row) for row in rows]
+        return self._bm25(query)
 
     def _scaled(self) -> tuple[list[float], list[list[float]]] | None:
         """Each field's spread in the pool, and every pooled demo's inputs divided by them; None
@@ -128,9 +130,10 @@ class DemoPool:
 
     def _bm25(self, query: str) -> list[float]:
         bm25s = _import_bm25s()
+        texts = self._texts()
         with self._lock:
             if "bm25" not in self._index:
-                corpus = _tokens(bm25s, [input_text(d, self.fields) for d in self.demos])
+                corpus = _tokens(bm25s, texts)
                 # bm25s cannot index a corpus without a single token: such a pool ranks by tie_key
                 self._index["bm25"] = None
                 if any(corpus):
@@ -143,10 +146,11 @@ class DemoPool:
         return [float(s) for s in retriever.get_scores(words)]
 
     def _cosine(self, query: str) -> list[float]:
+        texts = self._texts()
         with self._lock:
             vectors = self._index.get("vectors")
             if vectors is None:
-                vectors = embed(self.embedder or "", [input_text(d, self.fields) for d in self.demos])
+                vectors = embed(self.embedder or "", texts)
                 self._index["vectors"] = vectors
         q = embed(self.embedder or "", [query])[0]
         return [_cos(q, v) for v in vectors]
