@@ -63,6 +63,8 @@ def run_show(target: str, inputs: Sequence[str], as_json: bool, out: Console) ->
     if state.calibration:
         prior = ", ".join(f"{escape(k)} {v:.3f}" for k, v in state.calibration.items())
         out.print(f"calibration (content-free prior): {prior}", soft_wrap=True)
+    if state.vote is not None:
+        out.print(f"vote: {state.vote:g} (the weight of the retrieved demos' labels)", soft_wrap=True)
     if state.pool is not None:
         by = f"embedding model {state.pool.embedder}" if state.pool.embedder else "BM25"
         out.print(

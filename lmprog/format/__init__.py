@@ -3,7 +3,8 @@ becomes the function's return value; and what constrains a model to write only r
 (GBNF grammars, JSON schemas); prompt layouts and label scoring.
 
 Holds ``_prompt`` (render and parse, retry messages), ``_layout`` (transcript and completion
-layouts), ``_labels`` (label options, their scores, contextual calibration), ``_wire`` (how values
+layouts), ``_labels`` (label options, their scores, contextual calibration), ``_vote`` (the retrieved
+demos' labels mixed into the option scores), ``_wire`` (how values
 are written), ``_read`` (the parser), ``_partial`` (the complete fields of a reply being streamed),
 ``_grammar``, ``_schema``, ``_constrain`` and ``_tools`` (tools on the wire). May import:
 ``errors``, ``_fingerprint``, ``signature`` and, for the constraint kinds, ``lm``.
@@ -61,6 +62,7 @@ from lmprog.format._tools import (
     tool_schemas,
     tools_section,
 )
+from lmprog.format._vote import check_vote, demo_labels, voted
 from lmprog.format._wire import to_jsonable
 from lmprog.lm import PROMPT_ROLE
 
@@ -81,9 +83,11 @@ __all__ = [
     "calibration_prior",
     "check_decode",
     "check_layout",
+    "check_vote",
     "choice_grammar",
     "choice_texts",
     "constraint_params",
+    "demo_labels",
     "first_token_scores",
     "first_words_differ",
     "forced_grammar",
@@ -112,4 +116,5 @@ __all__ = [
     "tool_result_text",
     "tool_schemas",
     "tools_section",
+    "voted",
 ]

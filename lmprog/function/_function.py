@@ -178,7 +178,9 @@ class LMFunction(Generic[P, R]):
 
     @demos.setter
     def demos(self, value: Sequence[Mapping[str, Any]]) -> None:
-        self.state = dataclasses.replace(self.state, demos=tuple(dict(d) for d in value), pool=None)
+        self.state = dataclasses.replace(
+            self.state, demos=tuple(dict(d) for d in value), pool=None, vote=None
+        )
 
     @property
     def signature_hash(self) -> str:

@@ -4,7 +4,7 @@ likelihood of every option of its categorical output and returns the best one (s
 
 :class:`ScoreRun` has the interface of ``_run._Run`` (``lm``, ``params``, ``span``,
 ``next_messages``, ``feed``, ``result``), so one driver loop serves both. A call's span records the
-option scores (``span.scores``: option text -> score, calibrated when the call was) and the
+option scores (``span.scores``: option text -> score, calibrated and voted when the call was) and the
 chosen option's text as its ``raw`` reply.
 
 What an LM must offer: token logprobs (``BaseLM.returns_logprobs``). With a grammar too (the
@@ -37,12 +37,14 @@ from lmprog.format import (
     best_label,
     calibrated,
     choice_grammar,
+    demo_labels,
     first_token_scores,
     first_words_differ,
     forced_grammar,
     label_options,
     render_messages,
     sequence_logprob,
+    voted,
 )
 from lmprog.function._run import _Run, layout_for, wire_demos
 from lmprog.lm import BaseLM, Completion, resolve_lm
@@ -143,6 +145,8 @@ class ScoreRun:
         self.options = options
         layout = layout_for(func, self.lm, self.state.layout)
         demos = self.state.demos_for(inputs)
+        #: the option texts the call's retrieved demos vote for (read with ``state.vote``)
+        self.votes = demo_labels(demos, func.signature.outputs[0].name, options) if self.state.vote else []
         self.messages = render_messages(
             func.wire_signature,
             inputs,
@@ -221,10 +225,14 @@ class ScoreRun:
             raise LMError(f"{self.lm.model}: cannot score the options: {e}", model=self.lm.model) from None
 
     def final_scores(self) -> dict[str, float]:
-        """The option scores a choice is made on: calibrated when the state says so."""
+        """The option scores a choice is made on: calibrated when the state says so, then mixed
+        with the retrieved demos' labels when it has a ``vote`` (:mod:`lmprog.format._vote`)."""
+        scores = dict(self.scores)
         if self.state.decode == "calibrated" and self.state.calibration:
-            return calibrated(self.scores, self.state.calibration)
-        return dict(self.scores)
+            scores = calibrated(scores, self.state.calibration)
+        if self.state.vote:
+            scores = voted(scores, self.votes, self.state.vote)
+        return scores
 
     def result(self) -> Any:
         scores = self.final_scores()

@@ -14,7 +14,10 @@ after the optimizer (``optimize(..., variants=False)`` opts out):
    (:func:`~.balance.is_collapsed`), the same states with demos retrieved per call instead of
    fixed ones (:mod:`.rescue`; the variants below are then made of them when they rank higher);
    then ``calibrated`` on the validation inputs' prior (below) in the optimizer's layout, unless
-   the rescue won; then sampling in each other layout the program's LMs can take
+   the rescue won; then, where a function retrieves its demos (a pool), ``score`` with the
+   retrieved demos' labels mixed in at each weight of :data:`VOTE_WEIGHTS`
+   (:mod:`lmprog.format._vote`; on TREC the embedded model beat its demos' majority label on one
+   seed and lost to it on another); then sampling in each other layout the program's LMs can take
    (``completion`` only when every function's LM continues plain text), then ``score`` and both
    calibrations in the other layout whose sampling ranked best: at most 8 evaluations
    beyond the optimizer's choice. ``variants="all"`` scores options in every layout (the full
@@ -50,6 +53,7 @@ evaluated variant is also a :class:`~lmprog.optimize.Candidate`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -68,6 +72,8 @@ DECODE_ORDER: tuple[Decode, ...] = ("sample", "score", "calibrated")
 #: the scored variants of a layout, in order: None is ``calibrated`` on the validation inputs'
 #: prior (it needs that layout's ``score`` variant measured first)
 SCORED_ORDER: tuple[Decode | None, ...] = ("score", "calibrated", None)
+#: the weights of the retrieved demos' labels tried with ``score`` (:mod:`lmprog.format._vote`)
+VOTE_WEIGHTS: tuple[float, ...] = (0.5, 0.75)
 
 
 @dataclasses.dataclass
@@ -83,6 +89,8 @@ class _Tried:
     retrieved: bool = False
     #: ``"inputs"``: calibrated on the prior of the validation inputs, not the content-free ones
     prior: str | None = None
+    #: the weight of the retrieved demos' labels (``score`` with a pool)
+    vote: float | None = None
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layout": self.layout, "decode": self.decode}
@@ -90,6 +98,8 @@ class _Tried:
             out["demos"] = "retrieved"
         if self.prior is not None:
             out["prior"] = self.prior
+        if self.vote is not None:
+            out["vote"] = self.vote
         if self.skipped is not None:
             out["skipped"] = self.skipped
             return out
@@ -143,7 +153,7 @@ def choose_variant(
             logger.warning("variant layout=%s decode=%s failed: %s", variant.layout, variant.decode, e)
             return True
         variant.requests = used() - before
-        if variant.decode == "score":
+        if variant.decode == "score" and variant.vote is None:
             option_scores[(variant.layout, variant.retrieved)] = _option_scores(scorable, evaluation)
         variant.score, variant.counts = evaluation.score, predicted_counts(functions, evaluation)
         variant.collapsed = is_collapsed(variant.counts, expected)
@@ -154,7 +164,8 @@ def choose_variant(
                 variant.score,
                 label=label
                 + (" demos=retrieved" if variant.retrieved else "")
-                + (f" prior={variant.prior}" if variant.prior else ""),
+                + (f" prior={variant.prior}" if variant.prior else "")
+                + (f" vote={variant.vote:g}" if variant.vote is not None else ""),
                 evaluated_on=len(task.valset),
                 label_counts=variant.counts,
                 collapsed=variant.collapsed,
@@ -203,6 +214,33 @@ def choose_variant(
             return True
         return measure(variant, make, cost)
 
+    def run_votes(layout: Layout) -> bool:
+        """Measure ``score`` in ``layout`` with each of :data:`VOTE_WEIGHTS` on the scorable
+        functions whose states retrieve demos (nothing to do without one). The scoring requests
+        are those of the layout's ``score`` variant again: free with a response cache and one
+        function, else deferred like the calibration on the inputs."""
+        voting = [fn for fn in scorable if source[fn].pool is not None]
+        if not voting:
+            return True
+        made_of = source
+        cost = estimate(task, functions, scorable, "score", repeat=(layout, on_retrieved) in option_scores)
+        for weight in VOTE_WEIGHTS:
+
+            def make(weight: float = weight) -> dict[LMFunction[..., Any], State]:
+                states = {
+                    fn: _variant_state(fn, made_of[fn], layout, "score", fn in scorable) for fn in functions
+                }
+                for fn in voting:
+                    states[fn] = dataclasses.replace(states[fn], vote=weight)
+                return states
+
+            variant = _Tried(layout, "score", retrieved=on_retrieved, vote=weight)
+            if cost:
+                deferred.append(functools.partial(measure, variant, make, cost))
+            elif not measure(variant, make, cost):
+                return False
+        return True
+
     def run_any(layout: Layout, decode: Decode | None) -> bool:
         return run_on_inputs(layout) if decode is None else run(layout, decode)
 
@@ -226,6 +264,11 @@ def choose_variant(
     # Iris, they beat any calibration of fixed ones); not when the rescue won (its layout was
     # not scored with retrieved demos)
     if scorable and not run_on_inputs(base.layout):
+        _finish(result, tried, best, best_states, base)
+        return
+    # the retrieved demos' labels mixed into the scores (a pool: knn, or demos retrieved by mipro,
+    # reflect or the rescue)
+    if scorable and not run_votes(base.layout):
         _finish(result, tried, best, best_states, base)
         return
 
@@ -271,7 +314,7 @@ def _finish(
             best.layout,
             best.decode,
             " demos=retrieved" if best.retrieved else "",
-            f" prior={best.prior}" if best.prior else "",
+            (f" prior={best.prior}" if best.prior else "") + (f" vote={best.vote:g}" if best.vote else ""),
             best.score or 0.0,
         )
         result.states, result.score, result.label_counts = best_states, best.score, best.counts
@@ -283,8 +326,8 @@ def _variant_state(
     if chat_only(fn):
         layout = "chat"
     if not scorable or decode == "sample":
-        return dataclasses.replace(state, layout=layout, decode="sample", calibration=None)
-    scoring = dataclasses.replace(state, layout=layout, decode="score", calibration=None)
+        return dataclasses.replace(state, layout=layout, decode="sample", calibration=None, vote=None)
+    scoring = dataclasses.replace(state, layout=layout, decode="score", calibration=None, vote=None)
     if decode == "score":
         return scoring
     prior = calibration_prior(content_free_scores(fn, scoring))

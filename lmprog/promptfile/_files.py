@@ -14,7 +14,9 @@ section besides: the pool its calls retrieve their demos from (:mod:`lmprog.prom
 A state with another prompt layout or label decoding than the defaults records it in ``layout:``
 (``transcript`` or ``completion``; :mod:`lmprog.format._layout`), ``decode:`` (``score`` or
 ``calibrated``) and, for ``calibrated``, ``calibration:`` (the content-free prior per option;
-:mod:`lmprog.format._labels`); a file without them has the defaults (``chat``, ``sample``).
+:mod:`lmprog.format._labels`); a file without them has the defaults (``chat``, ``sample``). A
+scored function with a ``knn:`` pool may have ``vote:``, the weight of its retrieved demos' labels
+in the choice (:mod:`lmprog.format._vote`).
 Writes are atomic (a temporary file renamed over the old one) and deterministic: writing the same
 state twice gives the same bytes.
 """
@@ -34,7 +36,15 @@ import yaml
 from lmprog import settings
 from lmprog._fingerprint import to_jsonable
 from lmprog.errors import PromptFileError
-from lmprog.format import Decode, Layout, check_decode, check_layout, label_options, prior_problems
+from lmprog.format import (
+    Decode,
+    Layout,
+    check_decode,
+    check_layout,
+    check_vote,
+    label_options,
+    prior_problems,
+)
 from lmprog.promptfile._atomic import (
     atomic_write_text as atomic_write_text,  # re-exported (cassettes, reports)
 )
@@ -59,7 +69,9 @@ class State:
     are the pool's nearest to its inputs instead of ``demos``. ``layout`` is how the prompt is
     laid out (``"chat"``, ``"transcript"``, ``"completion"``); ``decode`` how a categorical
     output is chosen (``"sample"`` a reply, ``"score"`` every option, ``"calibrated"`` every
-    option divided by ``calibration``, the content-free prior per option text).
+    option divided by ``calibration``, the content-free prior per option text). ``vote``, with a
+    pool and a scoring ``decode``, mixes the retrieved demos' labels into the choice with that
+    weight (:mod:`lmprog.format._vote`).
     """
 
     instruction: str | None = None
@@ -68,12 +80,18 @@ class State:
     layout: Layout = "chat"
     decode: Decode = "sample"
     calibration: Mapping[str, float] | None = None
+    vote: float | None = None
 
     def __post_init__(self) -> None:
         check_layout(self.layout)  # ValueError naming the choices
         check_decode(self.decode)
+        check_vote(self.vote)
         if self.decode == "calibrated" and not self.calibration:
             raise ValueError("decode='calibrated' needs a calibration (the prior per option)")
+        if self.vote is not None and (self.pool is None or self.decode == "sample"):
+            raise ValueError(
+                "vote weighs retrieved demos' labels: it needs a pool and decode score or calibrated"
+            )
 
     def demos_for(self, inputs: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
         """The demos of a call with these input values: retrieved from the pool when there is one."""
@@ -143,6 +161,8 @@ def render(fn: PromptFunction, state: State, provenance: Mapping[str, Any] | Non
         doc["decode"] = state.decode
     if state.calibration:
         doc["calibration"] = {str(k): float(v) for k, v in state.calibration.items()}
+    if state.vote is not None:
+        doc["vote"] = float(state.vote)
     doc["demos"] = [to_jsonable(dict(d)) for d in state.demos]
     if state.pool is not None:
         doc["knn"] = state.pool.to_doc()
@@ -204,6 +224,15 @@ def read(path: Path) -> dict[str, Any]:
             raise fail("calibration", "; ".join(problems))
     if doc.get("decode") == "calibrated" and "calibration" not in doc:
         raise fail("decode", "'calibrated' needs a calibration: mapping (the prior per option)")
+    if "vote" in doc:
+        try:
+            check_vote(doc["vote"])
+        except ValueError as e:
+            raise fail("vote", "must " + str(e).split(" must ", 1)[1]) from None
+        if "knn" not in doc or doc.get("decode", "sample") == "sample":
+            raise fail(
+                "vote", "weighs retrieved demos' labels: it needs a knn: pool and decode: score or calibrated"
+            )
     return doc
 
 
@@ -271,6 +300,7 @@ def load_state(fn: PromptFunction, path: Path | None = None) -> State | None:
         layout=doc.get("layout", "chat"),
         decode=doc.get("decode", "sample"),
         calibration=dict(doc["calibration"]) if "calibration" in doc else None,
+        vote=float(doc["vote"]) if "vote" in doc else None,
     )
 
 

@@ -239,3 +239,36 @@ def test_calibration_on_the_inputs_prior_uncollapses_a_bias_the_content_free_inp
     assert result.label_counts == {"sentiment": {"negative": 2, "positive": 2}}
     labels = [c.label for c in result.candidates]
     assert "layout=chat decode=calibrated prior=inputs" in labels
+
+
+def test_the_retrieved_demos_vote_is_chosen_where_the_model_alone_leans_to_one_label() -> None:
+    # the model scores "positive" 1 nat likelier whatever the review, so scoring, calibration and
+    # sampling all say "positive"; the 2 nearest training reviews share the review's word
+    def flat(messages: Messages, text: str) -> float:
+        return -1.0 if text.strip() == "positive" else -2.0
+
+    lm = ScriptedLM(lambda m: "positive", constraint="grammar", logprobs=flat, cache=True)
+    with lmprog.context(lm=lm):
+        result = optimize(
+            sentiment, TRAIN, metric, valset=VAL, optimizer="knn", k=2, apply=False, progress=False
+        )
+    tried = [(v["decode"], v.get("prior"), v.get("vote"), v.get("score")) for v in result.details["variants"]]
+    assert tried[:6] == [
+        ("sample", None, None, 50.0),
+        ("score", None, None, 50.0),
+        ("calibrated", None, None, 50.0),
+        ("calibrated", "inputs", None, 50.0),
+        ("score", None, 0.5, 100.0),
+        ("score", None, 0.75, 100.0),
+    ]
+    # with a response cache the votes cost no request: they rescore the "score" variant's calls
+    assert [v.get("requests") for v in result.details["variants"][4:6]] == [0, 0]
+    state = result.states[sentiment]
+    assert (state.decode, state.vote) == ("score", 0.5) and result.score == 100.0
+    assert "layout=chat decode=score vote=0.5" in [c.label for c in result.candidates]
+
+
+def test_without_a_pool_no_vote_is_tried() -> None:
+    lm = ScriptedLM(sampled, constraint="grammar", logprobs=scored, takes_prompt=True)
+    result = run(lm)
+    assert not any("vote" in v for v in result.details["variants"])
