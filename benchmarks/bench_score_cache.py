@@ -4,11 +4,12 @@ embedded model (both in the same run, on the same requests).
     python benchmarks/bench_score_cache.py --tasks trec scone --test 30 --out results.md
 
 For each task (zero-shot, chat layout, ``decode="score"``), every test input's scoring requests
-(``ScoreRun``: one request for all options, or one per option when they share a first token) are
-sent twice through the same LM into two response caches: as the scorer sends them (the LM keeps
-only the alternatives that begin an option) and without ``alternatives_for`` (every alternative
-llama.cpp returns, as before that parameter). Reported: the mean stored entry size of each, their
-ratio, and whether the option scores read from the two replies are the same.
+(``ScoreRun``: one request for all options, or a walk of their token tree when they share a
+first token) are sent twice through the same LM into two response caches: as the scorer sends
+them (the LM keeps only the alternatives that spell an option further) and without
+``alternatives_for`` (every alternative llama.cpp returns, as before that parameter). Reported:
+the mean stored entry size of each, their ratio, and whether the option scores read from the two
+replies are the same.
 """
 
 from __future__ import annotations

@@ -286,3 +286,48 @@ def test_alternatives_for_is_part_of_the_key_and_must_be_texts(cache_dir: Path) 
     for bad in ("yes", [1, 2], 3):
         with pytest.raises(UsageError, match="alternatives_for must be a sequence of texts"):
             lm.complete(MESSAGES, logprobs=True, alternatives_for=bad)
+
+
+def _reply_of_tokens(*tokens: str) -> Completion:
+    """A reply of several tokens, each with alternatives that do and do not spell an option on."""
+    noise = ["card", "_", "arr", "link", "cash", "c", "ca", "l", "ival", "x", ""]
+    return Completion(
+        "".join(tokens),
+        logprobs=[
+            {"token": t, "logprob": -0.1, "top_logprobs": [{"token": a, "logprob": -1.0} for a in noise]}
+            for t in tokens
+        ],
+    )
+
+
+def test_alternatives_for_keeps_what_continues_the_text_generated_before_each_token(cache_dir: Path) -> None:
+    lm = ScriptedLM([_reply_of_tokens("card", "_", "arr", "ival")], cache=True, logprobs=True)
+    texts = ("card_arrival", "card_linking", "cash")
+    out = lm.complete(MESSAGES, logprobs=True, alternatives_for=texts)
+    assert out.logprobs is not None
+    kept = [[a["token"] for a in position["top_logprobs"]] for position in out.logprobs]
+    assert kept == [
+        ["card", "cash", "c", "ca"],  # the first token: what begins an option, as before
+        ["_"],  # after "card": "card_" begins an option, "cardcard" does not
+        ["arr", "link", "l"],  # after "card_"
+        ["ival"],  # after "card_arr"
+    ]
+    assert [position["token"] for position in out.logprobs] == ["card", "_", "arr", "ival"]
+    again = lm.complete(MESSAGES, logprobs=True, alternatives_for=list(texts))
+    assert again.cache_hit and again.logprobs == out.logprobs
+
+
+def test_a_one_token_scoring_reply_keeps_its_cache_key_and_entry(cache_dir: Path) -> None:
+    # the key and the entry the previous rule (keep an alternative that begins a text) stored
+    lm = ScriptedLM([_reply_with_alternatives()], cache=True, logprobs=True)
+    lm.complete(MESSAGES, logprobs=True, max_tokens=1, top_logprobs=1000, alternatives_for=["yes", "no"])
+    get_cache(cache_dir).close()
+    with sqlite3.connect(cache_dir / CACHE_FILENAME) as conn:
+        [(key, value)] = list(conn.execute("SELECT key, value FROM responses"))
+    assert key == "7dc37926d6b380ab6eb288b2d180e5c775388481e6679c1bcc1b243a7e93cd95"
+    assert value == (
+        '{"completion_tokens": 1, "cost": 0.0, "finish_reason": null, "logprobs": [{"logprob": -0.3, '
+        '"token": "yes", "top_logprobs": [{"logprob": -0.5, "token": "ye"}, '
+        '{"logprob": -1.2, "token": "n"}]}], '
+        '"model": "scripted", "prompt_tokens": 5, "text": "yes"}'
+    )

@@ -101,7 +101,7 @@ def test_one_request_chooses_as_one_request_per_option_does(
     assert (sent_one, sent_each) == (1, len(per_option))
 
 
-def test_a_scored_call_sends_one_request_and_shared_first_words_one_each() -> None:
+def test_a_scored_call_sends_one_request_and_shared_first_words_a_walk() -> None:
     sentiment.state = State(demos=DEMOS, decode="score")
     with trace() as t:
         assert sentiment("I hated every minute of it.") in ("positive", "negative")
@@ -109,4 +109,65 @@ def test_a_scored_call_sends_one_request_and_shared_first_words_one_each() -> No
     intent.state = State(decode="score")
     with trace() as t:
         assert intent("My new card has not come yet.") in ("card_arrival", "card_linking", "refund")
-    assert t.spans[0].requests == 3 and score_requests(intent, resolve_lm("local")) == 3
+    assert t.spans[0].requests <= score_requests(intent, resolve_lm("local")) == 2  # was 3
+
+
+@lm_function
+def species(
+    sepal_length: float, sepal_width: float, petal_length: float, petal_width: float
+) -> Literal["setosa", "versicolor", "virginica"]:
+    """Name the iris species from the flower's measurements (in centimeters)."""
+
+
+@lm_function
+def banking(
+    query: str,
+) -> Literal["card_arrival", "card_linking", "exchange_rate", "exchange_via_app", "refund"]:
+    """Name the intent of the banking customer's message."""
+
+
+def _flower(sl: float, sw: float, pl: float, pw: float, output: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"sepal_length": sl, "sepal_width": sw, "petal_length": pl, "petal_width": pw}
+    return row if output is None else {**row, "output": output}
+
+
+QUERIES = (
+    {"query": "My card still has not been delivered.", "output": "card_arrival"},
+    {"query": "How do I link my card to the app?", "output": "card_linking"},
+    {"query": "What rate do you use to convert euros to dollars?", "output": "exchange_rate"},
+    {"query": "Can I exchange currency in the app?", "output": "exchange_via_app"},
+    {"query": "I want my money back for this purchase.", "output": "refund"},
+)
+
+
+@pytest.mark.parametrize(
+    ("func", "inputs", "demos"),
+    [
+        # zero-shot, the first token's "v" (versicolor and virginica) blurs the one-request reading
+        (species, _flower(5.1, 3.5, 1.4, 0.3), ()),
+        (species, _flower(6.3, 3.3, 6.0, 2.5), ()),
+        (banking, {"query": "When will my new card arrive?"}, QUERIES),
+        (banking, {"query": "Where can I link my new card?"}, QUERIES),
+        (banking, {"query": "Please refund my order."}, QUERIES),
+    ],
+)
+def test_the_token_tree_walk_chooses_as_one_request_per_option_does_in_fewer_requests(
+    func: Any, inputs: dict[str, Any], demos: tuple[dict[str, Any], ...]
+) -> None:
+    state = State(demos=demos)
+    run = ScoreRun(func, inputs, state=state, one_request=False)
+    sent_each = 0
+    while (messages := run.next_messages()) is not None:
+        run.feed(run.lm.complete(messages, **run.params))
+        sent_each += 1
+    per_option = run.scores
+    walk = ScoreRun(func, inputs, state=state)
+    sent = 0
+    while (messages := walk.next_messages()) is not None:
+        walk.feed(walk.lm.complete(messages, **walk.params))
+        sent += 1
+    ranked = sorted(per_option.values(), reverse=True)
+    assert ranked[0] - ranked[1] > CLEAR, f"not a clear case: {per_option}"
+    assert max(walk.scores, key=lambda k: walk.scores[k]) == max(per_option, key=lambda k: per_option[k])
+    assert sent < sent_each == len(per_option)
+    assert sent <= score_requests(func, walk.lm)

@@ -1,5 +1,5 @@
-"""Scoring every option with one request on an LM with a grammar, and when it falls back to one
-request per option (options sharing a first word; a reply that cannot tell them apart)."""
+"""Scoring every option with one request on an LM with a grammar, and when more follow (options
+sharing a first word; a reply that cannot tell them apart: a walk of the options' token tree)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from lmprog.format import (
     choice_texts,
     first_token_scores,
     first_words_differ,
-    forced_text,
 )
 from lmprog.function import LMFunction, State, score_requests
 from lmprog.function._score import ScoreRun
@@ -117,48 +116,69 @@ def test_strict_first_token_scores_refuse_a_shared_token_likelier_than_an_option
     }
 
 
-def test_options_sharing_a_first_word_are_scored_one_request_each() -> None:
+def test_options_sharing_a_first_word_are_scored_by_a_walk_of_their_token_tree() -> None:
     fn = make(intent, decode="score")
     lm = ScriptedLM([], constraint="grammar", logprobs=lambda m, text: -len(text) / 4)
     with lmprog.context(lm=lm), trace() as t:
         assert fn("where is my card?") == "refund"
-    assert [forced_text(c.params["grammar"]) for c in lm.calls] == ["card_arrival", "card_linking", "refund"]
-    assert t.spans[0].requests == 3 and score_requests(fn, lm) == 3
+    # this model's tokens are whole options: one request tells them apart (was one per option)
+    assert [choice_texts(c.params["grammar"]) for c in lm.calls] == [
+        ("card_arrival", "card_linking", "refund")
+    ]
+    assert t.spans[0].requests == 1 and score_requests(fn, lm) == 2
+    assert t.spans[0].scores == {"card_arrival": -3.0, "card_linking": -3.0, "refund": -1.5}
 
 
 @pytest.mark.parametrize(
-    "first",
+    ("first", "then", "human"),
     [
-        reply("human", -1.0, ("humor", -2.0), ("human", -1.0)),  # "place" is missing
-        reply("hum", -0.2, ("hum", -0.2), ("human", -3.0), ("humor", -2.5), ("place", -4.0)),
+        # "place" is missing: the walk reads this reply ("human" is one option's token) and
+        # asks for "place" alone
+        (reply("human", -3.0, ("humor", -0.7), ("human", -3.0)), [spelled(("place", -4.0))], -3.0),
+        # "hum" begins two options: the walk starts over with a reply long enough to pass it
+        (
+            reply("hum", -0.2, ("hum", -0.2), ("human", -3.5), ("humor", -2.5), ("place", -4.0)),
+            [
+                Completion(
+                    "humor",
+                    logprobs=[
+                        {
+                            "token": "hum",
+                            "logprob": -0.2,
+                            "top_logprobs": [{"token": "place", "logprob": -4.0}],
+                        },
+                        {
+                            "token": "or",
+                            "logprob": -0.5,
+                            "top_logprobs": [
+                                {"token": "an", "logprob": -3.0},
+                                {"token": "or", "logprob": -0.5},
+                            ],
+                        },
+                    ],
+                )
+            ],
+            -3.2,  # "hum" then "an", likelier than "human" (-3.5)
+        ),
     ],
     ids=["missing-option", "shared-first-token"],
 )
-def test_a_reply_that_cannot_tell_the_options_apart_falls_back_to_one_request_per_option(
-    first: Completion,
+def test_a_reply_that_cannot_tell_the_options_apart_is_followed_by_a_walk_of_the_token_tree(
+    first: Completion, then: list[Completion], human: float
 ) -> None:
-    forced = [
-        spelled(("hum", -0.2), ("an", -3.0)),
-        spelled(("hum", -0.2), ("or", -0.5)),
-        spelled(("place", -4.0)),
-    ]
-    lm = ScriptedLM([first, *forced], constraint="grammar", logprobs=True)
+    lm = ScriptedLM([first, *then], constraint="grammar", logprobs=True)
     fn = make(topic, decode="score")
     with lmprog.context(lm=lm), trace() as t:
-        assert fn("who wrote Hamlet?") == "humor"  # the forced sums, not the first token, decide
+        assert fn("who wrote Hamlet?") == "humor"
     assert choice_texts(lm.calls[0].params["grammar"]) == ("human", "humor", "place")
-    assert [forced_text(c.params["grammar"]) for c in lm.calls[1:]] == ["human", "humor", "place"]
-    assert t.spans[0].requests == 4
-    assert t.spans[0].scores == {"human": -3.2, "humor": -0.7, "place": -4.0}
+    assert lm.calls[0].params["max_tokens"] == 1
+    assert t.spans[0].requests == 2  # was 1 + 3, one per option
+    assert t.spans[0].scores == pytest.approx({"human": human, "humor": -0.7, "place": -4.0})
 
 
 def test_the_fallback_says_why() -> None:
     first = reply("human", -1.0, ("humor", -2.0))
-    lm = ScriptedLM(
-        [first, spelled(("human", -1.0)), spelled(("humor", -2.0)), spelled(("place", -3.0))],
-        constraint="grammar",
-        logprobs=True,
-    )
+    lm = ScriptedLM([first, spelled(("place", -3.0))], constraint="grammar", logprobs=True)
     with lmprog.context(lm=lm):
         run = ScoreRun(make(topic, decode="score"), {"question": "x"})
         while (messages := run.next_messages()) is not None:
@@ -172,10 +192,10 @@ def test_score_requests_counts_what_one_scored_call_sends() -> None:
     hosted = ScriptedLM([], logprobs=True)
     sampling = ScriptedLM([], constraint="grammar")
     assert score_requests(make(sentiment), grammar) == 1
-    # human/humor share "h": a reply whose "hum" is likelier than "human" falls back, 1 + 3
-    assert score_requests(make(topic), grammar) == 4
-    assert score_requests(make(species), grammar) == 4  # regression: counted 1, sent 4 on Iris
-    assert score_requests(make(intent), grammar) == 3
+    # human/humor share "h": a reply whose "hum" is likelier than "human" is walked further, 1 + 1
+    assert score_requests(make(topic), grammar) == 2
+    assert score_requests(make(species), grammar) == 2  # regression: counted 1, sent 4 on Iris
+    assert score_requests(make(intent), grammar) == 2  # the walk: 1 + the branching of "card_"
     assert score_requests(make(intent), hosted) == 1  # no grammar: always the first token's list
     assert score_requests(make(intent), sampling) == 1  # no logprobs: it samples one reply
 
@@ -186,10 +206,10 @@ def test_the_variants_budget_estimate_counts_the_requests_a_scored_call_sends() 
     with lmprog.context(lm=ScriptedLM([], constraint="grammar", logprobs=True)):
         assert estimate(task, [one], [one], "score") == 10  # was 30: one request per option
         assert estimate(task, [one], [one], "calibrated") == 10 + 3
-        assert estimate(task, [each], [each], "score") == 30
-        assert estimate(task, [one, each], [one, each], "calibrated") == 40 + 3 * 4
-        shared = make(topic)  # options sharing a first character: at most 1 + 3 each
-        assert estimate(task, [shared], [shared], "score") == 40
+        assert estimate(task, [each], [each], "score") == 20  # was 30: one request per option
+        assert estimate(task, [one, each], [one, each], "calibrated") == 30 + 3 * 3
+        shared = make(topic)  # options sharing a first character: the first token, then a walk
+        assert estimate(task, [shared], [shared], "score") == 20
         assert estimate(task, [one], [], "sample") == 10
 
 

@@ -3,7 +3,8 @@ becomes the function's return value; and what constrains a model to write only r
 (GBNF grammars, JSON schemas); prompt layouts and label scoring.
 
 Holds ``_prompt`` (render and parse, retry messages), ``_layout`` (transcript and completion
-layouts), ``_labels`` (label options, their scores, contextual calibration), ``_vote`` (the retrieved
+layouts), ``_labels`` (label options, their scores, contextual calibration), ``_trie`` (scoring
+options that share their first tokens by a walk of their token tree), ``_vote`` (the retrieved
 demos' labels mixed into the option scores), ``_wire`` (how values
 are written), ``_read`` (the parser), ``_partial`` (the complete fields of a reply being streamed),
 ``_grammar``, ``_schema``, ``_constrain`` and ``_tools`` (tools on the wire). May import:
@@ -62,6 +63,7 @@ from lmprog.format._tools import (
     tool_schemas,
     tools_section,
 )
+from lmprog.format._trie import Walk, branchings, nested_pair, next_groups, owners_of, walk_reply
 from lmprog.format._vote import check_vote, demo_labels, voted
 from lmprog.format._wire import to_jsonable
 from lmprog.lm import PROMPT_ROLE
@@ -78,7 +80,9 @@ __all__ = [
     "LabelOption",
     "Layout",
     "ParseFailure",
+    "Walk",
     "best_label",
+    "branchings",
     "calibrated",
     "calibration_prior",
     "check_decode",
@@ -98,7 +102,10 @@ __all__ = [
     "json_schema",
     "label_options",
     "lead_space_grammar",
+    "nested_pair",
+    "next_groups",
     "output_values",
+    "owners_of",
     "parse_output",
     "partial_fields",
     "prior_problems",
@@ -117,4 +124,5 @@ __all__ = [
     "tool_schemas",
     "tools_section",
     "voted",
+    "walk_reply",
 ]

@@ -21,10 +21,19 @@ log-likelihood of every option and returns the likeliest (:func:`best_label`).
   unconstrained draw broke the grammar, else the unmasked ones: it depends on the draw, so it is
   not used.) Unmasked or renormalised, the allowed tokens' logprobs differ by one constant, so the
   choice and the calibrated probabilities are the same either way.
-- The same LM, options that may share their first token, or a one-request reply that cannot tell
-  them apart: one request per option, the grammar forcing exactly that option's text
+- The same LM, options that share their first word, or a one-request reply that cannot tell them
+  apart: a walk of the options' token tree (:mod:`lmprog.format._trie`). Each request allows a
+  group of the options (all of them first) and runs to the end of one; each option scores the
+  logprob of the path up to the token that tells it apart from every other option (for options
+  whose first tokens differ, the first token's logprob, as above); a shared token the reply did
+  not follow, or an option whose tokens were not among the alternatives, costs one request more.
+  Each request of the walk scores at least one option more: at most one per option (after the
+  one-token request, when that came first).
+- Options of which one is a prefix of another (``no``/``no way``): no token tells them apart, so
+  one request per option, the grammar forcing exactly that option's text
   (:func:`forced_grammar`), ``logprobs`` on; the option's score is the sum of the logprobs of the
   tokens that spell it (:func:`sequence_logprob`), each under the model before the grammar's mask.
+  ``ScoreRun(..., one_request=False)`` scores any options this way (for comparisons).
 - Any other LM that returns logprobs: one request, one token, ``top_logprobs``; each option scores
   the best logprob among the top first tokens that begin it (:func:`first_token_scores`), the
   others a floor below the lowest seen. Options that share their first token tie; that is the

@@ -98,9 +98,10 @@ class BaseLM(ABC):
     ``None`` or ``0`` is the same as no rollout. A parameter passed as ``None`` means "not set".
 
     A parameter ``alternatives_for`` (a sequence of texts) is never sent either: the completion's
-    ``top_logprobs`` keep only the alternatives whose token begins one of those texts, in the
-    completion returned and in its cache entry (label scoring reads only its options' first
-    tokens out of a thousand alternatives). It is part of the cache key.
+    ``top_logprobs`` keep only the alternatives that continue the reply towards one of those
+    texts (the text generated before the token, plus the alternative, begins one of them), in the
+    completion returned and in its cache entry (label scoring reads only the tokens that spell
+    its options out of a thousand alternatives a token). It is part of the cache key.
     """
 
     def __init__(

@@ -50,7 +50,8 @@ Scopes = tuple[UsageScope, ...]
 class PreparedCall:
     """A request ready to send: ``send`` is what the provider receives (secrets included, rollout
     and ``alternatives_for`` excluded), ``key`` its cache key; ``alternatives_for``: keep only the
-    top logprob alternatives that begin one of these texts (None: keep them all)."""
+    top logprob alternatives that continue the reply towards one of these texts (None: keep them
+    all; see :func:`keep_alternatives`)."""
 
     messages: Messages
     send: dict[str, Any]
@@ -74,25 +75,32 @@ def alternatives_param(value: Any) -> tuple[str, ...] | None:
 def keep_alternatives(
     logprobs: list[dict[str, Any]] | None, texts: tuple[str, ...] | None
 ) -> list[dict[str, Any]] | None:
-    """``logprobs`` with each token's ``top_logprobs`` cut to the alternatives whose token is a
-    non-empty beginning of one of ``texts`` (the generated tokens themselves are kept). A reply to
-    a label-scoring request carries up to a thousand alternatives, of which the scorer reads only
-    the options' first tokens: cut, its cache entry is a few hundred bytes instead of ~45 KB."""
+    """``logprobs`` with each token's ``top_logprobs`` cut to the alternatives that continue the
+    reply towards one of ``texts``: at a position where the tokens generated before spell ``P``,
+    an alternative ``t`` is kept when ``P + t`` (``t`` non-empty) begins one of the texts (at the
+    first position: ``t`` begins one). The generated tokens themselves are kept. A reply to a
+    label-scoring request carries up to a thousand alternatives per token, of which the scorer
+    reads only those that spell an option further: cut, a one-token reply's cache entry is a few
+    hundred bytes instead of ~45 KB."""
     if logprobs is None or texts is None:
         return logprobs
+    prefixes = {text[:end] for text in texts for end in range(1, len(text) + 1)}
     out = []
+    before = ""
     for position in logprobs:
         top = position.get("top_logprobs")
         if isinstance(top, list):
-            kept = [t for t in top if _begins_one(t, texts)]
+            kept = [t for t in top if _continues_one(t, before, prefixes)]
             position = {**position, "top_logprobs": kept}
         out.append(position)
+        token = position.get("token")
+        before += token if isinstance(token, str) else ""
     return out
 
 
-def _begins_one(alternative: Any, texts: tuple[str, ...]) -> bool:
+def _continues_one(alternative: Any, before: str, prefixes: set[str]) -> bool:
     token = alternative.get("token") if isinstance(alternative, dict) else None
-    return isinstance(token, str) and bool(token) and any(text.startswith(token) for text in texts)
+    return isinstance(token, str) and bool(token) and before + token in prefixes
 
 
 class CallRun:
