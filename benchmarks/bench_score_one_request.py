@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import common
 import lmprog_programs
 import tasks
 
@@ -91,9 +92,7 @@ def measure(task: str, test: int, seed: int) -> list[dict[str, Any]]:
                 "fallbacks": fallbacks,
                 "counts": collections.Counter(raw).most_common(),
             }
-        (raw_a, cal_a), (raw_b, cal_b) = choices["per-option"], choices["one-request"]
-        row["agree_score"] = sum(a == b for a, b in zip(raw_a, raw_b, strict=True))
-        row["agree_calibrated"] = sum(a == b for a, b in zip(cal_a, cal_b, strict=True))
+        row.update(common.agreement(choices, "per-option", "one-request"))
         print(row, flush=True)
         out.append(row)
     return out

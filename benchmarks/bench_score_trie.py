@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import common
 import configs
 import lmprog_programs
 import tasks
@@ -92,9 +93,7 @@ def measure(name: str, test: int, seed: int, settings: list[str]) -> list[dict[s
                 "sent": sent,
                 "over": sum(n > row["score_requests"] for n in sent),
             }
-        (raw_a, cal_a), (raw_b, cal_b) = choices["per-option"], choices["trie"]
-        row["agree_score"] = sum(a == b for a, b in zip(raw_a, raw_b, strict=True))
-        row["agree_calibrated"] = sum(a == b for a, b in zip(cal_a, cal_b, strict=True))
+        row.update(common.agreement(choices, "per-option", "trie"))
         print(row, flush=True)
         out.append(row)
     return out

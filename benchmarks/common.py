@@ -144,3 +144,13 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def agreement(choices: dict[str, tuple[list[Any], list[Any]]], first: str, second: str) -> dict[str, int]:
+    """How many inputs two ways of scoring (``choices[way] = (raw, calibrated)`` choices per
+    input) chose the same option for, raw and calibrated."""
+    (raw_a, cal_a), (raw_b, cal_b) = choices[first], choices[second]
+    return {
+        "agree_score": sum(a == b for a, b in zip(raw_a, raw_b, strict=True)),
+        "agree_calibrated": sum(a == b for a, b in zip(cal_a, cal_b, strict=True)),
+    }
