@@ -9,6 +9,7 @@ import math
 from typing import Annotated, Literal
 
 import pytest
+from label_functions import make
 
 import lmprog
 from lmprog import lm_function
@@ -27,7 +28,7 @@ from lmprog.format import (
     probabilities,
     sequence_logprob,
 )
-from lmprog.function import LMFunction, State, content_free_scores
+from lmprog.function import State, content_free_scores
 from lmprog.lm import Completion, Messages
 from lmprog.signature import signature_from_function
 from lmprog.testing import ScriptedLM
@@ -128,12 +129,6 @@ def biased(messages: Messages, text: str) -> float:
     last = messages[-1]["content"].rsplit("---", 1)[-1]
     label = text.strip()
     return BIAS[label] + (1.0 if label == "negative" and "awful" in last else 0.0) - 5.0
-
-
-def make(fn: object, **state: object) -> LMFunction:
-    func = lm_function(fn)  # type: ignore[call-overload]
-    func.state = State(**state)  # type: ignore[arg-type]
-    return func
 
 
 @pytest.mark.parametrize("layout", ["chat", "transcript", "completion"])

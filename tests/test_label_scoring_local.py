@@ -48,10 +48,7 @@ CLEAR = 1.0  # nats between the two best per-option scores for a case to count a
 
 def _scores(func: Any, inputs: dict[str, Any], state: State, one: bool) -> tuple[dict[str, float], int]:
     run = ScoreRun(func, inputs, state=state, one_request=one)
-    sent = 0
-    while (messages := run.next_messages()) is not None:
-        run.feed(run.lm.complete(messages, **run.params))
-        sent += 1
+    sent = run.complete()
     assert run.fallback is None
     return run.scores, sent
 
@@ -156,16 +153,10 @@ def test_the_token_tree_walk_chooses_as_one_request_per_option_does_in_fewer_req
 ) -> None:
     state = State(demos=demos)
     run = ScoreRun(func, inputs, state=state, one_request=False)
-    sent_each = 0
-    while (messages := run.next_messages()) is not None:
-        run.feed(run.lm.complete(messages, **run.params))
-        sent_each += 1
+    sent_each = run.complete()
     per_option = run.scores
     walk = ScoreRun(func, inputs, state=state)
-    sent = 0
-    while (messages := walk.next_messages()) is not None:
-        walk.feed(walk.lm.complete(messages, **walk.params))
-        sent += 1
+    sent = walk.complete()
     ranked = sorted(per_option.values(), reverse=True)
     assert ranked[0] - ranked[1] > CLEAR, f"not a clear case: {per_option}"
     assert max(walk.scores, key=lambda k: walk.scores[k]) == max(per_option, key=lambda k: per_option[k])

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytest
+from label_functions import make
 
 import lmprog
-from lmprog import lm_function
 from lmprog.cache import CACHE_FILENAME
 from lmprog.format import (
     LabelOption,
@@ -21,7 +21,7 @@ from lmprog.format import (
     first_token_scores,
     first_words_differ,
 )
-from lmprog.function import LMFunction, State, score_requests
+from lmprog.function import score_requests
 from lmprog.function._score import ScoreRun
 from lmprog.lm import Completion
 from lmprog.optimize.variants_budget import estimate
@@ -43,12 +43,6 @@ def sentiment(review: str) -> Literal["positive", "negative"]:
 
 def species(length: float) -> Literal["setosa", "versicolor", "virginica"]:
     """Name the species."""
-
-
-def make(fn: object, **state: object) -> LMFunction:
-    func = lm_function(fn)  # type: ignore[call-overload]
-    func.state = State(**state)  # type: ignore[arg-type]
-    return func
 
 
 def reply(token: str, logprob: float, *alternatives: tuple[str, float]) -> Completion:
@@ -181,8 +175,7 @@ def test_the_fallback_says_why() -> None:
     lm = ScriptedLM([first, spelled(("place", -3.0))], constraint="grammar", logprobs=True)
     with lmprog.context(lm=lm):
         run = ScoreRun(make(topic, decode="score"), {"question": "x"})
-        while (messages := run.next_messages()) is not None:
-            run.feed(lm.complete(messages, **run.params))
+        run.complete()
     assert run.fallback is not None and "'place'" in run.fallback
     assert run.result() == "human"
 

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from label_functions import make
 
 import lmprog
-from lmprog import lm_function
 from lmprog.errors import LMError
 from lmprog.format import (
     GRAMMAR_TOP_LOGPROBS,
@@ -24,7 +24,7 @@ from lmprog.format import (
     owners_of,
     walk_reply,
 )
-from lmprog.function import LMFunction, State, score_requests
+from lmprog.function import LMFunction, score_requests
 from lmprog.function._score import SCORE_MAX_TOKENS, ScoreRun
 from lmprog.lm import BaseLM, Completion, Messages
 from lmprog.testing import ScriptedLM
@@ -55,12 +55,6 @@ def triple(query: str) -> Literal["a_x", "a_y", "a_z"]:
     """Name it."""
 
 
-def make(fn: object, **state: object) -> LMFunction:
-    func = lm_function(fn)  # type: ignore[call-overload]
-    func.state = State(**state)  # type: ignore[arg-type]
-    return func
-
-
 def reply(*positions: Position) -> Completion:
     """A reply as llama.cpp returns it: each generated token, its logprob and its top
     alternatives (the generated token among them, as llama.cpp lists it)."""
@@ -75,8 +69,7 @@ def scored(fn: LMFunction, lm: BaseLM, **inputs: Any) -> ScoreRun:
     """A scoring call of ``fn`` on ``lm``, its requests sent one after the other."""
     with lmprog.context(lm=lm):
         scoring = ScoreRun(fn, inputs or {fn.signature.input_names[0]: "where is my card?"})
-        while (messages := scoring.next_messages()) is not None:
-            scoring.feed(lm.complete(messages, **scoring.params))
+        scoring.complete()
     return scoring
 
 
@@ -217,8 +210,7 @@ def test_one_request_false_still_sends_one_forced_request_per_option() -> None:
     lm = ScriptedLM([], constraint="grammar", logprobs=lambda m, text: -len(text) / 4)
     with lmprog.context(lm=lm):
         scoring = ScoreRun(make(intent, decode="score"), {"query": "x"}, one_request=False)
-        while (messages := scoring.next_messages()) is not None:
-            scoring.feed(lm.complete(messages, **scoring.params))
+        scoring.complete()
     assert [forced_text(c.params["grammar"]) for c in lm.calls] == list(scoring.scores)
     assert len(lm.calls) == 5 and scoring.scores["cash_withdrawal"] == -15 / 4
 

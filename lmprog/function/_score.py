@@ -186,7 +186,8 @@ class ScoreRun:
         self._pending: list[tuple[int, ...]] = []  # groups of the walk still to request
         #: why one request could not score the options (then more requests followed)
         self.fallback: str | None = None
-        nested = nested_pair(self._texts)
+        #: two options of which one begins the other: no token tells them apart (None: none)
+        self._nested = nested = nested_pair(self._texts)
         if not self._grammar:
             one = {**_BASE, "max_tokens": 1, "top_logprobs": TOP_LOGPROBS}
             self._requests = [_Request(one)]
@@ -230,6 +231,16 @@ class ScoreRun:
         params["grammar"] = choice_grammar([self._texts[k] for k in group])
         params["alternatives_for"] = self._texts
         return _Request(params, group=group)
+
+    def complete(self) -> int:
+        """Send this call's requests one after the other on its LM, synchronously and without
+        a span (content-free inputs, comparisons); returns how many were sent. A call of the
+        lm_function goes through its driver loop instead."""
+        sent = 0
+        while (messages := self.next_messages()) is not None:
+            self.feed(self.lm.complete(messages, **self.params))
+            sent += 1
+        return sent
 
     def next_messages(self) -> list[dict[str, str]] | None:
         while self._next >= len(self._requests) and self._pending:
@@ -275,7 +286,7 @@ class ScoreRun:
             why = str(e)
             logger.debug("%s: the first token cannot score the options (%s)", self.lm.model, e)
         every = tuple(range(len(self.options)))
-        if nested_pair(self._texts) is not None:
+        if self._nested is not None:
             self.fallback = why
             self._requests.extend(self._forced_requests())
         elif len(owners_of(self._texts, str(logprobs[0].get("token", "")))) == 1:
@@ -342,7 +353,6 @@ def content_free_scores(func: Any, state: State) -> list[dict[str, float]]:
     for value in CONTENT_FREE:
         inputs = {name: value for name in func.signature.input_names}
         run = ScoreRun(func, inputs, state=state)
-        while (messages := run.next_messages()) is not None:
-            run.feed(run.lm.complete(messages, **run.params))
+        run.complete()
         out.append(dict(run.scores))
     return out

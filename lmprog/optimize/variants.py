@@ -92,6 +92,15 @@ class _Tried:
     #: the weight of the retrieved demos' labels (``score`` with a pool)
     vote: float | None = None
 
+    def tags(self) -> str:
+        """What sets the variant apart beyond its layout and decoding, as the candidate's label
+        and the log show it (`` demos=retrieved prior=inputs vote=0.5``; empty for none)."""
+        return (
+            (" demos=retrieved" if self.retrieved else "")
+            + (f" prior={self.prior}" if self.prior is not None else "")
+            + (f" vote={self.vote:g}" if self.vote is not None else "")
+        )
+
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layout": self.layout, "decode": self.decode}
         if self.retrieved:
@@ -157,15 +166,11 @@ def choose_variant(
             option_scores[(variant.layout, variant.retrieved)] = _option_scores(scorable, evaluation)
         variant.score, variant.counts = evaluation.score, predicted_counts(functions, evaluation)
         variant.collapsed = is_collapsed(variant.counts, expected)
-        label = f"layout={variant.layout} decode={variant.decode}"
         result.candidates.append(
             Candidate(
                 states,
                 variant.score,
-                label=label
-                + (" demos=retrieved" if variant.retrieved else "")
-                + (f" prior={variant.prior}" if variant.prior else "")
-                + (f" vote={variant.vote:g}" if variant.vote is not None else ""),
+                label=f"layout={variant.layout} decode={variant.decode}{variant.tags()}",
                 evaluated_on=len(task.valset),
                 label_counts=variant.counts,
                 collapsed=variant.collapsed,
@@ -177,11 +182,18 @@ def choose_variant(
 
     on_retrieved = False  # the variants below are made of rescued states
 
+    def states_of(
+        made_of: dict[LMFunction[..., Any], State], layout: Layout, decode: Decode
+    ) -> dict[LMFunction[..., Any], State]:
+        """Every function's state of ``made_of`` in ``layout`` with ``decode`` (see
+        :func:`_variant_state`)."""
+        return {fn: _variant_state(fn, made_of[fn], layout, decode, fn in scorable) for fn in functions}
+
     def run(layout: Layout, decode: Decode) -> bool:
         """Measure the variant ``layout`` x ``decode`` of ``source``; False when the budget ends."""
 
         def make() -> dict[LMFunction[..., Any], State]:
-            return {fn: _variant_state(fn, source[fn], layout, decode, fn in scorable) for fn in functions}
+            return states_of(source, layout, decode)
 
         cost = estimate(task, functions, scorable, decode, repeat=(layout, on_retrieved) in option_scores)
         return measure(_Tried(layout, decode, retrieved=on_retrieved), make, cost)
@@ -199,9 +211,7 @@ def choose_variant(
         made_of = source
 
         def make() -> dict[LMFunction[..., Any], State]:
-            states = {
-                fn: _variant_state(fn, made_of[fn], layout, "score", fn in scorable) for fn in functions
-            }
+            states = states_of(made_of, layout, "score")
             for fn, sets in scores.items():
                 prior = calibration_prior(sets)
                 states[fn] = dataclasses.replace(states[fn], decode="calibrated", calibration=prior)
@@ -227,9 +237,7 @@ def choose_variant(
         for weight in VOTE_WEIGHTS:
 
             def make(weight: float = weight) -> dict[LMFunction[..., Any], State]:
-                states = {
-                    fn: _variant_state(fn, made_of[fn], layout, "score", fn in scorable) for fn in functions
-                }
+                states = states_of(made_of, layout, "score")
                 for fn in voting:
                     states[fn] = dataclasses.replace(states[fn], vote=weight)
                 return states
@@ -310,11 +318,10 @@ def _finish(
     result.details["variants"] = [t.record() for t in tried]
     if best is not base:
         logger.info(
-            "variants: layout=%s decode=%s%s%s scored %.1f",
+            "variants: layout=%s decode=%s%s scored %.1f",
             best.layout,
             best.decode,
-            " demos=retrieved" if best.retrieved else "",
-            (f" prior={best.prior}" if best.prior else "") + (f" vote={best.vote:g}" if best.vote else ""),
+            best.tags(),
             best.score or 0.0,
         )
         result.states, result.score, result.label_counts = best_states, best.score, best.counts
